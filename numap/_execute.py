@@ -1,0 +1,66 @@
+"""Evaluating one batch of items: the same code in a worker thread and a worker process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._imports import apply_imports
+
+__all__ = ["ItemFailure", "TaskSpec", "run_batch"]
+
+
+@dataclass(slots=True)
+class TaskSpec:
+    """A task's function and constant arguments, sent to a worker once."""
+
+    func: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def caller(self) -> Callable[[Any], Any]:
+        """A one-argument callable: ``func(item, *args, **kwargs)``."""
+        apply_imports(self.func)
+        func, args, kwargs = self.func, self.args, self.kwargs
+        if not args and not kwargs:
+            return func
+        return lambda item: func(item, *args, **kwargs)
+
+
+@dataclass(slots=True)
+class ItemFailure:
+    """The item at ``position`` of a batch raised ``exc``.
+
+    ``traceback`` is the formatted traceback when the failure crossed a process
+    boundary (the exception object then lost its own), else ``None``.
+    """
+
+    position: int
+    exc: BaseException
+    traceback: str | None = None
+
+
+def run_batch(call: Callable[[Any], Any], items: Iterable[Any]
+              ) -> tuple[list[Any], list[ItemFailure], float]:
+    """Evaluate ``call`` on each item, in order.
+
+    Returns the values (``None`` where an item failed), the failures and the
+    seconds spent. An exception stops nothing: evaluation resumes with the next
+    item, and no item is evaluated twice.
+    """
+    values: list[Any] = []
+    failures: list[ItemFailure] = []
+    it = iter(items)
+    began = time.perf_counter()
+    while True:
+        try:
+            # extend keeps what map produced before an exception, and the
+            # shared iterator has already moved past the failing item.
+            values.extend(map(call, it))
+            break
+        except BaseException as exc:  # noqa: BLE001 - every failure is the item's result
+            failures.append(ItemFailure(len(values), exc))
+            values.append(None)
+    return values, failures, time.perf_counter() - began

@@ -1,0 +1,336 @@
+"""``NuMap``: the public face of the scheduler, with the reference's names and meanings."""
+
+from __future__ import annotations
+
+import atexit
+import numbers
+import os
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from ._execute import TaskSpec
+from ._scheduler import Scheduler
+from ._tasks import NuMapTask, TaskState
+from .backends.base import Backend
+from .backends.process import ProcessBackend
+from .backends.thread import ThreadBackend
+
+__all__ = ["NuMap"]
+
+WORKER_TYPES: dict[str, type[Backend]] = {"process": ProcessBackend, "thread": ThreadBackend}
+
+# Items per worker in the default stride: room for batches of that many cheap items.
+_STRIDE_PER_WORKER = 1024
+
+_live: weakref.WeakSet[Scheduler] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """At interpreter exit (including after Ctrl-C), no worker is left behind."""
+    for scheduler in list(_live):
+        scheduler.stop(forced=True)
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}: {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def _remote_hosts(worker_remote: Any) -> tuple[tuple[str, int], ...]:
+    if not worker_remote:
+        return ()
+    hosts = []
+    for entry in worker_remote:
+        if (not isinstance(entry, Sequence) or isinstance(entry, str) or len(entry) != 2
+                or not isinstance(entry[0], str)):
+            raise ValueError(f"worker_remote must hold ('host[:port]', worker_num) pairs, "
+                             f"got {entry!r}")
+        hosts.append((entry[0], _positive_int("worker_remote worker_num", entry[1])))
+    return tuple(hosts)
+
+
+class NuMap:
+    """A lazy, buffered, multi-task parallel map over threads or processes.
+
+    Like ``imap`` it evaluates a function on the items of an iterable lazily;
+    unlike it, several tasks (function and iterable pairs) share one pool of
+    workers and one buffer, and a task's iterable may be the results of an
+    earlier task (chaining).
+
+    Arguments:
+
+    - ``func``, ``iterable``, ``args``, ``kwargs``: if ``func`` and ``iterable``
+      are both given, they are added as the first task and the NuMap starts
+      itself; giving only one of them is an error.
+    - ``worker_type``: ``'process'`` (the default) or ``'thread'``.
+    - ``worker_num``: how many local workers; the number of CPUs by default.
+    - ``worker_remote``: ``(('host:port', n), ...)`` remote worker servers.
+    - ``stride``: items of one task handed out before the next task's turn; also
+      the largest batch. Automatic by default (1024 per worker).
+    - ``buffer``: the most items held at once, in flight or finished and not yet
+      consumed. Automatic by default (``stride * (tasks + 1)``); at least ``stride``.
+    - ``ordered``: results in input order (``True``) or as they finish.
+    - ``skip``: when ``next`` times out, drop the late result (``True``) or keep
+      it for a later call (``False``).
+    - ``name``: a name for logs and saved pipelines; ``'numap_<id>'`` by default.
+
+    >>> from numap import NuMap
+    >>> list(NuMap(abs, [-1, -2, 3], worker_type='thread', worker_num=2))
+    [1, 2, 3]
+    """
+
+    def __init__(self, func: Callable[..., Any] | None = None, iterable: Iterable[Any] | None = None,
+                 args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+                 worker_type: str | None = None, worker_num: int | None = None,
+                 worker_remote: Sequence[tuple[str, int]] | None = None,
+                 stride: int | None = None, buffer: int | None = None, ordered: bool = True,
+                 skip: bool = False, name: str | None = None) -> None:
+        worker_type = "process" if worker_type is None else worker_type
+        if worker_type not in WORKER_TYPES:
+            raise ValueError(f"worker_type must be one of {sorted(WORKER_TYPES)}, "
+                             f"got {worker_type!r}")
+        self.worker_remote = _remote_hosts(worker_remote)
+        if worker_num is None:
+            worker_num = 0 if self.worker_remote and worker_type == "process" else _cpu_count()
+            worker_num = worker_num if self.worker_remote else max(worker_num, 1)
+        self.worker_num = _positive_int("worker_num", worker_num,
+                                        minimum=0 if self.worker_remote else 1)
+        if self.worker_remote:
+            if worker_type != "process":
+                raise ValueError("worker_remote needs worker_type='process'")
+            raise ValueError("worker_remote: remote workers are not available in this version "
+                             "of numap; use local workers (worker_num)")
+        self.worker_type = worker_type
+        self.stride = (_STRIDE_PER_WORKER * self.worker_num if stride is None
+                       else _positive_int("stride", stride))
+        self._buffer = None if buffer is None else _positive_int("buffer", buffer)
+        if self._buffer is not None and self._buffer < self.stride:
+            raise ValueError(f"buffer ({self._buffer}) must not be smaller than stride "
+                             f"({self.stride})")
+        if not isinstance(ordered, bool):
+            raise TypeError(f"ordered must be a bool, got {ordered!r}")
+        if not isinstance(skip, bool):
+            raise TypeError(f"skip must be a bool, got {skip!r}")
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r}")
+        self.ordered = ordered
+        self.skip = skip
+        self.name = name if name is not None else f"numap_{id(self)}"
+        self._tasks: list[TaskState] = []
+        self._scheduler: Scheduler | None = None
+        self._stages: set[int] = set()
+        self._start_lock = threading.Lock()
+        self._tasks_tracked: dict[int, dict[int, Any]] = {}
+        if (func is None) != (iterable is None):
+            missing = "iterable" if iterable is None else "func"
+            raise ValueError(f"NuMap: func and iterable go together; {missing} is missing")
+        if func is not None:
+            self.add_task(func, iterable, args, kwargs)
+            self.start()
+
+    # -- tasks ----------------------------------------------------------------
+
+    @property
+    def buffer(self) -> int:
+        """The most items held at once (automatic until given or started)."""
+        if self._buffer is not None:
+            return self._buffer
+        return self.stride * (len(self._tasks) + 1)
+
+    @property
+    def started(self) -> bool:
+        """True once the pool has started (stage 1)."""
+        return 1 in self._stages
+
+    def add_task(self, func: Callable[..., Any], iterable: Iterable[Any],
+                 args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+                 timeout: float | None = None, block: bool = True,
+                 track: bool = False) -> NuMapTask:
+        """Add a task: ``func(item, *args, **kwargs)`` for each item of ``iterable``.
+
+        Returns the task's result iterator, which may be the ``iterable`` of a
+        later task of this or another NuMap. ``timeout`` and ``block`` are the
+        defaults of that iterator's ``next`` (see :meth:`next`). With ``track``
+        the results (or exceptions) are also kept as ``{index: result}`` in
+        ``get_tracked(task)``.
+        """
+        if self.started:
+            raise RuntimeError(f"{self.name}: cannot add a task after start")
+        if not callable(func):
+            raise TypeError(f"add_task: func must be callable, got {func!r}")
+        upstream = None
+        source = None
+        if isinstance(iterable, NuMapTask) and iterable.numap is self:
+            upstream = iterable._state
+        else:
+            try:
+                source = iter(iterable)  # type: ignore[arg-type]
+            except TypeError:
+                raise TypeError(f"add_task: iterable must be iterable, got "
+                                f"{type(iterable).__name__}") from None
+        if args is None:
+            args = ()
+        elif isinstance(args, (str, bytes)) or not isinstance(args, Iterable):
+            raise TypeError(f"add_task: args must be a tuple, got {args!r}")
+        if kwargs is None:
+            kwargs = {}
+        elif not isinstance(kwargs, Mapping):
+            raise TypeError(f"add_task: kwargs must be a dict, got {kwargs!r}")
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+                raise TypeError(f"add_task: timeout must be a number, got {timeout!r}")
+            if timeout < 0:
+                raise ValueError(f"add_task: timeout must not be negative, got {timeout}")
+        tid = len(self._tasks)
+        state = TaskState(tid, TaskSpec(func, tuple(args), dict(kwargs)), source, upstream,
+                          timeout=timeout, block=bool(block), tracked={} if track else None)
+        if state.tracked is not None:
+            self._tasks_tracked[tid] = state.tracked
+        self._tasks.append(state)
+        return NuMapTask(self, state, timeout, bool(block))
+
+    def pop_task(self, number: int | bool) -> None:
+        """Remove the last ``number`` tasks, or all of them if ``number`` is ``True``."""
+        if self.started:
+            raise RuntimeError(f"{self.name}: cannot pop a task after start")
+        if number is True:
+            number = len(self._tasks)
+        number = _positive_int("number", number)
+        if number > len(self._tasks):
+            raise ValueError(f"pop_task: there are only {len(self._tasks)} tasks, "
+                             f"cannot pop {number}")
+        for _ in range(number):
+            state = self._tasks.pop()
+            self._tasks_tracked.pop(state.id, None)
+
+    def get_task(self, task: int = 0, timeout: float | None = None,
+                 block: bool = True) -> NuMapTask:
+        """An iterator over the results of task number ``task``."""
+        return NuMapTask(self, self._state(task), timeout, block)
+
+    def get_tracked(self, task: int = 0) -> dict[int, Any]:
+        """The ``{index: result}`` kept for a task added with ``track=True``."""
+        state = self._state(task)
+        if state.tracked is None:
+            raise ValueError(f"{self.name}: task {task} was not added with track=True")
+        return state.tracked
+
+    def _state(self, task: int) -> TaskState:
+        if isinstance(task, bool) or not isinstance(task, int):
+            raise TypeError(f"task must be an int, got {task!r}")
+        if not 0 <= task < len(self._tasks):
+            raise ValueError(f"{self.name}: there is no task {task} "
+                             f"({len(self._tasks)} tasks)")
+        return self._tasks[task]
+
+    # -- results --------------------------------------------------------------
+
+    def next(self, timeout: float | None = None, task: int = 0, block: bool = True) -> Any:
+        """The next result of task ``task``.
+
+        Raises the exception the function raised for that item (with the
+        worker's traceback), ``numap.TimeoutError`` if no result comes within
+        ``timeout`` seconds (or at once when ``block`` is false), and
+        ``StopIteration`` when the task has no more results.
+        """
+        state = self._state(task)
+        try:
+            return next(state.cur)
+        except StopIteration:
+            return self._next_chunk(state, timeout, block)
+
+    def _next_chunk(self, state: TaskState, timeout: float | None, block: bool) -> Any:
+        scheduler = self._scheduler
+        if scheduler is None:
+            raise RuntimeError(f"{self.name}: next() before start()")
+        return scheduler.next_chunk(state, timeout, block)
+
+    def __iter__(self) -> NuMapTask:
+        # A new iterator each time: the NuMap holds none of its iterators, so
+        # that it is freed (and its workers stopped) as soon as nobody uses it.
+        if not self._tasks:
+            raise RuntimeError(f"{self.name}: there is no task to iterate over")
+        first = self._tasks[0]
+        return NuMapTask(self, first, first.timeout, first.block)
+
+    def __next__(self) -> Any:
+        first = self._state(0)
+        return self.next(first.timeout, 0, first.block)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self, stages: Sequence[int] = (1, 2)) -> None:
+        """Start the workers (stage 1) and the feeding of tasks (stage 2).
+
+        Pipers that share a NuMap start it in two steps: every piper adds its
+        tasks, then stage 1 and stage 2 run once.
+        """
+        for stage in stages:
+            if stage not in (1, 2):
+                raise ValueError(f"start: stages are 1 and 2, got {stage!r}")
+        with self._start_lock:
+            if self._scheduler is not None and self._scheduler.stopping:
+                raise RuntimeError(f"{self.name}: a stopped NuMap cannot start again")
+            if 1 in stages and 1 not in self._stages:
+                if not self._tasks:
+                    raise RuntimeError(f"{self.name}: start() needs at least one task")
+                backend = WORKER_TYPES[self.worker_type](self.worker_num, None, self.name)
+                scheduler = Scheduler(
+                    backend, self._tasks, stride=self.stride, buffer=self.buffer,
+                    max_batch=max(1, self.stride // max(self.worker_num, 1)),
+                    ordered=self.ordered, skip=self.skip, name=self.name)
+                backend.sink = scheduler
+                scheduler.start_pool()
+                self._scheduler = scheduler
+                self._stages.add(1)
+                _live.add(scheduler)
+                self._finalizer = weakref.finalize(self, scheduler.stop, True)
+            if 2 in stages and 2 not in self._stages:
+                if 1 not in self._stages or self._scheduler is None:
+                    raise RuntimeError(f"{self.name}: stage 2 needs stage 1 first")
+                self._scheduler.start_feeding()
+                self._stages.add(2)
+
+    def stop(self, ends: Sequence[int] | None = None, forced: bool = False) -> None:
+        """Stop the workers and the feeding; iteration then ends.
+
+        With ``ends`` (the numbers of the tasks whose results nobody inside the
+        NuMap consumes), stopping first stops pulling inputs and waits until
+        every item already pulled has been evaluated, discarding the results of
+        those tasks. Without it, pending items are discarded at once; with
+        ``forced`` workers are terminated without waiting for them to leave.
+        """
+        scheduler = self._scheduler
+        if scheduler is None or scheduler.stopping:
+            return
+        if ends is not None:
+            ends = [self._state(t).id for t in ends]
+            if 2 in self._stages:
+                scheduler.drain(ends)
+        scheduler.stop(forced)
+        _live.discard(scheduler)
+
+    def __enter__(self) -> NuMap:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop(forced=exc_info[0] is not None)
+
+    def __repr__(self) -> str:
+        state = ("stopped" if self._scheduler is not None and self._scheduler.stopping
+                 else "started" if self.started else "new")
+        return (f"<NuMap {self.name!r} {self.worker_type} x{self.worker_num}, "
+                f"{len(self._tasks)} tasks, {state}>")

@@ -1,0 +1,399 @@
+"""Worker processes: one lane per process, each with a pipe in and a pipe out.
+
+::
+
+    caller thread          feeding thread (scheduler)        worker process i
+    -------------          --------------------------        ----------------
+    next() <- task         prepare(): pickle the batch       reader thread: inbox -> queue
+    buffers <-----+        send(): inbox i ----------------> main thread: run_batch(),
+                  |                                          outbox i --+
+                  +-- getter thread: wait() on every outbox <-----------+
+                      and every process sentinel; unpickle;
+                      Sink.done() / Sink.lost()
+
+Why one pipe pair per worker, and not one queue that all workers share: a
+worker that dies while it holds a shared queue's lock blocks every other
+worker, and nobody knows which items it held. With its own pipes the scheduler
+knows exactly which batches each worker holds, and a death costs only those.
+
+A worker's reader thread reads ahead (at most ``prefetch`` batches, which the
+scheduler guarantees), so sending never waits for a busy worker, and it sees
+the end of its inbox at once: when NuMap stops or the parent dies, the worker
+exits even in the middle of a long call.
+
+Functions travel once per task (dill); items and results are pickled by the
+C pickler with large buffers out of band (see :mod:`numap._wire`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import queue
+import select
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import multiprocess
+from multiprocess.connection import wait
+
+from .._errors import format_exception, with_remote_traceback
+from .._execute import ItemFailure, TaskSpec, run_batch
+from .._wire import Channel, Codec, Kind, decode, encode, peek, pipe
+from .base import Backend, Batch, Done, Lane, LaneLoss
+
+__all__ = ["ProcessBackend"]
+
+# How long stop() lets workers leave on their own before it terminates them.
+_GRACE = 1.0
+
+
+@dataclass(slots=True, eq=False)
+class _Worker:
+    """The parent's handles on one worker process."""
+
+    process: Any
+    inbox: Channel  # parent writes
+    outbox: Channel  # parent reads
+
+
+class ProcessBackend(Backend):
+    """``worker_type='process'``: ``workers`` processes started with ``multiprocess``."""
+
+    target_seconds: ClassVar[float] = 0.005
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._context = multiprocess.get_context("fork" if sys.platform != "win32" else None)
+        self._lanes: list[Lane] = []
+        self._batches: dict[int, Batch] = {}
+        self._task_frames: list[list[Any]] = []
+        self._wake_r, self._wake_w = os.pipe()
+        self._send_lock = threading.Lock()
+        self._stopping = False
+        self._closed = False
+        self._serial = 0
+        self._getter: threading.Thread | None = None
+
+    # -- starting -----------------------------------------------------------
+
+    def start(self, tasks: dict[int, TaskSpec]) -> list[Lane]:
+        for tid, spec in tasks.items():
+            try:
+                self._task_frames.append(encode(Kind.TASK, tid, 0, spec, codec=Codec.DILL))
+            except Exception as exc:
+                self._close_fds()
+                raise TypeError(f"task {tid}: its function {spec.func!r} cannot be sent to a "
+                                f"worker process: {exc}") from exc
+        try:
+            for _ in range(self.workers):
+                self._lanes.append(self._start_worker())
+        except BaseException:
+            self.stop(forced=True)
+            raise
+        self._getter = threading.Thread(target=self._get_results, daemon=True,
+                                        name=f"{self.name}-getter")
+        self._getter.start()
+        return list(self._lanes)
+
+    def _start_worker(self) -> Lane:
+        inbox_r, inbox_w = pipe()
+        outbox_r, outbox_w = pipe()
+        # The child closes every parent-side descriptor, so that a worker sees
+        # the end of its inbox as soon as the parent closes it or dies.
+        parent_fds = [self._wake_r, self._wake_w, inbox_w.fd, outbox_r.fd]
+        for lane in self._lanes:
+            parent_fds += [lane.handle.inbox.fd, lane.handle.outbox.fd]
+        self._serial += 1
+        name = f"{self.name}-worker-{self._serial}"
+        process = self._context.Process(
+            target=_worker_main, args=(inbox_r.fd, outbox_w.fd, parent_fds),
+            name=name, daemon=True)
+        process.start()
+        inbox_r.close()
+        outbox_w.close()
+        worker = _Worker(process, inbox_w, outbox_r)
+        lane = Lane(name, capacity=self.prefetch, handle=worker)
+        try:
+            for frame in self._task_frames:
+                inbox_w.send(frame)
+        except OSError:
+            pass  # it died at once; the getter reports it
+        return lane
+
+    def replace(self, lane: Lane) -> Lane | None:
+        if self._stopping:
+            return None
+        with self._send_lock:
+            if self._closed:
+                return None
+            new = self._start_worker()
+            self._lanes.append(new)
+        self._wake()
+        return new
+
+    # -- feeding ------------------------------------------------------------
+
+    def prepare(self, batch: Batch) -> Any:
+        try:
+            return encode(Kind.BATCH, batch.task, batch.id, batch.items)
+        except Exception:
+            pass
+        # Find the items that cannot be pickled; they fail alone.
+        for position, item in reversed(list(enumerate(batch.items))):
+            try:
+                encode(Kind.BATCH, batch.task, batch.id, [item])
+            except Exception as exc:
+                where = batch.positions[position] if batch.positions else position
+                batch.leave_out(where, TypeError(
+                    f"item {batch.start + where} of task {batch.task} cannot be sent to a "
+                    f"worker process: {exc}"))
+        return encode(Kind.BATCH, batch.task, batch.id, batch.items) if batch.items else None
+
+    def send(self, lane: Lane, batch: Batch, prepared: Any) -> None:
+        if prepared is None:  # nothing left to evaluate
+            self.sink.done(lane, Done(batch, [], [], 0.0))
+            return
+        self._batches[batch.id] = batch
+        with self._send_lock:
+            if self._closed:
+                return
+            try:
+                lane.handle.inbox.send(prepared)
+            except OSError:
+                pass  # the worker is gone: the getter sees its sentinel and reports it
+
+    # -- results ------------------------------------------------------------
+
+    def _get_results(self) -> None:
+        while not self._stopping:
+            watch: dict[Any, Lane] = {}
+            for lane in self._lanes:
+                if lane.alive:
+                    watch[lane.handle.outbox] = lane
+                    watch[lane.handle.process.sentinel] = lane
+            for ready in wait([*watch, self._wake_r]):
+                if ready == self._wake_r:
+                    os.read(self._wake_r, 4096)
+                    continue
+                lane = watch[ready]
+                if not lane.alive or self._stopping:
+                    continue
+                if ready is lane.handle.outbox:
+                    try:
+                        self._receive(lane)
+                    except (EOFError, OSError):
+                        self._lost(lane)
+                else:
+                    self._lost(lane)
+
+    def _receive(self, lane: Lane) -> None:
+        parts = lane.handle.outbox.recv()
+        try:
+            frame = decode(parts)
+        except Exception as exc:
+            # The header is plain bytes and intact; the payload is not.
+            batch = self._batches.pop(peek(parts).batch, None)
+            if batch is not None:
+                failure = ItemFailure(0, RuntimeError(
+                    f"the results of a batch could not be unpickled: {exc!r}"))
+                self.sink.done(lane, Done(batch, [None] * len(batch.items),
+                                          [_spread(failure, i) for i in range(len(batch.items))],
+                                          0.0))
+            return
+        batch = self._batches.pop(frame.batch, None)
+        if batch is None:
+            return
+        values, failures = frame.payload
+        for failure in failures:
+            with_remote_traceback(failure.exc, failure.traceback or "")
+        if values is None:  # the whole batch failed before any item ran
+            failures = [_spread(failures[0], i) for i in range(len(batch.items))]
+            values = [None] * len(batch.items)
+        self.sink.done(lane, Done(batch, values, failures, frame.seconds))
+
+    def _lost(self, lane: Lane) -> None:
+        worker: _Worker = lane.handle
+        # Results it sent before it died are still in the pipe: take them first.
+        with contextlib.suppress(EOFError, OSError):
+            while _readable(worker.outbox):
+                self._receive(lane)
+        worker.process.join(1.0)
+        code = worker.process.exitcode
+        name = None
+        if code is not None and code < 0:
+            with contextlib.suppress(ValueError):
+                name = signal.Signals(-code).name
+        if name:
+            reason = f"worker process {worker.process.pid} ({lane.name}) was killed by {name}"
+        elif code is None:
+            reason = f"worker process {worker.process.pid} ({lane.name}) stopped answering"
+        else:
+            reason = f"worker process {worker.process.pid} ({lane.name}) exited with code {code}"
+        lane.alive = False
+        with self._send_lock:
+            worker.inbox.close()
+            worker.outbox.close()
+        for batch in list(lane.outstanding):
+            self._batches.pop(batch.id, None)
+        if lane in self._lanes:
+            self._lanes.remove(lane)
+        self.sink.lost(lane, LaneLoss(reason, code, name))
+
+    # -- stopping -----------------------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+
+    def stop(self, forced: bool = False) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self._wake()
+        processes = [lane.handle.process for lane in self._lanes]
+        if forced:
+            for process in processes:
+                _signal(process, signal.SIGTERM)
+        # Closing the inboxes tells each worker to leave at once.
+        if not self._send_lock.acquire(timeout=_GRACE):
+            for process in processes:  # the feeder is stuck writing to a frozen worker
+                _signal(process, signal.SIGKILL)
+            self._send_lock.acquire()
+        try:
+            self._closed = True
+            for lane in self._lanes:
+                lane.handle.inbox.close()
+        finally:
+            self._send_lock.release()
+        _reap(processes)
+        if self._getter is not None and self._getter is not threading.current_thread():
+            self._getter.join(_GRACE)
+        for lane in self._lanes:
+            lane.handle.outbox.close()
+            lane.alive = False
+        self._lanes.clear()
+        self._batches.clear()
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+
+def _spread(failure: ItemFailure, position: int) -> ItemFailure:
+    return ItemFailure(position, failure.exc, failure.traceback)
+
+
+def _readable(channel: Channel) -> bool:
+    return bool(select.select([channel.fd], [], [], 0)[0])
+
+
+def _signal(process: Any, signum: int) -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if process.is_alive():
+            os.kill(process.pid, signum)
+
+
+def _reap(processes: list[Any]) -> None:
+    """Wait for ``processes`` to end, terminating and then killing the slow ones."""
+    for process in processes:
+        process.join(_GRACE / max(len(processes), 1))
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in processes if p.exitcode is None]
+        if not alive:
+            return
+        for process in alive:
+            _signal(process, signum)
+        for process in alive:
+            process.join(_GRACE)
+
+
+# -- the worker process ------------------------------------------------------
+
+
+def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int]) -> None:
+    """Run batches from ``inbox_fd`` and write their results to ``outbox_fd``."""
+    for fd in parent_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    # Ctrl-C goes to the whole process group: the parent handles it and stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    inbox, outbox = Channel(inbox_fd), Channel(outbox_fd)
+    frames: queue.SimpleQueue[list[memoryview]] = queue.SimpleQueue()
+
+    def read() -> None:
+        while True:
+            try:
+                frames.put(inbox.recv())
+            except (EOFError, OSError):
+                _leave()
+
+    threading.Thread(target=read, daemon=True, name="numap-reader").start()
+    calls: dict[int, Any] = {}
+    while True:
+        parts = frames.get()
+        try:
+            frame = decode(parts)
+        except Exception as exc:
+            # A batch whose items cannot be unpickled here fails as a whole.
+            head = peek(parts)
+            _send_result(outbox, head.task, head.batch, None, [_failure(0, exc)], 0.0)
+            continue
+        if frame.kind is Kind.TASK:
+            try:
+                calls[frame.task] = frame.payload.caller()
+            except Exception as exc:
+                calls[frame.task] = _failure(0, exc)
+        elif frame.kind is Kind.BATCH:
+            call = calls.get(frame.task)
+            if isinstance(call, ItemFailure):  # the task's function did not load here
+                _send_result(outbox, frame.task, frame.batch, None, [call], 0.0)
+                continue
+            values, failures, seconds = run_batch(call, frame.payload)
+            failures = [_failure(f.position, f.exc) for f in failures]
+            _send_result(outbox, frame.task, frame.batch, values, failures, seconds)
+
+
+def _leave() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
+def _failure(position: int, exc: BaseException) -> ItemFailure:
+    """An ItemFailure that is sure to cross back to the parent."""
+    tb = format_exception(exc)
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        exc = RuntimeError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}")
+    return ItemFailure(position, exc, tb)
+
+
+def _send_result(outbox: Channel, task: int, batch: int, values: list[Any] | None,
+                 failures: list[ItemFailure], seconds: float) -> None:
+    try:
+        parts = encode(Kind.RESULT, task, batch, (values, failures), seconds=seconds)
+    except Exception:
+        # Some value cannot be pickled: it becomes that item's failure.
+        assert values is not None
+        for position, value in enumerate(values):
+            try:
+                encode(Kind.RESULT, task, batch, value)
+            except Exception as exc:
+                values[position] = None
+                failures.append(_failure(position, TypeError(
+                    f"the result cannot be sent back from the worker process: {exc}")))
+        parts = encode(Kind.RESULT, task, batch, (values, failures), seconds=seconds)
+    try:
+        outbox.send(parts)
+    except OSError:
+        _leave()

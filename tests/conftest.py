@@ -1,0 +1,37 @@
+"""Shared fixtures: both backends, and a check that no test leaves a process behind."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+import psutil
+import pytest
+
+BACKENDS = ("thread", "process")
+
+
+@pytest.fixture(params=BACKENDS)
+def worker_type(request: pytest.FixtureRequest) -> str:
+    """Run the test once per backend."""
+    return request.param
+
+
+def _children() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True)
+            if p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_processes():
+    """Fail a test that leaves a worker process running."""
+    before = {p.pid for p in _children()}
+    yield
+    gc.collect()
+    deadline = time.monotonic() + 5.0
+    while True:
+        left = [p for p in _children() if p.pid not in before]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not left, f"worker processes left behind: {[p.pid for p in left]}"

@@ -1,0 +1,80 @@
+"""Module-level functions for the tests (picklable by reference in every backend)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+def double(x):
+    return 2 * x
+
+
+def add(x, y, z=0):
+    return x + y + z
+
+
+def fail_on(x, bad=(3,)):
+    if x in bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def sleepy(x, seconds=0.01):
+    time.sleep(seconds)
+    return x
+
+
+def slow_on(x, slow=0, seconds=0.5):
+    if x == slow:
+        time.sleep(seconds)
+    return x
+
+
+def jitter(x):
+    time.sleep(((x * 7919) % 5) / 1000)
+    return x
+
+
+def exit_on(x, bad=5, code=3):
+    if x == bad:
+        os._exit(code)
+    return x
+
+
+def kill_on(x, bad=5):
+    if x == bad:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def segfault_on(x, bad=5):
+    if x == bad:
+        import ctypes
+        ctypes.string_at(0)
+    return x
+
+
+def always_exit(x):
+    os._exit(1)
+
+
+def pid(x):
+    return os.getpid()
+
+
+class Counting:
+    """An iterator over ``source`` that counts how many items were taken from it."""
+
+    def __init__(self, source):
+        self.source = iter(source)
+        self.taken = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = next(self.source)
+        self.taken += 1
+        return item

@@ -1,0 +1,138 @@
+"""NuMap's arguments: defaults, validation and the rules of its lifecycle."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pytest
+
+from numap import NuMap
+from tests.helpers import double
+
+
+def test_defaults():
+    nm = NuMap()
+    assert nm.worker_type == "process"
+    assert nm.worker_num == len(os.sched_getaffinity(0))
+    assert nm.worker_remote == ()
+    assert re.fullmatch(r"numap_\d+", nm.name) and nm.name == f"numap_{id(nm)}"
+    assert nm.ordered is True and nm.skip is False
+    assert nm.stride >= 1 and nm.buffer >= nm.stride
+    assert not nm.started
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"func": double}, "iterable is missing"),
+    ({"iterable": [1]}, "func is missing"),
+    ({"worker_type": "fiber"}, "worker_type"),
+    ({"worker_num": 0}, "worker_num"),
+    ({"worker_num": -2}, "worker_num"),
+    ({"stride": 0}, "stride"),
+    ({"buffer": 0}, "buffer"),
+    ({"stride": 4, "buffer": 2}, r"buffer \(2\) must not be smaller than stride \(4\)"),
+    ({"worker_remote": [("localhost",)]}, "worker_remote"),
+    ({"worker_remote": [("localhost:6666", 2)]}, "worker_remote"),
+    ({"worker_remote": [("localhost", 2)], "worker_type": "thread"}, "worker_remote"),
+])
+def test_bad_values_raise_value_error_naming_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        NuMap(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"worker_num": "2"}, "worker_num"),
+    ({"worker_num": True}, "worker_num"),
+    ({"stride": 1.5}, "stride"),
+    ({"buffer": "8"}, "buffer"),
+    ({"ordered": 1}, "ordered"),
+    ({"skip": "no"}, "skip"),
+    ({"name": 3}, "name"),
+])
+def test_bad_types_raise_type_error_naming_the_argument(kwargs, message):
+    with pytest.raises(TypeError, match=message):
+        NuMap(**kwargs)
+
+
+def test_add_task_checks_its_arguments():
+    nm = NuMap(worker_type="thread", worker_num=1)
+    with pytest.raises(TypeError, match="func must be callable"):
+        nm.add_task(42, [1])
+    with pytest.raises(TypeError, match="iterable must be iterable"):
+        nm.add_task(double, 42)
+    with pytest.raises(TypeError, match="args must be a tuple"):
+        nm.add_task(double, [1], args=5)
+    with pytest.raises(TypeError, match="kwargs must be a dict"):
+        nm.add_task(double, [1], kwargs=[1])
+    with pytest.raises(ValueError, match="timeout must not be negative"):
+        nm.add_task(double, [1], timeout=-1)
+    with pytest.raises(TypeError, match="timeout must be a number"):
+        nm.add_task(double, [1], timeout="1")
+
+
+def test_task_changes_after_start_raise_runtime_error():
+    with NuMap(double, [1, 2], worker_type="thread", worker_num=1) as nm:
+        with pytest.raises(RuntimeError, match="cannot add a task after start"):
+            nm.add_task(double, [3])
+        with pytest.raises(RuntimeError, match="cannot pop a task after start"):
+            nm.pop_task(1)
+        assert list(nm) == [2, 4]
+
+
+def test_next_before_start_raises_runtime_error():
+    nm = NuMap(worker_type="thread", worker_num=1)
+    task = nm.add_task(double, [1])
+    with pytest.raises(RuntimeError, match=r"next\(\) before start"):
+        nm.next()
+    with pytest.raises(RuntimeError, match=r"next\(\) before start"):
+        next(task)
+
+
+def test_start_needs_a_task_and_valid_stages():
+    nm = NuMap(worker_type="thread", worker_num=1)
+    with pytest.raises(RuntimeError, match="at least one task"):
+        nm.start()
+    nm.add_task(double, [1])
+    with pytest.raises(ValueError, match="stages"):
+        nm.start(stages=(3,))
+    with pytest.raises(RuntimeError, match="stage 2 needs stage 1"):
+        nm.start(stages=(2,))
+
+
+def test_pop_task():
+    nm = NuMap(worker_type="thread", worker_num=1)
+    for i in range(3):
+        nm.add_task(double, [i])
+    nm.pop_task(1)
+    with pytest.raises(ValueError, match="only 2 tasks"):
+        nm.pop_task(3)
+    nm.pop_task(True)
+    with pytest.raises(RuntimeError, match="at least one task"):
+        nm.start()
+    nm.add_task(double, [5])
+    nm.start()
+    assert list(nm) == [10]
+    nm.stop()
+
+
+def test_get_task_rejects_unknown_tasks():
+    nm = NuMap(worker_type="thread", worker_num=1)
+    nm.add_task(double, [1])
+    with pytest.raises(ValueError, match="no task 1"):
+        nm.get_task(1)
+    with pytest.raises(TypeError, match="task must be an int"):
+        nm.get_task("0")
+    with pytest.raises(ValueError, match="was not added with track=True"):
+        nm.get_tracked(0)
+
+
+def test_a_stopped_numap_cannot_start_again():
+    nm = NuMap(double, [1], worker_type="thread", worker_num=1)
+    nm.stop()
+    with pytest.raises(RuntimeError, match="cannot start again"):
+        nm.start()
+
+
+def test_repr_names_the_numap():
+    nm = NuMap(worker_type="thread", worker_num=2, name="mine")
+    assert "'mine'" in repr(nm) and "thread x2" in repr(nm) and "new" in repr(nm)

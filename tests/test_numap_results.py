@@ -1,0 +1,198 @@
+"""What NuMap returns: the same as map, in order or as finished, over one or many tasks."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from numap import NuMap
+from tests.helpers import Counting, add, double, jitter, sleepy
+
+
+def test_one_task_equals_map(worker_type):
+    data = list(range(1000))
+    assert list(NuMap(double, data, worker_type=worker_type, worker_num=2)) == list(
+        map(double, data))
+
+
+def test_lambda_and_closure_work_in_any_backend(worker_type):
+    offset = 10
+    with NuMap(lambda x: x + offset, range(5), worker_type=worker_type, worker_num=2) as nm:
+        assert list(nm) == [10, 11, 12, 13, 14]
+
+
+def test_args_and_kwargs(worker_type):
+    nm = NuMap(worker_type=worker_type, worker_num=2)
+    nm.add_task(add, range(4), args=(10,), kwargs={"z": 100})
+    nm.start()
+    assert list(nm) == [110, 111, 112, 113]
+    nm.stop()
+
+
+def test_empty_input(worker_type):
+    assert list(NuMap(double, [], worker_type=worker_type, worker_num=2)) == []
+
+
+def test_ordered_false_gives_every_result(worker_type):
+    data = range(60)
+    with NuMap(jitter, data, worker_type=worker_type, worker_num=3, ordered=False,
+               stride=3) as nm:
+        out = list(nm)
+    assert sorted(out) == list(data)
+
+
+def test_ordered_results_follow_the_input_despite_jitter(worker_type):
+    with NuMap(jitter, range(60), worker_type=worker_type, worker_num=3, stride=3) as nm:
+        assert list(nm) == list(range(60))
+
+
+def test_unordered_results_come_as_they_finish():
+    # item 0 sleeps, item 1 does not: with ordered=False item 1 comes first
+    nm = NuMap(worker_type="thread", worker_num=2, ordered=False, stride=2)
+    nm.add_task(lambda x: sleepy(x, 0.5 if x == 0 else 0), [0, 1])
+    nm.start()
+    assert nm.next(timeout=5) == 1
+    assert nm.next(timeout=5) == 0
+    nm.stop()
+
+
+@pytest.mark.parametrize("stride, buffer", [(1, 1), (1, 3), (2, 2), (5, 7), (64, 64)])
+def test_any_stride_and_buffer(worker_type, stride, buffer):
+    with NuMap(double, range(50), worker_type=worker_type, worker_num=2,
+               stride=stride, buffer=buffer) as nm:
+        assert list(nm) == [2 * i for i in range(50)]
+
+
+def test_many_tasks_share_one_pool(worker_type):
+    nm = NuMap(worker_type=worker_type, worker_num=2, stride=4)
+    t0 = nm.add_task(double, range(20))
+    t1 = nm.add_task(add, range(20), args=(1,))
+    t2 = nm.add_task(str, range(20))
+    nm.start()
+    out = list(zip(t0, t1, t2))
+    nm.stop()
+    assert out == [(2 * i, i + 1, str(i)) for i in range(20)]
+
+
+def test_get_task_and_next_with_task_number(worker_type):
+    nm = NuMap(worker_type=worker_type, worker_num=2)
+    nm.add_task(double, range(3))
+    nm.add_task(add, range(3), args=(100,))
+    nm.start()
+    assert [nm.next(task=1) for _ in range(3)] == [100, 101, 102]
+    assert list(nm.get_task(0)) == [0, 2, 4]
+    with pytest.raises(StopIteration):
+        nm.next(task=1)
+    nm.stop()
+
+
+def test_chained_tasks_on_one_numap(worker_type):
+    nm = NuMap(worker_type=worker_type, worker_num=2, stride=8)
+    first = nm.add_task(double, range(100))
+    second = nm.add_task(add, first, args=(1,))
+    third = nm.add_task(str, second)
+    nm.start()
+    assert list(third) == [str(2 * i + 1) for i in range(100)]
+    nm.stop()
+
+
+def test_chained_tasks_across_numaps():
+    with NuMap(worker_type="process", worker_num=2) as up, \
+            NuMap(worker_type="thread", worker_num=2) as down:
+        first = up.add_task(double, range(50))
+        up.start()
+        down.add_task(add, first, args=(1,))
+        down.start()
+        assert list(down) == [2 * i + 1 for i in range(50)]
+
+
+def test_two_stage_start(worker_type):
+    nm = NuMap(worker_type=worker_type, worker_num=1)
+    nm.add_task(double, [1, 2])
+    nm.start(stages=(1,))
+    assert nm.started
+    got = []
+    consumer = threading.Thread(target=lambda: got.extend(nm))
+    consumer.start()  # blocks until stage 2
+    consumer.join(0.2)
+    assert consumer.is_alive() and got == []
+    nm.start(stages=(2,))
+    consumer.join(10)
+    assert got == [2, 4]
+    nm.stop()
+
+
+def test_track_keeps_index_to_result(worker_type):
+    nm = NuMap(worker_type=worker_type, worker_num=2)
+    nm.add_task(double, range(10), track=True)
+    nm.start()
+    assert list(nm) == [2 * i for i in range(10)]
+    assert nm.get_tracked(0) == {i: 2 * i for i in range(10)}
+    assert nm._tasks_tracked[0] is nm.get_tracked(0)
+    nm.stop()
+
+
+def test_track_keeps_exceptions_too():
+    nm = NuMap(worker_type="thread", worker_num=1)
+    nm.add_task(lambda x: 1 / x, [1, 0, 2], track=True)
+    nm.start()
+    assert nm.next() == 1.0
+    with pytest.raises(ZeroDivisionError):
+        nm.next()
+    assert nm.next() == 0.5
+    tracked = nm.get_tracked()
+    assert tracked[0] == 1.0 and isinstance(tracked[1], ZeroDivisionError)
+    nm.stop()
+
+
+def test_input_is_pulled_only_as_the_buffer_frees(worker_type):
+    source = Counting(itertools.count())
+    nm = NuMap(worker_type=worker_type, worker_num=2, stride=4, buffer=16)
+    nm.add_task(double, source)
+    nm.start()
+    for taken in range(1, 2000):
+        assert nm.next(timeout=10) == 2 * (taken - 1)
+        assert source.taken <= taken + 16
+    nm.stop()
+
+
+def test_endless_input_with_default_settings_stays_bounded(worker_type):
+    source = Counting(itertools.count())
+    nm = NuMap(double, source, worker_type=worker_type, worker_num=2)
+    for _ in itertools.islice(nm, 50_000):
+        pass
+    assert source.taken <= 50_000 + nm.buffer
+    nm.stop()
+
+
+def test_iterating_a_numap_iterates_task_zero(worker_type):
+    nm = NuMap(double, range(3), worker_type=worker_type, worker_num=1)
+    assert next(nm) == 0
+    assert list(iter(nm)) == [2, 4]
+    nm.stop()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.lists(st.integers(-1000, 1000), max_size=200),
+       stride=st.integers(1, 16), extra=st.integers(0, 16), ordered=st.booleans())
+def test_property_same_results_as_map_threads(data, stride, extra, ordered):
+    with NuMap(double, data, worker_type="thread", worker_num=3, stride=stride,
+               buffer=stride + extra, ordered=ordered) as nm:
+        out = list(nm)
+    expected = list(map(double, data))
+    assert out == expected if ordered else sorted(out) == sorted(expected)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.lists(st.integers(), max_size=300), stride=st.integers(1, 64),
+       ordered=st.booleans())
+def test_property_same_results_as_map_processes(data, stride, ordered):
+    with NuMap(double, data, worker_type="process", worker_num=2, stride=stride,
+               ordered=ordered) as nm:
+        out = list(nm)
+    expected = list(map(double, data))
+    assert out == expected if ordered else sorted(out) == sorted(expected)
