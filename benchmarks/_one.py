@@ -140,7 +140,9 @@ class GiveUp:
         self.sampler: PeakRss | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, reason: str, sampler: PeakRss | None = None) -> None:
+    def __call__(
+        self, reason: str, sampler: PeakRss | None = None, status: str = "limit"
+    ) -> None:
         if not self._lock.acquire(blocking=False):
             return
         sampler = sampler or self.sampler
@@ -148,7 +150,7 @@ class GiveUp:
         emit(
             {
                 **self.base,
-                "status": "limit",
+                "status": status,
                 "error": reason,
                 "elapsed_s": sampler.running_s() if sampler else None,
                 "rss_self_peak": own,
@@ -212,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     sampler.start()
     if args.deadline is not None:
-        timer = threading.Timer(args.deadline, give_up, (f"no result after {args.deadline:g} s",))
+        timer = threading.Timer(
+            args.deadline, give_up, (f"no result after {args.deadline:g} s", None, "timeout")
+        )
         timer.daemon = True
         timer.start()
     try:

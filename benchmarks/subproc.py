@@ -114,6 +114,11 @@ def run_child(
             timed_out = True
             kill_group(proc.pid)
             proc.wait()
+        except BaseException:
+            # Ctrl-C or similar: the child sits in its own session, take it down too.
+            kill_group(proc.pid)
+            proc.wait()
+            raise
         wall = time.perf_counter() - t0
         leftovers = reap_group(proc.pid, 0.0 if timed_out else grace_s)
         out.seek(0)

@@ -1,0 +1,52 @@
+"""Command line of the benchmark runner: ``python -m benchmarks SUITE [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.scenarios import SCENARIOS
+
+SUITES = ("numap",)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and validate the command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure NuMap and its peers side by side; print markdown tables.",
+    )
+    parser.add_argument("suite", choices=SUITES, help="benchmark suite to run")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N", help="repeats (default 3)")
+    parser.add_argument(
+        "--only",
+        default="",
+        metavar="SCENARIO",
+        help=f"comma-separated scenarios to run (of: {', '.join(SCENARIOS)})",
+    )
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write raw results")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    only = tuple(name.strip() for name in args.only.split(",") if name.strip())
+    unknown = [name for name in only if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    args.only = only
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point."""
+    args = parse_args(argv)
+    from benchmarks.suite_numap import Settings, run_suite
+
+    run_suite(Settings(quick=args.quick, repeat=args.repeat, only=args.only, json_path=args.json))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

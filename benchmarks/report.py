@@ -1,0 +1,291 @@
+"""Turn suite results (the ``--json`` output) into the markdown used in docs.
+
+``to_markdown(results)`` renders the machine lines and one table per
+scenario.  It only reads the plain JSON structure written by
+:mod:`benchmarks.suite_numap`, so it works on a saved file::
+
+    import json
+    from benchmarks.report import to_markdown
+    print(to_markdown(json.load(open("results.json"))))
+
+or from the command line: ``python -m benchmarks.report results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.machine import machine_line, packages_line
+
+MIB = 1024 * 1024
+
+STATUS_TEXT = {
+    "timeout": "timeout",
+    "limit": "gave up",
+    "error": "error",
+    "wrong": "wrong results",
+    "skipped": "skipped",
+    "not_run": "not run",
+}
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    """Markdown of a whole suite run: header lines, then one table per scenario."""
+    parts = [header_markdown(results)]
+    parts.extend(scenario_markdown(s) for s in results.get("scenarios", []))
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def header_markdown(results: dict[str, Any]) -> str:
+    """Machine, library and run-settings lines."""
+    machine = results.get("machine", {})
+    lines = [f"# Benchmark suite `{results.get('suite', '?')}`", ""]
+    if machine:
+        lines.append(machine_line(machine) + "  ")
+        pkgs = packages_line(machine)
+        if pkgs:
+            lines.append(pkgs + "  ")
+    mode = "quick (smoke-test sizes)" if results.get("quick") else "full"
+    lines.append(
+        f"Run: {mode}; best of {results.get('repeat')} repeats, run round robin, "
+        "each measurement in a fresh subprocess; times include pool start-up, "
+        "exclude imports and pool teardown."
+    )
+    calib = results.get("calibration")
+    if calib:
+        lines.append(
+            f"CPU item calibrated to {calib['burn_item_s'] * 1000:.2f} ms "
+            f"({calib['burn_loops']:,} loop steps)."
+        )
+    skipped = results.get("unavailable", {})
+    for key, reason in sorted(skipped.items()):
+        lines.append(f"Note: contender `{key}` skipped: {reason}.")
+    return "\n".join(lines)
+
+
+def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Best run, spread and status of a row's runs at one size."""
+    ok = [r for r in runs if r.get("status") == "ok"]
+    notes = sorted({n for r in runs for n in r.get("notes", [])})
+    if not ok:
+        first = runs[0] if runs else {"status": "not_run"}
+        return {"status": first.get("status"), "best": None, "runs": len(runs), "notes": notes,
+                "error": first.get("error", ""), "run": first}
+    timed = [r for r in ok if r.get("throughput")]
+    if timed:
+        best = max(timed, key=lambda r: r["throughput"])
+        worst = min(r["throughput"] for r in timed)
+        spread = (best["throughput"] - worst) / best["throughput"]
+    else:
+        best = min(ok, key=lambda r: r.get("rss_tree_peak") or 0)
+        spread = None
+    return {"status": "ok", "best": best, "runs": len(ok), "spread": spread, "notes": notes,
+            "error": "", "run": best}
+
+
+def fmt_rate(value: float | None) -> str:
+    """Throughput with thousands separators and about three significant digits."""
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    """A ratio such as ``1.23x``."""
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def fmt_mib(value: float | None) -> str:
+    """Bytes as MiB."""
+    return "-" if value is None else f"{value / MIB:,.0f} MiB"
+
+
+def status_cell(summary: dict[str, Any], row: dict[str, Any], timeout_s: float | None) -> str:
+    """Table cell for a row that produced no valid measurement."""
+    status = summary["status"]
+    if row.get("never_returns") and status in ("timeout", "limit"):
+        return f"never returned (> {timeout_s:g} s)" if timeout_s else "never returned"
+    if status == "timeout" and timeout_s:
+        return f"timeout (> {timeout_s:g} s)"
+    return STATUS_TEXT.get(status, str(status))
+
+
+def row_notes(row: dict[str, Any], size: int | None, summary: dict[str, Any] | None) -> str:
+    """Notes column: chosen chunksize, ordering, failures, stragglers."""
+    notes: list[str] = []
+    if row.get("skipped"):
+        return row["skipped"]
+    if row.get("sweep") and size is not None:
+        chosen = row.get("chosen", {}).get(str(size))
+        if chosen is not None:
+            tried = ", ".join(str(c) for c in row.get("sweep_results", {}).get(str(size), {}))
+            notes.append(f"chunksize={chosen} (tried {tried})")
+    if not row.get("ordered", True):
+        notes.append("results unordered")
+    notes.extend(row.get("notes", []))
+    if summary is not None:
+        if summary.get("error"):
+            notes.append(str(summary["error"]).splitlines()[0][:160])
+        notes.extend(summary.get("notes", []))
+    return "; ".join(dict.fromkeys(notes))
+
+
+def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A markdown table; the first column is left aligned, the others right."""
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 2) + [":---"]) + "|")
+    lines.extend("| " + " | ".join(cells) + " |" for cells in body)
+    return "\n".join(lines)
+
+
+def scenario_markdown(scenario: dict[str, Any]) -> str:
+    """Heading and table of one scenario."""
+    if scenario.get("unit") == "memory":
+        return memory_markdown(scenario)
+    return throughput_markdown(scenario)
+
+
+def _row_by_key(scenario: dict[str, Any], key: str) -> dict[str, Any] | None:
+    for row in scenario["rows"]:
+        if row["key"] == key:
+            return row
+    return None
+
+
+def _best_throughput(row: dict[str, Any] | None, size: int) -> float | None:
+    if row is None:
+        return None
+    best = summarize(row.get("sizes", {}).get(str(size), {}).get("runs", []))["best"]
+    return None if best is None else best.get("throughput")
+
+
+def throughput_markdown(scenario: dict[str, Any]) -> str:
+    """Table of a throughput scenario (items/s or MiB/s)."""
+    size = scenario["sizes"][0]
+    unit = scenario["unit"]
+    base_row = _row_by_key(scenario, scenario["baseline"])
+    base = _best_throughput(base_row, size)
+    extras = [(k, _row_by_key(scenario, k)) for k in scenario.get("extra_baselines", [])]
+    ideal = scenario.get("ideal")
+    header = ["Contender", unit, f"vs {base_row['label'] if base_row else scenario['baseline']}"]
+    header += [f"vs {row['label'] if row else key}" for key, row in extras]
+    if ideal:
+        header.append(f"% of ideal {fmt_rate(ideal)} {unit}")
+    header += ["spread", "peak RSS parent / tree", "notes"]
+    body = []
+    for row in scenario["rows"]:
+        runs = row.get("sizes", {}).get(str(size), {}).get("runs", [])
+        summary = summarize(runs) if runs else None
+        cells = [row["label"]]
+        if row.get("skipped") or summary is None:
+            cells.append("skipped" if row.get("skipped") else "not run")
+            cells += ["-"] * (len(header) - 3)
+            cells.append(row_notes(row, size, summary))
+            body.append(cells)
+            continue
+        best = summary["best"]
+        if best is None:
+            cells.append(status_cell(summary, row, scenario.get("timeout_s")))
+            cells += ["-"] * (len(header) - 3)
+            cells.append(row_notes(row, size, summary))
+            body.append(cells)
+            continue
+        value = best["throughput"]
+        cells.append(fmt_rate(value))
+        cells.append(fmt_ratio(value / base if base else None))
+        for _, extra_row in extras:
+            other = _best_throughput(extra_row, size)
+            cells.append(fmt_ratio(value / other if other else None))
+        if ideal:
+            cells.append(f"{100 * value / ideal:.0f}%")
+        spread = summary.get("spread")
+        cells.append(f"{100 * spread:.0f}% of {summary['runs']}" if spread is not None else "-")
+        cells.append(f"{fmt_mib(best.get('rss_self_peak'))} / {fmt_mib(best.get('rss_tree_peak'))}")
+        cells.append(row_notes(row, size, summary))
+        body.append(cells)
+    title = (
+        f"## `{scenario['name']}`: {scenario['title']}\n\n"
+        f"N = {size:,} items, {scenario['workers']} workers, best of "
+        f"{scenario.get('repeats', '?')} repeats; spread = (best - worst) / best."
+    )
+    return title + "\n\n" + _table(header, body)
+
+
+def memory_markdown(scenario: dict[str, Any]) -> str:
+    """Table of the memory scenario: peaks per N, pulled-ahead counts, ratios."""
+    sizes: list[int] = scenario["sizes"]
+    header = ["Contender"]
+    for n in sizes:
+        header += [f"parent peak N={n:,}", f"tree peak N={n:,}", f"pulled ahead N={n:,}"]
+    if len(sizes) > 1:
+        a, b = sizes[0], sizes[-1]
+        header += [f"parent {b:,}/{a:,}", f"tree {b:,}/{a:,}", f"time N={b:,}"]
+    header.append("notes")
+    body = []
+    for row in scenario["rows"]:
+        cells = [row["label"]]
+        if row.get("skipped"):
+            cells += ["skipped"] + ["-"] * (len(header) - 3) + [row["skipped"]]
+            body.append(cells)
+            continue
+        summaries = {}
+        notes = []
+        for n in sizes:
+            runs = row.get("sizes", {}).get(str(n), {}).get("runs", [])
+            summary = summarize(runs) if runs else {"status": "not_run", "best": None,
+                                                    "notes": [], "error": "", "run": {}}
+            summaries[n] = summary
+            best = summary["best"]
+            if best is None:
+                cell = status_cell(summary, row, scenario.get("never_returns_timeout_s")
+                                   if row.get("never_returns") else scenario.get("timeout_s"))
+                run = summary.get("run") or {}
+                cells += [cell, f"({fmt_mib(run.get('rss_tree_peak'))} when stopped)"
+                          if run.get("rss_tree_peak") else "-", "-"]
+            else:
+                ahead = best.get("pulled_ahead")
+                cells += [fmt_mib(best.get("rss_self_peak")), fmt_mib(best.get("rss_tree_peak")),
+                          "-" if ahead is None else f"{ahead:,}"]
+            note = row_notes(row, None, summary)
+            if note:
+                notes.append(note if len(sizes) == 1 else f"N={n:,}: {note}")
+        if len(sizes) > 1:
+            lo, hi = summaries[sizes[0]]["best"], summaries[sizes[-1]]["best"]
+            for field in ("rss_self_peak", "rss_tree_peak"):
+                if lo and hi and lo.get(field) and hi.get(field):
+                    cells.append(fmt_ratio(hi[field] / lo[field]))
+                else:
+                    cells.append("-")
+            cells.append(f"{hi['elapsed_s']:.2f} s" if hi else "-")
+        cells.append("; ".join(dict.fromkeys(notes)))
+        body.append(cells)
+    title = (
+        f"## `{scenario['name']}`: {scenario['title']}\n\n"
+        "Peak RSS of the measuring process (parent, exact `ru_maxrss`) and of it plus "
+        "all its workers (tree, summed RSS sampled every 10 ms); pulled ahead = input "
+        "items taken from the endless iterator beyond N when the N-th result arrived. "
+        f"One measurement per contender and N."
+    )
+    return title + "\n\n" + _table(header, body)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m benchmarks.report RESULTS.json``: print the markdown."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m benchmarks.report RESULTS.json", file=sys.stderr)
+        return 2
+    with open(args[0], encoding="utf-8") as fh:
+        print(to_markdown(json.load(fh)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

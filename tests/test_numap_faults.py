@@ -1,0 +1,99 @@
+"""A worker process that dies is detected, its item fails clearly, the others are run again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from numap import BrokenPoolError, NuMap, WorkerLostError
+from tests.helpers import always_exit, exit_on, kill_on, segfault_on, sleepy
+
+
+def _collect(nm, n):
+    out = []
+    for _ in range(n):
+        try:
+            out.append(nm.next(timeout=30))
+        except WorkerLostError as exc:
+            out.append(exc)
+    return out
+
+
+@pytest.mark.parametrize("func, expected", [
+    (exit_on, "exited with code 3"),
+    (kill_on, "was killed by SIGKILL"),
+    (segfault_on, "was killed by SIGSEGV"),
+])
+def test_the_item_that_kills_its_worker_fails_and_the_rest_goes_on(func, expected):
+    nm = NuMap(func, range(40), worker_num=2)
+    out = _collect(nm, 40)
+    with pytest.raises(StopIteration):
+        nm.next(timeout=30)
+    nm.stop()
+    assert [x for i, x in enumerate(out) if i != 5] == [i for i in range(40) if i != 5]
+    error = out[5]
+    assert isinstance(error, WorkerLostError) and isinstance(error, RuntimeError)
+    assert expected in str(error) and "item 5 of task 0" in str(error)
+    assert error.index == 5 and error.task == 0
+
+
+def test_a_death_inside_a_large_batch_reruns_its_other_items():
+    # Cheap items grow batches to hundreds of items; the killer sits deep inside one.
+    nm = NuMap(exit_on, range(20_000), kwargs={"bad": 15_000}, worker_num=2)
+    out = _collect(nm, 20_000)
+    nm.stop()
+    assert isinstance(out[15_000], WorkerLostError)
+    assert out[:15_000] == list(range(15_000))
+    assert out[15_001:] == list(range(15_001, 20_000))
+
+
+def test_a_worker_killed_from_outside_is_replaced():
+    nm = NuMap(sleepy, range(30), kwargs={"seconds": 0.05}, worker_num=2)
+    assert nm.next(timeout=30) == 0
+    workers = psutil.Process().children()
+    assert len(workers) == 2
+    os.kill(workers[0].pid, signal.SIGKILL)
+    out = _collect(nm, 29)
+    nm.stop()
+    lost = [x for x in out if isinstance(x, WorkerLostError)]
+    assert len(lost) <= 1  # the item it was running, if any
+    assert [x for x in out if not isinstance(x, WorkerLostError)] == [
+        i for i in range(1, 30) if not lost or i != lost[0].index]
+
+
+def test_a_pool_whose_workers_always_die_breaks_instead_of_hanging():
+    nm = NuMap(always_exit, range(1000), worker_num=2)
+    errors = set()
+    began = time.monotonic()
+    while True:
+        try:
+            nm.next(timeout=30)
+        except StopIteration:
+            break
+        except (WorkerLostError, BrokenPoolError) as exc:
+            errors.add(type(exc))
+            if isinstance(exc, BrokenPoolError):
+                break
+    nm.stop()
+    assert BrokenPoolError in errors
+    assert time.monotonic() - began < 60
+
+
+def test_chained_tasks_survive_a_worker_death():
+    nm = NuMap(worker_num=2, stride=16)
+    first = nm.add_task(exit_on, range(100), kwargs={"bad": 50})
+    nm.add_task(str, first)
+    nm.start()
+    out = []
+    second = nm.get_task(1)
+    for _ in range(100):
+        try:
+            out.append(next(second))
+        except WorkerLostError:
+            out.append(None)
+    nm.stop()
+    assert out == [None if i == 50 else str(i) for i in range(100)]

@@ -1,0 +1,157 @@
+"""Stopping: stop(), a with block, garbage collection and Ctrl-C leave no process behind."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from numap import NuMap
+from tests.helpers import Counting, double, pid, sleepy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _workers() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children() if p.status() != psutil.STATUS_ZOMBIE]
+
+
+def _gone(pids, seconds=10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_stop_ends_the_workers_even_in_a_long_call():
+    nm = NuMap(sleepy, range(10), kwargs={"seconds": 60}, worker_num=2)
+    time.sleep(0.3)
+    pids = [p.pid for p in _workers()]
+    assert len(pids) == 2
+    began = time.monotonic()
+    nm.stop()
+    assert time.monotonic() - began < 10
+    assert _gone(pids)
+    with pytest.raises(StopIteration):
+        nm.next()
+
+
+def test_stop_twice_is_harmless(worker_type):
+    nm = NuMap(double, range(5), worker_type=worker_type, worker_num=1)
+    nm.stop()
+    nm.stop(forced=True)
+
+
+def test_with_block_stops_on_exit_and_on_error():
+    with NuMap(pid, range(4), worker_num=2) as nm:
+        pids = set(nm)
+    assert len(pids) >= 1 and _gone(pids)
+    with pytest.raises(KeyError):
+        with NuMap(pid, range(4), worker_num=2) as nm:
+            pids = {nm.next(timeout=10)}
+            raise KeyError("boom")
+    assert _gone(pids)
+
+
+def test_garbage_collection_stops_the_workers():
+    nm = NuMap(pid, range(100), worker_num=2)
+    pids = {nm.next(timeout=10)}
+    del nm
+    gc.collect()
+    assert _gone(pids)
+
+
+def test_dropping_the_iterator_of_a_finished_run_stops_the_workers():
+    pids = set(NuMap(pid, range(50), worker_num=2))
+    assert _gone(pids)
+
+
+def test_stop_with_ends_evaluates_what_was_pulled_and_no_more(worker_type):
+    source = Counting(range(10_000))
+    seen = []
+    nm = NuMap(worker_type=worker_type, worker_num=2, stride=4, buffer=8)
+    nm.add_task(double, source)
+    nm.start()
+    seen.append(nm.next(timeout=10))
+    time.sleep(0.1)
+    taken = source.taken
+    nm.stop(ends=[0])
+    assert source.taken == taken <= 1 + 8 + 4
+    with pytest.raises(StopIteration):
+        nm.next()
+    assert seen == [0]
+
+
+def _run_script(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _worker_pids(proc: subprocess.Popen) -> list[int]:
+    line = proc.stdout.readline()
+    assert line.startswith("pids"), line + proc.stderr.read()
+    return [int(p) for p in line.split()[1:]]
+
+
+SCRIPT = """
+    import os, sys, time, psutil
+    from numap import NuMap
+
+    def work(x):  # defined in __main__: travels by value
+        time.sleep(60)
+        return x
+
+    nm = NuMap(work, range(100), worker_num=2)
+    time.sleep(0.5)
+    print("pids", *[p.pid for p in psutil.Process().children()], flush=True)
+    nm.next()
+"""
+
+
+def test_ctrl_c_leaves_no_worker_behind():
+    proc = _run_script(SCRIPT)
+    try:
+        pids = _worker_pids(proc)
+        assert len(pids) == 2
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert "KeyboardInterrupt" in err
+        assert _gone(pids)
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_workers_leave_when_the_parent_is_killed():
+    proc = _run_script(SCRIPT)
+    try:
+        pids = _worker_pids(proc)
+        proc.kill()
+        proc.communicate()
+        assert _gone(pids)
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def test_functions_defined_in_main_work_in_processes():
+    proc = _run_script("""
+        from numap import NuMap
+        def square(x):
+            return x * x
+        print(list(NuMap(square, range(5), worker_num=2)))
+        print(list(NuMap(lambda x: -x, range(3), worker_num=2)))
+    """)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.split("\n")[:2] == ["[0, 1, 4, 9, 16]", "[0, -1, -2]"]
