@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmarks.registry import CONTENDERS
 from benchmarks.scenarios import SCENARIOS
 
 SUITES = ("numap",)
@@ -28,6 +29,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"comma-separated scenarios to run (of: {', '.join(SCENARIOS)})",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write raw results")
+    parser.add_argument(
+        "--exclude",
+        default="",
+        metavar="CONTENDER",
+        help=f"comma-separated contenders to leave out (of: {', '.join(CONTENDERS)})",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -36,6 +43,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     args.only = only
+    exclude = tuple(key.strip() for key in args.exclude.split(",") if key.strip())
+    unknown = [key for key in exclude if key not in CONTENDERS]
+    if unknown:
+        parser.error(f"unknown contender(s): {', '.join(unknown)}")
+    args.exclude = exclude
     return args
 
 
@@ -44,7 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from benchmarks.suite_numap import Settings, run_suite
 
-    run_suite(Settings(quick=args.quick, repeat=args.repeat, only=args.only, json_path=args.json))
+    settings = Settings(
+        quick=args.quick,
+        repeat=args.repeat,
+        only=args.only,
+        json_path=args.json,
+        exclude=args.exclude,
+    )
+    run_suite(settings)
     return 0
 
 

@@ -55,6 +55,7 @@ class Settings:
     repeat: int = 3
     only: tuple[str, ...] = ()
     json_path: Path | None = None
+    exclude: tuple[str, ...] = ()
 
 
 def log(message: str) -> None:
@@ -310,6 +311,8 @@ def run_suite(settings: Settings) -> dict[str, Any]:
     }
     log("Probing contenders ...")
     unavailable = unavailable_contenders(scenarios)
+    for key in settings.exclude:
+        unavailable[key] = "excluded on the command line (--exclude)"
     results["unavailable"] = unavailable
     env = dict(os.environ)
     if any(s.func == "burn" for s in scenarios):
