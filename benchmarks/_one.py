@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     elif info.ordered and checker.weighted != want_weighted:
         problems.append("results out of input order")
     elapsed = (checker.t_last or t_end) - t0
+    own_peak = max(sampler.self_peak, self_maxrss_bytes())
     payload = {
         **base,
         "status": "wrong" if problems else "ok",
@@ -257,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": t_end - t0,
         "teardown_s": t_end - (checker.t_last or t_end),
         "rss_start": start_rss,
-        "rss_self_peak": max(sampler.self_peak, self_maxrss_bytes()),
-        "rss_tree_peak": sampler.tree_peak,
+        "rss_self_peak": own_peak,
+        "rss_tree_peak": max(sampler.tree_peak, own_peak),
         "max_children": sampler.max_children,
         "children_after": children_after,
         "pulled": checker.pulled_at_last,

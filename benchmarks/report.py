@@ -77,12 +77,15 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     timed = [r for r in ok if r.get("throughput")]
     if timed:
         best = max(timed, key=lambda r: r["throughput"])
-        worst = min(r["throughput"] for r in timed)
-        spread = (best["throughput"] - worst) / best["throughput"]
+        # A swept row holds runs at several chunksizes: spread is among the best one's.
+        same = [r["throughput"] for r in timed if r.get("chunksize") == best.get("chunksize")]
+        spread = (best["throughput"] - min(same)) / best["throughput"]
+        count = len(same)
     else:
         best = min(ok, key=lambda r: r.get("rss_tree_peak") or 0)
         spread = None
-    return {"status": "ok", "best": best, "runs": len(ok), "spread": spread, "notes": notes,
+        count = len(ok)
+    return {"status": "ok", "best": best, "runs": count, "spread": spread, "notes": notes,
             "error": "", "run": best}
 
 
@@ -123,10 +126,10 @@ def row_notes(row: dict[str, Any], size: int | None, summary: dict[str, Any] | N
     if row.get("skipped"):
         return row["skipped"]
     if row.get("sweep") and size is not None:
-        chosen = row.get("chosen", {}).get(str(size))
-        if chosen is not None:
+        best = summary.get("best") if summary else None
+        if best is not None:
             tried = ", ".join(str(c) for c in row.get("sweep_results", {}).get(str(size), {}))
-            notes.append(f"chunksize={chosen} (tried {tried})")
+            notes.append(f"chunksize={best.get('chunksize')} (tried {tried})")
     if not row.get("ordered", True):
         notes.append("results unordered")
     notes.extend(row.get("notes", []))

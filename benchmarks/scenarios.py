@@ -70,7 +70,7 @@ class Scenario:
     timeout_s: float = 60.0
     quick_timeout_s: float = 30.0
     never_returns_timeout_s: float = 60.0
-    quick_never_returns_timeout_s: float = 15.0
+    quick_never_returns_timeout_s: float = 10.0
     single_repeat: bool = False
     """Measure each row once (memory peaks do not drift like speed does)."""
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -124,7 +124,7 @@ SCENARIOS: dict[str, Scenario] = {
             source="ints",
             workers=2,
             sizes=(100_000,),
-            quick_sizes=(20_000,),
+            quick_sizes=(5_000,),
             rows=_PROCESS_ROWS,
             baseline="mp.pool@best",
             extra_baselines=("joblib.loky",),
@@ -136,7 +136,7 @@ SCENARIOS: dict[str, Scenario] = {
             source="ints",
             workers=2,
             sizes=(400,),
-            quick_sizes=(100,),
+            quick_sizes=(60,),
             rows=_PROCESS_ROWS,
             baseline="serial",
         ),
@@ -147,7 +147,7 @@ SCENARIOS: dict[str, Scenario] = {
             source="ints",
             workers=8,
             sizes=(400,),
-            quick_sizes=(200,),
+            quick_sizes=(160,),
             rows=_THREAD_ROWS,
             baseline="cf.thread",
             ideal=8 / 0.01,
@@ -159,7 +159,7 @@ SCENARIOS: dict[str, Scenario] = {
             source="arrays",
             workers=2,
             sizes=(64,),
-            quick_sizes=(16,),
+            quick_sizes=(8,),
             rows=_PROCESS_ROWS,
             unit="MiB/s",
             baseline="cf.process@1",

@@ -36,8 +36,11 @@ from benchmarks.subproc import run_child
 ROOT = Path(__file__).resolve().parent.parent
 """Repository root: the measuring subprocesses run from here."""
 
-SLOW_S = 20.0
+SLOW_S = 15.0
 """Runs longer than this are not repeated."""
+
+QUICK_SLOW_S = 3.0
+"""The same limit under ``--quick``."""
 
 CPU_ITEM_S = 0.005
 """Target duration of one CPU-bound item, serial."""
@@ -123,7 +126,8 @@ class Measurer:
         first = self.cache.get((contender, chunksize, size, 0))
         if first is None:
             return True
-        return first["status"] == "ok" and first["wall_s"] <= SLOW_S
+        slow = QUICK_SLOW_S if self.settings.quick else SLOW_S
+        return first["status"] == "ok" and first["wall_s"] <= slow
 
     def measure(
         self,
@@ -209,7 +213,7 @@ def _row_result(row: Row, skipped: str) -> dict[str, Any]:
         "never_returns": row.never_returns,
         "ordered": info.ordered,
         "skipped": skipped,
-        "chosen": {},
+        "sweep_pick": {},
         "sweep_results": {},
         "notes": [],
         "sizes": {},
@@ -255,7 +259,7 @@ def run_scenario(
                             runs.append(measurer.measure(row.contender, 1, size, 0))
                             continue
                         chosen[row.key] = int(max(good, key=lambda c: good[c] or 0.0))
-                        result["chosen"][str(size)] = chosen[row.key]
+                        result["sweep_pick"][str(size)] = chosen[row.key]
                         runs.append(measurer.measure(row.contender, chosen[row.key], size, 0))
                     elif row.key in chosen:
                         cs = chosen[row.key]
@@ -267,6 +271,16 @@ def run_scenario(
                 runs.append(
                     measurer.measure(row.contender, row.chunksize, size, r, row.never_returns)
                 )
+        for row in active:
+            if row.sweep:
+                # The best-chunksize row owns every run at a candidate chunksize, including
+                # repeats measured for a fixed-chunksize row: its table value is the best.
+                candidates = set(sweep_candidates(size))
+                rows[row.key]["sizes"][str(size)]["runs"] = [
+                    run
+                    for (contender, cs, n, _), run in measurer.cache.items()
+                    if contender == row.contender and n == size and cs in candidates
+                ]
     for result in rows.values():
         result["notes"] = list(dict.fromkeys(result["notes"]))
     return {

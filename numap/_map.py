@@ -92,7 +92,8 @@ class NuMap:
     [1, 2, 3]
     """
 
-    def __init__(self, func: Callable[..., Any] | None = None, iterable: Iterable[Any] | None = None,
+    def __init__(self, func: Callable[..., Any] | None = None,
+                 iterable: Iterable[Any] | None = None,
                  args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
                  worker_type: str | None = None, worker_num: int | None = None,
                  worker_remote: Sequence[tuple[str, int]] | None = None,
@@ -104,8 +105,7 @@ class NuMap:
                              f"got {worker_type!r}")
         self.worker_remote = _remote_hosts(worker_remote)
         if worker_num is None:
-            worker_num = 0 if self.worker_remote and worker_type == "process" else _cpu_count()
-            worker_num = worker_num if self.worker_remote else max(worker_num, 1)
+            worker_num = _cpu_count()
         self.worker_num = _positive_int("worker_num", worker_num,
                                         minimum=0 if self.worker_remote else 1)
         if self.worker_remote:
@@ -137,7 +137,7 @@ class NuMap:
         if (func is None) != (iterable is None):
             missing = "iterable" if iterable is None else "func"
             raise ValueError(f"NuMap: func and iterable go together; {missing} is missing")
-        if func is not None:
+        if func is not None and iterable is not None:
             self.add_task(func, iterable, args, kwargs)
             self.start()
 
@@ -177,7 +177,7 @@ class NuMap:
             upstream = iterable._state
         else:
             try:
-                source = iter(iterable)  # type: ignore[arg-type]
+                source = iter(iterable)
             except TypeError:
                 raise TypeError(f"add_task: iterable must be iterable, got "
                                 f"{type(iterable).__name__}") from None
@@ -287,12 +287,11 @@ class NuMap:
             if 1 in stages and 1 not in self._stages:
                 if not self._tasks:
                     raise RuntimeError(f"{self.name}: start() needs at least one task")
-                backend = WORKER_TYPES[self.worker_type](self.worker_num, None, self.name)
+                backend = WORKER_TYPES[self.worker_type](self.worker_num, self.name)
                 scheduler = Scheduler(
                     backend, self._tasks, stride=self.stride, buffer=self.buffer,
                     max_batch=max(1, self.stride // max(self.worker_num, 1)),
                     ordered=self.ordered, skip=self.skip, name=self.name)
-                backend.sink = scheduler
                 scheduler.start_pool()
                 self._scheduler = scheduler
                 self._stages.add(1)

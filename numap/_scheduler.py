@@ -88,7 +88,7 @@ class Scheduler:
 
     def start_pool(self) -> None:
         """Stage 1: start the workers and give them the tasks."""
-        self._lanes = self.backend.start({t.id: t.spec for t in self.tasks})
+        self._lanes = self.backend.start({t.id: t.spec for t in self.tasks}, self)
 
     def start_feeding(self) -> None:
         """Stage 2: start the feeding thread."""
@@ -100,7 +100,7 @@ class Scheduler:
         self._feeder.start()
 
     def drain(self, ends: Iterable[int]) -> None:
-        """Stop pulling inputs, let what was pulled flow through, and discard the results of ``ends``."""
+        """Stop pulling inputs; let the items pulled flow through, discarding ``ends``' results."""
         with self._lock:
             self._draining = True
             self._space.notify_all()
@@ -323,7 +323,8 @@ class Scheduler:
                 values = done.values
             else:
                 values = [None] * batch.size
-                for position, value in zip(batch.positions or range(batch.size), done.values):
+                positions = batch.positions or range(batch.size)
+                for position, value in zip(positions, done.values, strict=False):
                     values[position] = value
             self._complete(batch, values, errors)
             self._space.notify()
@@ -430,7 +431,7 @@ class Scheduler:
         batch.errors = dict(batch.errors) if batch.errors else None
         return [Batch(batch.task, next(self._ids), batch.start + position, 1, [item],
                       suspect=True, parent=batch)
-                for position, item in zip(positions, batch.items)]
+                for position, item in zip(positions, batch.items, strict=True)]
 
     def _fail_lost(self, batch: Batch, loss: LaneLoss) -> None:
         index = batch.start + (batch.positions[0] if batch.positions else 0)

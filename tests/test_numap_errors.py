@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
 
@@ -44,7 +43,7 @@ def test_errors_in_a_big_batch_keep_every_other_result(worker_type):
                worker_num=2)
     nm_task = iter(nm)
     out = []
-    for i in range(5000):
+    for _ in range(5000):
         try:
             out.append(next(nm_task))
         except ValueError:

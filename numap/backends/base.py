@@ -117,14 +117,16 @@ class Backend(abc.ABC):
     #: batches a worker may hold at once (one running, the rest waiting)
     prefetch: ClassVar[int] = 2
 
-    def __init__(self, workers: int, sink: Sink, name: str) -> None:
+    def __init__(self, workers: int, name: str) -> None:
         self.workers = workers
-        self.sink = sink
         self.name = name
 
     @abc.abstractmethod
-    def start(self, tasks: dict[int, TaskSpec]) -> list[Lane]:
-        """Start the workers, give them the tasks, and return the lanes."""
+    def start(self, tasks: dict[int, TaskSpec], sink: Sink) -> list[Lane]:
+        """Start the workers, give them the tasks, and return the lanes.
+
+        From then on the backend reports every batch to ``sink``.
+        """
 
     def prepare(self, batch: Batch) -> Any:
         """Serialise ``batch`` for sending; items that cannot be sent are left out of it."""

@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import multiprocess
@@ -44,7 +45,7 @@ from multiprocess.connection import wait
 from .._errors import format_exception, with_remote_traceback
 from .._execute import ItemFailure, TaskSpec, run_batch
 from .._wire import Channel, Codec, Kind, decode, encode, peek, pipe
-from .base import Backend, Batch, Done, Lane, LaneLoss
+from .base import Backend, Batch, Done, Lane, LaneLoss, Sink
 
 __all__ = ["ProcessBackend"]
 
@@ -81,7 +82,8 @@ class ProcessBackend(Backend):
 
     # -- starting -----------------------------------------------------------
 
-    def start(self, tasks: dict[int, TaskSpec]) -> list[Lane]:
+    def start(self, tasks: dict[int, TaskSpec], sink: Sink) -> list[Lane]:
+        self.sink = sink
         for tid, spec in tasks.items():
             try:
                 self._task_frames.append(encode(Kind.TASK, tid, 0, spec, codec=Codec.DILL))
@@ -238,8 +240,6 @@ class ProcessBackend(Backend):
         with self._send_lock:
             worker.inbox.close()
             worker.outbox.close()
-        for batch in list(lane.outstanding):
-            self._batches.pop(batch.id, None)
         if lane in self._lanes:
             self._lanes.remove(lane)
         self.sink.lost(lane, LaneLoss(reason, code, name))
@@ -336,7 +336,7 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int]) -> None:
                 _leave()
 
     threading.Thread(target=read, daemon=True, name="numap-reader").start()
-    calls: dict[int, Any] = {}
+    calls: dict[int, Callable[[Any], Any] | ItemFailure] = {}
     while True:
         parts = frames.get()
         try:
@@ -352,7 +352,7 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int]) -> None:
             except Exception as exc:
                 calls[frame.task] = _failure(0, exc)
         elif frame.kind is Kind.BATCH:
-            call = calls.get(frame.task)
+            call = calls[frame.task]  # its TASK frame always comes first
             if isinstance(call, ItemFailure):  # the task's function did not load here
                 _send_result(outbox, frame.task, frame.batch, None, [call], 0.0)
                 continue

@@ -12,7 +12,7 @@ import threading
 from typing import Any, ClassVar
 
 from .._execute import TaskSpec, run_batch
-from .base import Backend, Batch, Done, Lane
+from .base import Backend, Batch, Done, Lane, Sink
 
 __all__ = ["ThreadBackend"]
 
@@ -29,7 +29,8 @@ class ThreadBackend(Backend):
         self._calls: dict[int, Any] = {}
         self._lane: Lane | None = None
 
-    def start(self, tasks: dict[int, TaskSpec]) -> list[Lane]:
+    def start(self, tasks: dict[int, TaskSpec], sink: Sink) -> list[Lane]:
+        self.sink = sink
         self._calls = {tid: spec.caller() for tid, spec in tasks.items()}
         self._lane = Lane(f"{self.name}-threads", capacity=self.workers * self.prefetch)
         for i in range(self.workers):
