@@ -155,3 +155,30 @@ def test_functions_defined_in_main_work_in_processes():
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.split("\n")[:2] == ["[0, 1, 4, 9, 16]", "[0, -1, -2]"]
+
+
+def test_no_descriptor_or_thread_is_leaked(worker_type):
+    import threading
+
+    from numap import WorkerLostError
+    from tests.helpers import exit_on
+
+    list(NuMap(double, range(10), worker_type=worker_type, worker_num=2))  # warm up
+    gc.collect()
+    fds, threads = psutil.Process().num_fds(), threading.active_count()
+    for _ in range(5):
+        assert list(NuMap(double, range(100), worker_type=worker_type, worker_num=2)) == [
+            2 * i for i in range(100)]
+    if worker_type == "process":
+        with NuMap(exit_on, range(20), worker_num=2) as nm:
+            for _ in range(20):
+                try:
+                    nm.next(timeout=30)
+                except WorkerLostError:
+                    pass
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert psutil.Process().num_fds() <= fds
+    assert threading.active_count() <= threads

@@ -224,7 +224,10 @@ class ProcessBackend(Backend):
         with contextlib.suppress(EOFError, OSError):
             while _readable(worker.outbox):
                 self._receive(lane)
-        worker.process.join(1.0)
+        worker.process.join(_GRACE)
+        if worker.process.exitcode is None:  # its pipe broke but it still runs: end it
+            _signal(worker.process, signal.SIGKILL)
+            worker.process.join(_GRACE)
         code = worker.process.exitcode
         name = None
         if code is not None and code < 0:
@@ -240,6 +243,7 @@ class ProcessBackend(Backend):
         with self._send_lock:
             worker.inbox.close()
             worker.outbox.close()
+        _close(worker.process)
         if lane in self._lanes:
             self._lanes.remove(lane)
         self.sink.lost(lane, LaneLoss(reason, code, name))
@@ -275,6 +279,7 @@ class ProcessBackend(Backend):
             self._getter.join(_GRACE)
         for lane in self._lanes:
             lane.handle.outbox.close()
+            _close(lane.handle.process)
             lane.alive = False
         self._lanes.clear()
         self._batches.clear()
@@ -299,6 +304,12 @@ def _signal(process: Any, signum: int) -> None:
     with contextlib.suppress(OSError, ValueError, AttributeError):
         if process.is_alive():
             os.kill(process.pid, signum)
+
+
+def _close(process: Any) -> None:
+    """Release the process object's descriptors once it has ended."""
+    with contextlib.suppress(ValueError, OSError):
+        process.close()
 
 
 def _reap(processes: list[Any]) -> None:
