@@ -73,7 +73,7 @@ class Checker:
         self.limit = limit
         self.pulled = pulled
         self.on_mark = on_mark
-        """Called at the first and at the last result (an extra RSS sample)."""
+        """Called after the last result, pool still alive (an extra RSS sample)."""
         self.pulled_at_last: int | None = None
         self.count = 0
         self.total = 0
@@ -86,8 +86,6 @@ class Checker:
             stream = itertools.islice(stream, self.limit)
         for result in stream:
             value = self.key(result)
-            if self.count == 0 and self.on_mark is not None:
-                self.on_mark()
             self.count += 1
             self.total += value
             self.weighted += self.count * value
@@ -140,9 +138,7 @@ class GiveUp:
         self.sampler: PeakRss | None = None
         self._lock = threading.Lock()
 
-    def __call__(
-        self, reason: str, sampler: PeakRss | None = None, status: str = "limit"
-    ) -> None:
+    def __call__(self, reason: str, sampler: PeakRss | None = None, status: str = "limit") -> None:
         if not self._lock.acquire(blocking=False):
             return
         sampler = sampler or self.sampler
@@ -211,18 +207,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     start_rss = psutil.Process().memory_info().rss
+    deadline = args.deadline if args.deadline is not None else float("inf")
+    timer = threading.Timer(deadline, give_up, (f"no result after {deadline:g} s", None, "timeout"))
+    timer.daemon = True
     t0 = time.perf_counter()
     sampler.start()
     if args.deadline is not None:
-        timer = threading.Timer(
-            args.deadline, give_up, (f"no result after {args.deadline:g} s", None, "timeout")
-        )
-        timer.daemon = True
         timer.start()
     try:
         contender(job)
         t_end = time.perf_counter()
     except BaseException as exc:  # noqa: BLE001 - reported, not raised
+        timer.cancel()
         sampler.stop()
         emit(
             {
@@ -235,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         return 1
+    timer.cancel()
     sampler.stop()
     children_after = len(psutil.Process().children(recursive=True))
 

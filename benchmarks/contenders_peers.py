@@ -45,13 +45,11 @@ def _mpire_imap(job: Job, **pool_kwargs: Any) -> dict[str, Any]:
     input) mpire falls back to chunks of 4 items and warns; the warning is
     silenced here.
     """
-    from mpire import WorkerPool
+    from mpire import WorkerPool  # type: ignore[attr-defined]
 
-    with WorkerPool(n_jobs=job.workers, **pool_kwargs) as pool:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            results = pool.imap(job.func, job.items, iterable_len=job.length)
-            return job.consume(results)
+    with WorkerPool(n_jobs=job.workers, **pool_kwargs) as pool, warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return job.consume(pool.imap(job.func, job.items, iterable_len=job.length))
 
 
 def mpire_process(job: Job) -> dict[str, Any]:

@@ -45,8 +45,9 @@ def machine_info(packages: tuple[str, ...] = ()) -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": version_of("numpy"),
         "os": f"{platform.system()} {platform.release()}",
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "packages": {name: version_of(name) for name in packages},
+        "loadavg": list(os.getloadavg()),
     }
 
 

@@ -48,9 +48,21 @@ def header_markdown(results: dict[str, Any]) -> str:
         pkgs = packages_line(machine)
         if pkgs:
             lines.append(pkgs + "  ")
+    load = machine.get("loadavg")
+    if load:
+        lines.append(
+            "Load average (1/5/15 min) before the run: "
+            + "/".join(f"{x:.2f}" for x in load)
+            + (
+                f", after: {'/'.join(f'{x:.2f}' for x in results['loadavg_after'])}"
+                if results.get("loadavg_after")
+                else ""
+            )
+            + "  "
+        )
     mode = "quick (smoke-test sizes)" if results.get("quick") else "full"
     lines.append(
-        f"Run: {mode}; best of {results.get('repeat')} repeats, run round robin, "
+        f"Run: {mode}; best of {plural(results.get('repeat', 0), 'repeat')}, run round robin, "
         "each measurement in a fresh subprocess; times include pool start-up, "
         "exclude imports and pool teardown."
     )
@@ -72,8 +84,14 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     notes = sorted({n for r in runs for n in r.get("notes", [])})
     if not ok:
         first = runs[0] if runs else {"status": "not_run"}
-        return {"status": first.get("status"), "best": None, "runs": len(runs), "notes": notes,
-                "error": first.get("error", ""), "run": first}
+        return {
+            "status": first.get("status"),
+            "best": None,
+            "runs": len(runs),
+            "notes": notes,
+            "error": first.get("error", ""),
+            "run": first,
+        }
     timed = [r for r in ok if r.get("throughput")]
     if timed:
         best = max(timed, key=lambda r: r["throughput"])
@@ -85,8 +103,20 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         best = min(ok, key=lambda r: r.get("rss_tree_peak") or 0)
         spread = None
         count = len(ok)
-    return {"status": "ok", "best": best, "runs": count, "spread": spread, "notes": notes,
-            "error": "", "run": best}
+    return {
+        "status": "ok",
+        "best": best,
+        "runs": count,
+        "spread": spread,
+        "notes": notes,
+        "error": "",
+        "run": best,
+    }
+
+
+def plural(count: int, noun: str) -> str:
+    """``3 repeats``, ``1 repeat``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def fmt_rate(value: float | None) -> str:
@@ -103,6 +133,14 @@ def fmt_rate(value: float | None) -> str:
 def fmt_ratio(value: float | None) -> str:
     """A ratio such as ``1.23x``."""
     return "-" if value is None else f"{value:.2f}x"
+
+
+def fmt_n(n: int) -> str:
+    """A count in short form: 10k, 1M, 1,234."""
+    for factor, suffix in ((1_000_000, "M"), (1_000, "k")):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{suffix}"
+    return f"{n:,}"
 
 
 def fmt_mib(value: float | None) -> str:
@@ -122,22 +160,36 @@ def status_cell(summary: dict[str, Any], row: dict[str, Any], timeout_s: float |
 
 def row_notes(row: dict[str, Any], size: int | None, summary: dict[str, Any] | None) -> str:
     """Notes column: chosen chunksize, ordering, failures, stragglers."""
-    notes: list[str] = []
     if row.get("skipped"):
-        return row["skipped"]
+        return str(row["skipped"])
+    notes = static_notes(row)
     if row.get("sweep") and size is not None:
         best = summary.get("best") if summary else None
         if best is not None:
             tried = ", ".join(str(c) for c in row.get("sweep_results", {}).get(str(size), {}))
-            notes.append(f"chunksize={best.get('chunksize')} (tried {tried})")
-    if not row.get("ordered", True):
-        notes.append("results unordered")
-    notes.extend(row.get("notes", []))
-    if summary is not None:
-        if summary.get("error"):
-            notes.append(str(summary["error"]).splitlines()[0][:160])
-        notes.extend(summary.get("notes", []))
+            notes.insert(0, f"chunksize={best.get('chunksize')} (tried {tried})")
+    notes.extend(size_notes(summary))
     return "; ".join(dict.fromkeys(notes))
+
+
+def static_notes(row: dict[str, Any]) -> list[str]:
+    """Notes that hold for a row whatever its runs: ordering, configuration."""
+    notes = [] if row.get("ordered", True) else ["results unordered"]
+    return notes + list(row.get("notes", []))
+
+
+def size_notes(summary: dict[str, Any] | None) -> list[str]:
+    """Notes about the runs at one size: error text (unless the cell says it all)."""
+    if summary is None:
+        return []
+    notes = []
+    if summary.get("error") and summary.get("status") != "timeout":
+        notes.append(str(summary["error"]).splitlines()[0][:160])
+    notes.extend(summary.get("notes", []))
+    alive = (summary.get("best") or {}).get("children_after")
+    if alive:
+        notes.append(f"{alive} worker process(es) still alive when the map returned")
+    return notes
 
 
 def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -156,7 +208,9 @@ def scenario_markdown(scenario: dict[str, Any]) -> str:
 
 
 def _row_by_key(scenario: dict[str, Any], key: str) -> dict[str, Any] | None:
-    for row in scenario["rows"]:
+    """The row of ``scenario`` with the given key."""
+    rows: list[dict[str, Any]] = scenario["rows"]
+    for row in rows:
         if row["key"] == key:
             return row
     return None
@@ -209,16 +263,40 @@ def throughput_markdown(scenario: dict[str, Any]) -> str:
         if ideal:
             cells.append(f"{100 * value / ideal:.0f}%")
         spread = summary.get("spread")
-        cells.append(f"{100 * spread:.0f}% of {summary['runs']}" if spread is not None else "-")
+        if spread is None or summary["runs"] < 2:
+            cells.append("1 run")
+        else:
+            cells.append(f"{100 * spread:.0f}% of {summary['runs']}")
         cells.append(f"{fmt_mib(best.get('rss_self_peak'))} / {fmt_mib(best.get('rss_tree_peak'))}")
         cells.append(row_notes(row, size, summary))
         body.append(cells)
     title = (
         f"## `{scenario['name']}`: {scenario['title']}\n\n"
         f"N = {size:,} items, {scenario['workers']} workers, best of "
-        f"{scenario.get('repeats', '?')} repeats; spread = (best - worst) / best."
+        f"{plural(scenario.get('repeats', 0), 'repeat')}; spread = (best - worst) / best."
     )
     return title + "\n\n" + _table(header, body)
+
+
+def _memory_cells(
+    summary: dict[str, Any], row: dict[str, Any], timeout_s: float | None
+) -> list[str]:
+    """Parent peak, tree peak and pulled-ahead cells of one row at one N."""
+    best = summary["best"]
+    if best is None:
+        run = summary.get("run") or {}
+        stopped = run.get("rss_tree_peak") if summary["status"] in ("timeout", "limit") else None
+        return [
+            status_cell(summary, row, timeout_s),
+            f"({fmt_mib(stopped)} when stopped)" if stopped else "-",
+            "-",
+        ]
+    ahead = best.get("pulled_ahead")
+    return [
+        fmt_mib(best.get("rss_self_peak")),
+        fmt_mib(best.get("rss_tree_peak")),
+        "-" if ahead is None else f"{ahead:,}",
+    ]
 
 
 def memory_markdown(scenario: dict[str, Any]) -> str:
@@ -226,11 +304,18 @@ def memory_markdown(scenario: dict[str, Any]) -> str:
     sizes: list[int] = scenario["sizes"]
     header = ["Contender"]
     for n in sizes:
-        header += [f"parent peak N={n:,}", f"tree peak N={n:,}", f"pulled ahead N={n:,}"]
+        header += [f"parent peak {fmt_n(n)}", f"tree peak {fmt_n(n)}", f"pulled ahead {fmt_n(n)}"]
     if len(sizes) > 1:
-        a, b = sizes[0], sizes[-1]
-        header += [f"parent {b:,}/{a:,}", f"tree {b:,}/{a:,}", f"time N={b:,}"]
+        a, b = fmt_n(sizes[0]), fmt_n(sizes[-1])
+        header += [f"parent {b}/{a}", f"tree {b}/{a}", f"time {b}"]
     header.append("notes")
+    not_run: dict[str, Any] = {
+        "status": "not_run",
+        "best": None,
+        "notes": [],
+        "error": "",
+        "run": {},
+    }
     body = []
     for row in scenario["rows"]:
         cells = [row["label"]]
@@ -238,34 +323,22 @@ def memory_markdown(scenario: dict[str, Any]) -> str:
             cells += ["skipped"] + ["-"] * (len(header) - 3) + [row["skipped"]]
             body.append(cells)
             continue
-        summaries = {}
-        notes = []
+        timeout_s = scenario.get(
+            "never_returns_timeout_s" if row.get("never_returns") else "timeout_s"
+        )
+        notes = static_notes(row)
+        summaries: dict[int, dict[str, Any]] = {}
         for n in sizes:
             runs = row.get("sizes", {}).get(str(n), {}).get("runs", [])
-            summary = summarize(runs) if runs else {"status": "not_run", "best": None,
-                                                    "notes": [], "error": "", "run": {}}
-            summaries[n] = summary
-            best = summary["best"]
-            if best is None:
-                cell = status_cell(summary, row, scenario.get("never_returns_timeout_s")
-                                   if row.get("never_returns") else scenario.get("timeout_s"))
-                run = summary.get("run") or {}
-                cells += [cell, f"({fmt_mib(run.get('rss_tree_peak'))} when stopped)"
-                          if run.get("rss_tree_peak") else "-", "-"]
-            else:
-                ahead = best.get("pulled_ahead")
-                cells += [fmt_mib(best.get("rss_self_peak")), fmt_mib(best.get("rss_tree_peak")),
-                          "-" if ahead is None else f"{ahead:,}"]
-            note = row_notes(row, None, summary)
-            if note:
-                notes.append(note if len(sizes) == 1 else f"N={n:,}: {note}")
+            summaries[n] = summarize(runs) if runs else not_run
+            cells += _memory_cells(summaries[n], row, timeout_s)
+            for note in size_notes(summaries[n]):
+                notes.append(note if len(sizes) == 1 else f"{fmt_n(n)}: {note}")
         if len(sizes) > 1:
             lo, hi = summaries[sizes[0]]["best"], summaries[sizes[-1]]["best"]
             for field in ("rss_self_peak", "rss_tree_peak"):
-                if lo and hi and lo.get(field) and hi.get(field):
-                    cells.append(fmt_ratio(hi[field] / lo[field]))
-                else:
-                    cells.append("-")
+                ok = lo and hi and lo.get(field) and hi.get(field)
+                cells.append(fmt_ratio(hi[field] / lo[field]) if ok else "-")
             cells.append(f"{hi['elapsed_s']:.2f} s" if hi else "-")
         cells.append("; ".join(dict.fromkeys(notes)))
         body.append(cells)
@@ -274,7 +347,7 @@ def memory_markdown(scenario: dict[str, Any]) -> str:
         "Peak RSS of the measuring process (parent, exact `ru_maxrss`) and of it plus "
         "all its workers (tree, summed RSS sampled every 10 ms); pulled ahead = input "
         "items taken from the endless iterator beyond N when the N-th result arrived. "
-        f"One measurement per contender and N."
+        f"N = {', '.join(f'{n:,}' for n in sizes)}; one measurement per contender and N."
     )
     return title + "\n\n" + _table(header, body)
 

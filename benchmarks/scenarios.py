@@ -25,6 +25,8 @@ class Row:
     sweep: bool = False
     never_returns: bool = False
     """Known never to return: measured once, a timeout reads 'never returned'."""
+    note: str = ""
+    """Shown in the notes column of the table."""
 
     @property
     def key(self) -> str:
@@ -83,6 +85,9 @@ class Scenario:
         raise KeyError(key)
 
 
+_MPIRE_NOTE = "default chunking, computed from iterable_len=N"
+_MPIRE_ENDLESS_NOTE = "no length: mpire falls back to chunk_size=4"
+
 _PROCESS_ROWS: tuple[Row, ...] = (
     Row("serial"),
     Row("mp.pool", chunksize=1),
@@ -92,7 +97,7 @@ _PROCESS_ROWS: tuple[Row, ...] = (
     Row("cf.process", chunksize=1),
     Row("cf.process", sweep=True),
     Row("joblib.loky"),
-    Row("mpire.process"),
+    Row("mpire.process", note=_MPIRE_NOTE),
     Row("pypeln.process"),
     Row("numap.process"),
 )
@@ -102,7 +107,7 @@ _THREAD_ROWS: tuple[Row, ...] = (
     Row("cf.thread"),
     Row("mp.threadpool", chunksize=1),
     Row("joblib.threading"),
-    Row("mpire.threading"),
+    Row("mpire.threading", note=_MPIRE_NOTE),
     Row("pypeln.thread"),
 )
 
@@ -110,7 +115,7 @@ _MEMORY_ROWS: tuple[Row, ...] = (
     Row("numap.process"),
     Row("mp.pool", chunksize=1000),
     Row("multiprocess.pool", chunksize=1000),
-    Row("mpire.process"),
+    Row("mpire.process", note=_MPIRE_ENDLESS_NOTE),
     Row("cf.process", chunksize=1, never_returns=True),
 )
 
@@ -175,6 +180,7 @@ SCENARIOS: dict[str, Scenario] = {
             rows=_MEMORY_ROWS,
             unit="memory",
             single_repeat=True,
+            timeout_s=120.0,
         ),
     )
 }

@@ -71,6 +71,7 @@ def probe(statement: str) -> str:
     try:
         proc = subprocess.run(
             [sys.executable, "-c", statement],
+            check=False,
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -127,7 +128,7 @@ class Measurer:
         if first is None:
             return True
         slow = QUICK_SLOW_S if self.settings.quick else SLOW_S
-        return first["status"] == "ok" and first["wall_s"] <= slow
+        return bool(first["status"] == "ok" and first["wall_s"] <= slow)
 
     def measure(
         self,
@@ -215,7 +216,7 @@ def _row_result(row: Row, skipped: str) -> dict[str, Any]:
         "skipped": skipped,
         "sweep_pick": {},
         "sweep_results": {},
-        "notes": [],
+        "notes": [row.note] if row.note else [],
         "sizes": {},
     }
 
@@ -345,6 +346,11 @@ def run_suite(settings: Settings) -> dict[str, Any]:
         log(f"Scenario {scenario.name} done in {scenario_result['wall_s']:.0f} s")
         write_json(results, settings.json_path)
     results["wall_s"] = time.monotonic() - started
+    results["loadavg_after"] = list(os.getloadavg())
     write_json(results, settings.json_path)
-    print(f"Total wall time: {results['wall_s']:.0f} s", flush=True)
+    print(
+        f"Total wall time: {results['wall_s']:.0f} s; load average after the run: "
+        + "/".join(f"{x:.2f}" for x in results["loadavg_after"]),
+        flush=True,
+    )
     return results
