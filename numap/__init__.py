@@ -12,7 +12,6 @@ from ._errors import (
     BrokenPoolError,
     NuMapError,
     RemoteTraceback,
-    StalledError,
     TimeoutError,
     WorkerLostError,
 )
@@ -26,7 +25,6 @@ __all__ = [
     "NuMapError",
     "NuMapTask",
     "RemoteTraceback",
-    "StalledError",
     "TimeoutError",
     "WorkerLostError",
     "imports",

@@ -13,7 +13,6 @@ __all__ = [
     "BrokenPoolError",
     "NuMapError",
     "RemoteTraceback",
-    "StalledError",
     "TimeoutError",
     "WorkerLostError",
     "with_remote_traceback",
@@ -49,10 +48,6 @@ class WorkerLostError(NuMapError, RuntimeError):
 
 class BrokenPoolError(NuMapError, RuntimeError):
     """The pool cannot go on (for example every fresh worker died at once); pending items fail."""
-
-
-class StalledError(NuMapError, RuntimeError):
-    """Waiting would never end: the buffer is full of results that nobody consumes."""
 
 
 class RemoteTraceback(Exception):

@@ -7,12 +7,12 @@ import numbers
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ._execute import TaskSpec
 from ._scheduler import Scheduler
-from ._tasks import NuMapTask, TaskState
+from ._tasks import NuMapTask, Raise, TaskState, make_stream
 from .backends.base import Backend
 from .backends.process import ProcessBackend
 from .backends.thread import ThreadBackend
@@ -22,7 +22,9 @@ __all__ = ["NuMap"]
 WORKER_TYPES: dict[str, type[Backend]] = {"process": ProcessBackend, "thread": ThreadBackend}
 
 # Items per worker in the default stride: room for batches of that many cheap items.
-_STRIDE_PER_WORKER = 1024
+_STRIDE_PER_WORKER = 4096
+# With the automatic buffer, the most bytes of items (as pickled) held at once.
+_MEMORY = 256 * 2**20
 
 _live: weakref.WeakSet[Scheduler] = weakref.WeakSet()
 
@@ -78,10 +80,11 @@ class NuMap:
     - ``worker_type``: ``'process'`` (the default) or ``'thread'``.
     - ``worker_num``: how many local workers; the number of CPUs by default.
     - ``worker_remote``: ``(('host:port', n), ...)`` remote worker servers.
-    - ``stride``: items of one task handed out before the next task's turn; also
-      the largest batch. Automatic by default (1024 per worker).
+    - ``stride``: the most items of one task asked for at a time, and the
+      largest batch per worker; 4096 per worker by default.
     - ``buffer``: the most items held at once, in flight or finished and not yet
-      consumed. Automatic by default (``stride * (tasks + 1)``); at least ``stride``.
+      consumed; at least ``stride``. Automatic by default: ``stride * (tasks +
+      1)``, and no more than about 256 MiB of large items.
     - ``ordered``: results in input order (``True``) or as they finish.
     - ``skip``: when ``next`` times out, drop the late result (``True``) or keep
       it for a later call (``False``).
@@ -130,6 +133,7 @@ class NuMap:
         self.skip = skip
         self.name = name if name is not None else f"numap_{id(self)}"
         self._tasks: list[TaskState] = []
+        self._streams: list[Iterator[Any]] = []  # one per task, shared by its consumers
         self._scheduler: Scheduler | None = None
         self._stages: set[int] = set()
         self._start_lock = threading.Lock()
@@ -197,6 +201,7 @@ class NuMap:
         tid = len(self._tasks)
         state = TaskState(tid, TaskSpec(func, tuple(args), dict(kwargs)), source, upstream,
                           timeout=timeout, block=bool(block), tracked={} if track else None)
+        self._streams.append(make_stream(self, state))
         if state.tracked is not None:
             self._tasks_tracked[tid] = state.tracked
         self._tasks.append(state)
@@ -214,6 +219,7 @@ class NuMap:
                              f"cannot pop {number}")
         for _ in range(number):
             state = self._tasks.pop()
+            self._streams.pop()
             self._tasks_tracked.pop(state.id, None)
 
     def get_task(self, task: int = 0, timeout: float | None = None,
@@ -247,28 +253,27 @@ class NuMap:
         ``StopIteration`` when the task has no more results.
         """
         state = self._state(task)
+        state.call = (timeout, block)
         try:
-            return next(state.cur)
-        except StopIteration:
-            return self._next_chunk(state, timeout, block)
+            return next(self._streams[task])
+        finally:
+            state.call = None
 
-    def _next_chunk(self, state: TaskState, timeout: float | None, block: bool) -> Any:
+    def _next_chunk(self, state: TaskState, timeout: float | None, block: bool
+                    ) -> list[Any] | Raise:
         scheduler = self._scheduler
         if scheduler is None:
-            raise RuntimeError(f"{self.name}: next() before start()")
+            return Raise(RuntimeError(f"{self.name}: next() before start()"))
         return scheduler.next_chunk(state, timeout, block)
 
-    def __iter__(self) -> NuMapTask:
-        # A new iterator each time: the NuMap holds none of its iterators, so
-        # that it is freed (and its workers stopped) as soon as nobody uses it.
+    def __iter__(self) -> Iterator[Any]:
+        """Task 0's results (its stream: the fast way to read them)."""
         if not self._tasks:
             raise RuntimeError(f"{self.name}: there is no task to iterate over")
-        first = self._tasks[0]
-        return NuMapTask(self, first, first.timeout, first.block)
+        return self._streams[0]
 
     def __next__(self) -> Any:
-        first = self._state(0)
-        return self.next(first.timeout, 0, first.block)
+        return next(self._streams[0])
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -291,7 +296,8 @@ class NuMap:
                 scheduler = Scheduler(
                     backend, self._tasks, stride=self.stride, buffer=self.buffer,
                     max_batch=max(1, self.stride // max(self.worker_num, 1)),
-                    ordered=self.ordered, skip=self.skip, name=self.name)
+                    ordered=self.ordered, skip=self.skip, name=self.name,
+                    memory=_MEMORY if self._buffer is None else None)
                 scheduler.start_pool()
                 self._scheduler = scheduler
                 self._stages.add(1)
@@ -318,7 +324,7 @@ class NuMap:
         if ends is not None:
             ends = [self._state(t).id for t in ends]
             if 2 in self._stages:
-                scheduler.drain(ends)
+                scheduler.drain([self._streams[t] for t in ends])
         scheduler.stop(forced)
         _live.discard(scheduler)
 

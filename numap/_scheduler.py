@@ -36,17 +36,21 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ._errors import BrokenPoolError, StalledError, TimeoutError, WorkerLostError
+from ._errors import BrokenPoolError, TimeoutError, WorkerLostError
+from ._inlet import Inlet
 from ._tasks import Raise, TaskState
 from .backends.base import Backend, Batch, Done, Lane, LaneLoss
 
 __all__ = ["Scheduler"]
 
-# A consumer that waits this long on a full buffer that nobody drains gets StalledError.
-STALL_SECONDS = 5.0
+# How long the feeder first waits before it looks again at an input with nothing
+# ready, and at most; and how long it lets a half-filled batch fill.
+_INPUT_POLL = 0.001
+_INPUT_POLL_MAX = 0.05
+_LINGER = 0.002
 # Weight of the newest measurement in a task's seconds-per-item estimate.
 _SMOOTHING = 0.5
 
@@ -55,11 +59,18 @@ class Scheduler:
     """Runs the tasks of one NuMap on one backend. Its methods are thread-safe."""
 
     def __init__(self, backend: Backend, tasks: list[TaskState], *, stride: int, buffer: int,
-                 max_batch: int, ordered: bool, skip: bool, name: str) -> None:
+                 max_batch: int, ordered: bool, skip: bool, name: str,
+                 memory: int | None = None) -> None:
         self.backend = backend
         self.tasks = tasks
         self.stride = stride
         self.buffer = buffer
+        # With an automatic buffer, large items also count by size: at most
+        # ``memory`` bytes of items are held (but never fewer than keep every
+        # worker busy).
+        self._memory = memory
+        self._floor = 2 * backend.prefetch * max(backend.workers, 1)
+        self._limit = buffer
         self.max_batch = max_batch
         self.ordered = ordered
         self.skip = skip
@@ -67,14 +78,17 @@ class Scheduler:
         self._lock = threading.Lock()
         self._space = threading.Condition(self._lock)  # the feeder waits here
         self._results = threading.Condition(self._lock)  # consumers wait here
+        for task in tasks:
+            if task.source is not None:
+                task.inlet = Inlet(task.source, self._lock, self._space,
+                                   f"{name}-task-{task.id}")
         self.held = 0
         self._lanes: list[Lane] = []
         self._resend: deque[Batch] = deque()
         self._ids = itertools.count()
-        self._turn = 0
-        self._quota = stride
-        self._feeder_waiting = False
-        self._changes = 0  # bumped on every event a stalled consumer could be waiting for
+        self._turn = 0  # whose turn it is to reserve credits
+        self._send_turn = 0  # whose turn it is to send a batch
+        self._waiting_on_input = False
         self._losses_in_row = 0
         self._loss_limit = max(8, 4 * backend.workers)
         self._broken: BaseException | None = None
@@ -95,25 +109,22 @@ class Scheduler:
         with self._lock:
             self.feeding = True
             self._results.notify_all()
+        for task in self.tasks:
+            if task.inlet is not None:
+                task.inlet.start()
         self._feeder = threading.Thread(target=self._feed, daemon=True,
                                         name=f"{self.name}-feeder")
         self._feeder.start()
 
-    def drain(self, ends: Iterable[int]) -> None:
+    def drain(self, ends: Iterable[Iterator[Any]]) -> None:
         """Stop pulling inputs; let the items pulled flow through, discarding ``ends``' results."""
         with self._lock:
             self._draining = True
             self._space.notify_all()
-        for tid in ends:
-            state = self.tasks[tid]
+        for stream in ends:
             while True:
                 try:
-                    next(state.cur)
-                    continue
-                except StopIteration:
-                    pass
-                try:
-                    self.next_chunk(state, None, True)
+                    next(stream)
                 except StopIteration:
                     break
                 except BaseException:  # noqa: BLE001 - draining discards failures too
@@ -126,6 +137,9 @@ class Scheduler:
             if self.stopping:
                 return
             self.stopping = True
+            for task in self.tasks:
+                if task.inlet is not None:
+                    task.inlet.close()
             self._space.notify_all()
             self._results.notify_all()
         self.backend.stop(forced)
@@ -138,7 +152,6 @@ class Scheduler:
                 task.ready.clear()
                 task.ready_count = 0
                 task.undelivered.clear()
-                task.cur = iter(())
                 task.cur_size = 0
             self._results.notify_all()
 
@@ -151,9 +164,7 @@ class Scheduler:
                     step = self._next_step()
                 if step is None:
                     return
-                batch = step if isinstance(step, Batch) else self._pull(*step)
-                if batch is None:
-                    continue
+                batch = step
                 prepared = self.backend.prepare(batch)
                 with self._lock:
                     lane = self._free_lane()
@@ -168,52 +179,83 @@ class Scheduler:
         except BaseException as exc:  # noqa: BLE001 - a failing feeder must not hang the caller
             self._break(BrokenPoolError(f"{self.name}: the feeding thread failed: {exc!r}"), exc)
 
-    def _next_step(self) -> Batch | tuple[TaskState, int] | None:
-        """Under the lock: the next batch to send, or an input to pull from, or None to stop."""
+    def _next_step(self) -> Batch | None:
+        """Under the lock: the next batch to send, or None to stop."""
+        idle = 0
         while not self.stopping and self._broken is None:
+            self._waiting_on_input = False
             if self._free_lane() is not None:
                 if self._resend:
                     return self._resend.popleft()
-                step = self._weave()
-                if step is not None:
-                    return step
-            self._feeder_waiting = True
-            self._changes += 1
-            self._results.notify_all()
-            self._space.wait()
-            self._feeder_waiting = False
+                batch = self._next_batch()
+                if batch is not None:
+                    return batch
+            if self._reserve():
+                continue
+            if self._waiting_on_input:
+                # An inlet tells us when a chunk is complete, not when its first
+                # items arrive: look again soon, less often the longer it takes.
+                self._space.wait(min(_INPUT_POLL * 2 ** idle, _INPUT_POLL_MAX))
+            else:
+                self._space.wait()
+            idle += 1
         return None
 
-    def _weave(self) -> Batch | tuple[TaskState, int] | None:
-        for _ in range(len(self.tasks) + 1):
-            task = self.tasks[self._turn]
-            if self._quota > 0 and not task.exhausted:
-                step = self._take(task)
-                if step is not None:
-                    return step
-            self._turn = (self._turn + 1) % len(self.tasks)
-            self._quota = self.stride
+    def _reserve(self) -> bool:
+        """Reserve buffer credits for the next task in turn that needs input, and ask its inlet.
+
+        Each task with an external input keeps about two batches asked for
+        ahead of what it sends: enough to keep the lanes fed, and no more
+        pulled than can be sent soon. Tasks take turns, so that one task does
+        not take all the room while another waits. Returns whether it reserved.
+        """
+        if self._draining:
+            return False
+        room = self._limit - self.held
+        if room <= 0:
+            return False
+        count = len(self.tasks)
+        for step in range(count):
+            task = self.tasks[(self._turn + step) % count]
+            inlet = task.inlet
+            if inlet is None or inlet.ended or inlet.closed:
+                continue
+            wanted = 2 * self._batch_size(task) - inlet.want - len(inlet.feed)
+            if wanted <= 0:
+                continue
+            n = min(self.stride, room, wanted)
+            self.held += n
+            inlet.ask(n)
+            self._turn = (self._turn + step + 1) % count
+            return True
+        return False
+
+    def _next_batch(self) -> Batch | None:
+        """A batch of whatever a task has ready, the tasks taking turns."""
+        count = len(self.tasks)
+        for step in range(count):
+            task = self.tasks[(self._send_turn + step) % count]
+            if task.exhausted:
+                continue
+            size = self._batch_size(task)
+            batch = (self._take_input(task, size) if task.upstream is None
+                     else self._take_upstream(task, size))
+            if batch is not None:
+                self._send_turn = (self._send_turn + step + 1) % count
+                return batch
         return None
 
-    def _take(self, task: TaskState) -> Batch | tuple[TaskState, int] | None:
-        size = min(self._batch_size(task), self._quota)
+    def _take_upstream(self, task: TaskState, size: int) -> Batch | None:
+        """Chaining: a batch of the results an earlier task of this NuMap has ready.
+
+        The items keep the credits they hold upstream.
+        """
         upstream = task.upstream
-        if upstream is None:
-            if self._draining:
-                self._end_input(task)
-                return None
-            room = self.buffer - self.held
-            if room <= 0:
-                return None
-            size = min(size, room)
-            self.held += size  # reserved; what the input does not give back is returned
-            self._quota -= size
-            return task, size
+        assert upstream is not None
         if upstream.ready_count == 0:
             if upstream.finished() and not upstream.cur_size:
                 self._end_input(task)
             return None
-        # Chaining: the items keep the credits they hold upstream.
         items: list[Any] = []
         errors: dict[int, BaseException] = {}
         while upstream.ready and len(items) + len(errors) < size:
@@ -230,9 +272,7 @@ class Scheduler:
                 taken = chunk[:want]
                 upstream.ready[0] = chunk[want:]
             items.extend(taken)
-        count = len(items) + len(errors)
-        upstream.ready_count -= count
-        self._quota -= count
+        upstream.ready_count -= len(items) + len(errors)
         return self._new_batch(task, items, errors)
 
     def _new_batch(self, task: TaskState, items: list[Any],
@@ -247,38 +287,38 @@ class Scheduler:
         task.undelivered[batch.id] = batch
         return batch
 
-    def _pull(self, task: TaskState, size: int) -> Batch | None:
-        """Outside the lock: pull up to ``size`` items from an external input."""
-        source = task.source
-        assert source is not None
-        values: list[Any] = []
-        errors: dict[int, BaseException] = {}
-        ended = False
-        while len(values) + len(errors) < size:
-            want = size - len(values) - len(errors)
-            before = len(values)
-            try:
-                # extend keeps the items islice gave before an exception.
-                values.extend(itertools.islice(source, want))
-            except Exception as exc:  # noqa: BLE001 - an input's error is that item's result
-                errors[len(values) + len(errors)] = exc
-                continue
-            if len(values) - before < want:
-                ended = True
-                break
-        with self._lock:
-            count = len(values) + len(errors)
-            self.held -= size - count
-            if ended:
+    def _take_input(self, task: TaskState, size: int) -> Batch | None:
+        """A batch of what ``task``'s inlet has pulled."""
+        inlet = task.inlet
+        assert inlet is not None
+        if inlet.unfilled:  # the input ended short of what was asked
+            self.held -= inlet.unfilled
+            inlet.unfilled = 0
+        arrived = len(inlet.feed)
+        if self._draining and inlet.want:  # what it is still pulling is abandoned
+            self.held -= inlet.want
+            inlet.want = 0
+        if not arrived:
+            if inlet.ended or self._draining:
+                inlet.close()
                 self._end_input(task)
-            if self.stopping or count == 0:
-                self.held -= count
+            elif inlet.want:
+                self._waiting_on_input = True
+            return None
+        if arrived < size and inlet.want and not self._draining:
+            # The inlet is still pulling this batch: give it a moment to fill.
+            now = time.monotonic()
+            if task.partial_since is None:
+                task.partial_since = now
+            if now - task.partial_since < _LINGER:
+                self._waiting_on_input = True
                 return None
-            return self._new_batch(task, values, errors)
+        task.partial_since = None
+        items, errors = inlet.take(size)
+        return self._new_batch(task, items, errors)
 
     def _end_input(self, task: TaskState) -> None:
         task.exhausted = True
-        self._changes += 1
         self._results.notify_all()
         self._space.notify_all()
 
@@ -313,6 +353,13 @@ class Scheduler:
                 measured = done.seconds / len(done.values)
                 task.per_item = measured if task.per_item is None else (
                     _SMOOTHING * measured + (1 - _SMOOTHING) * task.per_item)
+                if done.nbytes and self._memory:
+                    size = done.nbytes / len(done.values)
+                    task.item_bytes = size if task.item_bytes is None else (
+                        _SMOOTHING * size + (1 - _SMOOTHING) * task.item_bytes)
+                    largest = max(t.item_bytes or 0 for t in self.tasks)
+                    self._limit = max(min(self.buffer, int(self._memory / largest)),
+                                      min(self.buffer, self._floor))
             errors = dict(batch.errors) if batch.errors else {}
             if done.failures:
                 positions = batch.positions
@@ -388,7 +435,6 @@ class Scheduler:
                 task.ready.append(run)
                 task.ready_count += len(run)
         batch.items = []  # the inputs are no longer needed
-        self._changes += 1
         self._results.notify_all()
 
     def lost(self, lane: Lane, loss: LaneLoss) -> None:
@@ -453,8 +499,7 @@ class Scheduler:
         try:
             if self._broken is None:
                 self._broken = exc
-            self._changes += 1
-            self._space.notify_all()
+                self._space.notify_all()
             self._results.notify_all()
         finally:
             if not locked:
@@ -462,11 +507,13 @@ class Scheduler:
 
     # -- the consumer side ------------------------------------------------------
 
-    def next_chunk(self, task: TaskState, timeout: float | None, block: bool) -> Any:
-        """Hand the consumer the next chunk of ``task`` and return its first result.
+    def next_chunk(self, task: TaskState, timeout: float | None, block: bool
+                   ) -> list[Any] | Raise:
+        """Hand the consumer the next chunk of ``task``; ``StopIteration`` when there is none.
 
-        Called when the consumer has read its chunk to the end: its credits go
-        back to the buffer first.
+        Called when the consumer has read its chunk to the end: that chunk's
+        credits go back to the buffer first. What the consumer must see as an
+        exception comes as a :class:`Raise` chunk.
         """
         with self._lock:
             if task.cur_size:
@@ -474,38 +521,34 @@ class Scheduler:
                 task.cur_size = 0
                 self._space.notify()
             deadline = None if timeout is None else time.monotonic() + timeout
-            stall_mark: tuple[int, float] | None = None
             while True:
                 if task.ready:
                     chunk = task.ready.popleft()
-                    if isinstance(chunk, Raise):
-                        task.ready_count -= 1
-                        self.held -= 1
-                        self._space.notify()
-                        raise chunk.exc
                     task.ready_count -= len(chunk)
-                    task.cur = iter(chunk)
                     task.cur_size = len(chunk)
-                    return next(task.cur)
+                    return chunk
                 if self.stopped or self.stopping or task.finished():
                     raise StopIteration
                 if self._broken is not None:
-                    raise BrokenPoolError(str(self._broken)) from self._broken
+                    error = BrokenPoolError(str(self._broken))
+                    error.__cause__ = self._broken
+                    return Raise(error)
                 if not block:
-                    self._timed_out(task, 0.0)
+                    return self._timed_out(task, 0.0)
+                if self.held >= self._limit:
+                    self._lend(task)
                 if deadline is None:
-                    stall_mark = self._check_stall(task, stall_mark)
-                    self._results.wait(STALL_SECONDS if stall_mark else None)
+                    self._results.wait()
                 else:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        self._timed_out(task, timeout or 0.0)
+                        return self._timed_out(task, timeout or 0.0)
                     self._results.wait(remaining)
 
-    def _timed_out(self, task: TaskState, timeout: float) -> None:
+    def _timed_out(self, task: TaskState, timeout: float) -> Raise:
         if self.skip:
             self._drop_oldest(task)
-        raise TimeoutError(f"{self.name}: no result of task {task.id} within {timeout} s")
+        return Raise(TimeoutError(f"{self.name}: no result of task {task.id} within {timeout} s"))
 
     def _drop_oldest(self, task: TaskState) -> None:
         for batch in task.undelivered.values():
@@ -516,20 +559,27 @@ class Scheduler:
                     batch.dropped = dropped
                     return
 
-    def _check_stall(self, task: TaskState, mark: tuple[int, float] | None
-                     ) -> tuple[int, float] | None:
-        """Raise StalledError when nothing can ever bring ``task`` a result."""
-        stalled = (self.feeding and self._feeder_waiting and self.held >= self.buffer
-                   and not self._resend and not any(lane.outstanding for lane in self._lanes))
-        if not stalled:
-            return None
-        now = time.monotonic()
-        if mark is None or mark[0] != self._changes:
-            return (self._changes, now)
-        if now - mark[1] < STALL_SECONDS * 0.99:
-            return mark
-        holders = ", ".join(f"task {t.id}: {t.ready_count}" for t in self.tasks if t.ready_count)
-        raise StalledError(
-            f"{self.name}: task {task.id} waits for results, but the buffer "
-            f"({self.buffer} items) is full of results nobody takes ({holders}). Consume "
-            f"the tasks in step, or give the NuMap a larger buffer.")
+    def _lend(self, task: TaskState) -> None:
+        """Under the lock: let a waiting consumer's task pull beyond a full buffer.
+
+        The buffer can be full of results of other tasks that their consumers
+        have not reached yet (tasks read out of step, or chunks partly read).
+        If nothing is on its way to ``task``, its input (the root of its chain)
+        may pull one batch more than the buffer allows, so that a consumer never
+        waits for ever; the overdraft is paid back as the results are read.
+        """
+        root = task
+        while True:
+            if root.undelivered or (root is not task and root.ready_count):
+                return  # something is on its way already
+            if root.upstream is None:
+                break
+            root = root.upstream
+        inlet = root.inlet
+        if (inlet is None or inlet.ended or inlet.want or inlet.feed or self._draining
+                or not self.feeding):
+            return
+        n = max(1, min(self.max_batch, self.stride))
+        self.held += n
+        inlet.ask(n)
+        self._space.notify()

@@ -2,12 +2,19 @@
 
 Results reach the consumer as *chunks* in the task's ``ready`` deque: a list of
 values (a whole batch, in the usual case) or a :class:`Raise` for an item that
-failed. The consumer walks a chunk with a plain list iterator, so taking one
-result costs no lock; it comes back to the scheduler once per chunk.
+failed. Each task has one ``stream``: ``itertools.chain.from_iterable`` over
+its chunks. Taking a result from a chunk then costs no Python call and no
+lock; the scheduler is asked for the next chunk once per chunk.
+
+``chain`` drops its source for good when the source raises, but not when the
+*current* chunk's iterator raises. So everything the consumer must see as an
+exception (a failed item, a timeout, a broken pool) is handed out as a chunk
+that raises once when advanced (:class:`Raise`), and the stream goes on after.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,19 +23,33 @@ from typing import TYPE_CHECKING, Any
 from ._execute import TaskSpec
 
 if TYPE_CHECKING:
+    from ._inlet import Inlet
     from ._map import NuMap
     from .backends.base import Batch
 
-__all__ = ["Raise", "TaskState", "NuMapTask"]
-
-_EMPTY: Iterator[Any] = iter(())
+__all__ = ["NuMapTask", "Raise", "TaskState"]
 
 
-@dataclass(slots=True, eq=False)
 class Raise:
-    """A chunk of one failed item: its exception is raised to the consumer."""
+    """A chunk that raises ``exc`` the first time it is advanced, then ends."""
 
-    exc: BaseException
+    __slots__ = ("exc", "_done")
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+        self._done = False
+
+    def __iter__(self) -> Raise:
+        return self
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        self._done = True
+        raise self.exc
+
+    def __len__(self) -> int:
+        return 1
 
 
 @dataclass(slots=True, eq=False)
@@ -37,7 +58,7 @@ class TaskState:
 
     id: int
     spec: TaskSpec
-    source: Iterator[Any] | None  # an external input, pulled by the feeder
+    source: Iterator[Any] | None  # an external input, pulled by the task's inlet
     upstream: TaskState | None  # or an earlier task of the same NuMap (chaining)
     timeout: float | None = None
     block: bool = True
@@ -47,20 +68,61 @@ class TaskState:
     undelivered: dict[int, Batch] = field(default_factory=dict)  # by batch id, oldest first
     ready: deque[list[Any] | Raise] = field(default_factory=deque)
     ready_count: int = 0  # items in ``ready``
-    cur: Iterator[Any] = _EMPTY  # the consumer's place in the chunk it is reading
-    cur_size: int = 0  # items of that chunk, released to the buffer when it is done
+    cur_size: int = 0  # items of the chunk being read, released to the buffer after it
+    call: tuple[float | None, bool] | None = None  # timeout and block of one next() call
     per_item: float | None = None  # seconds per item, as the workers measured it
+    item_bytes: float | None = None  # bytes per item and its result on the wire
+    inlet: Inlet | None = None  # pulls ``source`` (made by the scheduler)
+    partial_since: float | None = None  # when the feeder first saw a half-filled batch
 
     def finished(self) -> bool:
         """True when every result of this task has been handed out."""
         return self.exhausted and not self.undelivered and not self.ready
 
 
+class _Chunks:
+    """The source of a task's stream: asks the NuMap for one chunk per call.
+
+    It holds the NuMap, so that a NuMap whose stream is being read stays alive
+    (``for x in NuMap(f, xs)`` keeps no other reference). The NuMap holds the
+    stream too; the loop is cut when the task ends, and the scheduler's threads
+    reach neither, so an abandoned NuMap is still collected.
+    """
+
+    __slots__ = ("_numap", "_state")
+
+    def __init__(self, numap: NuMap, state: TaskState) -> None:
+        self._numap: NuMap | None = numap
+        self._state = state
+
+    def __iter__(self) -> _Chunks:
+        return self
+
+    def __next__(self) -> list[Any] | Raise:
+        numap = self._numap
+        if numap is None:
+            raise StopIteration
+        state = self._state
+        timeout, block = state.call or (state.timeout, state.block)
+        try:
+            return numap._next_chunk(state, timeout, block)
+        except StopIteration:
+            self._numap = None
+            raise
+
+
+def make_stream(numap: NuMap, state: TaskState) -> Iterator[Any]:
+    """The one iterator over ``state``'s results that every consumer of the task shares."""
+    return itertools.chain.from_iterable(_Chunks(numap, state))
+
+
 class NuMapTask:
     """The iterator over one task's results (the reference's ``_NuMapTask``).
 
     ``timeout`` and ``block`` apply to each ``next()``; see :meth:`NuMap.next`.
-    Several tasks can be iterated side by side, each by one thread at a time.
+    Iterating it (``for``, ``list``) uses the task's stream directly, which is
+    the fast way to read results. Each task is read by one consumer at a time;
+    different tasks may be read by different threads.
     """
 
     __slots__ = ("_numap", "_state", "timeout", "block")
@@ -81,14 +143,14 @@ class NuMapTask:
     def numap(self) -> NuMap:
         return self._numap
 
-    def __iter__(self) -> NuMapTask:
+    def __iter__(self) -> Iterator[Any]:
+        state = self._state
+        if self.timeout == state.timeout and self.block == state.block:
+            return self._numap._streams[state.id]
         return self
 
     def __next__(self) -> Any:
-        try:
-            return next(self._state.cur)
-        except StopIteration:
-            return self._numap._next_chunk(self._state, self.timeout, self.block)
+        return self._numap.next(self.timeout, self._state.id, self.block)
 
     def __repr__(self) -> str:
         return f"<NuMapTask {self._state.id} of {self._numap.name!r}>"

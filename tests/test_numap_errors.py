@@ -7,8 +7,8 @@ import traceback
 import pytest
 
 import numap
-from numap import NuMap, RemoteTraceback, StalledError
-from tests.helpers import double, fail_on, sleepy, slow_on
+from numap import NuMap, RemoteTraceback
+from tests.helpers import Counting, double, fail_on, sleepy, slow_on
 
 
 def _formatted(exc: BaseException) -> str:
@@ -167,14 +167,15 @@ def test_block_false_raises_at_once_when_nothing_is_ready():
     nm.stop()
 
 
-def test_a_buffer_full_of_unconsumed_results_is_reported(monkeypatch):
-    from numap import _scheduler
-    monkeypatch.setattr(_scheduler, "STALL_SECONDS", 0.2)
-    nm = NuMap(worker_type="thread", worker_num=2, stride=2, buffer=4)
-    nm.add_task(double, range(100))
-    nm.add_task(double, range(100))
+def test_tasks_read_out_of_step_still_flow_within_bounds(worker_type):
+    # Task 0's results fill the buffer while only task 1 is read: task 1 still gets
+    # its items, and task 0's input is pulled no further than the buffer allows.
+    first, second = Counting(range(1000)), Counting(range(1000))
+    nm = NuMap(worker_type=worker_type, worker_num=2, stride=2, buffer=6)
+    nm.add_task(double, first)
+    nm.add_task(double, second)
     nm.start()
-    with pytest.raises(StalledError, match="buffer"):
-        for _ in range(100):
-            nm.next(task=1)
+    assert [nm.next(task=1, timeout=30) for _ in range(1000)] == [2 * i for i in range(1000)]
+    assert first.taken <= 6 + 2
+    assert [nm.next(task=0, timeout=30) for _ in range(1000)] == [2 * i for i in range(1000)]
     nm.stop()

@@ -196,3 +196,44 @@ def test_property_same_results_as_map_processes(data, stride, ordered):
         out = list(nm)
     expected = list(map(double, data))
     assert out == expected if ordered else sorted(out) == sorted(expected)
+
+
+def test_items_of_a_slow_input_are_sent_as_they_arrive(worker_type):
+    # After thousands of cheap items batches are large; an input that then gives
+    # one item at a time must still see each result come back before the next.
+    import queue
+
+    inbox: queue.Queue = queue.Queue()
+
+    def source():
+        while (item := inbox.get()) is not None:
+            yield item
+
+    nm = NuMap(double, source(), worker_type=worker_type, worker_num=2)
+    for k in range(5000):
+        inbox.put(k)
+    assert [nm.next(timeout=30) for _ in range(5000)] == [2 * k for k in range(5000)]
+    for k in range(5000, 5010):
+        inbox.put(k)
+        assert nm.next(timeout=30) == 2 * k
+    inbox.put(None)
+    with pytest.raises(StopIteration):
+        nm.next(timeout=30)
+    nm.stop()
+
+
+def test_the_automatic_buffer_holds_large_items_by_size(monkeypatch):
+    import time
+
+    import numpy as np
+
+    from numap import _map
+
+    monkeypatch.setattr(_map, "_MEMORY", 8 * 2**20)  # 8 MiB of items
+    source = Counting(np.full(2**15, float(i)) for i in range(2000))  # 256 KiB each
+    with NuMap(lambda a: a + 1, source, worker_num=2) as nm:
+        for i in range(10):
+            assert nm.next(timeout=30)[0] == i + 1
+        time.sleep(1.0)  # the workers go on until the limit
+        # In and out, an item is 512 KiB on the wire: 16 of them fill 8 MiB.
+        assert source.taken <= 10 + 16 + 8

@@ -64,6 +64,7 @@ class Batch:
     suspect: bool = False  # a re-run alone after a worker died holding it
     parent: Batch | None = None  # the batch this re-run piece belongs to
     lane: Lane | None = None
+    nbytes: int = 0  # size of the items as sent, when the backend serialises them
     # Filled as results come in:
     values: list[Any] | None = None
     remaining: int = 0  # pieces of a split batch not yet done
@@ -90,6 +91,7 @@ class Done:
     values: list[Any]
     failures: list[ItemFailure]
     seconds: float  # time spent evaluating, as the worker measured it
+    nbytes: int = 0  # bytes the batch and its results took on the wire (0: not measured)
 
 
 @dataclass(slots=True)

@@ -142,9 +142,12 @@ class ProcessBackend(Backend):
 
     def prepare(self, batch: Batch) -> Any:
         try:
-            return encode(Kind.BATCH, batch.task, batch.id, batch.items)
+            parts = encode(Kind.BATCH, batch.task, batch.id, batch.items)
         except Exception:
             pass
+        else:
+            batch.nbytes = sum(memoryview(part).nbytes for part in parts)
+            return parts
         # Find the items that cannot be pickled; they fail alone.
         for position, item in reversed(list(enumerate(batch.items))):
             try:
@@ -216,7 +219,8 @@ class ProcessBackend(Backend):
         if values is None:  # the whole batch failed before any item ran
             failures = [_spread(failures[0], i) for i in range(len(batch.items))]
             values = [None] * len(batch.items)
-        self.sink.done(lane, Done(batch, values, failures, frame.seconds))
+        nbytes = batch.nbytes + sum(part.nbytes for part in parts)
+        self.sink.done(lane, Done(batch, values, failures, frame.seconds, nbytes))
 
     def _lost(self, lane: Lane) -> None:
         worker: _Worker = lane.handle
@@ -243,7 +247,7 @@ class ProcessBackend(Backend):
         with self._send_lock:
             worker.inbox.close()
             worker.outbox.close()
-        _close(worker.process)
+            _close(worker.process)
         if lane in self._lanes:
             self._lanes.remove(lane)
         self.sink.lost(lane, LaneLoss(reason, code, name))
@@ -257,30 +261,32 @@ class ProcessBackend(Backend):
     def stop(self, forced: bool = False) -> None:
         if self._stopping:
             return
-        self._stopping = True
+        self._stopping = True  # no lane is replaced from now on
         self._wake()
-        processes = [lane.handle.process for lane in self._lanes]
         if forced:
-            for process in processes:
-                _signal(process, signal.SIGTERM)
+            for lane in list(self._lanes):
+                _signal(lane.handle.process, signal.SIGTERM)
         # Closing the inboxes tells each worker to leave at once.
         if not self._send_lock.acquire(timeout=_GRACE):
-            for process in processes:  # the feeder is stuck writing to a frozen worker
-                _signal(process, signal.SIGKILL)
+            for lane in list(self._lanes):  # the feeder is stuck writing to a frozen worker
+                _signal(lane.handle.process, signal.SIGKILL)
             self._send_lock.acquire()
         try:
+            # Under the lock no replacement is half started: every worker is in _lanes.
             self._closed = True
-            for lane in self._lanes:
+            lanes = list(self._lanes)
+            for lane in lanes:
                 lane.handle.inbox.close()
         finally:
             self._send_lock.release()
-        _reap(processes)
+        _reap([lane.handle.process for lane in lanes])
         if self._getter is not None and self._getter is not threading.current_thread():
             self._getter.join(_GRACE)
-        for lane in self._lanes:
-            lane.handle.outbox.close()
-            _close(lane.handle.process)
-            lane.alive = False
+        with self._send_lock:  # where every pipe of a lane is closed, so never twice at once
+            for lane in lanes:
+                lane.handle.outbox.close()
+                _close(lane.handle.process)
+                lane.alive = False
         self._lanes.clear()
         self._batches.clear()
         self._close_fds()

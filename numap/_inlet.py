@@ -1,0 +1,110 @@
+"""``Inlet``: one task's external input, pulled in a thread of its own.
+
+The feeding thread must never wait on an input: an input may be slow (a file
+being written, a socket), or may itself wait on results that only the feeding
+thread can bring about (a pipeline reading its own NuMap through wrappers).
+So each task whose iterable is not an earlier task of the same NuMap gets an
+inlet thread. The feeder *asks* it for items (after reserving their credits in
+the buffer) and *takes* whatever has arrived; the inlet never pulls an item
+it was not asked for, so laziness holds.
+
+``deque.extend(islice(source, n))`` appends each item the moment the source
+yields it, in C: the feeder can take the first items of a slow chunk while the
+inlet still waits for the rest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from ._errors import BrokenPoolError
+
+__all__ = ["Inlet"]
+
+_FAILED = object()  # the place of an item whose pulling raised
+
+
+class Inlet:
+    """Pulls ``source`` on request. All attributes are guarded by the scheduler's lock."""
+
+    def __init__(self, source: Iterator[Any], lock: threading.Lock,
+                 space: threading.Condition, name: str) -> None:
+        self.source = source
+        self.feed: deque[Any] = deque()  # pulled and not yet taken
+        self.want = 0  # asked for and not yet pulled (their credits are reserved)
+        self.unfilled = 0  # credits of asked items the input ended without giving
+        self.taken = 0  # items handed to the feeder
+        self.ended = False  # the input is exhausted
+        self.closed = False
+        self._errors: dict[int, BaseException] = {}  # input index -> what pulling it raised
+        self._lock = lock
+        self._wake = threading.Condition(lock)
+        self._space = space
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"{name}-inlet")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def ask(self, n: int) -> None:
+        """Under the lock: pull ``n`` more items."""
+        self.want += n
+        self._wake.notify()
+
+    def close(self) -> None:
+        """Under the lock: pull nothing more."""
+        self.closed = True
+        self._wake.notify()
+
+    def take(self, n: int) -> tuple[list[Any], dict[int, BaseException]]:
+        """Under the lock: up to ``n`` of the items that have arrived, and the failed positions."""
+        feed = self.feed
+        n = min(n, len(feed))
+        items = list(itertools.islice(feed, n))
+        for _ in itertools.repeat(None, n):
+            feed.popleft()
+        first = self.taken
+        self.taken += n
+        errors: dict[int, BaseException] = {}
+        if self._errors:
+            for index in [i for i in self._errors if first <= i < first + n]:
+                errors[index - first] = self._errors.pop(index)
+            items = [item for item in items if item is not _FAILED]
+        return items, errors
+
+    def _run(self) -> None:
+        source, feed = self.source, self.feed
+        while True:
+            with self._lock:
+                while self.want <= 0 and not self.closed:
+                    self._wake.wait()
+                if self.closed:
+                    return
+                n = self.want
+                start = self.taken + len(feed)
+            error: BaseException | None = None
+            try:
+                feed.extend(itertools.islice(source, n))
+            except Exception as exc:  # noqa: BLE001 - an input's error is that item's result
+                error = exc
+            with self._lock:
+                got = self.taken + len(feed) - start
+                if error is not None:
+                    self._errors[start + got] = error
+                    feed.append(_FAILED)
+                    got += 1
+                    # An upstream NuMap that broke would raise for ever.
+                    ended = isinstance(error, BrokenPoolError)
+                else:
+                    ended = got < n
+                self.want -= got
+                if ended:
+                    self.ended = True
+                    self.unfilled += self.want
+                    self.want = 0
+                self._space.notify_all()
+                if ended:
+                    return
