@@ -27,5 +27,5 @@ if __name__ == "__main__":
         print("unordered:", sorted(squares))
 
     # Lazy: an endless input is pulled only as results are taken.
-    with NuMap(abs, itertools.count(), worker_num=2, buffer=4096) as numbers:
+    with NuMap(abs, itertools.count(), worker_num=2, stride=64, buffer=256) as numbers:
         print("first five of an endless input:", list(itertools.islice(numbers, 5)))
