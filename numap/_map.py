@@ -159,6 +159,11 @@ class NuMap:
         """True once the pool has started (stage 1)."""
         return 1 in self._stages
 
+    @property
+    def stopped(self) -> bool:
+        """True once stop() was called (until all tasks are popped)."""
+        return self._scheduler is not None and self._scheduler.stopping
+
     def add_task(self, func: Callable[..., Any], iterable: Iterable[Any],
                  args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
                  timeout: float | None = None, block: bool = True,
@@ -172,7 +177,8 @@ class NuMap:
         ``get_tracked(task)``.
         """
         if self.started:
-            raise RuntimeError(f"{self.name}: cannot add a task after start")
+            raise RuntimeError(f"{self.name}: cannot add a task after start"
+                               + (" (pop_task(True) first to reuse it)" if self.stopped else ""))
         if not callable(func):
             raise TypeError(f"add_task: func must be callable, got {func!r}")
         upstream = None
@@ -208,8 +214,12 @@ class NuMap:
         return NuMapTask(self, state, timeout, bool(block))
 
     def pop_task(self, number: int | bool) -> None:
-        """Remove the last ``number`` tasks, or all of them if ``number`` is ``True``."""
-        if self.started:
+        """Remove the last ``number`` tasks, or all of them if ``number`` is ``True``.
+
+        Before start, or after stop: a stopped NuMap whose tasks are all popped
+        is new again, and takes new tasks and a new start.
+        """
+        if self.started and not self.stopped:
             raise RuntimeError(f"{self.name}: cannot pop a task after start")
         if number is True:
             number = len(self._tasks)
@@ -221,6 +231,9 @@ class NuMap:
             state = self._tasks.pop()
             self._streams.pop()
             self._tasks_tracked.pop(state.id, None)
+        if self.stopped and not self._tasks:
+            self._scheduler = None
+            self._stages = set()
 
     def get_task(self, task: int = 0, timeout: float | None = None,
                  block: bool = True) -> NuMapTask:
@@ -266,6 +279,15 @@ class NuMap:
             return Raise(RuntimeError(f"{self.name}: next() before start()"))
         return scheduler.next_chunk(state, timeout, block)
 
+    def _skip_oldest(self, task: int) -> None:
+        """Drop the oldest pending item of ``task``: its result is discarded when it comes.
+
+        What ``skip=True`` does after a timeout, for a caller that decides per call.
+        """
+        scheduler = self._scheduler
+        if scheduler is not None:
+            scheduler.skip_oldest(self._state(task))
+
     def __iter__(self) -> Iterator[Any]:
         """Task 0's results (its stream: the fast way to read them)."""
         if not self._tasks:
@@ -288,7 +310,8 @@ class NuMap:
                 raise ValueError(f"start: stages are 1 and 2, got {stage!r}")
         with self._start_lock:
             if self._scheduler is not None and self._scheduler.stopping:
-                raise RuntimeError(f"{self.name}: a stopped NuMap cannot start again")
+                raise RuntimeError(f"{self.name}: a stopped NuMap starts again only after "
+                                   f"pop_task(True) and new tasks")
             if 1 in stages and 1 not in self._stages:
                 if not self._tasks:
                     raise RuntimeError(f"{self.name}: start() needs at least one task")

@@ -393,17 +393,23 @@ class Scheduler:
         batch.errors = errors or None
         batch.complete = True
         task = self.tasks[batch.task]
+        if batch.id not in task.undelivered:
+            return  # every item of it was skipped while it ran
         if self.ordered:
-            undelivered = task.undelivered
-            while undelivered:
-                first = next(iter(undelivered.values()))
-                if not first.complete:
-                    break
-                del undelivered[first.id]
-                self._emit(task, first)
+            self._deliver(task)
         else:
             del task.undelivered[batch.id]
             self._emit(task, batch)
+
+    def _deliver(self, task: TaskState) -> None:
+        """Ordered: emit the complete batches at the head of ``task``'s order."""
+        undelivered = task.undelivered
+        while undelivered:
+            first = next(iter(undelivered.values()))
+            if not first.complete:
+                break
+            del undelivered[first.id]
+            self._emit(task, first)
 
     def _emit(self, task: TaskState, batch: Batch) -> None:
         values = batch.values
@@ -550,13 +556,26 @@ class Scheduler:
             self._drop_oldest(task)
         return Raise(TimeoutError(f"{self.name}: no result of task {task.id} within {timeout} s"))
 
+    def skip_oldest(self, task: TaskState) -> None:
+        """Drop the oldest pending item of ``task`` (see ``_drop_oldest``)."""
+        with self._lock:
+            self._drop_oldest(task)
+
     def _drop_oldest(self, task: TaskState) -> None:
+        """Under the lock: skip the oldest item of ``task`` whose result has not come."""
         for batch in task.undelivered.values():
             dropped = batch.dropped or set()
             for position in range(batch.size):
                 if position not in dropped:
                     dropped.add(position)
                     batch.dropped = dropped
+                    if len(dropped) == batch.size:
+                        # Nothing of it is wanted: do not let later results wait for it.
+                        del task.undelivered[batch.id]
+                        self.held -= batch.size
+                        if self.ordered:
+                            self._deliver(task)
+                        self._space.notify()
                     return
 
     def _lend(self, task: TaskState) -> None:

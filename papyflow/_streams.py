@@ -1,0 +1,189 @@
+"""The iterators that carry items between Pipers.
+
+A Piper's input is the zip of its upstream Pipers' outputs (one reader each),
+grouped by ``consume``; its output is its results, spread by ``produce`` and
+shared by ``Fanout`` among the Pipers downstream. ``split`` and ``merge`` deal
+the items of a spawned Piper to its copies and collect them back in order.
+
+These iterators are read from several threads (NuMap inlets, the Plumber), so
+the shared ones take a lock per item.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .errors import PiperError
+
+__all__ = ["Fanout", "consume", "merge", "produce", "split"]
+
+
+class Fanout:
+    """One source read by several readers, each seeing every item once.
+
+    Only the items that the slowest reader has not taken yet are kept.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._source: Iterator[Any] | None = None
+        self._kept: deque[Any] = deque()
+        self._first = 0  # index of the oldest kept item
+        self._positions: list[int] = []
+        self._ended = False
+
+    def reader(self) -> Iterator[Any]:
+        """A new reader, starting with the first item (register readers before reading)."""
+        with self._lock:
+            self._positions.append(self._first)
+            return _Reader(self, len(self._positions) - 1)
+
+    @property
+    def readers(self) -> int:
+        return len(self._positions)
+
+    def feed(self, source: Iterable[Any]) -> None:
+        """Set what the readers read."""
+        with self._lock:
+            self._source = iter(source)
+
+    def _next(self, reader: int) -> Any:
+        with self._lock:
+            position = self._positions[reader]
+            offset = position - self._first
+            if offset < len(self._kept):
+                item = self._kept[offset]
+            else:
+                if self._ended or self._source is None:
+                    raise StopIteration
+                try:
+                    item = next(self._source)
+                except StopIteration:
+                    self._ended = True
+                    raise
+                self._kept.append(item)
+            self._positions[reader] = position + 1
+            slowest = min(self._positions)
+            while self._first < slowest:
+                self._kept.popleft()
+                self._first += 1
+            return item
+
+    def __len__(self) -> int:
+        """Items kept for readers that have not taken them yet."""
+        return len(self._kept)
+
+
+class _Reader:
+    __slots__ = ("_fanout", "_index")
+
+    def __init__(self, fanout: Fanout, index: int) -> None:
+        self._fanout = fanout
+        self._index = index
+
+    def __iter__(self) -> _Reader:
+        return self
+
+    def __next__(self) -> Any:
+        return self._fanout._next(self._index)
+
+
+def consume(inbox: Iterable[tuple[Any, ...]], n: int) -> Iterator[tuple[tuple[Any, ...], ...]]:
+    """Group ``n`` consecutive inboxes into one: a tuple of ``n`` results per upstream.
+
+    The last group may be shorter when the input ends.
+    """
+    it = iter(inbox)
+    while True:
+        group = []
+        for _ in range(n):
+            try:
+                group.append(next(it))
+            except StopIteration:
+                if group:
+                    yield tuple(zip(*group, strict=True))
+                return
+        yield tuple(zip(*group, strict=True))
+
+
+def produce(results: Iterable[Any], n: int, repeat: bool, name: str) -> Iterator[Any]:
+    """Emit ``n`` items per result: its elements, or the result ``n`` times with ``repeat``.
+
+    A failed result is emitted ``n`` times, so that downstream items stay aligned;
+    so is a PiperError for a result that does not have ``n`` elements.
+    """
+    for result in results:
+        if repeat or isinstance(result, PiperError):
+            for _ in range(n):
+                yield result
+            continue
+        try:
+            items = list(result)
+        except TypeError as exc:
+            items = [PiperError(TypeError(
+                f"piper {name!r}: produce={n} needs a sequence of {n} elements, "
+                f"got {type(result).__name__}: {exc}"))] * n
+        if len(items) != n:
+            items = [PiperError(ValueError(
+                f"piper {name!r}: produce={n} but a result has {len(items)} elements"))] * n
+        yield from items
+
+
+class _Dealer:
+    """Deals the items of one source to ``n`` readers in turn (item i to reader i % n)."""
+
+    def __init__(self, source: Iterable[Any], n: int) -> None:
+        self._lock = threading.Lock()
+        self._source = iter(source)
+        self._queues: list[deque[Any]] = [deque() for _ in range(n)]
+        self._next_reader = 0
+        self._ended = False
+
+    def take(self, reader: int) -> Any:
+        with self._lock:
+            queue = self._queues[reader]
+            while not queue:
+                if self._ended:
+                    raise StopIteration
+                try:
+                    item = next(self._source)
+                except StopIteration:
+                    self._ended = True
+                    raise
+                self._queues[self._next_reader].append(item)
+                self._next_reader = (self._next_reader + 1) % len(self._queues)
+            return queue.popleft()
+
+
+class _Dealt:
+    __slots__ = ("_dealer", "_reader")
+
+    def __init__(self, dealer: _Dealer, reader: int) -> None:
+        self._dealer = dealer
+        self._reader = reader
+
+    def __iter__(self) -> _Dealt:
+        return self
+
+    def __next__(self) -> Any:
+        return self._dealer.take(self._reader)
+
+
+def split(source: Iterable[Any], n: int) -> list[Iterator[Any]]:
+    """``n`` iterators that take the items of ``source`` in turn."""
+    dealer = _Dealer(source, n)
+    return [_Dealt(dealer, i) for i in range(n)]
+
+
+def merge(sources: list[Iterator[Any]]) -> Iterator[Any]:
+    """The items of ``sources`` taken in turn: the inverse of :func:`split`."""
+    while True:
+        for source in sources:
+            try:
+                item = next(source)
+            except StopIteration:
+                return
+            yield item

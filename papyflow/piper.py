@@ -1,0 +1,344 @@
+"""``Piper``: a Worker as a node of a pipeline, evaluated lazily or on a NuMap.
+
+A Piper moves through explicit phases::
+
+    new --connect()--> connected --start()--> started --stop()--> stopped
+     ^                     |                                         |
+     +----disconnect()-----+-----------------------------------------+
+
+Items flow like this (``consume``, ``spawn`` and ``produce`` as in PaPy)::
+
+    upstream readers --zip--> inboxes --consume--> [split to spawned tasks]
+        --> Worker (here, or in a NuMap) --> [merge] --> produce --> Fanout
+        --> one reader per downstream Piper (or the Piper's own ``next()``)
+
+``spawn`` and ``stride`` change where and how items are evaluated, never the
+order: results leave a Piper in the order its inputs came.
+"""
+
+from __future__ import annotations
+
+import enum
+import numbers
+import time
+from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import numap
+from numap import NuMap
+
+from ._streams import Fanout, consume, merge, produce, split
+from .errors import PiperError, PiperTimeoutError, WorkerError
+from .worker import Worker, _first_error, worker_error
+
+__all__ = ["Piper"]
+
+
+class Phase(enum.Enum):
+    NEW = "new"
+    CONNECTED = "connected"
+    STARTED = "started"
+    STOPPED = "stopped"
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Piper: {name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+@dataclass(slots=True)
+class PiperStats:
+    """What a Piper has given out: results, failed items, and when (``time.monotonic``)."""
+
+    results: int = 0
+    errors: int = 0
+    first: float | None = None  # when its first result came
+    last: float | None = None  # when its results ended
+
+    def as_dict(self) -> dict[str, Any]:
+        seconds = (self.last - self.first) if self.first and self.last else None
+        return {"results": self.results, "errors": self.errors, "first": self.first,
+                "last": self.last, "seconds": seconds}
+
+
+class Piper:
+    """A processing node: a :class:`Worker` applied to each inbox of its upstream Pipers.
+
+    Arguments (as in PaPy):
+
+    - ``worker``: a Worker, a Piper (its Worker is used), a function or a
+      sequence of functions or Workers.
+    - ``parallel``: ``False`` (evaluate lazily in the thread that reads the
+      results) or a :class:`numap.NuMap` (evaluate there; Pipers may share one).
+    - ``consume``: inboxes given to the Worker at once; the Worker then gets a
+      tuple with one entry per upstream Piper, each a tuple of ``consume``
+      consecutive results.
+    - ``produce``: items emitted per result: the result's elements, or the
+      result repeated when ``repeat`` is true.
+    - ``spawn``: tasks of this Piper in its NuMap; they take the inboxes in
+      turn. For each upstream Piper ``u``, ``u.produce * u.spawn`` must equal
+      ``consume * spawn``.
+    - ``timeout``: seconds to wait for a result of a parallel Piper; a late
+      result becomes a :class:`PiperTimeoutError` and the Piper goes on.
+    - ``branch``: orders Pipers that are not upstream of one another (see Dagger).
+    - ``debug``: raise a failed item's PiperError instead of passing it on.
+    - ``name``: a name for logs, statistics and saved pipelines.
+    - ``track``: keep ``{index: result}`` of each task (see ``tracked``).
+
+    A failed item leaves the Piper as a :class:`PiperError` whose ``args[0]``
+    is the cause (the :class:`WorkerError`, a timeout, a lost worker process),
+    and the Piper goes on with the next item.
+    """
+
+    def __init__(self, worker: Any, parallel: NuMap | bool = False, consume: int = 1,
+                 produce: int = 1, spawn: int = 1, timeout: float | None = None,
+                 branch: Any = None, debug: bool = False, name: str | None = None,
+                 track: bool = False, repeat: bool = False) -> None:
+        if isinstance(worker, Piper):
+            worker = worker.worker
+        self.worker = worker if isinstance(worker, Worker) else Worker(worker)
+        if parallel is not False and not isinstance(parallel, NuMap):
+            raise TypeError(f"Piper: parallel must be False or a NuMap, got {parallel!r}")
+        self.imap: NuMap | bool = parallel
+        self.consume = _count("consume", consume)
+        self.produce = _count("produce", produce)
+        self.spawn = _count("spawn", spawn)
+        if timeout is not None and (isinstance(timeout, bool)
+                                    or not isinstance(timeout, numbers.Real) or timeout <= 0):
+            raise ValueError(f"Piper: timeout must be a positive number of seconds, "
+                             f"got {timeout!r}")
+        self.timeout = timeout
+        self.branch = branch
+        self.debug = bool(debug)
+        self.track = bool(track)
+        self.repeat = bool(repeat)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"Piper: name must be a str, got {name!r}")
+        self.name = name or f"{self.worker.name}_{id(self):x}"
+        self.phase = Phase.NEW
+        self.inbox: list[Any] = []  # upstream Pipers and input iterables, in order
+        self.tracked: list[dict[int, Any]] = []  # one {index: result} per task
+        self._fanout = Fanout()
+        self._own: Iterator[Any] | None = None
+        self._stream: Iterator[Any] | None = None  # inboxes of a linear Piper
+        self._tasks: list[numap.NuMapTask] = []
+        self.stats = PiperStats()
+
+    # -- state ------------------------------------------------------------------
+
+    @property
+    def parallel(self) -> bool:
+        return self.imap is not False
+
+    @property
+    def connected(self) -> bool:
+        return self.phase is not Phase.NEW
+
+    @property
+    def started(self) -> bool:
+        return self.phase is Phase.STARTED
+
+    @property
+    def task_ids(self) -> list[int]:
+        """This Piper's task numbers in its NuMap (one per spawned copy)."""
+        return [t.task for t in self._tasks]
+
+    def _reader(self) -> Iterator[Any]:
+        """A new reader of this Piper's results (for a Piper downstream)."""
+        if self.phase is Phase.STARTED:
+            raise PiperError(f"piper {self.name!r} has started: connect Pipers before start")
+        return self._fanout.reader()
+
+    # -- connect ----------------------------------------------------------------
+
+    def connect(self, inbox: Sequence[Any]) -> None:
+        """Connect to the upstream Pipers (or input iterables) in ``inbox``, in that order."""
+        if self.phase is not Phase.NEW:
+            raise PiperError(f"piper {self.name!r} is already connected")
+        if isinstance(inbox, (Piper, str, bytes)) or not isinstance(inbox, Sequence):
+            raise PiperError(f"piper {self.name!r}: connect takes a sequence of Pipers or "
+                             f"input iterables, got {inbox!r}")
+        if not inbox:
+            raise PiperError(f"piper {self.name!r}: connect needs at least one input")
+        for upstream in inbox:
+            if isinstance(upstream, Piper):
+                rate = upstream.produce * upstream.spawn
+                if rate != self.consume * self.spawn:
+                    raise PiperError(
+                        f"cannot connect {upstream.name!r} to {self.name!r}: upstream "
+                        f"produce x spawn = {upstream.produce} x {upstream.spawn} = {rate}, "
+                        f"downstream consume x spawn = {self.consume} x {self.spawn} = "
+                        f"{self.consume * self.spawn}; they must be equal")
+            elif not isinstance(upstream, Iterable):
+                raise PiperError(f"piper {self.name!r}: an input must be a Piper or an "
+                                 f"iterable, got {upstream!r}")
+        readers = [u._reader() if isinstance(u, Piper) else iter(u) for u in inbox]
+        stream: Iterator[Any] = zip(*readers)
+        if self.consume > 1:
+            stream = consume(stream, self.consume)
+        if isinstance(self.imap, NuMap):
+            parts = split(stream, self.spawn) if self.spawn > 1 else [stream]
+            self._tasks = [self.imap.add_task(self.worker, part, track=self.track)
+                           for part in parts]
+            if self.track:
+                self.tracked = [self.imap.get_tracked(t.task) for t in self._tasks]
+        else:
+            self._stream = stream
+            self.tracked = [{}] if self.track else []
+        self.inbox = list(inbox)
+        self.phase = Phase.CONNECTED
+
+    __call__ = connect
+
+    def disconnect(self, forced: bool = False) -> None:
+        """Undo :meth:`connect` (a started Piper must be stopped first, unless ``forced``)."""
+        if self.phase is Phase.NEW:
+            return
+        if self.phase is Phase.STARTED:
+            if not forced:
+                raise PiperError(f"piper {self.name!r} is running: stop it before disconnect")
+            self.stop(forced=True)
+        if (isinstance(self.imap, NuMap) and self._tasks
+                and (not self.imap.started or self.imap.stopped)):
+            ours = set(self.task_ids)
+            last = len(self.imap._tasks)
+            if ours == set(range(last - len(ours), last)):
+                self.imap.pop_task(len(ours))
+            elif not forced:
+                raise PiperError(f"piper {self.name!r}: its tasks are not the last ones of "
+                                 f"its NuMap; disconnect the Pipers after it first")
+        self._tasks = []
+        self._stream = None
+        self._own = None
+        self.stats = PiperStats()
+        self._fanout = Fanout()
+        self.inbox = []
+        self.tracked = []
+        self.phase = Phase.NEW
+
+    # -- start, stop --------------------------------------------------------------
+
+    def start(self, stages: Sequence[int] | None = None) -> None:
+        """Make the Piper ready to give results.
+
+        Stage 0 sets up its output; stages 1 and 2 start its NuMap (see
+        :meth:`numap.NuMap.start`). Pipers that share a NuMap are started
+        upstream first with stages (0, 1), then all with stage (2,).
+        """
+        if stages is None:
+            stages = (0, 1, 2) if self.parallel else (0,)
+        if self.phase is Phase.NEW:
+            raise PiperError(f"piper {self.name!r}: connect it before start")
+        if self.phase is Phase.STOPPED:
+            raise PiperError(f"piper {self.name!r} was stopped: disconnect and connect it again")
+        if 0 in stages and self._own is None and self.phase is Phase.CONNECTED:
+            results = self._results()
+            if self.produce > 1:
+                results = produce(results, self.produce, self.repeat, self.name)
+            self._fanout.feed(results)
+            if not self._fanout.readers:  # an output Piper: read through next()
+                self._own = self._fanout.reader()
+            self.phase = Phase.STARTED
+        if isinstance(self.imap, NuMap):
+            numap_stages = tuple(s for s in stages if s in (1, 2))
+            if numap_stages:
+                self.imap.start(stages=numap_stages)
+
+    def stop(self, forced: bool = False, ends: Sequence[int] | None = None) -> None:
+        """Stop the Piper and its NuMap (``ends`` and ``forced`` as in NuMap.stop)."""
+        if self.phase is Phase.STOPPED or self.phase is Phase.NEW:
+            return
+        if isinstance(self.imap, NuMap):
+            self.imap.stop(ends=ends, forced=forced)
+        self.phase = Phase.STOPPED
+
+    # -- results --------------------------------------------------------------------
+
+    def _results(self) -> Iterator[Any]:
+        if isinstance(self.imap, NuMap):
+            parts = [self._task_results(self.imap, t) for t in self._tasks]
+            return parts[0] if len(parts) == 1 else merge(parts)
+        assert self._stream is not None
+        return self._linear(self._stream)
+
+    def _failed(self, cause: BaseException) -> PiperError:
+        error = PiperError(cause)
+        if self.debug:
+            raise error
+        return error
+
+    def _linear(self, stream: Iterator[Any]) -> Iterator[Any]:
+        """Evaluate the Worker here, one inbox at a time, as results are read."""
+        worker = self.worker
+        tracked = self.tracked[0] if self.tracked else None
+        single = worker.task[0] if (len(worker.task) == 1 and not worker.args[0]
+                                    and not worker.kwargs[0]) else None
+        stats = self.stats
+        stats.first = time.monotonic()
+        for index, inbox in enumerate(stream):
+            # The usual case, a single plain function, without the Worker's loop.
+            if single is not None and _first_error(inbox) is None:
+                try:
+                    result = single(inbox)
+                except Exception as exc:
+                    result = worker_error(single, inbox, exc)
+            else:
+                result = worker(inbox)
+            if isinstance(result, WorkerError):
+                stats.errors += 1
+                result = self._failed(result)
+            if tracked is not None:
+                tracked[index] = result
+            stats.results += 1
+            yield result
+        stats.last = time.monotonic()
+
+    def _task_results(self, imap: NuMap, task: numap.NuMapTask) -> Iterator[Any]:
+        """Results of one of this Piper's NuMap tasks, failures as PiperErrors."""
+        tid = task.task
+        timeout = self.timeout
+        stream = iter(imap.get_task(tid))
+        stats = self.stats
+        if stats.first is None:
+            stats.first = time.monotonic()
+        while True:
+            try:
+                result = next(stream) if timeout is None else imap.next(timeout, tid)
+            except StopIteration:
+                stats.last = time.monotonic()
+                return
+            except numap.TimeoutError as exc:
+                if not imap.skip:
+                    imap._skip_oldest(tid)
+                stats.errors += 1
+                result = PiperTimeoutError(exc)
+                if self.debug:
+                    raise result from exc
+            except Exception as exc:  # a lost worker, an unpicklable item, a broken pool
+                stats.errors += 1
+                result = self._failed(exc)
+            else:
+                if isinstance(result, WorkerError):
+                    stats.errors += 1
+                    result = self._failed(result)
+            stats.results += 1
+            yield result
+
+    def next(self) -> Any:
+        """The next result of this (output) Piper; a failed item is a returned PiperError."""
+        if self._own is None:
+            if self.phase is not Phase.STARTED:
+                raise PiperError(f"piper {self.name!r} has not started")
+            raise PiperError(f"piper {self.name!r} feeds other Pipers; read those instead")
+        return next(self._own)
+
+    __next__ = next
+
+    def __iter__(self) -> Piper:
+        return self
+
+    def __repr__(self) -> str:
+        kind = "parallel" if self.parallel else "linear"
+        return f"<Piper {self.name!r} {kind} {self.phase.value}>"

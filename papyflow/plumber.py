@@ -1,0 +1,238 @@
+"""``Plumber``: a Dagger with a runtime: start, run, pause, stop, wait.
+
+::
+
+    new/stopped --start(datas)--> started --run()--> running --pause()--> paused
+                                                        |   <--run()---    |
+                                                  (inputs end)           stop()
+                                                        v                  v
+                                                    finished --stop()--> stopped
+
+``run`` pulls the results of the output Pipers in a thread of its own, so the
+caller stays free to ``pause``, ``wait`` or watch ``stats``. ``stop`` takes no
+new input item, then lets every item already taken flow to the end, so that
+each has its result (and tracked Pipers report it) before the NuMaps stop.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from .dagger import Dagger
+from .errors import PiperError, PlumberError
+from .piper import Piper
+
+__all__ = ["Plumber"]
+
+log = logging.getLogger("papyflow.plumber")
+
+
+class State(enum.Enum):
+    NEW = "new"
+    STARTED = "started"
+    RUNNING = "running"
+    PAUSED = "paused"
+    FINISHED = "finished"
+    STOPPED = "stopped"
+
+
+class _Gate:
+    """An input that can be closed: after ``close()`` it ends, and takes no more items."""
+
+    __slots__ = ("_source", "closed", "taken")
+
+    def __init__(self, source: Iterable[Any]) -> None:
+        self._source = iter(source)
+        self.closed = False
+        self.taken = 0
+
+    def __iter__(self) -> _Gate:
+        return self
+
+    def __next__(self) -> Any:
+        if self.closed:
+            raise StopIteration
+        item = next(self._source)
+        self.taken += 1
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Plumber(Dagger):
+    """A pipeline with its runtime.
+
+    ``logger_options`` are passed to :func:`papyflow.util.config.start_logger`
+    (nothing is configured when empty); the other arguments are those of
+    :class:`Dagger`.
+
+    ``stats`` holds ``'state'``, ``'started'``/``'finished'`` (``time.time()``),
+    ``'run_time'`` (seconds running), ``'inputs_taken'``, ``'results'`` (per
+    output Piper), ``'pipers'`` (per Piper: results, errors, first, last,
+    seconds) and ``'pipers_tracked'`` (per tracked Piper: a list with one
+    ``{index: result}`` per task).
+    """
+
+    def __init__(self, logger_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if logger_options:
+            from .util.config import start_logger
+            start_logger(**logger_options)
+        self.state = State.NEW
+        self._gates: list[_Gate] = []
+        self._thread: threading.Thread | None = None
+        self._pause = threading.Event()
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+        self._results: dict[Piper, int] = {}
+        self._run_seconds = 0.0
+        self._started_at: float | None = None
+        self._finished_at: float | None = None
+
+    # -- the state machine -------------------------------------------------------
+
+    def _expect(self, action: str, *states: State) -> None:
+        if self.state not in states:
+            allowed = " or ".join(s.value for s in states)
+            raise PlumberError(f"Plumber: cannot {action} a pipeline that is "
+                               f"{self.state.value} (only when {allowed})")
+
+    def start(self, datas: Sequence[Iterable[Any]]) -> None:  # type: ignore[override]
+        """Connect the input Pipers to ``datas`` (one iterable each, in input order) and start."""
+        self._expect("start", State.NEW, State.STOPPED)
+        if self.state is State.STOPPED:
+            self.disconnect(forced=True)
+        if isinstance(datas, (str, bytes)) or not isinstance(datas, Sequence):
+            raise PlumberError(f"Plumber: datas must be a sequence of one iterable per input "
+                               f"piper, got {datas!r}")
+        self._gates = [_Gate(data) for data in datas]
+        try:
+            self.connect(self._gates)
+            super().start()
+        except BaseException:
+            self.disconnect(forced=True)
+            raise
+        self._results = {piper: 0 for piper in self.get_outputs()}
+        self._pause.clear()
+        self._done.clear()
+        self._error = None
+        self._run_seconds = 0.0
+        self._started_at = time.time()
+        self._finished_at = None
+        self.state = State.STARTED
+        log.info("pipeline started: %d pipers, %d inputs", len(self), len(datas))
+
+    def run(self) -> None:
+        """Pull results from the output Pipers in a background thread (again after pause)."""
+        self._expect("run", State.STARTED, State.PAUSED)
+        self._pause.clear()
+        self.state = State.RUNNING
+        self._thread = threading.Thread(target=self._pull, name="papyflow-plumber", daemon=True)
+        self._thread.start()
+        log.info("pipeline running")
+
+    def pause(self) -> None:
+        """Stop pulling results; parallel Pipers go on until their buffers are full."""
+        self._expect("pause", State.RUNNING)
+        self._pause.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.state is State.RUNNING:
+            self.state = State.PAUSED
+        log.info("pipeline %s", self.state.value)
+
+    def stop(self, forced: bool = False) -> None:  # type: ignore[override]
+        """Take no more input; let every item already taken through; stop all NuMaps."""
+        self._expect("stop", State.PAUSED, State.FINISHED)
+        for gate in self._gates:
+            gate.close()
+        if self.state is State.PAUSED:
+            self._drain()
+        super().stop(forced=forced)
+        self.state = State.STOPPED
+        log.info("pipeline stopped: %s", self._stats_line())
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until a running pipeline has pulled its last result.
+
+        Raises PlumberError if that takes more than ``timeout`` seconds, or if
+        the pipeline is not running.
+        """
+        if self.state is State.FINISHED:
+            return
+        self._expect("wait for", State.RUNNING)
+        if not self._done.wait(timeout):
+            raise PlumberError(f"Plumber: the pipeline did not finish within {timeout} s")
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise PlumberError(f"Plumber: the pipeline failed: {self._error!r}") from self._error
+
+    # -- pulling results ----------------------------------------------------------
+
+    def _pull(self) -> None:
+        began = time.monotonic()
+        try:
+            finished = self._pull_rounds(lambda: self._pause.is_set())
+        except BaseException as exc:  # noqa: BLE001 - reported by wait()
+            log.exception("pipeline failed")
+            self._error = exc
+            finished = True
+        self._run_seconds += time.monotonic() - began
+        if finished:
+            self._finished_at = time.time()
+            self.state = State.FINISHED
+            self._done.set()
+            log.info("pipeline finished: %s", self._stats_line())
+
+    def _pull_rounds(self, paused: Any) -> bool:
+        """Take one result of each output Piper per round; True once all have ended."""
+        active: list[tuple[Piper, Iterator[Any]]] = [(p, p) for p in self.get_outputs()]
+        while active:
+            if paused():
+                return False
+            still = []
+            for piper, results in active:
+                try:
+                    result = next(results)
+                except StopIteration:
+                    continue
+                if isinstance(result, PiperError):
+                    log.debug("%s: failed item: %r", piper.name, result)
+                self._results[piper] += 1
+                still.append((piper, results))
+            active = still
+        return True
+
+    def _drain(self) -> None:
+        began = time.monotonic()
+        self._pull_rounds(lambda: False)
+        self._run_seconds += time.monotonic() - began
+        self._finished_at = time.time()
+
+    # -- statistics -----------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the run: see the class docstring."""
+        return {
+            "state": self.state.value,
+            "started": self._started_at,
+            "finished": self._finished_at,
+            "run_time": self._run_seconds,
+            "inputs_taken": [gate.taken for gate in self._gates],
+            "results": dict(self._results),
+            "pipers": {p: p.stats.as_dict() for p in self.postorder()},
+            "pipers_tracked": {p: list(p.tracked) for p in self.postorder() if p.track},
+        }
+
+    def _stats_line(self) -> str:
+        results = sum(self._results.values())
+        errors = sum(p.stats.errors for p in self.graph)
+        return f"{results} results, {errors} failed items, {self._run_seconds:.2f} s"

@@ -1,0 +1,50 @@
+"""Module-level worker functions for the pipeline tests (picklable by reference)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def inc(inbox, by=1):
+    return inbox[0] + by
+
+
+def double(inbox):
+    return inbox[0] * 2
+
+
+def add(inbox):
+    return sum(inbox)
+
+
+def fail_on_three(inbox):
+    if inbox[0] == 3:
+        raise ValueError("three")
+    return inbox[0]
+
+
+def pair(inbox):
+    return (inbox[0], -inbox[0])
+
+
+def group_sum(inbox):
+    # consume=n: inbox[0] holds n consecutive results of the one upstream piper
+    return sum(inbox[0])
+
+
+def nap(inbox, seconds=0.0):
+    time.sleep(seconds)
+    return inbox[0]
+
+
+def slow_on_two(inbox):
+    if inbox[0] == 2:
+        time.sleep(1.0)
+    return inbox[0]
+
+
+def exit_on_four(inbox):
+    if inbox[0] == 4:
+        os._exit(1)
+    return inbox[0]
