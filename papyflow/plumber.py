@@ -111,6 +111,10 @@ class Plumber(Dagger):
         if isinstance(datas, (str, bytes)) or not isinstance(datas, Sequence):
             raise PlumberError(f"Plumber: datas must be a sequence of one iterable per input "
                                f"piper, got {datas!r}")
+        for position, data in enumerate(datas):
+            if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+                raise PlumberError(f"Plumber: datas[{position}] must be an iterable of input "
+                                   f"items, got {data!r}")
         self._gates = [_Gate(data) for data in datas]
         try:
             self.connect(self._gates)

@@ -1,0 +1,170 @@
+"""Plumber: the runtime state machine, statistics, tracking, and nothing lost on stop."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import pytest
+
+from numap import NuMap
+from papyflow import Piper, PiperError, Plumber, PlumberError
+from tests.pipeline_helpers import add, double, fail_on_three, inc, nap, sleep_for
+
+
+def _line(parallel=False, track=True):
+    p = Plumber()
+    a = Piper(inc, parallel=parallel, name="a")
+    b = Piper(double, parallel=parallel, name="b", track=track)
+    p.add_pipe((a, b))
+    return p, a, b
+
+
+@pytest.mark.parametrize("worker_type", [None, "thread", "process"])
+def test_run_to_the_end_and_report(worker_type):
+    nm = NuMap(worker_type=worker_type, worker_num=2) if worker_type else False
+    p, a, b = _line(parallel=nm)
+    p.start([range(50)])
+    p.run()
+    p.wait(timeout=60)
+    stats = p.stats
+    assert stats["state"] == "finished"
+    assert stats["results"] == {b: 50}
+    assert stats["inputs_taken"] == [50]
+    assert stats["pipers"][a]["results"] == 50 and stats["pipers"][b]["errors"] == 0
+    assert stats["pipers_tracked"][b] == [{i: 2 * (i + 1) for i in range(50)}]
+    p.stop()
+    assert p.state.value == "stopped"
+
+
+def test_failed_items_are_counted_and_the_run_goes_on():
+    p = Plumber()
+    a, b = Piper(fail_on_three, name="a"), Piper(inc, name="b", track=True)
+    p.add_pipe((a, b))
+    p.start([range(6)])
+    p.run()
+    p.wait(30)
+    tracked = p.stats["pipers_tracked"][b][0]
+    assert isinstance(tracked[3], PiperError)
+    assert [tracked[i] for i in (0, 1, 2, 4, 5)] == [1, 2, 3, 5, 6]
+    assert p.stats["pipers"][a]["errors"] == 1
+    p.stop()
+
+
+def test_fan_out_and_fan_in_through_a_plumber():
+    with NuMap(worker_type="process", worker_num=2) as nm:
+        p = Plumber()
+        src = Piper(inc, parallel=nm, name="src")
+        left = Piper(double, parallel=nm, name="left", branch=1)
+        right = Piper(inc, parallel=nm, name="right", branch=2)
+        sink = Piper(add, name="sink", track=True)
+        p.add_pipes([(src, left, sink), (src, right, sink)])
+        p.start([range(20)])
+        p.run()
+        p.wait(60)
+        assert p.stats["pipers_tracked"][sink][0] == {
+            i: 2 * (i + 1) + (i + 2) for i in range(20)}
+        p.stop()
+
+
+def test_pause_then_stop_loses_nothing_that_was_taken():
+    with NuMap(worker_type="thread", worker_num=2, stride=4, buffer=8) as nm:
+        p = Plumber()
+        a = Piper(nap, parallel=nm, name="a", track=True)
+        b = Piper(inc, name="b", track=True)
+        p.add_pipe((a, b))
+        p.start([itertools.count()])  # endless
+        p.run()
+        while p.stats["results"][b] < 20:
+            pass
+        p.pause()
+        assert p.state.value == "paused"
+        p.stop()
+        taken = p.stats["inputs_taken"][0]
+        tracked = p.stats["pipers_tracked"][b][0]
+        assert taken >= 20
+        assert tracked == {i: i + 1 for i in range(taken)}  # every taken item has its result
+        assert p.stats["pipers_tracked"][a][0] == {i: i for i in range(taken)}
+
+
+def test_run_again_after_pause():
+    with NuMap(worker_type="thread", worker_num=1) as nm:
+        p = Plumber()
+        a, b = Piper(sleep_for, parallel=nm, name="a"), Piper(inc, name="b")
+        p.add_pipe((a, b))
+        p.start([[0.005] * 400])  # about 2 s of naps
+        p.run()
+        p.pause()
+        assert p.state.value == "paused" and p.stats["results"][b] < 400
+        p.run()
+        p.wait(60)
+        assert p.stats["results"][b] == 400
+        p.stop()
+
+
+def test_state_rules():
+    p = Plumber()
+    p.add_pipe((Piper(sleep_for, name="a"),))
+    with pytest.raises(PlumberError, match="cannot run a pipeline that is new"):
+        p.run()
+    with pytest.raises(PlumberError, match="cannot pause a pipeline that is new"):
+        p.pause()
+    with pytest.raises(PlumberError, match="cannot stop a pipeline that is new"):
+        p.stop()
+    p.start([[0.3] * 3])
+    with pytest.raises(PlumberError, match="cannot start a pipeline that is started"):
+        p.start([range(5)])
+    with pytest.raises(PlumberError, match="cannot stop a pipeline that is started"):
+        p.stop()
+    with pytest.raises(PlumberError, match="cannot wait for a pipeline that is started"):
+        p.wait(1)
+    p.run()
+    with pytest.raises(PlumberError, match="cannot stop a pipeline that is running"):
+        p.stop()
+    p.wait(30)
+    p.stop()
+    with pytest.raises(PlumberError, match="datas must be a sequence"):
+        p.start(iter([range(3)]))
+    with pytest.raises(PlumberError, match=r"datas\[0\] must be an iterable"):
+        p.start(range(3))
+
+
+def test_wait_past_its_timeout_raises():
+    with NuMap(worker_type="thread", worker_num=1) as nm:
+        p = Plumber()
+        p.add_pipe((Piper(sleep_for, parallel=nm, name="slow"),))
+        p.start([[1.0] * 3])
+        p.run()
+        with pytest.raises(PlumberError, match="did not finish within 0.2 s"):
+            p.wait(0.2)
+        p.pause()
+        p.stop()
+
+
+def test_start_again_after_stop_with_new_data():
+    with NuMap(worker_type="process", worker_num=2) as nm:
+        p, a, b = _line(parallel=nm)
+        p.start([range(5)])
+        p.run()
+        p.wait(30)
+        p.stop()
+        p.start([range(100, 103)])
+        p.run()
+        p.wait(30)
+        assert p.stats["pipers_tracked"][b] == [{0: 202, 1: 204, 2: 206}]
+        p.stop()
+
+
+def test_logging_through_start_logger(tmp_path):
+    log_file = tmp_path / "run.log"
+    p = Plumber(logger_options={"log_to_file": True, "log_filename": str(log_file)})
+    p.add_pipe((Piper(inc, name="a"),))
+    p.start([range(3)])
+    p.run()
+    p.wait(30)
+    p.stop()
+    text = log_file.read_text()
+    assert "pipeline started" in text and "pipeline finished: 3 results" in text
+    for handler in list(logging.getLogger("papyflow").handlers):
+        handler.close()
+        logging.getLogger("papyflow").removeHandler(handler)
