@@ -132,6 +132,8 @@ class NuMap:
         self.ordered = ordered
         self.skip = skip
         self.name = name if name is not None else f"numap_{id(self)}"
+        # As given (None: automatic), so that a saved pipeline rebuilds the same NuMap.
+        self._given_stride = stride
         self._tasks: list[TaskState] = []
         self._streams: list[Iterator[Any]] = []  # one per task, shared by its consumers
         self._scheduler: Scheduler | None = None
@@ -153,6 +155,14 @@ class NuMap:
         if self._buffer is not None:
             return self._buffer
         return self.stride * (len(self._tasks) + 1)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this NuMap (automatic ones as ``None``)."""
+        return {"worker_type": self.worker_type, "worker_num": self.worker_num,
+                "worker_remote": self.worker_remote or None, "stride": self._given_stride,
+                "buffer": self._buffer, "ordered": self.ordered, "skip": self.skip,
+                "name": self.name}
 
     @property
     def started(self) -> bool:

@@ -89,7 +89,8 @@ def encode(kind: Kind, task: int, batch: int, payload: Any, *,
         else:
             head = _HEADER.pack(kind, Codec.PICKLE, task, batch, seconds)
             return [head + body, *(buf.raw() for buf in buffers)]
-    body = dill.dumps(payload, protocol=5)
+    # recurse: a function from __main__ takes the globals it uses, not all of __main__.
+    body = dill.dumps(payload, protocol=5, recurse=True)
     return [_HEADER.pack(kind, Codec.DILL, task, batch, seconds) + body]
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from .dagger import Dagger
@@ -219,6 +221,41 @@ class Plumber(Dagger):
         self._pull_rounds(lambda: False)
         self._run_seconds += time.monotonic() - began
         self._finished_at = time.time()
+
+    # -- saving and loading -------------------------------------------------------------
+
+    def save(self, filename: str | os.PathLike[str]) -> None:
+        """Write a Python file that rebuilds this pipeline (see :mod:`papyflow.pipefile`).
+
+        NuMaps (shared ones stay shared), Workers with their functions and
+        arguments, Pipers with every option, the pipes and branches. Functions
+        that can be imported are imported; others are written by their source,
+        or as a dill payload where the source would not be exact.
+        """
+        from ._save import pipeline_source
+        from .archive._files import atomic_write_text
+
+        try:
+            text = pipeline_source(self)
+        except Exception as exc:
+            raise PlumberError(f"Plumber: cannot save the pipeline to {filename}: {exc}") from exc
+        atomic_write_text(Path(filename), text)
+
+    def load(self, filename: str | os.PathLike[str]) -> None:
+        """Add the pipeline of a pipeline file to this (empty) Plumber.
+
+        A file that does not run raises PlumberError naming the file and line.
+        """
+        from .pipefile import load_file
+
+        if len(self):
+            raise PlumberError("Plumber: load into an empty Plumber")
+        loaded = load_file(filename).plumber
+        graph = loaded.graph
+        for piper in sorted(graph.nodes, key=lambda p: graph.nodes[p]["added"]):
+            self.add_piper(piper, xtra=graph.nodes[piper]["xtra"])
+        for upstream, downstream in graph.edges:
+            self.add_pipe((upstream, downstream))
 
     # -- statistics -----------------------------------------------------------------
 

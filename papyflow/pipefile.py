@@ -1,0 +1,106 @@
+"""Pipeline files: Python source that builds a pipeline, hand-written or saved by ``Plumber.save``.
+
+A pipeline file is a plain Python module. Run (not as ``__main__``), it binds:
+
+- ``plumber``: the :class:`~papyflow.Plumber` (required);
+- ``inputs(paths)``: optional; returns the input iterables (one per input
+  Piper) for the files named on the command line. Without it, each path gives
+  one input: the lines of that file;
+- ``DATA``: optional; the inputs to use when no path is given (a sequence of
+  iterables, or a function returning one).
+
+``papyflow run FILE.py`` and ``Plumber.load`` read files through :func:`load_file`.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PlumberError
+
+__all__ = ["PipelineFile", "load_file"]
+
+
+@dataclass
+class PipelineFile:
+    """What a pipeline file defines."""
+
+    path: Path
+    plumber: Any
+    inputs: Callable[[list[str]], Sequence[Iterable[Any]]] | None
+    data: Any
+    namespace: dict[str, Any]
+
+    def datas(self, paths: Sequence[str] = ()) -> list[Iterable[Any]]:
+        """The inputs for ``paths``, or the file's ``DATA`` when there are none."""
+        if paths:
+            if self.inputs is not None:
+                return list(self.inputs(list(paths)))
+            return [_lines(p) for p in paths]
+        data = self.data() if callable(self.data) else self.data
+        if data is None:
+            raise PlumberError(f"{self.path}: give the input files (--input PATH ...); the "
+                               f"file defines no DATA")
+        return list(data)
+
+
+def _lines(path: str) -> Iterable[str]:
+    if not os.path.isfile(path):
+        raise PlumberError(f"input file not found: {path}")
+
+    def lines() -> Iterable[str]:
+        with open(path, encoding="utf-8") as handle:
+            yield from handle
+    return lines()
+
+
+def load_file(path: str | os.PathLike[str]) -> PipelineFile:
+    """Run the pipeline file at ``path`` and return what it defines.
+
+    Raises :class:`PlumberError` naming the file and line when it does not run,
+    or does not define ``plumber``.
+    """
+    from .plumber import Plumber
+
+    path = Path(path)
+    if not path.is_file():
+        raise PlumberError(f"pipeline file not found: {path}")
+    directory = str(path.resolve().parent)
+    added = directory not in sys.path
+    if added:  # so the file can import its neighbours, as a script would
+        sys.path.insert(0, directory)
+    try:
+        namespace = runpy.run_path(str(path), run_name="__papyflow_pipeline__")
+    except SyntaxError as exc:
+        raise PlumberError(f"{path}, line {exc.lineno}: {exc.msg}") from exc
+    except Exception as exc:
+        line = _line_in(exc, path)
+        where = f"{path}, line {line}" if line else str(path)
+        raise PlumberError(f"{where}: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if added:
+            sys.path.remove(directory)
+    plumber = namespace.get("plumber")
+    if not isinstance(plumber, Plumber):
+        raise PlumberError(f"{path}: the file must bind 'plumber' to a papyflow.Plumber")
+    inputs = namespace.get("inputs")
+    if inputs is not None and not callable(inputs):
+        raise PlumberError(f"{path}: 'inputs' must be a function of the input paths")
+    return PipelineFile(path, plumber, inputs, namespace.get("DATA"), namespace)
+
+
+def _line_in(exc: BaseException, path: Path) -> int | None:
+    """The last line of ``path`` in the traceback of ``exc``."""
+    target = str(path.resolve())
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if os.path.abspath(frame.filename) == target:
+            line = frame.lineno
+    return line
