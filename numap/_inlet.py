@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ._errors import BrokenPoolError
@@ -28,10 +28,15 @@ __all__ = ["Inlet"]
 _FAILED = object()  # the place of an item whose pulling raised
 
 
+def _raising(exc: BaseException) -> Iterator[Any]:
+    raise exc
+    yield  # a generator that raises at once
+
+
 class Inlet:
     """Pulls ``source`` on request. All attributes are guarded by the scheduler's lock."""
 
-    def __init__(self, source: Iterator[Any], lock: threading.Lock,
+    def __init__(self, source: Iterable[Any], lock: threading.Lock,
                  space: threading.Condition, name: str) -> None:
         self.source = source
         self.feed: deque[Any] = deque()  # pulled and not yet taken
@@ -76,7 +81,11 @@ class Inlet:
         return items, errors
 
     def _run(self) -> None:
-        source, feed = self.source, self.feed
+        feed = self.feed
+        try:
+            source = iter(self.source)
+        except Exception as exc:  # noqa: BLE001 - the task's first item fails with it
+            source = _raising(exc)
         while True:
             with self._lock:
                 while self.want <= 0 and not self.closed:

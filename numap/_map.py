@@ -195,12 +195,11 @@ class NuMap:
         source = None
         if isinstance(iterable, NuMapTask) and iterable.numap is self:
             upstream = iterable._state
+        elif isinstance(iterable, Iterable) or hasattr(type(iterable), "__getitem__"):
+            source = iterable  # iter() is called when the task starts, in its inlet
         else:
-            try:
-                source = iter(iterable)
-            except TypeError:
-                raise TypeError(f"add_task: iterable must be iterable, got "
-                                f"{type(iterable).__name__}") from None
+            raise TypeError(f"add_task: iterable must be iterable, got "
+                            f"{type(iterable).__name__}")
         if args is None:
             args = ()
         elif isinstance(args, (str, bytes)) or not isinstance(args, Iterable):

@@ -58,7 +58,7 @@ class TaskState:
 
     id: int
     spec: TaskSpec
-    source: Iterator[Any] | None  # an external input, pulled by the task's inlet
+    source: Iterable[Any] | None  # an external input, pulled by the task's inlet
     upstream: TaskState | None  # or an earlier task of the same NuMap (chaining)
     timeout: float | None = None
     block: bool = True

@@ -50,6 +50,13 @@ class Fanout:
         with self._lock:
             self._source = iter(source)
 
+    def resolve(self, reader: _Reader) -> Iterator[Any]:
+        """What ``reader`` should read: the source itself when it is the only reader."""
+        with self._lock:
+            if len(self._positions) == 1 and self._source is not None and not self._kept:
+                return self._source
+            return reader
+
     def _next(self, reader: int) -> Any:
         with self._lock:
             position = self._positions[reader]
@@ -89,6 +96,10 @@ class _Reader:
 
     def __next__(self) -> Any:
         return self._fanout._next(self._index)
+
+    def resolve(self) -> Iterator[Any]:
+        """This reader, or its source when nobody else reads it (set up once, before reading)."""
+        return self._fanout.resolve(self)
 
 
 def consume(inbox: Iterable[tuple[Any, ...]], n: int) -> Iterator[tuple[tuple[Any, ...], ...]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import numbers
+import threading
 import time
 from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,8 +29,10 @@ from typing import Any
 import numap
 from numap import NuMap
 
-from ._streams import Fanout, consume, merge, produce, split
+from ._streams import Fanout, _Reader, consume, merge, produce, split
 from .errors import PiperError, PiperTimeoutError, WorkerError
+
+_PIPER_ERRORS = frozenset({PiperError, PiperTimeoutError})
 from .worker import Worker, _first_error, worker_error
 
 __all__ = ["Piper"]
@@ -61,6 +64,41 @@ class PiperStats:
         seconds = (self.last - self.first) if self.first and self.last else None
         return {"results": self.results, "errors": self.errors, "first": self.first,
                 "last": self.last, "seconds": seconds}
+
+
+class _Inboxes:
+    """The inboxes of a parallel Piper, made when its NuMap first reads them.
+
+    With ``spawn`` they are dealt to the spawned tasks in turn; ``part(k)`` is
+    what task ``k`` reads.
+    """
+
+    def __init__(self, piper: Piper) -> None:
+        self._piper = piper
+        self._lock = threading.Lock()
+        self._parts: list[Iterator[Any]] | None = None
+
+    def part(self, k: int) -> Iterable[Any]:
+        return _Part(self, k)
+
+    def get(self, k: int) -> Iterator[Any]:
+        with self._lock:
+            if self._parts is None:
+                stream = self._piper._inboxes()
+                spawn = self._piper.spawn
+                self._parts = split(stream, spawn) if spawn > 1 else [stream]
+            return self._parts[k]
+
+
+class _Part:
+    __slots__ = ("_inboxes", "_k")
+
+    def __init__(self, inboxes: _Inboxes, k: int) -> None:
+        self._inboxes = inboxes
+        self._k = k
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._inboxes.get(self._k)
 
 
 class Piper:
@@ -122,7 +160,7 @@ class Piper:
         self.tracked: list[dict[int, Any]] = []  # one {index: result} per task
         self._fanout = Fanout()
         self._own: Iterator[Any] | None = None
-        self._stream: Iterator[Any] | None = None  # inboxes of a linear Piper
+        self._sources: list[Any] = []  # upstream readers and input iterables, in order
         self._tasks: list[numap.NuMapTask] = []
         self.stats = PiperStats()
 
@@ -174,18 +212,17 @@ class Piper:
             elif not isinstance(upstream, Iterable):
                 raise PiperError(f"piper {self.name!r}: an input must be a Piper or an "
                                  f"iterable, got {upstream!r}")
-        readers = [u._reader() if isinstance(u, Piper) else iter(u) for u in inbox]
-        stream: Iterator[Any] = zip(*readers)
-        if self.consume > 1:
-            stream = consume(stream, self.consume)
+        # Readers now (each upstream must know how many read it); the streams
+        # themselves when the Piper starts, when a reader without company can
+        # read its upstream's results directly.
+        self._sources = [u._reader() if isinstance(u, Piper) else u for u in inbox]
         if isinstance(self.imap, NuMap):
-            parts = split(stream, self.spawn) if self.spawn > 1 else [stream]
-            self._tasks = [self.imap.add_task(self.worker, part, track=self.track)
-                           for part in parts]
+            inboxes = _Inboxes(self)
+            self._tasks = [self.imap.add_task(self.worker, inboxes.part(k), track=self.track)
+                           for k in range(self.spawn)]
             if self.track:
                 self.tracked = [self.imap.get_tracked(t.task) for t in self._tasks]
         else:
-            self._stream = stream
             self.tracked = [{}] if self.track else []
         self.inbox = list(inbox)
         self.phase = Phase.CONNECTED
@@ -210,7 +247,7 @@ class Piper:
                 raise PiperError(f"piper {self.name!r}: its tasks are not the last ones of "
                                  f"its NuMap; disconnect the Pipers after it first")
         self._tasks = []
-        self._stream = None
+        self._sources = []
         self._own = None
         self.stats = PiperStats()
         self._fanout = Fanout()
@@ -239,7 +276,7 @@ class Piper:
                 results = produce(results, self.produce, self.repeat, self.name)
             self._fanout.feed(results)
             if not self._fanout.readers:  # an output Piper: read through next()
-                self._own = self._fanout.reader()
+                self._own = self._fanout.reader().resolve()
             self.phase = Phase.STARTED
         if isinstance(self.imap, NuMap):
             numap_stages = tuple(s for s in stages if s in (1, 2))
@@ -256,12 +293,46 @@ class Piper:
 
     # -- results --------------------------------------------------------------------
 
+    def _inboxes(self) -> Iterator[Any]:
+        """The inboxes of this Piper: its upstream results zipped, grouped by ``consume``."""
+        sources = [s.resolve() if isinstance(s, _Reader) else iter(s) for s in self._sources]
+        stream: Iterator[Any] = zip(*sources)
+        if self.consume > 1:
+            stream = consume(stream, self.consume)
+        return stream
+
     def _results(self) -> Iterator[Any]:
         if isinstance(self.imap, NuMap):
             parts = [self._task_results(self.imap, t) for t in self._tasks]
             return parts[0] if len(parts) == 1 else merge(parts)
-        assert self._stream is not None
-        return self._linear(self._stream)
+        worker = self.worker
+        if (len(worker.task) == 1 and not worker.args[0] and not worker.kwargs[0]
+                and len(self._sources) == 1 and self.consume == 1 and not self.track):
+            source = self._sources[0]
+            return self._plain(source.resolve() if isinstance(source, _Reader) else iter(source))
+        return self._linear(self._inboxes())
+
+    def _plain(self, items: Iterator[Any]) -> Iterator[Any]:
+        """``_linear`` for the usual case: one function, one upstream Piper, nothing else.
+
+        Every linear Piper pays this loop per item, so it stays this short.
+        """
+        func = self.worker.task[0]
+        stats = self.stats
+        stats.first = time.monotonic()
+        failed = _PIPER_ERRORS
+        for item in items:
+            if type(item) in failed:
+                result = item  # failed upstream: passed on, nothing called
+            else:
+                try:
+                    result = func((item,))
+                except Exception as exc:
+                    stats.errors += 1
+                    result = self._failed(worker_error(func, (item,), exc))
+            stats.results += 1
+            yield result
+        stats.last = time.monotonic()
 
     def _failed(self, cause: BaseException) -> PiperError:
         error = PiperError(cause)
@@ -336,8 +407,9 @@ class Piper:
 
     __next__ = next
 
-    def __iter__(self) -> Piper:
-        return self
+    def __iter__(self) -> Iterator[Any]:
+        # The results themselves once started: the fast way to read them.
+        return self._own if self._own is not None else self
 
     def __repr__(self) -> str:
         kind = "parallel" if self.parallel else "linear"

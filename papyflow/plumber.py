@@ -89,7 +89,7 @@ class Plumber(Dagger):
         self.state = State.NEW
         self._gates: list[_Gate] = []
         self._thread: threading.Thread | None = None
-        self._pause = threading.Event()
+        self._pausing = False  # read per result by the pulling thread
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._results: dict[Piper, int] = {}
@@ -125,7 +125,7 @@ class Plumber(Dagger):
             self.disconnect(forced=True)
             raise
         self._results = {piper: 0 for piper in self.get_outputs()}
-        self._pause.clear()
+        self._pausing = False
         self._done.clear()
         self._error = None
         self._run_seconds = 0.0
@@ -137,7 +137,7 @@ class Plumber(Dagger):
     def run(self) -> None:
         """Pull results from the output Pipers in a background thread (again after pause)."""
         self._expect("run", State.STARTED, State.PAUSED)
-        self._pause.clear()
+        self._pausing = False
         self.state = State.RUNNING
         self._thread = threading.Thread(target=self._pull, name="papyflow-plumber", daemon=True)
         self._thread.start()
@@ -146,7 +146,7 @@ class Plumber(Dagger):
     def pause(self) -> None:
         """Stop pulling results; parallel Pipers go on until their buffers are full."""
         self._expect("pause", State.RUNNING)
-        self._pause.set()
+        self._pausing = True
         if self._thread is not None:
             self._thread.join()
         if self.state is State.RUNNING:
@@ -185,7 +185,7 @@ class Plumber(Dagger):
     def _pull(self) -> None:
         began = time.monotonic()
         try:
-            finished = self._pull_rounds(lambda: self._pause.is_set())
+            finished = self._pull_rounds(pausable=True)
         except BaseException as exc:  # noqa: BLE001 - reported by wait()
             log.exception("pipeline failed")
             self._error = exc
@@ -197,11 +197,25 @@ class Plumber(Dagger):
             self._done.set()
             log.info("pipeline finished: %s", self._stats_line())
 
-    def _pull_rounds(self, paused: Any) -> bool:
+    def _pull_rounds(self, pausable: bool) -> bool:
         """Take one result of each output Piper per round; True once all have ended."""
-        active: list[tuple[Piper, Iterator[Any]]] = [(p, p) for p in self.get_outputs()]
+        active: list[tuple[Piper, Iterator[Any]]] = [(p, iter(p)) for p in self.get_outputs()]
+        counts = self._results
+        if len(active) == 1:  # the usual case, kept to a short loop per item
+            piper, results = active[0]
+            count = counts[piper]
+            try:
+                for _ in results:
+                    count += 1
+                    if not count & 255:
+                        counts[piper] = count
+                    if pausable and self._pausing:
+                        return False
+            finally:
+                counts[piper] = count
+            return True
         while active:
-            if paused():
+            if pausable and self._pausing:
                 return False
             still = []
             for piper, results in active:
@@ -211,14 +225,14 @@ class Plumber(Dagger):
                     continue
                 if isinstance(result, PiperError):
                     log.debug("%s: failed item: %r", piper.name, result)
-                self._results[piper] += 1
+                counts[piper] += 1
                 still.append((piper, results))
             active = still
         return True
 
     def _drain(self) -> None:
         began = time.monotonic()
-        self._pull_rounds(lambda: False)
+        self._pull_rounds(pausable=False)
         self._run_seconds += time.monotonic() - began
         self._finished_at = time.time()
 
