@@ -126,11 +126,21 @@ def test_get_task_rejects_unknown_tasks():
         nm.get_tracked(0)
 
 
-def test_a_stopped_numap_cannot_start_again():
-    nm = NuMap(double, [1], worker_type="thread", worker_num=1)
+def test_a_stopped_numap_starts_again_only_with_new_tasks(worker_type):
+    nm = NuMap(double, [1, 2], worker_type=worker_type, worker_num=1)
+    assert nm.next(timeout=10) == 2
     nm.stop()
-    with pytest.raises(RuntimeError, match="cannot start again"):
+    assert nm.stopped
+    with pytest.raises(RuntimeError, match="starts again only after"):
         nm.start()
+    with pytest.raises(RuntimeError, match=r"pop_task\(True\) first"):
+        nm.add_task(double, [3])
+    nm.pop_task(True)
+    assert not nm.started and not nm.stopped
+    nm.add_task(double, [5, 6])
+    nm.start()
+    assert list(nm) == [10, 12]
+    nm.stop()
 
 
 def test_repr_names_the_numap():
