@@ -336,8 +336,9 @@ class Piper:
 
     def _failed(self, cause: BaseException) -> PiperError:
         error = PiperError(cause)
-        if self.debug:
-            raise error
+        if self.debug:  # raise, with the original exception (and its traceback) as the cause
+            original = cause.exception if isinstance(cause, WorkerError) else cause
+            raise error from (original or cause)
         return error
 
     def _linear(self, stream: Iterator[Any]) -> Iterator[Any]:

@@ -44,7 +44,11 @@ class State(enum.Enum):
 
 
 class _Gate:
-    """An input that can be closed: after ``close()`` it ends, and takes no more items."""
+    """An input that can be closed: after ``close()`` it ends, and takes no more items.
+
+    An input that raises gives a PiperError for that item, as a failed item of
+    a Piper would be (a generator then ends; other iterators go on).
+    """
 
     __slots__ = ("_source", "closed", "taken")
 
@@ -59,7 +63,12 @@ class _Gate:
     def __next__(self) -> Any:
         if self.closed:
             raise StopIteration
-        item = next(self._source)
+        try:
+            item = next(self._source)
+        except StopIteration:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failed input item fails alone
+            item = PiperError(exc)
         self.taken += 1
         return item
 
@@ -170,11 +179,10 @@ class Plumber(Dagger):
         Raises PlumberError if that takes more than ``timeout`` seconds, or if
         the pipeline is not running.
         """
-        if self.state is State.FINISHED:
-            return
-        self._expect("wait for", State.RUNNING)
-        if not self._done.wait(timeout):
-            raise PlumberError(f"Plumber: the pipeline did not finish within {timeout} s")
+        if self.state is not State.FINISHED:
+            self._expect("wait for", State.RUNNING)
+            if not self._done.wait(timeout):
+                raise PlumberError(f"Plumber: the pipeline did not finish within {timeout} s")
         if self._thread is not None:
             self._thread.join()
         if self._error is not None:

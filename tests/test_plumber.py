@@ -168,3 +168,32 @@ def test_logging_through_start_logger(tmp_path):
     for handler in list(logging.getLogger("papyflow").handlers):
         handler.close()
         logging.getLogger("papyflow").removeHandler(handler)
+
+
+def test_an_input_that_raises_fails_that_item_only():
+    def broken():
+        yield 1
+        yield 2
+        raise OSError("disk gone")
+
+    p = Plumber()
+    b = Piper(inc, name="b", track=True)
+    p.add_pipe((Piper(double, name="a"), b))
+    p.start([broken()])
+    p.run()
+    p.wait(30)
+    tracked = p.stats["pipers_tracked"][b][0]
+    assert tracked[0] == 3 and tracked[1] == 5
+    assert isinstance(tracked[2], PiperError) and "disk gone" in str(tracked[2].args[0])
+    p.stop()
+
+
+def test_wait_reports_a_failed_run_even_after_it_ended():
+    p = Plumber()
+    p.add_pipe((Piper(fail_on_three, name="a", debug=True),))
+    p.start([range(6)])
+    p.run()
+    p._done.wait(30)  # the run has ended (failed) before wait is called
+    with pytest.raises(PlumberError, match="the pipeline failed"):
+        p.wait(30)
+    p.stop()

@@ -52,6 +52,24 @@ __all__ = ["ProcessBackend"]
 # How long stop() lets workers leave on their own before it terminates them.
 _GRACE = 1.0
 
+# The parent-side pipe ends of every worker of every NuMap in this process. A
+# new worker closes them all: a worker that kept another NuMap's inbox open
+# would keep that NuMap's workers from seeing the end of their inboxes.
+_PARENT_FDS: set[int] = set()
+_FDS_LOCK = threading.Lock()
+
+
+def _own(*fds: int) -> None:
+    with _FDS_LOCK:
+        _PARENT_FDS.update(fds)
+
+
+def _close_owned(channel: Channel) -> None:
+    """Close a parent-side pipe end. Under the lock a fork is never given a stale number."""
+    with _FDS_LOCK:
+        _PARENT_FDS.discard(channel.fd)
+        channel.close()
+
 
 @dataclass(slots=True, eq=False)
 class _Worker:
@@ -107,15 +125,16 @@ class ProcessBackend(Backend):
         outbox_r, outbox_w = pipe()
         # The child closes every parent-side descriptor, so that a worker sees
         # the end of its inbox as soon as the parent closes it or dies.
-        parent_fds = [self._wake_r, self._wake_w, inbox_w.fd, outbox_r.fd]
-        for lane in self._lanes:
-            parent_fds += [lane.handle.inbox.fd, lane.handle.outbox.fd]
+        _own(inbox_w.fd, outbox_r.fd)
         self._serial += 1
         name = f"{self.name}-worker-{self._serial}"
-        process = self._context.Process(
-            target=_worker_main, args=(inbox_r.fd, outbox_w.fd, parent_fds),
-            name=name, daemon=True)
-        process.start()
+        with _FDS_LOCK:  # no parent-side end is closed (and its number reused) meanwhile
+            parent_fds = sorted((_PARENT_FDS | {self._wake_r, self._wake_w})
+                                - {inbox_r.fd, outbox_w.fd})
+            process = self._context.Process(
+                target=_worker_main, args=(inbox_r.fd, outbox_w.fd, parent_fds),
+                name=name, daemon=True)
+            process.start()
         inbox_r.close()
         outbox_w.close()
         worker = _Worker(process, inbox_w, outbox_r)
@@ -245,8 +264,8 @@ class ProcessBackend(Backend):
             reason = f"worker process {worker.process.pid} ({lane.name}) exited with code {code}"
         lane.alive = False
         with self._send_lock:
-            worker.inbox.close()
-            worker.outbox.close()
+            _close_owned(worker.inbox)
+            _close_owned(worker.outbox)
             _close(worker.process)
         if lane in self._lanes:
             self._lanes.remove(lane)
@@ -276,7 +295,7 @@ class ProcessBackend(Backend):
             self._closed = True
             lanes = list(self._lanes)
             for lane in lanes:
-                lane.handle.inbox.close()
+                _close_owned(lane.handle.inbox)
         finally:
             self._send_lock.release()
         _reap([lane.handle.process for lane in lanes])
@@ -284,7 +303,7 @@ class ProcessBackend(Backend):
             self._getter.join(_GRACE)
         with self._send_lock:  # where every pipe of a lane is closed, so never twice at once
             for lane in lanes:
-                lane.handle.outbox.close()
+                _close_owned(lane.handle.outbox)
                 _close(lane.handle.process)
                 lane.alive = False
         self._lanes.clear()
