@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .errors import PiperError
@@ -84,18 +84,30 @@ class Fanout:
         return len(self._kept)
 
 
-class _Reader:
-    __slots__ = ("_fanout", "_index")
+class _Seat:
+    """Reader number ``index`` of a shared source: ``next()`` asks ``take(index)``."""
 
-    def __init__(self, fanout: Fanout, index: int) -> None:
-        self._fanout = fanout
+    __slots__ = ("_take", "_index")
+
+    def __init__(self, take: Callable[[int], Any], index: int) -> None:
+        self._take = take
         self._index = index
 
-    def __iter__(self) -> _Reader:
+    def __iter__(self) -> _Seat:
         return self
 
     def __next__(self) -> Any:
-        return self._fanout._next(self._index)
+        return self._take(self._index)
+
+
+class _Reader(_Seat):
+    """A reader of a :class:`Fanout`."""
+
+    __slots__ = ("_fanout",)
+
+    def __init__(self, fanout: Fanout, index: int) -> None:
+        super().__init__(fanout._next, index)
+        self._fanout = fanout
 
     def resolve(self) -> Iterator[Any]:
         """This reader, or its source when nobody else reads it (set up once, before reading)."""
@@ -169,24 +181,10 @@ class _Dealer:
             return queue.popleft()
 
 
-class _Dealt:
-    __slots__ = ("_dealer", "_reader")
-
-    def __init__(self, dealer: _Dealer, reader: int) -> None:
-        self._dealer = dealer
-        self._reader = reader
-
-    def __iter__(self) -> _Dealt:
-        return self
-
-    def __next__(self) -> Any:
-        return self._dealer.take(self._reader)
-
-
 def split(source: Iterable[Any], n: int) -> list[Iterator[Any]]:
     """``n`` iterators that take the items of ``source`` in turn."""
     dealer = _Dealer(source, n)
-    return [_Dealt(dealer, i) for i in range(n)]
+    return [_Seat(dealer.take, i) for i in range(n)]
 
 
 def merge(sources: list[Iterator[Any]]) -> Iterator[Any]:
