@@ -10,7 +10,7 @@ from pathlib import Path
 from benchmarks.registry import CONTENDERS
 from benchmarks.scenarios import SCENARIOS
 
-SUITES = ("numap",)
+SUITES = ("numap", "pipelines")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -53,6 +53,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["pipelines"]:  # a suite of its own: papyflow pipelines and their peers
+        from benchmarks.pipelines import main as pipelines
+
+        return pipelines(argv[1:])
     args = parse_args(argv)
     from benchmarks.suite_numap import Settings, run_suite
 

@@ -31,6 +31,11 @@ def version_of(distribution: str) -> str | None:
         return None
 
 
+def busy_percent(window_s: float = 1.0) -> float:
+    """System-wide CPU use (0-100 %) over the next ``window_s`` seconds."""
+    return float(psutil.cpu_percent(interval=window_s))
+
+
 def machine_info(packages: tuple[str, ...] = ()) -> dict[str, Any]:
     """Facts about this machine and the versions of ``packages``."""
     try:
@@ -48,6 +53,7 @@ def machine_info(packages: tuple[str, ...] = ()) -> dict[str, Any]:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "packages": {name: version_of(name) for name in packages},
         "loadavg": list(os.getloadavg()),
+        "busy_percent": busy_percent(),
     }
 
 

@@ -22,6 +22,9 @@ from benchmarks.machine import machine_line, packages_line
 
 MIB = 1024 * 1024
 
+BUSY_PERCENT = 10.0
+"""System CPU use above this just before the run earns a warning."""
+
 STATUS_TEXT = {
     "timeout": "timeout",
     "limit": "gave up",
@@ -59,6 +62,12 @@ def header_markdown(results: dict[str, Any]) -> str:
                 else ""
             )
             + "  "
+        )
+    busy = machine.get("busy_percent")
+    if busy is not None and busy > BUSY_PERCENT:
+        lines.append(
+            f"**Warning: the machine was busy ({busy:.0f}% CPU in the second before the run); "
+            "other processes compete for the cores and make results noisy.**  "
         )
     mode = "quick (smoke-test sizes)" if results.get("quick") else "full"
     lines.append(

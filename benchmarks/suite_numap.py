@@ -221,83 +221,117 @@ def _row_result(row: Row, skipped: str) -> dict[str, Any]:
     }
 
 
+class ScenarioRun:
+    """Round-robin measurement of every row of one scenario."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        settings: Settings,
+        unavailable: dict[str, str],
+        env: dict[str, str],
+    ) -> None:
+        self.scenario = scenario
+        self.sizes = scenario.quick_sizes if settings.quick else scenario.sizes
+        self.repeats = 1 if scenario.single_repeat else settings.repeat
+        self.measurer = Measurer(scenario, settings, env)
+        self.rows = {
+            row.key: _row_result(row, unavailable.get(row.contender, "")) for row in scenario.rows
+        }
+        self.active = [row for row in scenario.rows if row.contender not in unavailable]
+        self.picked: dict[tuple[str, int], int] = {}
+        """Chunksize picked by the sweep on the first repeat, per (row key, size)."""
+
+    def runs(self, row: Row, size: int) -> list[dict[str, Any]]:
+        """The list of runs of ``row`` at ``size`` (in the result structure)."""
+        runs: list[dict[str, Any]] = self.rows[row.key]["sizes"][str(size)]["runs"]
+        return runs
+
+    def run(self) -> dict[str, Any]:
+        """Measure all sizes, repeats and rows; return the scenario's results."""
+        for size in self.sizes:
+            for result in self.rows.values():
+                result["sizes"][str(size)] = {"runs": []}
+            for r in range(self.repeats):
+                shift = r % max(1, len(self.active))
+                for row in self.active[shift:] + self.active[:shift]:
+                    self.step(row, size, r)
+            for row in self.active:
+                if row.sweep:
+                    self.collect_sweep(row, size)
+        for result in self.rows.values():
+            result["notes"] = list(dict.fromkeys(result["notes"]))
+        return {
+            "name": self.scenario.name,
+            "title": self.scenario.title,
+            "unit": self.scenario.unit,
+            "workers": self.scenario.workers,
+            "sizes": list(self.sizes),
+            "repeats": self.repeats,
+            "baseline": self.scenario.baseline,
+            "extra_baselines": list(self.scenario.extra_baselines),
+            "ideal": self.scenario.ideal,
+            "timeout_s": self.measurer.timeout_s(False),
+            "never_returns_timeout_s": self.measurer.timeout_s(True),
+            "rows": list(self.rows.values()),
+        }
+
+    def step(self, row: Row, size: int, r: int) -> None:
+        """Repeat ``r`` of ``row`` at ``size``, unless it is not worth running."""
+        m = self.measurer
+        if row.never_returns:
+            if r > 0:
+                return
+            if size != self.sizes[0]:
+                first = self.runs(row, self.sizes[0])
+                if not first or first[0]["status"] != "ok":
+                    self.rows[row.key]["notes"].append(f"not run for N > {self.sizes[0]:,}")
+                    return
+        if row.sweep:
+            if r == 0:
+                self.sweep(row, size)
+            elif (row.key, size) in self.picked:
+                cs = self.picked[(row.key, size)]
+                if m.should_repeat(row.contender, cs, size):
+                    self.runs(row, size).append(m.measure(row.contender, cs, size, r))
+            return
+        if r > 0 and not m.should_repeat(row.contender, row.chunksize, size):
+            return
+        run = m.measure(row.contender, row.chunksize, size, r, row.never_returns)
+        self.runs(row, size).append(run)
+
+    def sweep(self, row: Row, size: int) -> None:
+        """First repeat of a swept row: try every candidate chunksize, pick the fastest."""
+        tried = {
+            str(cs): self.measurer.measure(row.contender, cs, size, 0)["throughput"]
+            for cs in sweep_candidates(size)
+        }
+        self.rows[row.key]["sweep_results"][str(size)] = tried
+        good = {int(cs): v for cs, v in tried.items() if v}
+        if good:
+            pick = max(good, key=lambda cs: good[cs])
+            self.picked[(row.key, size)] = pick
+            self.rows[row.key]["sweep_pick"][str(size)] = pick
+
+    def collect_sweep(self, row: Row, size: int) -> None:
+        """Give a swept row every run at a candidate chunksize.
+
+        That includes repeats measured for a fixed-chunksize row of the same
+        contender, so the swept row's table value is the best over chunksizes.
+        """
+        candidates = set(sweep_candidates(size))
+        self.rows[row.key]["sizes"][str(size)]["runs"] = [
+            run
+            for (contender, cs, n, _), run in self.measurer.cache.items()
+            if contender == row.contender and n == size and cs in candidates
+        ]
+
+
 def run_scenario(
     scenario: Scenario, settings: Settings, unavailable: dict[str, str], env: dict[str, str]
 ) -> dict[str, Any]:
     """Measure every row of ``scenario`` and return its result structure."""
-    sizes = scenario.quick_sizes if settings.quick else scenario.sizes
-    repeats = 1 if scenario.single_repeat else settings.repeat
-    measurer = Measurer(scenario, settings, env)
-    rows = {row.key: _row_result(row, unavailable.get(row.contender, "")) for row in scenario.rows}
-    active = [row for row in scenario.rows if row.contender not in unavailable]
-    for size in sizes:
-        for result in rows.values():
-            result["sizes"][str(size)] = {"runs": []}
-        chosen: dict[str, int] = {}
-        for r in range(repeats):
-            shift = r % max(1, len(active))
-            for row in active[shift:] + active[:shift]:
-                result = rows[row.key]
-                runs = result["sizes"][str(size)]["runs"]
-                if row.never_returns:
-                    if r > 0:
-                        continue
-                    if size != sizes[0]:
-                        first = rows[row.key]["sizes"][str(sizes[0])]["runs"]
-                        if not first or first[0]["status"] != "ok":
-                            result["notes"].append(f"not run for N > {sizes[0]:,}")
-                            continue
-                if row.sweep:
-                    if r == 0:
-                        tried: dict[str, float | None] = {}
-                        for cs in sweep_candidates(size):
-                            tried[str(cs)] = measurer.measure(row.contender, cs, size, 0)[
-                                "throughput"
-                            ]
-                        result["sweep_results"][str(size)] = tried
-                        good = {cs: v for cs, v in tried.items() if v}
-                        if not good:
-                            runs.append(measurer.measure(row.contender, 1, size, 0))
-                            continue
-                        chosen[row.key] = int(max(good, key=lambda c: good[c] or 0.0))
-                        result["sweep_pick"][str(size)] = chosen[row.key]
-                        runs.append(measurer.measure(row.contender, chosen[row.key], size, 0))
-                    elif row.key in chosen:
-                        cs = chosen[row.key]
-                        if measurer.should_repeat(row.contender, cs, size):
-                            runs.append(measurer.measure(row.contender, cs, size, r))
-                    continue
-                if r > 0 and not measurer.should_repeat(row.contender, row.chunksize, size):
-                    continue
-                runs.append(
-                    measurer.measure(row.contender, row.chunksize, size, r, row.never_returns)
-                )
-        for row in active:
-            if row.sweep:
-                # The best-chunksize row owns every run at a candidate chunksize, including
-                # repeats measured for a fixed-chunksize row: its table value is the best.
-                candidates = set(sweep_candidates(size))
-                rows[row.key]["sizes"][str(size)]["runs"] = [
-                    run
-                    for (contender, cs, n, _), run in measurer.cache.items()
-                    if contender == row.contender and n == size and cs in candidates
-                ]
-    for result in rows.values():
-        result["notes"] = list(dict.fromkeys(result["notes"]))
-    return {
-        "name": scenario.name,
-        "title": scenario.title,
-        "unit": scenario.unit,
-        "workers": scenario.workers,
-        "sizes": list(sizes),
-        "repeats": repeats,
-        "baseline": scenario.baseline,
-        "extra_baselines": list(scenario.extra_baselines),
-        "ideal": scenario.ideal,
-        "timeout_s": measurer.timeout_s(False),
-        "never_returns_timeout_s": measurer.timeout_s(True),
-        "rows": list(rows.values()),
-    }
+    return ScenarioRun(scenario, settings, unavailable, env).run()
 
 
 def write_json(results: dict[str, Any], path: Path | None) -> None:

@@ -1,0 +1,257 @@
+"""Pipeline benchmarks: papyflow pipelines side by side with their peers.
+
+Run from the repository root (with the ``bench`` extra installed)::
+
+    python -m benchmarks.pipelines            # both scenarios, a few minutes on 2 cores
+    python -m benchmarks.pipelines --quick    # smaller sizes, a smoke test
+
+Scenarios:
+
+``stages``
+    Three CPU-bound steps of about 0.5 ms each (a calibrated pure-Python loop)
+    over 20,000 items on 2 worker processes. papyflow: a Plumber of three
+    parallel Pipers sharing one NuMap. Peers: pypeln's process stages, and
+    three chained ``multiprocessing.Pool.imap`` calls (one pool shared, and
+    one pool per stage; the better is reported), each at its best chunksize.
+``linear``
+    Five trivial linear Pipers (``inbox[0] + 1``) over 1,000,000 items, run by
+    a Plumber, against the same five functions as a plain chain of generators.
+
+Every measurement of ``stages`` runs in a fresh subprocess; repeats are
+interleaved across contenders and the best repeat is reported (this machine's
+speed drifts). Markdown goes to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from benchmarks.machine import machine_info, machine_line, packages_line
+
+# -- the work ---------------------------------------------------------------------
+
+LOOPS = 1  # set by calibrate(): loop iterations that take about 0.5 ms
+
+
+def _spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def calibrate(seconds: float = 0.0005) -> int:
+    """Loop iterations that take about ``seconds`` here (best of a few tries)."""
+    n = 20_000
+    best = min(_timed(lambda: _spin(n)) for _ in range(5))
+    return max(1, int(n * seconds / best))
+
+
+def _timed(func: Callable[[], Any]) -> float:
+    began = time.perf_counter()
+    func()
+    return time.perf_counter() - began
+
+
+def step(x: int) -> int:
+    """One ~0.5 ms step (plain function: for the pools and pypeln)."""
+    _spin(LOOPS)
+    return x + 1
+
+
+def step_inbox(inbox: tuple[int, ...]) -> int:
+    """The same step as a papyflow worker function."""
+    _spin(LOOPS)
+    return inbox[0] + 1
+
+
+def _set_loops(n: int) -> None:
+    global LOOPS
+    LOOPS = n
+
+
+# -- contenders of the stages scenario ------------------------------------------------
+
+
+def run_serial(items: int) -> list[int]:
+    return [step(step(step(x))) for x in range(items)]
+
+
+def run_papyflow(items: int) -> list[int]:
+    from numap import NuMap
+    from papyflow import Piper, Plumber
+
+    with NuMap(worker_type="process", worker_num=2) as numap:
+        plumber = Plumber()
+        pipers = [Piper(step_inbox, parallel=numap, name=f"step{i}") for i in range(3)]
+        pipers[-1].track = True
+        plumber.add_pipe(pipers)
+        plumber.start([range(items)])
+        plumber.run()
+        plumber.wait()
+        tracked = plumber.stats["pipers_tracked"][pipers[-1]][0]
+        plumber.stop()
+    return [tracked[i] for i in range(items)]
+
+
+def _pool_chained(items: int, chunksize: int, shared: bool) -> list[int]:
+    ctx = multiprocessing.get_context("fork")
+    if shared:
+        with ctx.Pool(2) as pool:
+            first = pool.imap(step, range(items), chunksize)
+            second = pool.imap(step, first, chunksize)
+            return list(pool.imap(step, second, chunksize))
+    with ctx.Pool(2) as a, ctx.Pool(2) as b, ctx.Pool(2) as c:
+        return list(c.imap(step, b.imap(step, a.imap(step, range(items), chunksize),
+                                         chunksize), chunksize))
+
+
+def run_pypeln(items: int, workers: int) -> list[int]:
+    import pypeln as pl
+
+    stage: Iterable[int] = range(items)
+    for _ in range(3):
+        stage = pl.process.map(step, stage, workers=workers, maxsize=100)
+    return sorted(stage)  # pypeln gives results as they finish
+
+
+CONTENDERS: dict[str, Callable[[int], list[int]]] = {
+    "serial": run_serial,
+    "papyflow (3 Pipers, one shared NuMap)": run_papyflow,
+    "Pool.imap x3, one pool, chunksize 1": lambda n: _pool_chained(n, 1, True),
+    "Pool.imap x3, one pool, chunksize 10": lambda n: _pool_chained(n, 10, True),
+    "Pool.imap x3, one pool, chunksize 100": lambda n: _pool_chained(n, 100, True),
+    "Pool.imap x3, a pool per stage, chunksize 10": lambda n: _pool_chained(n, 10, False),
+    "Pool.imap x3, a pool per stage, chunksize 100": lambda n: _pool_chained(n, 100, False),
+    "pypeln process x3, 1 worker per stage": lambda n: run_pypeln(n, 1),
+    "pypeln process x3, 2 workers per stage": lambda n: run_pypeln(n, 2),
+}
+
+
+def _one(name: str, items: int, loops: int) -> None:
+    """In a fresh subprocess: time one contender, print one JSON line."""
+    _set_loops(loops)
+    if name.startswith("pypeln"):
+        import pypeln  # noqa: F401 - import time is not map time
+    began = time.perf_counter()
+    out = CONTENDERS[name](items)
+    seconds = time.perf_counter() - began
+    ok = out == [x + 3 for x in range(items)]
+    print(json.dumps({"name": name, "seconds": seconds, "ok": ok}))
+
+
+def stages(items: int, repeats: int, loops: int) -> list[dict[str, Any]]:
+    best: dict[str, dict[str, Any]] = {}
+    names = list(CONTENDERS)
+    for repeat in range(repeats):
+        order = names[repeat % len(names):] + names[:repeat % len(names)]
+        for name in order:
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks.pipelines", "--one", name,
+                 "--items", str(items), "--loops", str(loops)],
+                capture_output=True, text=True, timeout=600)
+            if done.returncode != 0:
+                print(f"  {name}: failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
+                best.setdefault(name, {"name": name, "seconds": None, "ok": False})
+                continue
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"  [stages r{repeat + 1}] {name}: {items / row['seconds']:,.0f} items/s",
+                  file=sys.stderr)
+            if name not in best or (best[name]["seconds"] or 1e9) > row["seconds"]:
+                best[name] = row
+    return [best[name] for name in names]
+
+
+# -- the linear scenario -----------------------------------------------------------------
+
+
+def inc(inbox: tuple[int, ...]) -> int:
+    return inbox[0] + 1
+
+
+def _generators(items: int) -> int:
+    chain: Iterator[int] = iter(range(items))
+    for _ in range(5):
+        chain = (inc((x,)) for x in chain)
+    return sum(1 for _ in chain)
+
+
+def _plumber(items: int) -> int:
+    from papyflow import Piper, Plumber
+
+    plumber = Plumber()
+    last = Piper(inc, name="inc4")
+    plumber.add_pipe([Piper(inc, name=f"inc{i}") for i in range(4)] + [last])
+    plumber.start([range(items)])
+    plumber.run()
+    plumber.wait()
+    count = plumber.stats["results"][last]
+    plumber.stop()
+    return count
+
+
+def linear(items: int, repeats: int) -> dict[str, float]:
+    best = {"generators": float("inf"), "plumber": float("inf")}
+    for repeat in range(repeats):
+        for name, func in (("generators", _generators), ("plumber", _plumber)):
+            began = time.perf_counter()
+            count = func(items)
+            seconds = time.perf_counter() - began
+            assert count == items, (name, count)
+            print(f"  [linear r{repeat + 1}] {name}: {items / seconds:,.0f} items/s",
+                  file=sys.stderr)
+            best[name] = min(best[name], seconds)
+    return best
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipelines")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--items", type=int, default=20_000, help=argparse.SUPPRESS)
+    parser.add_argument("--loops", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        _one(args.one, args.items, args.loops)
+        return 0
+    items = 2_000 if args.quick else 20_000
+    linear_items = 100_000 if args.quick else 1_000_000
+    loops = calibrate()
+    info = machine_info(("numpy", "multiprocess", "dill", "pypeln"))
+    print(f"# Benchmark suite `pipelines`\n\n{machine_line(info)}  \n{packages_line(info)}\n")
+    rows = stages(items, args.repeat, loops)
+    serial = next(r for r in rows if r["name"] == "serial")["seconds"]
+    print(f"## `stages`: 3 steps of ~0.5 ms, {items:,} items, 2 worker processes\n")
+    print(f"Best of {args.repeat} repeats, each in a fresh process; time from start to "
+          f"the last result.\n")
+    print("| Contender | items/s | vs serial | results |")
+    print("|:---|---:|---:|:---|")
+    for row in rows:
+        if row["seconds"] is None:
+            print(f"| {row['name']} | failed | | |")
+            continue
+        print(f"| {row['name']} | {items / row['seconds']:,.0f} | "
+              f"{serial / row['seconds']:.2f}x | {'ok' if row['ok'] else 'WRONG'} |")
+    best = linear(linear_items, args.repeat)
+    print(f"\n## `linear`: 5 trivial Pipers over {linear_items:,} items\n")
+    print("| Contender | items/s | time vs generators |")
+    print("|:---|---:|---:|")
+    for name in ("generators", "plumber"):
+        print(f"| {'chain of generators' if name == 'generators' else 'papyflow Plumber'} | "
+              f"{linear_items / best[name]:,.0f} | {best[name] / best['generators']:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
