@@ -41,6 +41,7 @@ class Inlet:
         self.source = source
         self.feed: deque[Any] = deque()  # pulled and not yet taken
         self.want = 0  # asked for and not yet pulled (their credits are reserved)
+        self.piece = 1  # items pulled between two reports to the feeder
         self.unfilled = 0  # credits of asked items the input ended without giving
         self.taken = 0  # items handed to the feeder
         self.ended = False  # the input is exhausted
@@ -54,9 +55,10 @@ class Inlet:
     def start(self) -> None:
         self._thread.start()
 
-    def ask(self, n: int) -> None:
-        """Under the lock: pull ``n`` more items."""
+    def ask(self, n: int, piece: int | None = None) -> None:
+        """Under the lock: pull ``n`` more items, saying so after every ``piece`` of them."""
         self.want += n
+        self.piece = piece or n
         self._wake.notify()
 
     def close(self) -> None:
@@ -92,7 +94,9 @@ class Inlet:
                     self._wake.wait()
                 if self.closed:
                     return
-                n = self.want
+                # A piece at a time (about a batch): the feeder hears of each one,
+                # even when the input is slow to give the rest.
+                n = min(self.want, self.piece)
                 start = self.taken + len(feed)
             error: BaseException | None = None
             try:

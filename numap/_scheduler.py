@@ -49,7 +49,7 @@ __all__ = ["Scheduler"]
 # How long the feeder first waits before it looks again at an input with nothing
 # ready, and at most; and how long it lets a half-filled batch fill.
 _INPUT_POLL = 0.001
-_INPUT_POLL_MAX = 0.05
+_INPUT_POLL_MAX = 0.01
 _LINGER = 0.002
 # Weight of the newest measurement in a task's seconds-per-item estimate.
 _SMOOTHING = 0.5
@@ -220,12 +220,13 @@ class Scheduler:
             inlet = task.inlet
             if inlet is None or inlet.ended or inlet.closed:
                 continue
-            wanted = 2 * self._batch_size(task) - inlet.want - len(inlet.feed)
+            batch = self._batch_size(task)
+            wanted = 2 * batch - inlet.want - len(inlet.feed)
             if wanted <= 0:
                 continue
             n = min(self.stride, room, wanted)
             self.held += n
-            inlet.ask(n)
+            inlet.ask(n, piece=batch)
             self._turn = (self._turn + step + 1) % count
             return True
         return False
