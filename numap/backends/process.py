@@ -83,7 +83,7 @@ class _Worker:
 class ProcessBackend(Backend):
     """``worker_type='process'``: ``workers`` processes started with ``multiprocess``."""
 
-    target_seconds: ClassVar[float] = 0.005
+    target_seconds: ClassVar[float] = 0.02
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
