@@ -371,8 +371,8 @@ class Scheduler:
                 values = done.values
             else:
                 values = [None] * batch.size
-                positions = batch.positions or range(batch.size)
-                for position, value in zip(positions, done.values, strict=False):
+                places = batch.positions or range(batch.size)
+                for position, value in zip(places, done.values, strict=False):
                     values[position] = value
             self._complete(batch, values, errors)
             self._space.notify()

@@ -35,7 +35,7 @@ class Fanout:
         self._positions: list[int] = []
         self._ended = False
 
-    def reader(self) -> Iterator[Any]:
+    def reader(self) -> _Reader:
         """A new reader, starting with the first item (register readers before reading)."""
         with self._lock:
             self._positions.append(self._first)

@@ -11,7 +11,7 @@ reads several upstream Pipers gets their results in that order.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import networkx as nx
@@ -50,7 +50,7 @@ class Dagger:
     def __len__(self) -> int:
         return self.graph.number_of_nodes()
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Piper]:
         return iter(self.postorder())
 
     @property

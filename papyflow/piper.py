@@ -22,8 +22,8 @@ import enum
 import numbers
 import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numap
@@ -31,11 +31,12 @@ from numap import NuMap
 
 from ._streams import Fanout, _Reader, consume, merge, produce, split
 from .errors import PiperError, PiperTimeoutError, WorkerError
-
-_PIPER_ERRORS = frozenset({PiperError, PiperTimeoutError})
 from .worker import Worker, _first_error, worker_error
 
 __all__ = ["Piper"]
+
+# The types of failed items, checked once per item by linear Pipers.
+_PIPER_ERRORS = frozenset({PiperError, PiperTimeoutError})
 
 
 class Phase(enum.Enum):

@@ -162,7 +162,7 @@ class Plumber(Dagger):
             self.state = State.PAUSED
         log.info("pipeline %s", self.state.value)
 
-    def stop(self, forced: bool = False) -> None:  # type: ignore[override]
+    def stop(self, forced: bool = False) -> None:
         """Take no more input; let every item already taken through; stop all NuMaps."""
         self._expect("stop", State.PAUSED, State.FINISHED)
         for gate in self._gates:
