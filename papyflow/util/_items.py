@@ -26,6 +26,7 @@ bound to loopback only, but another local user could still connect to it.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import errno
@@ -230,7 +231,7 @@ _lock = threading.Lock()
 _serving: dict[int, _Server] = {}
 
 
-class _Server:
+class _Server(abc.ABC):
     """One item served once by a daemon thread, until collected, expired or cancelled."""
 
     kind = ""
@@ -244,16 +245,17 @@ class _Server:
         self.thread = threading.Thread(target=self._run, daemon=True,
                                        name=f"papyflow-{self.kind}-item")
 
+    @abc.abstractmethod
     def locator(self) -> Locator:
-        raise NotImplementedError
+        """Where a reader finds the item."""
 
+    @abc.abstractmethod
     def serve(self) -> bool:
         """Hand the item to one reader; False if the deadline passed or cancelled first."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def release(self) -> None:
         """Free what the item holds (a fifo's name, a listening socket)."""
-        raise NotImplementedError
 
     def start(self) -> Locator:
         with _lock:
