@@ -21,19 +21,36 @@ from .errors import PiperError
 __all__ = ["Fanout", "consume", "merge", "produce", "split"]
 
 
-class Fanout:
+class _Shared:
+    """A source that several readers take from, one item at a time, under a lock."""
+
+    def __init__(self, source: Iterable[Any] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._source: Iterator[Any] | None = None if source is None else iter(source)
+        self._ended = False
+
+    def _pull(self) -> Any:
+        """Under the lock: the source's next item; StopIteration, for good, at its end."""
+        if self._ended or self._source is None:
+            raise StopIteration
+        try:
+            return next(self._source)
+        except StopIteration:
+            self._ended = True
+            raise
+
+
+class Fanout(_Shared):
     """One source read by several readers, each seeing every item once.
 
     Only the items that the slowest reader has not taken yet are kept.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._source: Iterator[Any] | None = None
+        super().__init__()
         self._kept: deque[Any] = deque()
         self._first = 0  # index of the oldest kept item
         self._positions: list[int] = []
-        self._ended = False
 
     def reader(self) -> _Reader:
         """A new reader, starting with the first item (register readers before reading)."""
@@ -64,13 +81,7 @@ class Fanout:
             if offset < len(self._kept):
                 item = self._kept[offset]
             else:
-                if self._ended or self._source is None:
-                    raise StopIteration
-                try:
-                    item = next(self._source)
-                except StopIteration:
-                    self._ended = True
-                    raise
+                item = self._pull()
                 self._kept.append(item)
             self._positions[reader] = position + 1
             slowest = min(self._positions)
@@ -155,27 +166,19 @@ def produce(results: Iterable[Any], n: int, repeat: bool, name: str) -> Iterator
         yield from items
 
 
-class _Dealer:
+class _Dealer(_Shared):
     """Deals the items of one source to ``n`` readers in turn (item i to reader i % n)."""
 
     def __init__(self, source: Iterable[Any], n: int) -> None:
-        self._lock = threading.Lock()
-        self._source = iter(source)
+        super().__init__(source)
         self._queues: list[deque[Any]] = [deque() for _ in range(n)]
         self._next_reader = 0
-        self._ended = False
 
     def take(self, reader: int) -> Any:
         with self._lock:
             queue = self._queues[reader]
             while not queue:
-                if self._ended:
-                    raise StopIteration
-                try:
-                    item = next(self._source)
-                except StopIteration:
-                    self._ended = True
-                    raise
+                item = self._pull()
                 self._queues[self._next_reader].append(item)
                 self._next_reader = (self._next_reader + 1) % len(self._queues)
             return queue.popleft()
