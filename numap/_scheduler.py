@@ -483,7 +483,7 @@ class Scheduler:
         batch.remaining = len(batch.items)
         batch.errors = dict(batch.errors) if batch.errors else None
         return [Batch(batch.task, next(self._ids), batch.start + position, 1, [item],
-                      suspect=True, parent=batch)
+                      parent=batch)
                 for position, item in zip(positions, batch.items, strict=True)]
 
     def _fail_lost(self, batch: Batch, loss: LaneLoss) -> None:

@@ -19,10 +19,7 @@ from numap import NuMap
 
 __all__ = ["resize"]
 
-try:  # the per-worker default of numap's stride
-    from numap._map import _STRIDE_PER_WORKER
-except ImportError:  # pragma: no cover - numap renamed it
-    _STRIDE_PER_WORKER = 4096
+from numap._map import _STRIDE_PER_WORKER  # the rule numap uses for an automatic stride
 
 
 def _stride_is_automatic(numap: NuMap) -> bool:

@@ -61,8 +61,9 @@ class Batch:
     items: list[Any]
     positions: list[int] | None = None
     errors: dict[int, BaseException] | None = None
-    suspect: bool = False  # a re-run alone after a worker died holding it
-    parent: Batch | None = None  # the batch this re-run piece belongs to
+    # The batch this piece belongs to: a piece is one item, re-run alone after a
+    # worker died holding the batch.
+    parent: Batch | None = None
     lane: Lane | None = None
     nbytes: int = 0  # size of the items as sent, when the backend serialises them
     # Filled as results come in:
