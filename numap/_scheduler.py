@@ -127,7 +127,7 @@ class Scheduler:
                     next(stream)
                 except StopIteration:
                     break
-                except BaseException:  # noqa: BLE001 - draining discards failures too
+                except Exception:  # noqa: BLE001 - failed items are discarded; Ctrl-C is not
                     if self.stopped or self._broken is not None:
                         break
 
