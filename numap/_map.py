@@ -288,6 +288,15 @@ class NuMap:
             return Raise(RuntimeError(f"{self.name}: next() before start()"))
         return scheduler.next_chunk(state, timeout, block)
 
+    def _replace_func(self, task: int, func: Callable[..., Any]) -> None:
+        """Give task ``task`` another function, before start (papyflow fuses Pipers so)."""
+        if self.started:
+            raise RuntimeError(f"{self.name}: cannot change a task after start")
+        if not callable(func):
+            raise TypeError(f"_replace_func: func must be callable, got {func!r}")
+        state = self._state(task)
+        state.spec = TaskSpec(func, state.spec.args, state.spec.kwargs)
+
     def _skip_oldest(self, task: int) -> None:
         """Drop the oldest pending item of ``task``: its result is discarded when it comes.
 

@@ -18,6 +18,7 @@ import networkx as nx
 
 from numap import NuMap
 
+from ._fuse import fuse_runs
 from .errors import DaggerCycleError, DaggerError
 from .piper import Phase, Piper
 
@@ -273,6 +274,7 @@ class Dagger:
     def start(self) -> None:
         """Start the Pipers upstream first; a NuMap shared by several starts once."""
         order = self.postorder()
+        fuse_runs(order)  # before any NuMap starts: it fixes the tasks' functions
         for piper in order:
             piper.start(stages=(0, 1) if piper.parallel else (0,))
         for piper in order:

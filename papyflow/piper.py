@@ -163,6 +163,8 @@ class Piper:
         self._own: Iterator[Any] | None = None
         self._sources: list[Any] = []  # upstream readers and input iterables, in order
         self._tasks: list[numap.NuMapTask] = []
+        self._fused: list[Piper] = []  # the Pipers whose Workers this one's task runs first
+        self._fused_into: Piper | None = None  # the Piper whose task runs this one's Worker
         self.stats = PiperStats()
 
     # -- state ------------------------------------------------------------------
@@ -249,6 +251,8 @@ class Piper:
                                  f"its NuMap; disconnect the Pipers after it first")
         self._tasks = []
         self._sources = []
+        self._fused = []
+        self._fused_into = None
         self._own = None
         self.stats = PiperStats()
         self._fanout = Fanout()
@@ -295,11 +299,18 @@ class Piper:
     # -- results --------------------------------------------------------------------
 
     def _inboxes(self) -> Iterator[Any]:
-        """The inboxes of this Piper: its upstream results zipped, grouped by ``consume``."""
-        sources = [s.resolve() if isinstance(s, _Reader) else iter(s) for s in self._sources]
+        """The inboxes of this Piper: its upstream results zipped, grouped by ``consume``.
+
+        Fused (see ``_fuse``): the inboxes of the run's first Piper, and none
+        for the Pipers whose Workers a later Piper's task runs.
+        """
+        if self._fused_into is not None:
+            return iter(())
+        head = self._fused[0] if self._fused else self
+        sources = [s.resolve() if isinstance(s, _Reader) else iter(s) for s in head._sources]
         stream: Iterator[Any] = zip(*sources)
-        if self.consume > 1:
-            stream = consume(stream, self.consume)
+        if head.consume > 1:
+            stream = consume(stream, head.consume)
         return stream
 
     def _results(self) -> Iterator[Any]:
@@ -376,6 +387,9 @@ class Piper:
         stats = self.stats
         if stats.first is None:
             stats.first = time.monotonic()
+        if self._fused:
+            yield from self._fused_results(stream)
+            return
         while True:
             try:
                 result = next(stream) if timeout is None else imap.next(timeout, tid)
@@ -398,6 +412,34 @@ class Piper:
                     result = self._failed(result)
             stats.results += 1
             yield result
+
+    def _fused_results(self, stream: Iterator[Any]) -> Iterator[Any]:
+        """``_task_results`` of a fused run's last Piper: it keeps the run's statistics too."""
+        run = self._fused
+        stats = self.stats
+        for piper in run:
+            piper.stats.first = stats.first
+        while True:
+            try:
+                result = next(stream)
+            except StopIteration:
+                break
+            except Exception as exc:  # a lost worker, an unpicklable item, a broken pool
+                stats.errors += 1
+                result = self._failed(exc)
+            else:
+                if isinstance(result, WorkerError):
+                    stats.errors += 1
+                    result = self._failed(result)
+                elif isinstance(result, PiperError) and "stage" in result.__dict__:
+                    run[result.__dict__.pop("stage")].stats.errors += 1
+            for piper in run:
+                piper.stats.results += 1
+            stats.results += 1
+            yield result
+        stats.last = time.monotonic()
+        for piper in run:
+            piper.stats.last = stats.last
 
     def next(self) -> Any:
         """The next result of this (output) Piper; a failed item is a returned PiperError."""

@@ -53,3 +53,16 @@ def exit_on_four(inbox):
 def sleep_for(inbox):
     time.sleep(inbox[0])
     return inbox[0]
+
+
+def tag_pid(inbox):
+    # appends the evaluating process to the item's trail: (x, pid, pid, ...)
+    item = inbox[0]
+    trail = item if isinstance(item, tuple) else (item,)
+    return (*trail, os.getpid())
+
+
+def fail_on_trail_three(inbox):
+    if inbox[0][0] == 3:
+        raise ValueError("three")
+    return inbox[0]

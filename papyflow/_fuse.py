@@ -1,0 +1,98 @@
+"""Fusing runs of parallel Pipers that share a NuMap into one task.
+
+A pipe ``a -> b -> c`` of parallel Pipers on one NuMap would send every item
+to a worker process three times, and bring it back to this process three
+times. When nothing else reads the results in between, the three Workers can
+just as well run one after the other in the worker: ``c``'s task then
+evaluates ``a``, ``b`` and ``c`` on each inbox of ``a``, and the tasks of
+``a`` and ``b`` get no items. The results are the same, failures included: a
+Worker that fails makes the item a ``PiperError`` that the later Workers pass
+on unevaluated, as they would between separate tasks.
+
+A Piper ``down`` is fused onto its upstream Piper ``up`` only when the run
+behaves exactly as it would unfused:
+
+- both are parallel on the same NuMap, and ``down`` reads only ``up``, with
+  ``consume == 1``, ``spawn == 1``, no ``timeout``;
+- ``up`` has ``produce == 1``, ``spawn == 1``, no ``timeout`` and no
+  ``track``, and ``down`` is its only reader;
+- neither is in ``debug`` mode (a debug Piper raises where it fails).
+
+The statistics of the fused Pipers are kept as if they ran apart: each counts
+every item that passes it, and the errors that arose in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import PiperError, WorkerError
+from .piper import Phase, Piper
+
+__all__ = ["Fused", "fuse_runs"]
+
+
+class Fused:
+    """The Workers of a run of fused Pipers, applied in turn to each inbox.
+
+    Returns the last Worker's result; an item that fails at stage ``k`` (not
+    the last) comes back as a ``PiperError`` of the ``WorkerError``, marked
+    with ``stage = k`` for the statistics.
+    """
+
+    __slots__ = ("workers",)
+
+    def __init__(self, workers: Sequence[Any]) -> None:
+        self.workers = tuple(workers)
+
+    def __call__(self, inbox: Any) -> Any:
+        workers = self.workers
+        result = workers[0](inbox)
+        for stage in range(1, len(workers)):
+            if isinstance(result, WorkerError):
+                error = PiperError(result)
+                error.stage = stage - 1  # read and removed by the last Piper
+                return error
+            if isinstance(result, PiperError):  # failed before the run: passed on
+                return result
+            result = workers[stage]((result,))
+        return result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Fused, (self.workers,))
+
+    def __repr__(self) -> str:
+        return f"Fused({', '.join(repr(w) for w in self.workers)})"
+
+
+def _fusable(up: Piper, down: Piper) -> bool:
+    return (down.parallel and up.parallel and down.imap is up.imap
+            and len(down.inbox) == 1 and down.inbox[0] is up
+            and down.consume == 1 and down.spawn == 1 and down.timeout is None
+            and not down.debug
+            and up.produce == 1 and up.spawn == 1 and up.timeout is None
+            and not up.track and not up.debug
+            and up._fanout.readers == 1)
+
+
+def fuse_runs(order: Sequence[Piper]) -> None:
+    """Fuse every run of fusable Pipers in ``order`` (upstream first), before start.
+
+    The last Piper of a run takes over: its NuMap task gets the run's Workers
+    and reads the inboxes of the run's first Piper.
+    """
+    for down in order:
+        if down.phase is not Phase.CONNECTED or not down.inbox:
+            continue
+        up = down.inbox[0]
+        if (not isinstance(up, Piper) or up.phase is not Phase.CONNECTED
+                or not _fusable(up, down)):
+            continue
+        run = [*up._fused, up] if up._fused else [up]
+        up._fused = []
+        for piper in run:
+            piper._fused_into = down
+        down._fused = run
+        workers = [p.worker for p in run] + [down.worker]
+        down.imap._replace_func(down._tasks[0].task, Fused(workers))
