@@ -16,6 +16,7 @@ inlet still waits for the rest.
 from __future__ import annotations
 
 import itertools
+import operator
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -45,6 +46,7 @@ class Inlet:
         self.unfilled = 0  # credits of asked items the input ended without giving
         self.taken = 0  # items handed to the feeder
         self.ended = False  # the input is exhausted
+        self.expected: int | None = None  # the input's length, if it tells it
         self.closed = False
         self._errors: dict[int, BaseException] = {}  # input index -> what pulling it raised
         self._lock = lock
@@ -88,6 +90,13 @@ class Inlet:
             source = iter(self.source)
         except Exception as exc:  # noqa: BLE001 - the task's first item fails with it
             source = _raising(exc)
+        try:
+            hint = operator.length_hint(source, 0)
+        except Exception:  # noqa: BLE001 - a hint is only a hint
+            hint = 0
+        if hint > 0:
+            with self._lock:
+                self.expected = hint
         while True:
             with self._lock:
                 while self.want <= 0 and not self.closed:

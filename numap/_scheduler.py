@@ -22,6 +22,11 @@ and never waits for it, so one slow link does not stall the others.
 *Batches.* Items travel in batches sized so that one batch takes about the
 backend's ``target_seconds`` (measured per task by the workers), at most
 ``max_batch``: one item at a time for slow functions, hundreds for cheap ones.
+When the input tells its length (``operator.length_hint``, as ``range`` and
+lists do), batches follow guided self-scheduling: each takes a share of what
+is left (``1 / (_GUIDED * lanes)``), up to ``batch_stretch`` times the usual
+size while much is left (fewer batches, less work here) and down to a tenth
+of it at the end, so that the workers run out of work together.
 
 *Lost workers.* When a lane is lost, the batch it was running is split into
 single items run again one by one ("suspects"); a suspect that kills its worker
@@ -51,6 +56,7 @@ __all__ = ["Scheduler"]
 _INPUT_POLL = 0.001
 _INPUT_POLL_MAX = 0.01
 _LINGER = 0.002
+_GUIDED = 3  # guided batches take 1 / (_GUIDED * lanes) of the items left
 # Weight of the newest measurement in a task's seconds-per-item estimate.
 _SMOOTHING = 0.5
 
@@ -335,7 +341,18 @@ class Scheduler:
             return 1
         if task.per_item <= 0:
             return self.max_batch
-        return max(1, min(self.max_batch, int(self.backend.target_seconds / task.per_item)))
+        usual = self.backend.target_seconds / task.per_item
+        size = max(1, min(self.max_batch, int(usual)))
+        inlet = task.inlet
+        if inlet is None or not inlet.expected or not self._lanes:
+            return size
+        left = inlet.expected - inlet.taken
+        if left <= 0:  # the hint was short: carry on as without one
+            return size
+        share = left // (_GUIDED * len(self._lanes))
+        most = min(self.max_batch, int(usual * self.backend.batch_stretch))
+        least = max(1, int(usual / 10))
+        return max(1, min(most, max(least, share)))
 
     # -- results (called by the backend's threads) -----------------------------
 

@@ -237,3 +237,32 @@ def test_the_automatic_buffer_holds_large_items_by_size(monkeypatch):
         time.sleep(1.0)  # the workers go on until the limit
         # In and out, an item is 512 KiB on the wire: 16 of them fill 8 MiB.
         assert source.taken <= 10 + 16 + 8
+
+
+def _batch_sizes(monkeypatch, source):
+    from numap.backends.process import ProcessBackend
+
+    sizes = []
+    send = ProcessBackend.send
+
+    def spy(self, lane, batch, prepared):
+        sizes.append(batch.size)
+        return send(self, lane, batch, prepared)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ProcessBackend, "send", spy)
+        out = list(NuMap(lambda s: sleepy(s, s), source, worker_num=2))
+    return out, sizes
+
+
+def test_an_input_of_known_length_gets_guided_batches(monkeypatch):
+    # ~2 ms items: the usual batch is ~10 items (20 ms). With a length, batches
+    # start several times larger and end with single items, so the workers
+    # finish together; without one, they stay near the usual size.
+    items = [0.002] * 300
+    out, guided = _batch_sizes(monkeypatch, items)
+    assert out == items and sum(guided) == 300
+    _, plain = _batch_sizes(monkeypatch, (x for x in items))
+    assert sum(plain) == 300
+    assert max(guided) >= 25 and max(guided) > 2 * max(plain)
+    assert guided[-3:] == [1, 1, 1]

@@ -119,6 +119,9 @@ class Backend(abc.ABC):
     target_seconds: ClassVar[float] = 0.005
     #: batches a worker may hold at once (one running, the rest waiting)
     prefetch: ClassVar[int] = 2
+    #: how many times ``target_seconds`` a batch may take while much of an
+    #: input of known length is left (see the scheduler's guided batches)
+    batch_stretch: ClassVar[float] = 1.0
 
     def __init__(self, workers: int, name: str) -> None:
         self.workers = workers

@@ -84,6 +84,7 @@ class ProcessBackend(Backend):
     """``worker_type='process'``: ``workers`` processes started with ``multiprocess``."""
 
     target_seconds: ClassVar[float] = 0.02
+    batch_stretch: ClassVar[float] = 8.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
