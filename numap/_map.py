@@ -174,6 +174,23 @@ class NuMap:
         """True once stop() was called (until all tasks are popped)."""
         return self._scheduler is not None and self._scheduler.stopping
 
+    def resize(self, worker_num: int) -> None:
+        """Use ``worker_num`` local workers instead; only before start.
+
+        An automatic ``stride`` (``stride=None``) follows the new number of
+        workers, kept within a ``buffer`` given to the constructor; a given
+        ``stride`` stays as it is. Raises RuntimeError once started, ValueError
+        for a ``worker_num`` below 1 and TypeError for one that is not an int.
+        """
+        worker_num = _positive_int("worker_num", worker_num)
+        if self.started:
+            raise RuntimeError(f"{self.name}: cannot resize after start "
+                               f"(it has {self.worker_num} workers)")
+        self.worker_num = worker_num
+        if self._given_stride is None:
+            stride = _STRIDE_PER_WORKER * worker_num
+            self.stride = stride if self._buffer is None else min(stride, self._buffer)
+
     def add_task(self, func: Callable[..., Any], iterable: Iterable[Any],
                  args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
                  timeout: float | None = None, block: bool = True,

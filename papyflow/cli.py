@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
-from ._resize import resize
 from .errors import PlumberError
 from .pipefile import PipelineFile, load_file
 from .plumber import Plumber, State
@@ -185,7 +184,9 @@ def _run_loaded(args: argparse.Namespace, pipeline: PipelineFile) -> int:
     plumber = pipeline.plumber
     if args.workers is not None:
         for numap in plumber.numaps():
-            if not resize(numap, args.workers):
+            if not numap.started:
+                numap.resize(args.workers)
+            else:
                 print(f"papyflow run: {args.file}: NuMap {numap.name!r} has started; "
                       f"--workers leaves it with {numap.worker_num}", file=sys.stderr)
     for path in args.inputs:

@@ -17,7 +17,6 @@ import pytest
 
 from numap import NuMap
 from papyflow import cli
-from papyflow._resize import resize
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -149,30 +148,6 @@ def test_workers_apply_to_every_numap(capsys):
     assert cli.main(["run", example, "--workers", "3", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "numaps: readers (process x3), counters (process x3)" in out
-
-
-def test_resize_follows_an_automatic_stride_and_keeps_a_given_one():
-    automatic = NuMap(worker_type="thread", worker_num=2)
-    assert resize(automatic, 5)
-    assert automatic.worker_num == 5 and automatic.stride == 5 * 4096
-    assert automatic.buffer == automatic.stride  # automatic buffer: stride x (tasks + 1)
-    given = NuMap(worker_type="thread", worker_num=2, stride=10, buffer=40)
-    assert resize(given, 3)
-    assert (given.worker_num, given.stride, given.buffer) == (3, 10, 40)
-    bounded = NuMap(worker_type="thread", worker_num=1, buffer=5000)
-    assert resize(bounded, 4)
-    assert bounded.stride == 5000  # an automatic stride stays within a given buffer
-
-
-def test_resize_leaves_a_started_numap_alone():
-    with NuMap(abs, [-1, -2], worker_type="thread", worker_num=2) as started:
-        assert not resize(started, 4)
-        assert started.worker_num == 2
-        assert list(started) == [1, 2]
-    with pytest.raises(ValueError):
-        resize(NuMap(worker_type="thread"), 0)
-    with pytest.raises(TypeError):
-        resize(NuMap(worker_type="thread"), "2")
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])

@@ -146,3 +146,29 @@ def test_a_stopped_numap_starts_again_only_with_new_tasks(worker_type):
 def test_repr_names_the_numap():
     nm = NuMap(worker_type="thread", worker_num=2, name="mine")
     assert "'mine'" in repr(nm) and "thread x2" in repr(nm) and "new" in repr(nm)
+
+
+def test_resize_follows_an_automatic_stride_and_keeps_a_given_one():
+    automatic = NuMap(worker_type="thread", worker_num=2)
+    automatic.resize(5)
+    assert automatic.worker_num == 5 and automatic.stride == 5 * 4096
+    assert automatic.buffer == automatic.stride  # automatic buffer: stride x (tasks + 1)
+    given = NuMap(worker_type="thread", worker_num=2, stride=10, buffer=40)
+    given.resize(3)
+    assert (given.worker_num, given.stride, given.buffer) == (3, 10, 40)
+    bounded = NuMap(worker_type="thread", worker_num=1, buffer=5000)
+    bounded.resize(4)
+    assert bounded.stride == 5000  # an automatic stride stays within a given buffer
+    assert bounded.settings["stride"] is None  # still automatic when saved
+
+
+def test_resize_is_refused_after_start_and_checks_its_argument():
+    with NuMap(abs, [-1, -2], worker_type="thread", worker_num=2) as started:
+        with pytest.raises(RuntimeError, match="cannot resize after start"):
+            started.resize(4)
+        assert started.worker_num == 2
+        assert list(started) == [1, 2]
+    with pytest.raises(ValueError, match="worker_num"):
+        NuMap(worker_type="thread").resize(0)
+    with pytest.raises(TypeError, match="worker_num"):
+        NuMap(worker_type="thread").resize("2")
