@@ -16,7 +16,8 @@ behaves exactly as it would unfused:
   ``consume == 1``, ``spawn == 1``, no ``timeout``;
 - ``up`` has ``produce == 1``, ``spawn == 1``, no ``timeout`` and no
   ``track``, and ``down`` is its only reader;
-- neither is in ``debug`` mode (a debug Piper raises where it fails).
+- neither is in ``debug`` mode (a debug Piper raises where it fails), nor
+  ``synchronized`` (its inboxes and results carry data-index ranges).
 
 The statistics of the fused Pipers are kept as if they ran apart: each counts
 every item that passes it, and the errors that arose in it.
@@ -70,7 +71,7 @@ def _fusable(up: Piper, down: Piper) -> bool:
     return (down.parallel and up.parallel and down.imap is up.imap
             and len(down.inbox) == 1 and down.inbox[0] is up
             and down.consume == 1 and down.spawn == 1 and down.timeout is None
-            and not down.debug
+            and not down.debug and not down.synchronized and not up.synchronized
             and up.produce == 1 and up.spawn == 1 and up.timeout is None
             and not up.track and not up.debug
             and up._fanout.readers == 1)

@@ -97,6 +97,8 @@ def pipeline_source(plumber: Plumber) -> str:
                    ("timeout", writer.value(piper.timeout)), ("branch", writer.value(piper.branch)),
                    ("debug", str(piper.debug)), ("name", writer.value(piper.name)),
                    ("track", str(piper.track)), ("repeat", str(piper.repeat))]
+        if piper.synchronized:
+            options.append(("synchronized", "True"))
         name = writer.name("piper")
         piper_names[piper] = name
         piper_lines.append(f"{name} = Piper({worker_expr}, {_arguments(options)})")

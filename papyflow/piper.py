@@ -22,6 +22,7 @@ import enum
 import numbers
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +126,13 @@ class Piper:
     - ``debug``: raise a failed item's PiperError instead of passing it on.
     - ``name``: a name for logs, statistics and saved pipelines.
     - ``track``: keep ``{index: result}`` of each task (see ``tracked``).
+    - ``synchronized``: the inputs are streams of ``(data, start, end)`` data
+      units, read as one synchronization group
+      (:func:`papyflow.dataflow.units.synchronize`) instead of one item from
+      each: the Worker gets a tuple with one
+      :class:`~papyflow.dataflow.units.SyncedInput` per input, and each result
+      leaves as a :class:`~papyflow.dataflow.units.Unit` covering the step's
+      indices (a result that is a Unit already keeps its own range).
 
     A failed item leaves the Piper as a :class:`PiperError` whose ``args[0]``
     is the cause (the :class:`WorkerError`, a timeout, a lost worker process),
@@ -134,7 +142,8 @@ class Piper:
     def __init__(self, worker: Any, parallel: NuMap | bool = False, consume: int = 1,
                  produce: int = 1, spawn: int = 1, timeout: float | None = None,
                  branch: Any = None, debug: bool = False, name: str | None = None,
-                 track: bool = False, repeat: bool = False) -> None:
+                 track: bool = False, repeat: bool = False,
+                 synchronized: bool = False) -> None:
         if isinstance(worker, Piper):
             worker = worker.worker
         self.worker = worker if isinstance(worker, Worker) else Worker(worker)
@@ -153,6 +162,10 @@ class Piper:
         self.debug = bool(debug)
         self.track = bool(track)
         self.repeat = bool(repeat)
+        self.synchronized = bool(synchronized)
+        if self.synchronized and self.consume != 1:
+            raise PiperError("Piper: a synchronized Piper takes one step of its inputs at a "
+                             f"time; consume must be 1, got {self.consume}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Piper: name must be a str, got {name!r}")
         self.name = name or f"{self.worker.name}_{id(self):x}"
@@ -165,6 +178,7 @@ class Piper:
         self._tasks: list[numap.NuMapTask] = []
         self._fused: list[Piper] = []  # the Pipers whose Workers this one's task runs first
         self._fused_into: Piper | None = None  # the Piper whose task runs this one's Worker
+        self._ranges: deque[tuple[int, int] | None] = deque()  # synchronized: steps in flight
         self.stats = PiperStats()
 
     # -- state ------------------------------------------------------------------
@@ -204,7 +218,7 @@ class Piper:
         if not inbox:
             raise PiperError(f"piper {self.name!r}: connect needs at least one input")
         for upstream in inbox:
-            if isinstance(upstream, Piper):
+            if isinstance(upstream, Piper) and not self.synchronized:
                 rate = upstream.produce * upstream.spawn
                 if rate != self.consume * self.spawn:
                     raise PiperError(
@@ -308,17 +322,51 @@ class Piper:
             return iter(())
         head = self._fused[0] if self._fused else self
         sources = [s.resolve() if isinstance(s, _Reader) else iter(s) for s in head._sources]
+        if self.synchronized:
+            return self._steps(sources)
         stream: Iterator[Any] = zip(*sources)
         if head.consume > 1:
             stream = consume(stream, head.consume)
         return stream
 
+    def _steps(self, sources: list[Iterator[Any]]) -> Iterator[Any]:
+        """A synchronized Piper's inboxes; the range of each goes to ``_ranges``."""
+        from .dataflow.units import synchronize  # the dataflow layer, only when used
+
+        ranges = self._ranges
+        for step in synchronize(sources):
+            if isinstance(step, PiperError):  # an upstream failure without a range
+                ranges.append(None)
+                yield (step,)
+            else:
+                ranges.append((step.start, step.end))
+                yield step.inbox
+
+    def _units(self, results: Iterator[Any]) -> Iterator[Any]:
+        """A synchronized Piper's results as Units, each with the range of its step."""
+        from .dataflow.units import Unit
+
+        ranges = self._ranges
+        for result in results:
+            span = ranges.popleft()
+            if span is None or isinstance(result, Unit):
+                yield result
+            else:
+                yield Unit(result, *span)
+
     def _results(self) -> Iterator[Any]:
+        if self.synchronized:
+            self._ranges = deque()
+            return self._units(self._evaluated())
+        return self._evaluated()
+
+    def _evaluated(self) -> Iterator[Any]:
         if isinstance(self.imap, NuMap):
             parts = [self._task_results(self.imap, t) for t in self._tasks]
             return parts[0] if len(parts) == 1 else merge(parts)
         worker = self.worker
-        if (len(worker.task) == 1 and not worker.args[0] and not worker.kwargs[0]
+        if (not self.synchronized
+                and len(worker.task) == 1 and not worker.args[0] and not worker.kwargs[0]
                 and len(self._sources) == 1 and self.consume == 1 and not self.track):
             source = self._sources[0]
             return self._plain(source.resolve() if isinstance(source, _Reader) else iter(source))

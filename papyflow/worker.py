@@ -21,7 +21,7 @@ def _first_error(inbox: Any) -> PiperError | None:
     for item in inbox:
         if isinstance(item, PiperError):
             return item
-        if type(item) is tuple:
+        if isinstance(item, tuple):  # consume's groups, a synchronized inbox's inputs
             for inner in item:
                 if isinstance(inner, PiperError):
                     return inner

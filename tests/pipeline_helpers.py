@@ -66,3 +66,16 @@ def fail_on_trail_three(inbox):
     if inbox[0][0] == 3:
         raise ValueError("three")
     return inbox[0]
+
+
+def describe_step(inbox):
+    # a synchronized inbox: one SyncedInput per input
+    return tuple((i.data, i.data_index, i.data_index_end, i.data_same_as_previous)
+                 for i in inbox)
+
+
+def label_with_client(inbox):
+    image, client = inbox
+    if image.data == "img3":
+        raise ValueError("bad image")
+    return f"{client.data}:{image.data}"

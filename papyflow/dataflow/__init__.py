@@ -1,0 +1,1 @@
+"""Synchronized dataflow: data units, sources and sinks, inputs, outputs, loaders."""
