@@ -90,10 +90,14 @@ class Inlet:
             source = iter(self.source)
         except Exception as exc:  # noqa: BLE001 - the task's first item fails with it
             source = _raising(exc)
-        try:
-            hint = operator.length_hint(source, 0)
-        except Exception:  # noqa: BLE001 - a hint is only a hint
-            hint = 0
+        hint = 0
+        for told in (self.source, source):  # the iterable may know when its iterator does not
+            try:
+                hint = operator.length_hint(told, 0)
+            except Exception:  # noqa: BLE001 - a hint is only a hint
+                hint = 0
+            if hint > 0:
+                break
         if hint > 0:
             with self._lock:
                 self.expected = hint

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import numbers
+import operator
 import threading
 import time
 from collections import deque
@@ -83,6 +84,19 @@ class _Inboxes:
     def part(self, k: int) -> Iterable[Any]:
         return _Part(self, k)
 
+    def length_hint(self) -> int:
+        """How many inboxes are left, when the Piper reads one input that tells; else 0."""
+        piper = self._piper
+        head = piper._fused[0] if piper._fused else piper
+        if (piper._fused_into is not None or piper.synchronized or head.spawn != 1
+                or head.consume != 1 or len(head._sources) != 1
+                or isinstance(head._sources[0], _Reader)):
+            return 0
+        try:
+            return operator.length_hint(head._sources[0], 0)
+        except Exception:  # noqa: BLE001 - a hint is only a hint
+            return 0
+
     def get(self, k: int) -> Iterator[Any]:
         with self._lock:
             if self._parts is None:
@@ -101,6 +115,9 @@ class _Part:
 
     def __iter__(self) -> Iterator[Any]:
         return self._inboxes.get(self._k)
+
+    def __length_hint__(self) -> int:
+        return self._inboxes.length_hint()
 
 
 class Piper:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import operator
 import os
 import threading
 import time
@@ -71,6 +72,10 @@ class _Gate:
             item = PiperError(exc)
         self.taken += 1
         return item
+
+    def __length_hint__(self) -> int:
+        # What is left of the input, if it tells (NuMap sizes batches by it).
+        return 0 if self.closed else operator.length_hint(self._source, 0)
 
     def close(self) -> None:
         self.closed = True

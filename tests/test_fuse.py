@@ -128,3 +128,20 @@ def test_runs_that_would_behave_differently_are_not_fused(case):
         plumber.run()
         plumber.wait(timeout=60)
         plumber.stop()
+
+
+def test_the_length_of_the_input_reaches_the_fused_task():
+    import operator
+
+    from papyflow._fuse import fuse_runs
+
+    numap = NuMap(worker_type="thread", worker_num=2)
+    plumber = Plumber()
+    a, b = Piper(inc, parallel=numap, name="a"), Piper(double, parallel=numap, name="b")
+    plumber.add_pipe((a, b))
+    plumber.connect([range(100)])
+    source = {p: numap._tasks[p.task_ids[0]].source for p in (a, b)}
+    assert operator.length_hint(source[a]) == 100 and operator.length_hint(source[b]) == 0
+    fuse_runs(plumber.postorder())
+    assert operator.length_hint(source[b]) == 100 and operator.length_hint(source[a]) == 0
+    plumber.disconnect()
