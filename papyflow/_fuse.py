@@ -21,6 +21,12 @@ behaves exactly as it would unfused:
 
 The statistics of the fused Pipers are kept as if they ran apart: each counts
 every item that passes it, and the errors that arose in it.
+
+Runs of *linear* Pipers are fused the same way, when each is a single
+function without arguments (the plain case) with ``consume``, ``produce`` and
+``spawn`` of 1, no ``debug``, no ``track`` but on the last one, and the
+downstream one is the only reader: the last Piper of the run calls the functions one after the other in
+one loop, instead of one generator per Piper handing each item to the next.
 """
 
 from __future__ import annotations
@@ -77,6 +83,16 @@ def _fusable(up: Piper, down: Piper) -> bool:
             and up._fanout.readers == 1)
 
 
+def _fusable_linear(up: Piper, down: Piper) -> bool:
+    return (not down.parallel and not up.parallel
+            and len(down.inbox) == 1 and down.inbox[0] is up
+            and down.plain and up.plain and down.consume == 1 and down.spawn == 1
+            and not down.debug
+            and up.produce == 1 and up.spawn == 1 and not up.track and not up.debug
+            and len(up._sources) == 1 and up.consume == 1
+            and up._fanout.readers == 1)
+
+
 def fuse_runs(order: Sequence[Piper]) -> None:
     """Fuse every run of fusable Pipers in ``order`` (upstream first), before start.
 
@@ -87,13 +103,16 @@ def fuse_runs(order: Sequence[Piper]) -> None:
         if down.phase is not Phase.CONNECTED or not down.inbox:
             continue
         up = down.inbox[0]
-        if (not isinstance(up, Piper) or up.phase is not Phase.CONNECTED
-                or not _fusable(up, down)):
+        if not isinstance(up, Piper) or up.phase is not Phase.CONNECTED:
+            continue
+        parallel = _fusable(up, down)
+        if not parallel and not _fusable_linear(up, down):
             continue
         run = [*up._fused, up] if up._fused else [up]
         up._fused = []
         for piper in run:
             piper._fused_into = down
         down._fused = run
-        workers = [p.worker for p in run] + [down.worker]
-        down.imap._replace_func(down._tasks[0].task, Fused(workers))
+        if parallel:
+            workers = [p.worker for p in run] + [down.worker]
+            down.imap._replace_func(down._tasks[0].task, Fused(workers))

@@ -381,13 +381,58 @@ class Piper:
         if isinstance(self.imap, NuMap):
             parts = [self._task_results(self.imap, t) for t in self._tasks]
             return parts[0] if len(parts) == 1 else merge(parts)
-        worker = self.worker
-        if (not self.synchronized
-                and len(worker.task) == 1 and not worker.args[0] and not worker.kwargs[0]
-                and len(self._sources) == 1 and self.consume == 1 and not self.track):
+        if self._fused_into is not None:  # a later Piper evaluates this one's Worker
+            return iter(())
+        if self._fused:
+            source = self._fused[0]._sources[0]
+            return self._plain_run(source.resolve() if isinstance(source, _Reader)
+                                   else iter(source))
+        if self.plain and len(self._sources) == 1 and self.consume == 1 and not self.track:
             source = self._sources[0]
             return self._plain(source.resolve() if isinstance(source, _Reader) else iter(source))
         return self._linear(self._inboxes())
+
+    @property
+    def plain(self) -> bool:
+        """Whether the Worker is one function without arguments, and nothing else is asked."""
+        worker = self.worker
+        return (not self.synchronized and len(worker.task) == 1 and not worker.args[0]
+                and not worker.kwargs[0])
+
+    def _plain_run(self, items: Iterator[Any]) -> Iterator[Any]:
+        """``_plain`` for a fused run of linear Pipers ending with this one (see ``_fuse``)."""
+        run = [*self._fused, self]
+        stages = tuple((p.worker.task[0], k) for k, p in enumerate(run))
+        stats = [p.stats for p in run]
+        began = time.monotonic()
+        for entry in stats:
+            entry.first = began
+        failed = _PIPER_ERRORS
+        tracked = self.tracked[0] if self.tracked else None
+        count = 0
+        try:
+            for item in items:
+                result = item
+                if type(item) not in failed:  # failed upstream: passed on, nothing called
+                    for func, k in stages:
+                        try:
+                            result = func((result,))
+                        except Exception as exc:
+                            stats[k].errors += 1
+                            result = run[k]._failed(worker_error(func, (result,), exc))
+                            break
+                if tracked is not None:
+                    tracked[count] = result
+                count += 1
+                if not count & 255:
+                    for entry in stats:
+                        entry.results = count
+                yield result
+        finally:
+            ended = time.monotonic()
+            for entry in stats:
+                entry.results = count
+                entry.last = ended
 
     def _plain(self, items: Iterator[Any]) -> Iterator[Any]:
         """``_linear`` for the usual case: one function, one upstream Piper, nothing else.

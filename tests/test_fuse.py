@@ -9,7 +9,9 @@ import pytest
 from numap import NuMap
 from papyflow import Piper, PiperError, Plumber, WorkerError
 from papyflow._fuse import Fused
-from tests.pipeline_helpers import double, fail_on_trail_three, inc, tag_pid
+from tests.pipeline_helpers import double, fail_on_three, fail_on_trail_three, inc, tag_pid
+
+fail_on_three_after_inc = fail_on_three
 
 
 def _run(plumber, data):
@@ -145,3 +147,39 @@ def test_the_length_of_the_input_reaches_the_fused_task():
     fuse_runs(plumber.postorder())
     assert operator.length_hint(source[b]) == 100 and operator.length_hint(source[a]) == 0
     plumber.disconnect()
+
+
+def test_a_run_of_linear_pipers_is_one_loop_with_the_same_results_and_statistics():
+    plumber = Plumber()
+    a = Piper(inc, name="a")
+    b = Piper(fail_on_three_after_inc, name="b")
+    c = Piper(double, name="c", track=True)
+    plumber.add_pipe((a, b, c))
+    plumber.start([range(6)])
+    assert c._fused == [a, b] and a._fused_into is c and b._fused_into is c
+    plumber.run()
+    plumber.wait(timeout=60)
+    out = dict(c.tracked[0])
+    stats = plumber.stats["pipers"]
+    plumber.stop()
+    assert [out[i] for i in (0, 1, 3, 4)] == [2, 4, 8, 10]
+    failed = out[2]  # inc(2) == 3 fails in b; c passes the failure on
+    assert isinstance(failed, PiperError) and failed.args[0].function == "fail_on_three"
+    assert [stats[p]["errors"] for p in (a, b, c)] == [0, 1, 0]
+    assert [stats[p]["results"] for p in (a, b, c)] == [6, 6, 6]
+
+
+def test_a_linear_run_stops_where_a_piper_is_tracked_or_read_twice():
+    plumber = Plumber()
+    a = Piper(inc, name="a")
+    b = Piper(double, name="b", track=True)
+    c = Piper(inc, name="c")
+    side = Piper(inc, name="side")
+    plumber.add_pipe((a, b, c))
+    plumber.add_pipe((a, side))
+    plumber.start([range(4)])
+    assert a._fused_into is None and b._fused == [] and c._fused == []  # a: two readers
+    plumber.run()
+    plumber.wait(timeout=60)
+    assert dict(b.tracked[0]) == {i: (i + 1) * 2 for i in range(4)}
+    plumber.stop()
