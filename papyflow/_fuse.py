@@ -34,6 +34,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from numap import NuMap
+
 from .errors import PiperError, WorkerError
 from .piper import Phase, Piper
 
@@ -59,7 +61,7 @@ class Fused:
         for stage in range(1, len(workers)):
             if isinstance(result, WorkerError):
                 error = PiperError(result)
-                error.stage = stage - 1  # read and removed by the last Piper
+                error.__dict__["stage"] = stage - 1  # read and removed by the last Piper
                 return error
             if isinstance(result, PiperError):  # failed before the run: passed on
                 return result
@@ -113,6 +115,6 @@ def fuse_runs(order: Sequence[Piper]) -> None:
         for piper in run:
             piper._fused_into = down
         down._fused = run
-        if parallel:
+        if parallel and isinstance(down.imap, NuMap):
             workers = [p.worker for p in run] + [down.worker]
             down.imap._replace_func(down._tasks[0].task, Fused(workers))

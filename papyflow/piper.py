@@ -163,7 +163,7 @@ class Piper:
                  synchronized: bool = False) -> None:
         if isinstance(worker, Piper):
             worker = worker.worker
-        self.worker = worker if isinstance(worker, Worker) else Worker(worker)
+        self.worker: Worker = worker if isinstance(worker, Worker) else Worker(worker)
         if parallel is not False and not isinstance(parallel, NuMap):
             raise TypeError(f"Piper: parallel must be False or a NuMap, got {parallel!r}")
         self.imap: NuMap | bool = parallel

@@ -102,7 +102,8 @@ def synchronize(streams: Sequence[Iterable[Any]]) -> Iterator[SyncStep | PiperEr
                     continue
                 unit = _unit(item, k)
                 break
-            expected = 0 if current[k] is None else current[k].end + 1
+            previous = current[k]
+            expected = 0 if previous is None else previous.end + 1
             if unit.start != expected:
                 kind = "a gap" if unit.start > expected else "an overlap"
                 raise ValueError(f"synchronized input {k}: {kind} at data index {expected}: "
@@ -124,7 +125,8 @@ def _check_all_ended(sources: list[Iterator[Any]], current: list[Unit | None], e
             raise ValueError(f"synchronized input {ended} ended at data index {position - 1} "
                              f"but input {k} goes on to {unit.end}")
     for k, source in enumerate(sources):
-        if k == ended or (current[k] is not None and current[k].end >= position):
+        unit = current[k]
+        if k == ended or (unit is not None and unit.end >= position):
             continue
         for item in source:  # one unit is enough to tell (the stream may be endless)
             if isinstance(item, PiperError):
