@@ -13,6 +13,7 @@ installed (``pip install -e '.[bench]'``)::
     python -m benchmarks numap --json benchmarks/results/numap.json
     python -m benchmarks numap --exclude pypeln.process,pypeln.thread
     python -m benchmarks pipelines                 # papyflow pipelines (see pipelines.py)
+    python -m benchmarks formats                   # packing records (see formats.py)
 
 Markdown goes to stdout (a machine line, then one table per scenario as soon
 as it is measured); progress goes to stderr.  ``--json`` writes the raw runs;

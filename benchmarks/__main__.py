@@ -10,7 +10,7 @@ from pathlib import Path
 from benchmarks.registry import CONTENDERS
 from benchmarks.scenarios import SCENARIOS
 
-SUITES = ("numap", "pipelines")
+SUITES = ("numap", "pipelines", "formats", "dataflow")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -58,6 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.pipelines import main as pipelines
 
         return pipelines(argv[1:])
+    if argv[:1] == ["formats"]:  # a suite of its own: packing records and their peers
+        from benchmarks.formats import main as formats
+
+        return formats(argv[1:])
+    if argv[:1] == ["dataflow"]:  # a suite of its own: the cache of data units and numpy
+        from benchmarks.dataflow import main as dataflow
+
+        return dataflow(argv[1:])
     args = parse_args(argv)
     from benchmarks.suite_numap import Settings, run_suite
 
