@@ -842,3 +842,25 @@ def test_error_family():
         assert issubclass(cls, RecordError)
         for builtin in builtins:
             assert issubclass(cls, builtin)
+
+
+def test_a_sequence_is_never_a_scalar_even_unsafely():
+    T = make_type("user/c/1", {"c": "complex128", "i": "int32"})
+    for value in ([1.0, 2.0], (1,)):
+        with pytest.raises(FieldValueError, match="field 'c': expected complex128"):
+            T.from_dict({"c": value, "i": 1}, casting="unsafe")
+        with pytest.raises(FieldValueError, match="field 'i': expected int32"):
+            T(c=1, i=value)
+
+
+def test_records_of_the_same_declaration_loaded_twice_compare_equal():
+    X1, X2 = (make_type("user/xy/1", {"x": "int8"}) for _ in range(2))
+    A = make_type("user/a/1", {"p": X1, "v": [0, X1]})
+    B = make_type("user/a/1", {"p": X2, "v": [0, X2]})
+    a = A(p={"x": 1}, v=[{"x": 2}])
+    b = B.unpack(a.pack())
+    assert a == b and b == a and a.isclose(b)
+    b.p.x = 3
+    assert a != b
+    other = make_type("user/a/1", {"p": X2, "v": [0, "int8"]})
+    assert a != other() and not a.isclose(other())

@@ -188,7 +188,8 @@ def cast_scalar(kind: ScalarKind, value: Any, casting: str, record: str = "",
         value = value[()]
     source = _scalar_source(value, kind.dtype)
     if source is None:
-        if casting != "unsafe" or isinstance(value, bytes | bytearray | memoryview):
+        if (casting != "unsafe" or isinstance(value, bytes | bytearray | memoryview)
+                or not np.ndim(value) == 0):  # a sequence is never a scalar, even unsafely
             raise FieldValueError(f"expected {kind.name}, got {show(value)}", record, path,
                                   kind.name, value)
     elif not np.can_cast(source, kind.dtype, _rule(casting)):

@@ -427,8 +427,13 @@ class baseformat(metaclass=_RecordType):
     # -- comparing and showing -----------------------------------------------------------------
 
     def __eq__(self, other: object) -> bool:
-        """Exact equality with a record of the same type (arrays by shape and values)."""
-        if type(other) is not type(self):
+        """Exact equality with a record of the same type (arrays by shape and values).
+
+        Two classes made from the same declaration (the same name and fields,
+        loaded twice) count as the same type.
+        """
+        if type(other) is not type(self) and not (
+                isinstance(other, baseformat) and _schema(type(other)) == _schema(type(self))):
             return NotImplemented
         return all(_values.equal(f.kind, getattr(self, f.name), getattr(other, f.name))
                    for f in self._fields)
@@ -443,7 +448,8 @@ class baseformat(metaclass=_RecordType):
         ``equal_nan``); integers, bools and strings must be equal; arrays must
         have the same shape. ``False`` for a record of another type.
         """
-        if type(other) is not type(self):
+        if type(other) is not type(self) and not (
+                isinstance(other, baseformat) and _schema(type(other)) == _schema(type(self))):
             return False
         return all(_values.close(f.kind, getattr(self, f.name), getattr(other, f.name),
                                  args, kwargs)
@@ -598,6 +604,27 @@ _RESERVED = frozenset(dir(baseformat))
 # Every type made, by schema (its name and field specs, nested types by value):
 # unpickling finds the type here before making it anew.
 _TYPES: weakref.WeakValueDictionary[Any, type[baseformat]] = weakref.WeakValueDictionary()
+
+
+_SCHEMAS: weakref.WeakKeyDictionary[type, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+
+
+def _schema(cls: type[baseformat]) -> tuple[Any, ...]:
+    """What makes two record classes the same type: the name and the fields, recursively."""
+    known = _SCHEMAS.get(cls)
+    if known is not None:
+        return known
+
+    def spec(value: Any) -> Any:
+        if isinstance(value, type) and issubclass(value, baseformat):
+            return _schema(value)
+        if isinstance(value, list | tuple):
+            return tuple(spec(v) for v in value)
+        return value
+
+    schema = (cls._name, tuple((name, spec(value)) for name, value in cls._format.items()))
+    _SCHEMAS[cls] = schema
+    return schema
 
 
 def make_type(name: str, fields: Mapping[str, Any]) -> type[baseformat]:
