@@ -1,0 +1,8 @@
+"""Blocks: algorithms, libraries and databases declared as assets under a prefix.
+
+* :mod:`papyflow.blocks.loader`: loading block code as modules, running user
+  methods safely;
+* :mod:`papyflow.blocks.library`: libraries of code shared by blocks;
+* :mod:`papyflow.blocks.algorithm`: algorithm declarations and their runners;
+* :mod:`papyflow.blocks.database`: databases, their protocols, sets and views.
+"""
