@@ -864,3 +864,18 @@ def test_records_of_the_same_declaration_loaded_twice_compare_equal():
     assert a != b
     other = make_type("user/a/1", {"p": X2, "v": [0, "int8"]})
     assert a != other() and not a.isclose(other())
+
+
+def test_batch_buffer_views_rows_that_need_nothing_and_copies_the_rest():
+    Plain = make_type("user/plain/1", {"a": "int32", "b": "float64"})
+    rows = np.zeros(3, Plain.batch_dtype)
+    rows["a"] = [1, 2, 3]
+    view = Plain.batch_buffer(rows)
+    assert view.readonly and bytes(view) == Plain.pack_batch(rows)
+    assert np.shares_memory(np.frombuffer(view, np.uint8), rows)
+    Patch = make_type("user/patch/1", {"p": [2, 2, "uint8"]})
+    fresh = np.zeros(2, Patch.batch_dtype)  # the dimensions are not in the gaps yet
+    packed = Patch.batch_buffer(fresh)
+    assert bytes(packed) == Patch.pack_batch(fresh)
+    assert not np.shares_memory(np.frombuffer(packed, np.uint8), fresh)
+    assert bytes(Plain.batch_buffer([Plain(a=1, b=2.0)])) == Plain(a=1, b=2.0).pack()

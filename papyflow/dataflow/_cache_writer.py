@@ -78,6 +78,23 @@ def _cut(parts: Sequence[Any], size: int) -> list[list[memoryview]]:
     return blocks
 
 
+_CHUNK = 1 << 16  # elements per step of the checks: their temporaries stay in the cache
+
+
+def _all_chunked(test: Any, a: np.ndarray, b: np.ndarray, overlap: int = 0) -> bool:
+    """Whether ``test(a_chunk, b_chunk)`` holds everywhere, a chunk at a time
+    (``overlap`` elements shared between neighbouring chunks)."""
+    for i in range(0, max(1, len(a) - overlap), _CHUNK):
+        if not bool(test(a[i:i + _CHUNK + overlap], b[i:i + _CHUNK + overlap]).all()):
+            return False
+    return True
+
+
+def _consecutive(starts: np.ndarray) -> bool:
+    """Whether each start is the previous one plus one."""
+    return _all_chunked(lambda s, _: s[1:] - s[:-1] == 1, starts, starts, overlap=1)
+
+
 class _Parts:
     """A file-like object that keeps what ``pack_into`` writes, without copying it."""
 
@@ -446,9 +463,10 @@ class CacheWriter:
         ones = ends is None  # units of one index each: half the checks
         last = int(starts[-1] if ends is None else ends[-1])
         if (int(starts[0]) != self.next_index or last > self.end_index
-                or not (ones or bool((ends >= starts).all()))
-                or not bool(((starts[1:] - starts[:-1]) == 1).all() if ends is None
-                            else (starts[1:] == ends[:-1] + 1).all())):
+                or not (ones or _all_chunked(lambda a, b: b >= a, starts, ends))
+                or not (_consecutive(starts) if ends is None
+                        else _all_chunked(lambda s, e: s[1:] == e[:-1] + 1, starts, ends,
+                                          overlap=1))):
             ends = starts if ends is None else ends
             expected = np.concatenate(([self.next_index], ends[:-1] + 1))
             bad = np.flatnonzero((starts != expected) | (ends < starts)

@@ -243,7 +243,7 @@ class CachedDataSink(DataSink):
         began = time.perf_counter()
         starts = _indices(start_indices, "start_indices")
         ends = None if end_indices is None else _indices(end_indices, "end_indices")
-        packed = writer.record_type.pack_batch(records)
+        packed = writer.record_type.batch_buffer(records)  # written before this returns
         count = len(packed) // writer.record_size
         if not count == len(starts) == (len(starts) if ends is None else len(ends)):
             raise ValueError(f"{self._describe()}: write_batch got {count} records for "

@@ -262,6 +262,20 @@ def copy_rows(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows)
 
 
+def rows_buffer(layout: BatchLayout, rows: np.ndarray) -> memoryview:
+    """The packed bytes of a 1-D array of ``layout.dtype``, without a copy when possible.
+
+    When the rows are C-contiguous and no dimension has to be written into the
+    gaps, the result is a read-only view of their memory; else the bytes of
+    :func:`pack_rows`.
+    """
+    if rows.flags.c_contiguous and not (
+            layout.dims and any(_dims_differ(rows.view(layout.wire), c) for c in layout.dims)):
+        view = memoryview(rows).cast("B")
+        return view.toreadonly()
+    return memoryview(pack_rows(layout, rows))
+
+
 def pack_rows(layout: BatchLayout, rows: np.ndarray) -> bytes:
     """The packed bytes of a 1-D array of ``layout.dtype``.
 

@@ -56,7 +56,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, cast, overload
 import numpy as np
 
 from . import _values
-from ._batch import BatchLayout, as_rows, build_layout, check_rows, copy_rows, pack_rows
+from ._batch import (
+    BatchLayout,
+    as_rows,
+    build_layout,
+    check_rows,
+    copy_rows,
+    pack_rows,
+    rows_buffer,
+)
 from ._codegen import (
     FAST_PATH_ERRORS,
     build_copier,
@@ -478,6 +486,24 @@ class baseformat(metaclass=_RecordType):
             raise BatchError(f"batches need a fixed-size record type with a non-zero size; "
                              f"{reason}", cls._name)
         return cls._batch
+
+    @classmethod
+    def batch_buffer(cls, records: np.ndarray | Iterable[Any]) -> memoryview:
+        """:meth:`pack_batch` without the copy, where there is nothing to change.
+
+        For a C-contiguous structured array of :attr:`batch_dtype` whose gaps
+        need nothing written, a read-only view of the array's memory (it
+        changes if the array does: write it out before changing the array);
+        otherwise a view of the bytes :meth:`pack_batch` makes.
+
+        Raises:
+            BatchError, FieldValueError: as :meth:`pack_batch`.
+        """
+        layout = cls._layout()
+        if (isinstance(records, np.ndarray) and layout is not None
+                and records.dtype == layout.dtype and records.ndim == 1):
+            return rows_buffer(layout, records)
+        return memoryview(cls.pack_batch(records))
 
     @classmethod
     def pack_batch(cls, records: np.ndarray | Iterable[Any]) -> bytes:
