@@ -8,10 +8,12 @@ order, each starting right after the previous one ends.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["as_ranges", "check_contiguous", "foundSplitRanges", "mixDataIndices"]
+__all__ = ["as_ranges", "check_contiguous", "equal_value_ranges", "foundSplitRanges",
+           "mixDataIndices"]
 
 Range = tuple[int, int]
 
@@ -48,6 +50,43 @@ def check_contiguous(starts: np.ndarray, ends: np.ndarray, where: str) -> None:
         kind = "a gap" if starts[k] > expected else "an overlap"
         raise ValueError(f"{where}: {kind} at unit {k}: unit {k - 1} ends at "
                          f"{int(ends[k - 1])}, unit {k} covers {int(starts[k])}..{int(ends[k])}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two values of an index field are equal (numpy arrays compared whole)."""
+    if a is b:
+        return True
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b))
+    try:
+        return bool(a == b)
+    except ValueError:  # containers holding arrays: no single truth value
+        return False
+
+
+def equal_value_ranges(values: Sequence[Any]) -> np.ndarray:
+    """The ranges of the runs of consecutive equal values, as an ``(n, 2)`` int64 array.
+
+    This is how the units of a database view's output are made from its index:
+    ``values[i]`` is the output's field in entry ``i``, and each run of equal
+    values is one unit covering the data indices of the run.
+
+    >>> equal_value_ranges(["a", "a", "b", "a"]).tolist()
+    [[0, 1], [2, 2], [3, 3]]
+    """
+    size = len(values)
+    if not size:
+        return np.zeros((0, 2), np.int64)
+    starts = [0]
+    previous = values[0]
+    for position in range(1, size):
+        value = values[position]
+        if not _same(value, previous):
+            starts.append(position)
+        previous = value
+    first = np.array(starts, np.int64)
+    last = np.append(first[1:] - 1, size - 1)
+    return np.stack([first, last], axis=1)
 
 
 def mixDataIndices(list_of_data_indices: Sequence[Iterable[Sequence[int]]]) -> list[Range]:

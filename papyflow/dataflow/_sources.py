@@ -19,7 +19,7 @@ import numpy as np
 from ..formats.baseformat import baseformat
 from ..formats.dataformat import DataFormat
 from ._cache_reader import CacheReader
-from ._indices import check_contiguous
+from ._indices import check_contiguous, equal_value_ranges
 from ._units import UnitTable
 from .errors import MissingCacheFileError
 
@@ -404,6 +404,8 @@ class _View(Protocol):
 def _as_record(record_type: type[baseformat], value: Any, where: str) -> baseformat:
     if isinstance(value, record_type):
         return value
+    if isinstance(value, baseformat):  # a record of the same format, loaded elsewhere
+        value = value.as_dict()
     if isinstance(value, Mapping):
         return record_type.from_dict(value, casting="same_kind", add_defaults=False)
     raise TypeError(f"{where}: expected a {record_type._name} record or a dict, got "
@@ -415,9 +417,15 @@ class DatabaseOutputDataSource(DataSource):
 
     The view is any object with ``get(output_name, index)``, returning the
     record (or a dict of its fields) of the unit that starts at data index
-    ``index``. The units' ranges are given as ``data_indices`` or, when not
-    given, asked of the view as ``view.data_indices(output_name)``. (Database
-    views that compute them from their index come with the blocks layer.)
+    ``index``: a :class:`papyflow.blocks.database.Runner` that is set up, say.
+    The units' ranges are, in this order of preference:
+
+    * ``data_indices``, when given;
+    * derived from the view's index, when the view has ``objects()`` (the
+      entries of its index, in order) and ``get_output_mapping(output_name)``
+      (the entries' field that the output follows): each run of consecutive
+      entries with equal values of that field is one unit;
+    * ``view.data_indices(output_name)``.
     """
 
     def __init__(self) -> None:
@@ -446,7 +454,8 @@ class DatabaseOutputDataSource(DataSource):
                 some index in ``start_index..end_index`` are kept.
             end_index: the last data index wanted.
             pack: hand out packed bytes instead of records.
-            data_indices: the ``(start, end)`` ranges of the output's units.
+            data_indices: the ``(start, end)`` ranges of the output's units
+                (see the class for where they come from otherwise).
             dataformat_cache: as for :class:`~papyflow.formats.dataformat.DataFormat`.
 
         Returns:
@@ -455,7 +464,7 @@ class DatabaseOutputDataSource(DataSource):
         Raises:
             TypeError: no ``data_indices`` and the view cannot give them.
             ValueError: the ranges have a gap or an overlap; the dataformat does
-                not load.
+                not load; the index entries lack the output's field.
             IndexError: the range asked for is outside the output's.
         """
         self.close()
@@ -465,11 +474,7 @@ class DatabaseOutputDataSource(DataSource):
         self.dataformat = load_dataformat(prefix, dataformat_name, dataformat_cache)
         self._record_type = self.dataformat.type
         if data_indices is None:
-            ask = getattr(view, "data_indices", None)
-            if ask is None:
-                raise TypeError(f"{self._describe()}: pass data_indices, or give the view a "
-                                "data_indices(output_name) method")
-            data_indices = ask(output_name)
+            data_indices = self._indices_of(view, output_name)
         ranges = np.array([tuple(r) for r in data_indices], np.int64).reshape(-1, 2)
         check_contiguous(ranges[:, 0], ranges[:, 1], self._describe())
         table = UnitTable.from_ranges(ranges)
@@ -483,6 +488,26 @@ class DatabaseOutputDataSource(DataSource):
         self.units = table
         self.ready = True
         return True
+
+    def _indices_of(self, view: Any, output_name: str) -> Iterable[Sequence[int]]:
+        """The ranges of the output's units, from the view (see the class)."""
+        objects = getattr(view, "objects", None)
+        mapping = getattr(view, "get_output_mapping", None)
+        if objects is not None and mapping is not None:
+            entries = objects()
+            field = mapping(output_name)
+            try:
+                values = [getattr(entry, field) for entry in entries]
+            except AttributeError:
+                raise ValueError(f"{self._describe()}: the view's index entries have no field "
+                                 f"{field!r}") from None
+            return equal_value_ranges(values)
+        ask = getattr(view, "data_indices", None)
+        if ask is None:
+            raise TypeError(f"{self._describe()}: pass data_indices, or give a view with "
+                            "objects() and get_output_mapping(output_name), or with "
+                            "data_indices(output_name)")
+        return ask(output_name)
 
     def _get(self, position: int) -> tuple[Any, int, int]:
         began = time.perf_counter()

@@ -15,7 +15,8 @@ Sources (each a sequence of units: ``len``, ``[p] -> (data, start, end)``):
 Sinks: :class:`CachedDataSink` (the cache), :class:`StdoutDataSink` (printing).
 
 Index helpers: :func:`mixDataIndices`, :func:`foundSplitRanges`,
-:func:`getAllFilenames`, :func:`load_data_index`, :func:`load_data_index_db`.
+:func:`getAllFilenames`, :func:`load_data_index`, :func:`load_data_index_db`,
+:func:`data_index_db_path`.
 
 The cache on disk (``docs/dataflow.md`` describes every byte): an output
 ``<path>/<hash>.data`` is stored in pieces
@@ -61,6 +62,7 @@ __all__ = [
     "StdoutDataSink",
     "UnitBatch",
     "WriteStatistics",
+    "data_index_db_path",
     "foundSplitRanges",
     "getAllFilenames",
     "load_data_index",
@@ -112,19 +114,30 @@ def load_data_index(cache_root: str, hash_path: str) -> list[tuple[int, int]]:
     return list(zip(first.tolist(), last.tolist(), strict=True))
 
 
+def data_index_db_path(cache_root: str, hash_path: str) -> str:
+    """Where the ranges of a database view's output are kept:
+    ``<cache_root>/<hash_path without .data>.indices.json``.
+
+    :meth:`papyflow.blocks.database.Runner.save_data_indices` writes that file,
+    :func:`load_data_index_db` reads it.
+    """
+    return base_of(os.path.join(cache_root, hash_path)) + ".indices.json"
+
+
 def load_data_index_db(cache_root: str, hash_path: str) -> list[tuple[int, int]]:
     """The ``(start, end)`` ranges of the units of a database view's output.
 
     A database view that has computed its outputs' ranges keeps them beside
-    the output's name, in ``<cache_root>/<hash_path without .data>.indices.json``:
-    a JSON list of ``[start, end]`` pairs. Returns an empty list when the file
-    is not there.
+    the output's name, in :func:`data_index_db_path` (``<cache_root>/<hash_path
+    without .data>.indices.json``): a JSON list of ``[start, end]`` pairs,
+    written by :meth:`papyflow.blocks.database.Runner.save_data_indices`.
+    Returns an empty list when the file is not there.
 
     Raises:
         ValueError: the file is not such a list, or its ranges have a gap or
             an overlap (naming the file).
     """
-    path = base_of(os.path.join(cache_root, hash_path)) + ".indices.json"
+    path = data_index_db_path(cache_root, hash_path)
     try:
         with open(path, encoding="utf-8") as f:
             ranges = json.load(f)
