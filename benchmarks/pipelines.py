@@ -4,6 +4,8 @@ Run from the repository root (with the ``bench`` extra installed)::
 
     python -m benchmarks.pipelines            # both scenarios, a few minutes on 2 cores
     python -m benchmarks.pipelines --quick    # smaller sizes, a smoke test
+    python -m benchmarks.pipelines --repeat 7 --skip-linear \
+        --contenders "papyflow;one pool, chunksize 100"    # two contenders, more repeats
 
 Scenarios:
 
@@ -147,16 +149,17 @@ def _one(name: str, items: int, loops: int) -> None:
     print(json.dumps({"name": name, "seconds": seconds, "ok": ok}))
 
 
-def stages(items: int, repeats: int, loops: int) -> list[dict[str, Any]]:
+def stages(items: int, repeats: int, loops: int,
+           only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     best: dict[str, dict[str, Any]] = {}
-    names = list(CONTENDERS)
+    names = [n for n in CONTENDERS if n == "serial" or not only or any(o in n for o in only)]
     for repeat in range(repeats):
         order = names[repeat % len(names):] + names[:repeat % len(names)]
         for name in order:
             done = subprocess.run(
                 [sys.executable, "-m", "benchmarks.pipelines", "--one", name,
                  "--items", str(items), "--loops", str(loops)],
-                capture_output=True, text=True, timeout=600)
+                check=False, capture_output=True, text=True, timeout=600)
             if done.returncode != 0:
                 print(f"  {name}: failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
                 best.setdefault(name, {"name": name, "seconds": None, "ok": False})
@@ -218,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pipelines")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--contenders", default="", metavar="TEXT;...",
+                        help="stages: only the contenders whose names contain one of these "
+                             "texts, separated by ';' (serial always runs)")
+    parser.add_argument("--skip-linear", action="store_true", help="run only stages")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--items", type=int, default=20_000, help=argparse.SUPPRESS)
     parser.add_argument("--loops", type=int, default=0, help=argparse.SUPPRESS)
@@ -230,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     loops = calibrate()
     info = machine_info(("numpy", "multiprocess", "dill", "pypeln"))
     print(f"# Benchmark suite `pipelines`\n\n{machine_line(info)}  \n{packages_line(info)}\n")
-    rows = stages(items, args.repeat, loops)
+    only = tuple(t.strip() for t in args.contenders.split(";") if t.strip())
+    rows = stages(items, args.repeat, loops, only)
     serial = next(r for r in rows if r["name"] == "serial")["seconds"]
     print(f"## `stages`: 3 steps of ~0.5 ms, {items:,} items, 2 worker processes\n")
     print(f"Best of {args.repeat} repeats, each in a fresh process; time from start to "
@@ -243,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"| {row['name']} | {items / row['seconds']:,.0f} | "
               f"{serial / row['seconds']:.2f}x | {'ok' if row['ok'] else 'WRONG'} |")
+    if args.skip_linear:
+        return 0
     best = linear(linear_items, args.repeat)
     print(f"\n## `linear`: 5 trivial Pipers over {linear_items:,} items\n")
     print("| Contender | items/s | time vs generators |")
