@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from .. import hash as _hash
+from .._declarations import Described, read_declaration
 from ..utils import CodeStorage, NumpyJSONEncoder, Prefix, hashed_or_simple
 
 if TYPE_CHECKING:
@@ -89,34 +90,7 @@ class AssetStorage(CodeStorage):
                 break
 
 
-class _TrackedObject(dict[str, Any]):
-    """A JSON object that remembers the keys its text gave more than once."""
-
-    duplicates: list[str]
-
-
-def _track_duplicates(pairs: list[tuple[str, Any]]) -> _TrackedObject:
-    result = _TrackedObject()
-    result.duplicates = []
-    for key, value in pairs:
-        if key in result and key not in result.duplicates:
-            result.duplicates.append(key)
-        result[key] = value
-    return result
-
-
-def _untrack(value: Any, path: str, duplicates: list[str]) -> Any:
-    """``value`` with plain dicts, collecting the field paths of repeated keys."""
-    if isinstance(value, _TrackedObject):
-        duplicates.extend(path + key for key in value.duplicates)
-        return {key: _untrack(item, f"{path}{key}.", duplicates) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_untrack(item, f"{path[:-1]}[{k}]." if path else f"[{k}].", duplicates)
-                for k, item in enumerate(value)]
-    return value
-
-
-class Asset:
+class Asset(Described):
     """Base of :class:`~papyflow.blocks.library.Library` and
     :class:`~papyflow.blocks.algorithm.Algorithm`: a declaration, code,
     documentation, the libraries used."""
@@ -177,13 +151,11 @@ class Asset:
             self._error(None, f"cannot read: {error.strerror or error}")
             return None
         try:
-            tracked = json.loads(text, object_pairs_hook=_track_duplicates)
+            declaration, duplicates = read_declaration(text)
         except json.JSONDecodeError as error:
             self._error(None, f"invalid JSON: {error.msg} (line {error.lineno}, "
                               f"column {error.colno})")
             return None
-        duplicates: list[str] = []
-        declaration = _untrack(tracked, "", duplicates)
         for path in duplicates:
             self._error(path, "key given more than once in the JSON object")
         if not isinstance(declaration, dict):
@@ -337,41 +309,6 @@ class Asset:
                 result[alias] = {"name": name, "path": library.storage.code.path,
                                  "uses": library.uses_dict()}
         return result
-
-    @property
-    def description(self) -> str | None:
-        """The ``description`` of the declaration, or ``None``."""
-        if not self.data:
-            return None
-        description = self.data.get("description")
-        return description if isinstance(description, str) else None
-
-    @description.setter
-    def description(self, value: str | None) -> None:
-        if self.data is None:
-            raise RuntimeError(f"{self.kind} {self.name!r} has no declaration to describe")
-        if value is None:
-            self.data.pop("description", None)
-        else:
-            self.data["description"] = value
-
-    @property
-    def documentation(self) -> str | None:
-        """The documentation (the ``.rst`` beside the declaration), or ``None``.
-
-        Read on first use; setting it changes what :meth:`write` writes.
-        """
-        if not self._documentation_loaded:
-            self._documentation_loaded = True
-            if self.storage is not None:
-                text = self.storage.doc.try_load()
-                self._documentation = text if isinstance(text, str) else None
-        return self._documentation
-
-    @documentation.setter
-    def documentation(self, value: str | None) -> None:
-        self._documentation = value
-        self._documentation_loaded = True
 
     def _hashed_declaration(self) -> Any:
         """The declaration as hashed: without its descriptions."""

@@ -120,9 +120,6 @@ class Storage(AssetStorage):
     asset_type = "algorithm"
     asset_folder = "algorithms"
 
-    def __init__(self, prefix: PrefixLike, name: str, language: str | None = None) -> None:
-        super().__init__(prefix, name, language)
-
     def hash(self) -> str:
         """The hash of the declaration and the code, descriptions left out.
 

@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from .. import hash as _hash
+from .._declarations import Described, read_declaration
 from ..dataflow._indices import equal_value_ranges, mixDataIndices
 from ..dataflow.data import DatabaseOutputDataSource, data_index_db_path
 from ..formats.dataformat import DataFormat
@@ -151,36 +152,10 @@ class Storage(CodeStorage):
 # -- reading the declaration -----------------------------------------------------------------
 
 
-class _TrackedObject(dict[str, Any]):
-    """A JSON object that remembers the keys its text gave more than once."""
-
-    duplicates: list[str]
-
-
-def _track_duplicates(pairs: list[tuple[str, Any]]) -> _TrackedObject:
-    result = _TrackedObject()
-    result.duplicates = []
-    for key, value in pairs:
-        if key in result and key not in result.duplicates:
-            result.duplicates.append(key)
-        result[key] = value
-    return result
-
-
 def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     return f"{path}.{key}" if path else key
-
-
-def _untrack(value: Any, path: str, duplicates: list[str]) -> Any:
-    """``value`` with plain dicts, collecting the field paths of repeated keys."""
-    if isinstance(value, _TrackedObject):
-        duplicates.extend(_join(path, key) for key in value.duplicates)
-        return {key: _untrack(item, _join(path, key), duplicates) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_untrack(item, _join(path, k), duplicates) for k, item in enumerate(value)]
-    return value
 
 
 def _bound_names(statements: Iterable[ast.stmt], names: set[str]) -> bool:
@@ -651,7 +626,7 @@ class Runner:
 # -- the database ------------------------------------------------------------------------------
 
 
-class Database:
+class Database(Described):
     """A database declaration, loaded and checked, and the views of its sets.
 
     Args:
@@ -682,6 +657,8 @@ class Database:
     data: dict[str, Any] | None
     code: str | None
     dataformats: dict[str, DataFormat]
+
+    kind = "database"
 
     def __init__(self, prefix: PrefixLike, name: str,
                  dataformat_cache: dict[str, DataFormat] | None = None) -> None:
@@ -728,7 +705,7 @@ class Database:
         try:
             text = self.storage.json.load()
             assert isinstance(text, str)
-            tracked = json.loads(text, object_pairs_hook=_track_duplicates)
+            declaration, duplicates = read_declaration(text)
         except UnicodeDecodeError:
             self._error(None, "not UTF-8 text")
             return None
@@ -739,8 +716,6 @@ class Database:
             self._error(None, f"invalid JSON: {error.msg} (line {error.lineno}, "
                               f"column {error.colno})")
             return None
-        duplicates: list[str] = []
-        declaration = _untrack(tracked, "", duplicates)
         for path in duplicates:
             self._error(path, "key given more than once in the JSON object")
         if not isinstance(declaration, dict):
@@ -966,39 +941,6 @@ class Database:
         """The declared run ``environment`` (``{"name": ..., "version": ...}``), or ``None``."""
         environment = self.data.get("environment") if self.data else None
         return environment if isinstance(environment, dict) else None
-
-    @property
-    def description(self) -> str | None:
-        """The declaration's ``description``, or ``None``."""
-        description = self.data.get("description") if self.data else None
-        return description if isinstance(description, str) else None
-
-    @description.setter
-    def description(self, value: str | None) -> None:
-        if self.data is None:
-            raise RuntimeError(f"database {self.name!r} has no declaration to describe")
-        if value is None:
-            self.data.pop("description", None)
-        else:
-            self.data["description"] = value
-
-    @property
-    def documentation(self) -> str | None:
-        """The documentation (the ``.rst`` beside the declaration), or ``None``.
-
-        Read on first use; setting it changes what :meth:`write` writes.
-        """
-        if not self._documentation_loaded:
-            self._documentation_loaded = True
-            if self.storage is not None:
-                text = self.storage.doc.try_load()
-                self._documentation = text if isinstance(text, str) else None
-        return self._documentation
-
-    @documentation.setter
-    def documentation(self, value: str | None) -> None:
-        self._documentation = value
-        self._documentation_loaded = True
 
     def hash(self) -> str:
         """The 64-character hash of the declaration (its ``description`` left out)

@@ -51,9 +51,6 @@ class Storage(AssetStorage):
     asset_type = "library"
     asset_folder = "libraries"
 
-    def __init__(self, prefix: PrefixLike, name: str, language: str | None = None) -> None:
-        super().__init__(prefix, name, language)
-
 
 class Library(Asset):
     """A library, loaded and checked.

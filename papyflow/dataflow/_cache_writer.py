@@ -452,7 +452,8 @@ class CacheWriter:
                 piece.add_large(parts.parts, parts.size, start, end)
         self.next_index = end + 1
 
-    def write_batch(self, packed: bytes, starts: np.ndarray, ends: np.ndarray | None) -> None:
+    def write_batch(self, packed: bytes | memoryview, starts: np.ndarray,
+                    ends: np.ndarray | None) -> None:
         """Append many units of a fixed-size format: ``packed`` holds their records
         one after the other (as ``pack_batch`` makes them); ``ends`` ``None``
         makes units of one data index each."""
@@ -460,10 +461,9 @@ class CacheWriter:
             raise ValueError(f"{self._where()}: the sink is closed")
         if not len(starts):
             return
-        ones = ends is None  # units of one index each: half the checks
         last = int(starts[-1] if ends is None else ends[-1])
         if (int(starts[0]) != self.next_index or last > self.end_index
-                or not (ones or _all_chunked(lambda a, b: b >= a, starts, ends))
+                or not (ends is None or _all_chunked(lambda a, b: b >= a, starts, ends))
                 or not (_consecutive(starts) if ends is None
                         else _all_chunked(lambda s, e: s[1:] == e[:-1] + 1, starts, ends,
                                           overlap=1))):

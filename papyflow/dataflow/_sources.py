@@ -9,6 +9,7 @@ one index each cost a few numbers, not a million tuples.
 
 from __future__ import annotations
 
+import abc
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -117,7 +118,7 @@ def load_dataformat(prefix: Any, name: str,
     return dataformat
 
 
-class DataSource:
+class DataSource(abc.ABC):
     """Base class of the sources of data units.
 
     A source is a sequence of units ``(data, start, end)``, each covering the
@@ -157,8 +158,9 @@ class DataSource:
         """The unit at position ``index``: ``(data, start, end)``."""
         return self._get(self._position(index))
 
+    @abc.abstractmethod
     def _get(self, position: int) -> tuple[Any, int, int]:
-        raise NotImplementedError
+        """The unit at ``position`` (already checked to be in range)."""
 
     def __iter__(self) -> Iterator[tuple[Any, int, int]]:
         for position in range(len(self.units)):

@@ -271,8 +271,7 @@ def rows_buffer(layout: BatchLayout, rows: np.ndarray) -> memoryview:
     """
     if rows.flags.c_contiguous and not (
             layout.dims and any(_dims_differ(rows.view(layout.wire), c) for c in layout.dims)):
-        view = memoryview(rows).cast("B")
-        return view.toreadonly()
+        return rows.data.cast("B").toreadonly()
     return memoryview(pack_rows(layout, rows))
 
 

@@ -25,6 +25,7 @@ that actually arrive.
 
 from __future__ import annotations
 
+import abc
 import itertools
 import math
 import struct
@@ -124,18 +125,18 @@ def byte_view(data: Any) -> memoryview:
 # -- sources ----------------------------------------------------------------------------------
 
 
-class Source:
+class Source(abc.ABC):
     """Bytes to decode, consumed front to back; ``offset`` counts what was taken."""
 
     offset: int
 
+    @abc.abstractmethod
     def remaining(self) -> int | None:
         """Bytes left, ``None`` when unknown (a stream that cannot seek)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def take(self, n: int, record: str, path: str) -> bytes | memoryview:
         """Exactly the next ``n`` bytes (or TruncatedError)."""
-        raise NotImplementedError
 
     def take_array(self, count: int, dtype: np.dtype[Any], record: str, path: str,
                    copy: bool) -> np.ndarray:

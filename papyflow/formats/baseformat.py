@@ -176,7 +176,8 @@ class _FillOrMake:
     @overload
     def __get__(self, obj: _T, owner: type[_T] | None = None) -> Callable[..., _T]: ...
     def __get__(self, obj: Any, owner: Any = None) -> Callable[..., Any]:
-        raise NotImplementedError
+        # Never called: the metaclass routes these names (see _RecordType).
+        raise AssertionError("_FillOrMake exists for type checkers only")
 
 
 class baseformat(metaclass=_RecordType):

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import IO, Any, TypeAlias
 
 from .. import hash as _hash
+from .._declarations import Described, read_declaration
 from ..utils import NumpyJSONEncoder, Prefix, hashed_or_simple
 from ..utils import Storage as _AssetStorage
 from ._system import SYSTEM_PREFIX
@@ -130,32 +131,6 @@ class _Array:
 _Field: TypeAlias = "str | DataFormat | _Array"
 
 
-class _TrackedObject(dict[str, Any]):
-    """A JSON object that remembers the keys its text gave more than once."""
-
-    duplicates: list[str]
-
-
-def _track_duplicates(pairs: list[tuple[str, Any]]) -> _TrackedObject:
-    result = _TrackedObject()
-    result.duplicates = []
-    for key, value in pairs:
-        if key in result and key not in result.duplicates:
-            result.duplicates.append(key)
-        result[key] = value
-    return result
-
-
-def _untrack(value: Any, path: str, duplicates: list[str]) -> Any:
-    """``value`` with plain dicts, collecting the field paths of repeated keys."""
-    if isinstance(value, _TrackedObject):
-        duplicates.extend(path + key for key in value.duplicates)
-        return {key: _untrack(item, f"{path}{key}.", duplicates) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_untrack(item, path, duplicates) for item in value]
-    return value
-
-
 def _show(value: Any) -> str:
     try:
         return json.dumps(value, cls=NumpyJSONEncoder)
@@ -186,7 +161,7 @@ def _same_folder(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-class DataFormat:
+class DataFormat(Described):
     """A dataformat, loaded and checked, and the record class it defines.
 
     Args:
@@ -230,6 +205,9 @@ class DataFormat:
     resolved: dict[str, Any]
     referenced: dict[str, DataFormat]
     parent: tuple[DataFormat, str] | None
+
+    description_key = "#description"
+    kind = "dataformat"
 
     def __init__(self, prefix: PrefixLike, data: str | Mapping[str, Any],
                  parent: tuple[DataFormat, str] | None = None,
@@ -306,13 +284,11 @@ class DataFormat:
             self._error(None, f"cannot read: {error.strerror or error}")
             return None
         try:
-            tracked = json.loads(text, object_pairs_hook=_track_duplicates)
+            declaration, duplicates = read_declaration(text)
         except json.JSONDecodeError as error:
             self._error(None, f"invalid JSON: {error.msg} (line {error.lineno}, "
                               f"column {error.colno})")
             return None
-        duplicates: list[str] = []
-        declaration = _untrack(tracked, "", duplicates)
         for path in duplicates:
             self._error(path, "key given more than once in the JSON object")
         if not isinstance(declaration, dict):
@@ -516,41 +492,6 @@ class DataFormat:
     def valid(self) -> bool:
         """Whether the declaration and everything it uses is correct."""
         return not self.errors
-
-    @property
-    def description(self) -> str | None:
-        """The ``#description`` of the declaration, or ``None``."""
-        if not self.data:
-            return None
-        description = self.data.get("#description")
-        return description if isinstance(description, str) else None
-
-    @description.setter
-    def description(self, value: str | None) -> None:
-        if self.data is None:
-            raise RuntimeError(f"dataformat {self.name!r} has no declaration to describe")
-        if value is None:
-            self.data.pop("#description", None)
-        else:
-            self.data["#description"] = value
-
-    @property
-    def documentation(self) -> str | None:
-        """The documentation (the ``.rst`` beside the declaration), or ``None``.
-
-        Read on first use; setting it changes what :meth:`write` writes.
-        """
-        if not self._documentation_loaded:
-            self._documentation_loaded = True
-            if self.storage is not None:
-                text = self.storage.doc.try_load()
-                self._documentation = text if isinstance(text, str) else None
-        return self._documentation
-
-    @documentation.setter
-    def documentation(self, value: str | None) -> None:
-        self._documentation = value
-        self._documentation_loaded = True
 
     def hash(self) -> str:
         """The 64-character hash of the declaration, its ``#description`` left out.
