@@ -10,7 +10,7 @@ from pathlib import Path
 from benchmarks.registry import CONTENDERS
 from benchmarks.scenarios import SCENARIOS
 
-SUITES = ("numap", "pipelines", "formats", "dataflow")
+SUITES = ("numap", "pipelines", "formats", "dataflow", "experiments")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -66,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.dataflow import main as dataflow
 
         return dataflow(argv[1:])
+    if argv[:1] == ["experiments"]:  # a suite of its own: the toy experiment, scaled up
+        from benchmarks.experiments import main as experiments
+
+        return experiments(argv[1:])
     args = parse_args(argv)
     from benchmarks.suite_numap import Settings, run_suite
 

@@ -3,6 +3,7 @@
 ::
 
     papyflow run FILE.py [--input PATH ...] [--workers N] [--no-progress] [--debug]
+    papyflow experiment run FILE.json --prefix DIR [--cache DIR] [--workers N] ...
     papyflow graph FILE.py [-o OUT.svg|OUT.png|OUT.dot] [--debug]
 
 A pipeline file is Python source that binds ``plumber`` (and ``DATA`` or
@@ -79,6 +80,31 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true",
                      help="show no progress bars (they are shown only on a terminal)")
     run.add_argument("--debug", action="store_true", help="print tracebacks of errors")
+
+    experiment = commands.add_parser(
+        "experiment", help="run an experiment declaration (JSON) with its prefix",
+        description="Experiments: blocks of a prefix (algorithms, databases, dataformats) "
+                    "connected by a JSON declaration, their outputs cached.")
+    actions = experiment.add_subparsers(dest="action", metavar="ACTION", required=True)
+    exp_run = actions.add_parser(
+        "run", help="run an experiment and print its analyzers' results",
+        description="Run an experiment: outputs found in the cache are reused, the others "
+                    "are computed and cached; prints a summary table and the analyzers' "
+                    "results. Ctrl-C stops it cleanly (exit code 130); nothing partial "
+                    "is left in the cache.")
+    exp_run.add_argument("file", metavar="FILE.json", help="the experiment declaration")
+    exp_run.add_argument("--prefix", "-p", required=True, metavar="DIR",
+                         help="the prefix holding the databases, algorithms and dataformats")
+    exp_run.add_argument("--cache", "-c", metavar="DIR",
+                         help="where block outputs are cached (without it nothing is)")
+    exp_run.add_argument("--workers", "-w", metavar="N", type=_worker_count,
+                         help="run the splittable blocks on N worker processes")
+    exp_run.add_argument("--index-folder", metavar="DIR",
+                         help="where the database views' indices are kept (by default "
+                              "in the temporary folder)")
+    exp_run.add_argument("--no-progress", action="store_true",
+                         help="show no progress bars (they are shown only on a terminal)")
+    exp_run.add_argument("--debug", action="store_true", help="print tracebacks of errors")
 
     graph = commands.add_parser(
         "graph", help="draw a pipeline file",
@@ -232,8 +258,9 @@ class _Run:
     through) or a second Ctrl-C while that finishes (the NuMaps stop at once).
     """
 
-    def __init__(self, plumber: Plumber) -> None:
+    def __init__(self, plumber: Plumber, command: str = "run") -> None:
         self.plumber = plumber
+        self.command = command
         self.error: BaseException | None = None
         self.began = 0.0
         self.seconds = 0.0
@@ -252,7 +279,7 @@ class _Run:
                     self._watch(bars)
                 except KeyboardInterrupt:
                     outcome = "interrupted"
-                    print("\npapyflow run: interrupted; finishing the items already taken "
+                    print(f"\npapyflow {self.command}: interrupted; finishing the items already taken "
                           "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
                 except PlumberError as exc:
                     if plumber.state is State.NEW:  # it did not start
@@ -265,7 +292,7 @@ class _Run:
                 self._stop()
             except KeyboardInterrupt:
                 outcome = "interrupted"
-                print("papyflow run: interrupted again; stopping at once", file=sys.stderr,
+                print(f"papyflow {self.command}: interrupted again; stopping at once", file=sys.stderr,
                       flush=True)
         finally:
             # Whatever state the Plumber was left in, no worker outlives the run.
@@ -380,7 +407,7 @@ def _summary(path: str, run: _Run, outcome: str) -> str:
         rows.append((piper.name, str(entry["results"]), str(entry["errors"]),
                      f"{seconds:.2f}", rate))
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
-    lines = [f"papyflow run: {path}: {outcome} in {run.seconds:.2f} s"]
+    lines = [f"papyflow {run.command}: {path}: {outcome} in {run.seconds:.2f} s"]
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in
                                                zip(row[1:], widths[1:])]
@@ -419,4 +446,12 @@ def _graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": _run, "graph": _graph}
+def _experiment(args: argparse.Namespace) -> int:
+    from ._experiment_command import run_experiment
+
+    with _plain_logging():
+        return run_experiment(args)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run, "graph": _graph, "experiment": _experiment}

@@ -29,40 +29,52 @@ A declaration (a JSON file or a dict) looks like this::
   where the source is a dataset or another block.
 - Blocks whose algorithm is an analyzer are the experiment's analyzers:
   :meth:`Experiment.run` returns their result records. Every other block must
-  feed some block.
+  feed some block, or be kept.
+- ``keep`` (optional) lists other outputs to keep, ``["enroll.model"]``:
+  :meth:`Experiment.run` returns their records too, by ``"<block>.<output>"``.
 
 Loading never raises: :attr:`Experiment.valid` and :attr:`Experiment.errors`
 (each error names the file and the field path, ``blocks.score.inputs.model``)
 say what is wrong. :meth:`Experiment.build` raises
 :class:`ExperimentError` (a ValueError) for an invalid declaration.
 
-Not yet: caching block outputs, the command line.
+Outputs are cached by their hashes (see :meth:`Experiment.hashes` and
+:meth:`Experiment.plan`): a rerun computes only the outputs that changed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from numap import NuMap
 
-from ..dagger import Dagger
-from ..errors import PiperError
+from ..errors import PiperError, PlumberError
+from ..plumber import Plumber, State
+from ._cache import CachedOutput
+from ._fingerprints import (
+    algorithm_fingerprint,
+    block_output_hash,
+    dataset_output_hash,
+    parameter_values,
+)
 from .algorithm import Algorithm
 from .database import Database
 from .pipers import (
     BlockPiper,
+    CachedPiper,
     algorithm_piper,
     connect_blocks,
     database_inputs,
     database_pipers,
 )
 
-__all__ = ["Experiment", "ExperimentError"]
+__all__ = ["Experiment", "ExperimentError", "ExperimentPlumber"]
 
-_TOP = ("description", "datasets", "blocks")
+_TOP = ("description", "datasets", "blocks", "keep")
 _DATASET = ("database", "protocol", "set")
 _BLOCK = ("algorithm", "parameters", "inputs")
 
@@ -90,11 +102,14 @@ class Experiment:
         databases: the :class:`~papyflow.blocks.database.Database` of each dataset.
         order: the blocks in an order where each comes after what feeds it.
         analyzers: the names of the blocks whose algorithm is an analyzer.
+        keep: the other outputs kept, ``"<block>.<output>"``.
     """
 
     def __init__(self, prefix: str | os.PathLike[str],
                  declaration: str | os.PathLike[str] | Mapping[str, Any]) -> None:
         self.prefix = os.fspath(prefix)
+        self.declaration: Any = None
+        """The declaration as read (a dict when it is one)."""
         self.errors: list[str] = []
         self.datasets: dict[str, dict[str, Any]] = {}
         self.blocks: dict[str, dict[str, Any]] = {}
@@ -103,6 +118,7 @@ class Experiment:
         self.parameters: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
         self.analyzers: list[str] = []
+        self.keep: list[str] = []
         # (source, output) -> dataformat name, for every output a connection may name
         self._outputs: dict[tuple[str, str], str | None] = {}
         self._dataformats: dict[str, Any] = {}
@@ -122,6 +138,7 @@ class Experiment:
             except ValueError as error:
                 self._error("", f"not valid JSON: {error}")
                 return
+        self.declaration = data
         self._check(data)
 
     @property
@@ -160,6 +177,7 @@ class Experiment:
         for name in self.blocks:
             self._check_inputs(name)
         self._sort()
+        self._check_keep(data.get("keep", []))
         self._check_used(blocks)
 
     def _check_dataset(self, name: str, dataset: Any) -> None:
@@ -315,8 +333,31 @@ class Experiment:
                 self.order.append(name)
                 del pending[name]
 
+    def _check_keep(self, keep: Any) -> None:
+        if not isinstance(keep, list):
+            self._error("keep", "must be a list of '<block>.<output>'")
+            return
+        for position, text in enumerate(keep):
+            field = f"keep[{position}]"
+            source = self._source(text)
+            if source is None:
+                self._error(field, f"{text!r} is not '<block>.<output>'")
+            elif source[0] in self._broken:
+                continue  # its own error says why
+            elif source[0] not in self.blocks:
+                what = "a dataset: its outputs are read, not kept" \
+                    if source[0] in self.datasets else "not a block"
+                self._error(field, f"{source[0]!r} is {what}")
+            elif source not in self._outputs:
+                outputs = [o for s, o in self._outputs if s == source[0]]
+                self._error(field, f"block {source[0]!r} has no output {source[1]!r} "
+                            f"(outputs: {', '.join(outputs)})")
+            elif text not in self.keep:
+                self.keep.append(text)
+
     def _check_used(self, blocks: Mapping[str, Any]) -> None:
-        used = set()  # what feeds a block, counting the blocks that are not valid
+        # what feeds a block or is kept, counting the blocks that are not valid
+        used = {text.rpartition(".")[0] for text in self.keep}
         for block in blocks.values():
             inputs = block.get("inputs") if isinstance(block, Mapping) else None
             for text in (inputs.values() if isinstance(inputs, Mapping) else ()):
@@ -330,76 +371,259 @@ class Experiment:
         if self.blocks and not self.analyzers and not self._broken:
             self._error("blocks", "no block is an analyzer")
 
+    # -- hashes and the cache ----------------------------------------------------------------
+
+    def _block_outputs(self, name: str) -> list[str]:
+        algorithm = self.algorithms[name]
+        return ["results"] if algorithm.isAnalyzer else list(algorithm.output_map)
+
+    def hashes(self) -> dict[str, str]:
+        """The hash of every output, ``{"<dataset or block>.<output>": digest}``.
+
+        A block output's hash covers its algorithm (declaration, code, the
+        libraries and dataformats it uses), the values of all its parameters
+        and the hashes of the outputs connected to its inputs; a dataset
+        output's covers the database (declaration and view code), protocol,
+        set and dataformat. The files are read again at each call.
+
+        Raises:
+            ExperimentError: the declaration is not valid.
+        """
+        self._raise_if_invalid()
+        hashes: dict[str, str] = {}
+        for name, dataset in self.datasets.items():
+            database = self.databases[name]
+            protocol, set_name = dataset["protocol"], dataset["set"]
+            for output in database.view_definition(protocol, set_name).outputs:
+                hashes[f"{name}.{output}"] = dataset_output_hash(database, protocol, set_name,
+                                                                 output)
+        for name in self.order:
+            algorithm = self.algorithms[name]
+            fingerprint = algorithm_fingerprint(algorithm)
+            values = parameter_values(algorithm, self.parameters[name])
+            inputs = {key: hashes[text] for key, text in self.blocks[name]["inputs"].items()}
+            for output in self._block_outputs(name):
+                hashes[f"{name}.{output}"] = block_output_hash(fingerprint, values, inputs,
+                                                               output)
+        return hashes
+
+    def _cached_output(self, cache: str, name: str, output: str,
+                       hashes: Mapping[str, str]) -> CachedOutput:
+        algorithm = self.algorithms[name]
+        dataformat = algorithm.result_dataformat() if algorithm.isAnalyzer else \
+            algorithm.dataformats[algorithm.output_map[output]]
+        about = {"block": name, "output": output, "algorithm": algorithm.name,
+                 "parameters": parameter_values(algorithm, self.parameters[name]),
+                 "inputs": {key: hashes[text]
+                            for key, text in self.blocks[name]["inputs"].items()}}
+        return CachedOutput(cache, hashes[f"{name}.{output}"], dataformat,
+                            f"block {name!r} output {output!r}", about)
+
+    def plan(self, cache: str | os.PathLike[str] | None = None) -> dict[str, str]:
+        """What a run does for each output it needs: ``{"<source>.<output>": action}``.
+
+        The action is ``"run"`` (the block's code computes it), ``"cached"``
+        (read from ``cache``, where it is complete) or ``"read"`` (a dataset's
+        output, read from its view). A run needs the analyzers' results and,
+        for every output it runs, the outputs feeding that block: an
+        unchanged experiment whose results are all cached needs nothing else.
+
+        Raises:
+            ExperimentError: the declaration is not valid.
+        """
+        hashes = self.hashes()
+        folder = None if cache is None else os.fspath(cache)
+        needed = {f"{name}.results" for name in self.analyzers} | set(self.keep)
+        plan: dict[str, str] = {}
+        for name in reversed(self.order):
+            for output in self._block_outputs(name):
+                key = f"{name}.{output}"
+                if key not in needed:
+                    continue
+                if folder is not None and \
+                        self._cached_output(folder, name, output, hashes).units() is not None:
+                    plan[key] = "cached"
+                else:
+                    plan[key] = "run"
+                    needed.update(self.blocks[name]["inputs"].values())
+        ordered = {key: "read" for key in hashes if key in needed and
+                   key.rpartition(".")[0] in self.datasets}
+        for name in self.order:
+            for output in self._block_outputs(name):
+                if f"{name}.{output}" in plan:
+                    ordered[f"{name}.{output}"] = plan[f"{name}.{output}"]
+        return ordered
+
+    def _raise_if_invalid(self) -> None:
+        if not self.valid:
+            raise ExperimentError(self.errors)
+
     # -- building and running ---------------------------------------------------------------
 
-    def build(self, parallel: NuMap | bool = False, index_folder: str | os.PathLike[str]
-              | None = None) -> tuple[Dagger, dict[str, BlockPiper]]:
-        """The experiment as a Dagger, and its Pipers by ``"<source>.<output>"``.
+    def build(self, parallel: NuMap | bool = False,
+              index_folder: str | os.PathLike[str] | None = None,
+              cache: str | os.PathLike[str] | None = None) -> tuple[ExperimentPlumber,
+                                                                   dict[str, BlockPiper]]:
+        """The experiment as a Plumber, and its Pipers by ``"<source>.<output>"``.
 
-        Splittable blocks run on ``parallel`` (a NuMap) when given, the others
-        linearly. The views' indices are cached in ``index_folder`` (by default
-        in the temporary folder). Start it with
-        ``dagger.connect(database_inputs(dagger))``; an analyzer's results come
-        from ``pipers["<block>.results"]``.
+        Only what :meth:`plan` says is needed is built: an output found
+        complete in ``cache`` becomes a :class:`~papyflow.blocks.pipers.CachedPiper`
+        reading it, and nothing upstream of it is built; every block that runs
+        writes its outputs to ``cache`` as they go by (committed when its
+        stream ends without a failure). Splittable blocks run on ``parallel``
+        (a NuMap) when given, the others linearly. The views' indices are
+        cached in ``index_folder`` (by default in the temporary folder).
+
+        Start it with ``plumber.start(plumber.inputs())``, then ``run()``,
+        ``wait()`` and ``stop()``; :meth:`ExperimentPlumber.results` gives the
+        analyzers' records. ``plumber.save(path)`` writes a pipeline file
+        that rebuilds it.
 
         Raises:
             ExperimentError: the declaration is not valid (a ValueError).
         """
-        if not self.valid:
-            raise ExperimentError(self.errors)
-        wanted: dict[str, set[str]] = {}
-        for name in self.blocks:
-            for text in self.blocks[name]["inputs"].values():
-                source, output = self._source(text)  # type: ignore[misc]
-                wanted.setdefault(source, set()).add(output)
+        plan = self.plan(cache)
+        hashes = self.hashes()
+        folder = None if cache is None else os.fspath(cache)
         pipers: dict[str, BlockPiper] = {}
-        for name, dataset in self.datasets.items():
-            if name not in wanted:
-                continue
+        piper: BlockPiper
+        reads: dict[str, list[str]] = {}
+        for key, action in plan.items():
+            if action == "read":
+                source, _, output = key.rpartition(".")
+                reads.setdefault(source, []).append(output)
+        for name, outputs in reads.items():
+            dataset = self.datasets[name]
             index = None if index_folder is None else \
                 os.path.join(os.fspath(index_folder), f"{name}.index.json")
             made = database_pipers(self.databases[name], dataset["protocol"], dataset["set"],
-                                   outputs=sorted(wanted[name]), index_file=index)
-            for output, piper in made.items():
-                pipers[f"{name}.{output}"] = piper
-        dagger = Dagger()
+                                   outputs=sorted(outputs), index_file=index)
+            for output, database_piper in made.items():
+                pipers[f"{name}.{output}"] = database_piper
+        plumber = ExperimentPlumber(self, parallel, index_folder, cache)
         for name in self.order:
             algorithm = self.algorithms[name]
-            outputs = ["results"] if algorithm.isAnalyzer else sorted(wanted.get(name, ()))
-            for output in outputs:
-                several = len(algorithm.output_map) > 1
-                piper = algorithm_piper(
-                    algorithm, parameters=self.parameters[name],
-                    parallel=parallel if algorithm.splittable else False,
-                    name=f"{name}.{output}" if several else name,
-                    output=None if algorithm.isAnalyzer else output)
-                upstreams = {key: pipers[text]
-                             for key, text in self.blocks[name]["inputs"].items()}
-                connect_blocks(dagger, piper, upstreams)
-                pipers[f"{name}.{output}"] = piper
-        return dagger, pipers
+            several = len(algorithm.output_map) > 1
+            for output in self._block_outputs(name):
+                key = f"{name}.{output}"
+                if key not in plan:
+                    continue
+                piper_name = key if several else name
+                if plan[key] == "cached":
+                    assert folder is not None
+                    piper = CachedPiper(
+                        self._cached_output(folder, name, output, hashes),
+                        f"algorithm {algorithm.name}", output,
+                        None if algorithm.isAnalyzer else algorithm.output_map[output],
+                        name=piper_name)
+                    plumber.add_piper(piper)
+                else:
+                    made_piper = algorithm_piper(
+                        algorithm, parameters=self.parameters[name],
+                        parallel=parallel if algorithm.splittable else False, name=piper_name,
+                        output=None if algorithm.isAnalyzer else output)
+                    if folder is not None:
+                        made_piper.cache = self._cached_output(folder, name, output, hashes)
+                    connect_blocks(plumber, made_piper,
+                                   {k: pipers[t] for k, t in self.blocks[name]["inputs"].items()})
+                    piper = made_piper
+                if algorithm.isAnalyzer:
+                    piper.kept = plumber.kept.setdefault(name, [])
+                elif key in self.keep:
+                    piper.kept = plumber.kept.setdefault(key, [])
+                pipers[key] = piper
+        plumber.plan = plan
+        plumber.block_pipers = pipers
+        return plumber, pipers
 
     def run(self, parallel: NuMap | bool = False,
-            index_folder: str | os.PathLike[str] | None = None) -> dict[str, list[Any]]:
-        """Run the experiment: ``{analyzer block: [result record, ...]}``.
+            index_folder: str | os.PathLike[str] | None = None,
+            cache: str | os.PathLike[str] | None = None) -> dict[str, list[Any]]:
+        """Build and run the experiment: ``{analyzer block: [result record, ...]}``, and
+        ``{"<block>.<output>": [record, ...]}`` for the outputs in ``keep``.
+
+        With ``cache``, outputs found there are reused and those computed are
+        stored (see :meth:`build`).
 
         Raises:
             ExperimentError: the declaration is not valid.
+            PiperError: an analyzer got a failure (the first one); the outputs
+                of the blocks that did not fail are cached all the same.
+        """
+        plumber, _ = self.build(parallel, index_folder, cache)
+        plumber.start(plumber.inputs())
+        try:
+            plumber.run()
+            plumber.wait()
+        finally:
+            if plumber.state is State.RUNNING:
+                plumber.pause()
+            plumber.stop()
+        return plumber.results()
+
+
+class ExperimentPlumber(Plumber):
+    """The Plumber of an experiment (made by :meth:`Experiment.build`).
+
+    Attributes:
+        experiment: the :class:`Experiment`.
+        plan: what the run does for each output (see :meth:`Experiment.plan`).
+        block_pipers: the Pipers by ``"<source>.<output>"``.
+        kept: the units each analyzer emitted in the last run, by block, and
+            those of the outputs kept, by ``"<block>.<output>"``.
+    """
+
+    def __init__(self, experiment: Experiment, parallel: NuMap | bool,
+                 index_folder: str | os.PathLike[str] | None,
+                 cache: str | os.PathLike[str] | None) -> None:
+        super().__init__()
+        self.experiment = experiment
+        self.parallel = parallel
+        self.index_folder = None if index_folder is None else os.fspath(index_folder)
+        self.cache = None if cache is None else os.fspath(cache)
+        self.plan: dict[str, str] = {}
+        self.block_pipers: dict[str, BlockPiper] = {}
+        self.kept: dict[str, list[Any]] = {}
+
+    def inputs(self) -> list[Iterator[Any]]:
+        """The inputs of the source Pipers, for :meth:`start`."""
+        return database_inputs(self)
+
+    def start(self, datas: Sequence[Iterable[Any]]) -> None:  # type: ignore[override]
+        for units in self.kept.values():
+            units.clear()
+        super().start(datas)
+
+    def results(self) -> dict[str, list[Any]]:
+        """``{analyzer block: [result record, ...]}`` of the last run, and the
+        records of the outputs kept by ``"<block>.<output>"`` (:attr:`kept`
+        holds them as units, with their data indices).
+
+        Raises:
             PiperError: an analyzer got a failure (the first one).
         """
-        dagger, pipers = self.build(parallel, index_folder)
-        dagger.connect(database_inputs(dagger))
-        dagger.start()
-        try:
-            # read the analyzers in turn; their streams are buffered by the Dagger
-            units = {name: list(pipers[f"{name}.results"]) for name in self.analyzers}
-        finally:
-            dagger.stop()
         results: dict[str, list[Any]] = {}
-        for name, got in units.items():
-            for unit in got:
+        for name, units in self.kept.items():
+            for unit in units:
                 data = unit if isinstance(unit, PiperError) else unit.data
                 if isinstance(data, PiperError):
                     raise data
-            results[name] = [unit.data for unit in got]
+            results[name] = [unit.data for unit in units]
         return results
+
+    def save(self, filename: str | os.PathLike[str]) -> None:
+        """Write a pipeline file that rebuilds this experiment (see :mod:`papyflow.pipefile`).
+
+        The file holds the prefix, the declaration, the NuMap's settings, the
+        index folder and the cache; run it with ``papyflow run FILE``, load it
+        with ``Plumber().load(FILE)``.
+        """
+        from ..archive._files import atomic_write_text
+        from ._experiment_file import experiment_source
+
+        try:
+            text = experiment_source(self)
+        except Exception as exc:
+            raise PlumberError(f"Plumber: cannot save the experiment to {filename}: "
+                               f"{exc}") from exc
+        atomic_write_text(Path(filename), text)

@@ -68,7 +68,7 @@ import tempfile
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,11 +84,12 @@ from ..formats.baseformat import baseformat
 from ..formats.dataformat import DataFormat
 from ..piper import Piper
 from ..worker import Worker
+from ._cache import CachedOutput
 from .algorithm import Algorithm, _as_record
 from .database import Database
 
-__all__ = ["AlgorithmPiper", "BlockPiper", "DatabasePiper", "StepGroup", "StepInput",
-           "StepInputs", "algorithm_piper", "connect_blocks", "database_inputs",
+__all__ = ["AlgorithmPiper", "BlockPiper", "CachedPiper", "DatabasePiper", "SourcePiper",
+           "StepGroup", "StepInput", "StepInputs", "algorithm_piper", "connect_blocks", "database_inputs",
            "database_pipers"]
 
 
@@ -108,11 +109,26 @@ class BlockPiper(Piper):
     block: str
     output: str
     dataformat: str | None
+    kept: list[Any] | None = None
+    """When a list, every unit the Piper emits is appended to it too (an
+    experiment keeps its analyzers' results so)."""
+
+    def _keeping(self, units: Iterator[Any]) -> Iterator[Any]:
+        kept = self.kept
+        if kept is None:
+            return units
+        return _appended(units, kept)
 
     def describe(self) -> str:
         """``output 'x' (dataformat d) of <block> (piper p)``, for messages."""
         return (f"output {self.output!r} (dataformat {self.dataformat!r}) of {self.block} "
                 f"(piper {self.name!r})")
+
+
+def _appended(units: Iterator[Any], kept: list[Any]) -> Iterator[Any]:
+    for unit in units:
+        kept.append(unit)
+        yield unit
 
 
 # -- database views ----------------------------------------------------------------------------
@@ -170,7 +186,26 @@ class _ViewReader:
         return Unit(_as_record(self._type, data), start, end)
 
 
-class DatabasePiper(BlockPiper):
+class SourcePiper(BlockPiper):
+    """A Piper that starts a pipeline: :meth:`source` gives its input.
+
+    Args:
+        worker: the Piper's Worker.
+        source: called by :meth:`source`, returns the input.
+        **options: other :class:`~papyflow.Piper` options.
+    """
+
+    def __init__(self, worker: Worker, source: Callable[[], Iterator[Any]],
+                 **options: Any) -> None:
+        super().__init__(worker, **options)
+        self._source = source
+
+    def source(self) -> Iterator[Any]:
+        """The input of the Piper (see :func:`database_inputs`)."""
+        return self._source()
+
+
+class DatabasePiper(SourcePiper):
     """A source Piper emitting the units of one output of a database set.
 
     Made by :func:`database_pipers`. Its input is :meth:`source` (the
@@ -181,13 +216,13 @@ class DatabasePiper(BlockPiper):
     def __init__(self, spec: _ViewSpec, output: str, dataformat: str,
                  name: str | None = None) -> None:
         reader = _ViewReader(spec, output, dataformat)
-        super().__init__(Worker(reader, name=f"view_{output}"), name=name)
+        super().__init__(Worker(reader, name=f"view_{output}"), self._unit_ranges, name=name)
         self.spec = spec
         self.output = output
         self.dataformat = dataformat
         self.block = f"database {spec.database} {spec.protocol}/{spec.set_name}"
 
-    def source(self) -> Iterator[tuple[int, int]]:
+    def _unit_ranges(self) -> Iterator[tuple[int, int]]:
         """The ranges of the output's units, read from the view's index when first asked for."""
         yield from _view_runner(self.spec).data_indices(self.output)
 
@@ -238,18 +273,43 @@ def database_pipers(database: Database, protocol: str, set_name: str, *,
             for name in names}
 
 
-def database_inputs(dagger: Dagger) -> list[Iterator[tuple[int, int]]]:
-    """The inputs of a Dagger's (or Plumber's) input Pipers, all database Pipers, in order.
+def _passthrough(inbox: Sequence[Any]) -> Any:
+    return inbox[0]
+
+
+class CachedPiper(SourcePiper):
+    """A source Piper emitting the units of a block's output read from the cache.
+
+    Made by :meth:`papyflow.blocks.experiment.Experiment.build` for the
+    outputs found in the cache; its input (:meth:`source`) is the
+    ``Unit(record, start, end)`` of the cached output, passed on as they are.
+    """
+
+    def __init__(self, cached: CachedOutput, block: str, output: str, dataformat: str | None,
+                 name: str, **options: Any) -> None:
+        super().__init__(Worker(_passthrough, name="cached"), cached.read, name=name, **options)
+        self.cached = cached
+        self.block = block
+        self.output = output
+        self.dataformat = dataformat
+
+    def _results(self) -> Iterator[Any]:
+        return self._keeping(super()._results())
+
+
+def database_inputs(dagger: Dagger) -> list[Iterator[Any]]:
+    """The inputs of a Dagger's (or Plumber's) input Pipers, in order: all must be
+    source Pipers (database views, or outputs read from the cache).
 
     ``plumber.start(database_inputs(plumber))`` starts a pipeline whose sources
     are database Pipers.
 
     Raises:
-        DaggerError: an input Piper is not a :class:`DatabasePiper`.
+        DaggerError: an input Piper is not a :class:`SourcePiper`.
     """
     result = []
     for piper in dagger.get_inputs():
-        if not isinstance(piper, DatabasePiper):
+        if not isinstance(piper, SourcePiper):
             raise DaggerError(f"input piper {piper.name!r} is not a database piper: give its "
                               "input yourself")
         result.append(piper.source())
@@ -283,6 +343,9 @@ class _Chunk:
     run: str  # which start of the Piper: a new run gets a fresh Runner
     # the secondary inputs' units, each ((data, start, end), ...), in the task's order
     secondary: tuple[tuple[tuple[Any, int, int], ...], ...] = ()
+    # the end of the last range that failed upstream before this chunk: the
+    # next unit the code writes starts after it
+    failed_through: int = -1
 
     @property
     def start(self) -> int:
@@ -517,10 +580,14 @@ class _AlgorithmTask:
         sink = session.sink
         sink.packed = chunk.packed
         sink.units = []
-        if chunk.packed:  # a chunk is a fresh start: the code's state stays within it
-            for output in [*session.outputs, session.output]:
-                if output is not None:
-                    output.last_written_data_index = chunk.start - 1
+        for output in [*session.outputs, session.output]:
+            if output is None:
+                continue
+            if chunk.packed:  # a chunk is a fresh start: the code's state stays within it
+                output.last_written_data_index = chunk.start - 1
+            else:  # what failed upstream left no unit: the next one starts after it
+                output.last_written_data_index = max(output.last_written_data_index,
+                                                     chunk.failed_through)
         if self.autonomous:  # once, with every input in the data loaders
             session.listener.onIntervalChanged(chunk.start, chunk.end)
             if session.output is not None:
@@ -584,6 +651,8 @@ class AlgorithmPiper(BlockPiper):
             name for _, names in task.secondary for name in names)
         self.main_inputs = task.inputs
         self.wiring: dict[str, Piper] = {}
+        self.cache: CachedOutput | None = None
+        """Where the units emitted are stored as they go by (set by an experiment)."""
         self._order: list[int] = []
         self._spans: deque[tuple[int, int] | None] = deque()
         self._run = ""
@@ -654,11 +723,13 @@ class AlgorithmPiper(BlockPiper):
             yield (_Chunk((_Step(start, end, (), True),), packed, run, secondary),)
             return
         pending: list[_Step] = []
+        failed_through = -1
         for step, last in _with_last(synchronize(ordered)):
             if isinstance(step, PiperError):  # an upstream failure without a range
                 if pending:
                     spans.append((pending[0].start, pending[-1].end))
-                    yield (_Chunk(tuple(pending), packed, run, secondary),)
+                    yield (_Chunk(tuple(pending), packed, run, secondary,
+                                  failed_through),)
                     pending = []
                 spans.append(None)
                 yield (step,)
@@ -668,9 +739,11 @@ class AlgorithmPiper(BlockPiper):
             if failed is not None:  # a unit that failed upstream: its range fails here
                 if pending:
                     spans.append((pending[0].start, pending[-1].end))
-                    yield (_Chunk(tuple(pending), packed, run, secondary),)
+                    yield (_Chunk(tuple(pending), packed, run, secondary,
+                                  failed_through),)
                     pending = []
                 spans.append((step.start, step.end))
+                failed_through = step.end
                 yield (failed,)
                 continue
             pending.append(_Step(step.start, step.end, tuple(
@@ -678,20 +751,28 @@ class AlgorithmPiper(BlockPiper):
             # Linear: one step at a time. Parallel: up to where every unit ends.
             if not packed or last or all(u.data_index_end == step.end for u in step.inbox):
                 spans.append((pending[0].start, pending[-1].end))
-                yield (_Chunk(tuple(pending), packed, run, secondary),)
+                yield (_Chunk(tuple(pending), packed, run, secondary,
+                                  failed_through),)
                 pending = []
 
     def _results(self) -> Iterator[Any]:
         self._spans = deque()
         self._run = uuid.uuid4().hex
-        return self._emit(self._evaluated())
+        units = self._emit(self._evaluated())
+        return self._keeping(units if self.cache is None else self.cache.write(units))
 
     def _emit(self, results: Iterator[Any]) -> Iterator[Any]:
         spans = self._spans
+        stats = self.stats
         record_type: type[baseformat] | None = None
+        emitted = 0  # the Piper's results are units, not the chunks its Worker returns
         for result in results:
             span = spans.popleft()
             if not isinstance(result, _Written):
+                if isinstance(result, PiperError):
+                    _name_origin(result, self.name)
+                emitted += 1
+                stats.results = emitted
                 yield result if span is None else Unit(result, *span)
                 continue
             for data, start, end in result.units:
@@ -699,13 +780,25 @@ class AlgorithmPiper(BlockPiper):
                     if record_type is None:
                         record_type = self._record_type()
                     data = record_type.unpack(data)
+                emitted += 1
+                stats.results = emitted
                 yield Unit(data, start, end)
+            stats.results = emitted
 
     def _record_type(self) -> type[baseformat]:
         algorithm = self.algorithm
         if algorithm.isAnalyzer:
             return algorithm.result_dataformat().type
         return algorithm.dataformats[algorithm.output_map[self.output]].type
+
+
+def _name_origin(error: PiperError, name: str) -> None:
+    """Mark the innermost PiperError of ``error`` with the Piper where it happened
+    (``origin``), unless an earlier Piper (where it happened) marked it."""
+    while error.args and isinstance(error.args[0], PiperError):
+        error = error.args[0]
+    if not hasattr(error, "origin"):
+        error.origin = name  # type: ignore[attr-defined]
 
 
 def _drained(sources: list[Iterator[Any]], packed: bool

@@ -1,0 +1,145 @@
+"""``papyflow experiment run`` on the bundled example, and experiments saved as pipeline files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from papyflow import Plumber
+from papyflow.blocks.experiment import Experiment, ExperimentPlumber
+from papyflow.blocks.pipers import database_inputs
+from papyflow.cli import main
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parent.parent
+TOY = ROOT / "examples" / "toy"
+PREFIX = TOY / "prefix"
+DECLARATION = TOY / "experiment.json"
+
+
+def _run(capsys, *args):
+    code = main(["experiment", "run", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_bundled_experiment_runs_then_comes_from_the_cache(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    code, out, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--cache", cache,
+                          "--index-folder", tmp_path)
+    assert code == 0, err
+    assert "5 block(s) to run: eer, enroll, preprocess_test, preprocess_train, score; " \
+           "0 from the cache" in out
+    assert "eer: eer=0.025 genuine=40 impostor=120" in out
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:] if line.strip()}
+    assert rows["score"] == "40" and rows["enroll"] == "4" and rows["eer"] == "1"
+
+    code, out, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--cache", cache,
+                          "--index-folder", tmp_path)
+    assert code == 0, err
+    assert "0 block(s) to run; 1 from the cache: eer" in out
+    assert "eer: eer=0.025 genuine=40 impostor=120" in out
+
+
+@pytest.mark.slow
+def test_the_bundled_experiment_on_two_workers_in_a_fresh_interpreter(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "papyflow", "experiment", "run", str(DECLARATION), "--prefix",
+         str(PREFIX), "--cache", str(tmp_path / "cache"), "--workers", "2"],
+        capture_output=True, text=True, timeout=100, cwd=tmp_path, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "eer: eer=0.025 genuine=40 impostor=120" in done.stdout
+    assert "numaps: blocks (process x2)" in done.stdout
+
+
+def test_without_a_cache_nothing_is_cached(tmp_path, capsys):
+    code, out, _ = _run(capsys, DECLARATION, "--prefix", PREFIX, "--index-folder", tmp_path)
+    assert code == 0
+    assert "(no cache)" in out
+    assert not list(tmp_path.rglob("*.data"))
+
+
+def test_an_invalid_declaration_lists_its_errors(tmp_path, capsys):
+    declaration = json.loads(DECLARATION.read_text())
+    declaration["blocks"]["preprocess_test"]["parameters"] = {"layers": -1}
+    del declaration["blocks"]["score"]["inputs"]["model"]
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(declaration))
+    code, out, err = _run(capsys, path, "--prefix", PREFIX)
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert any("blocks.preprocess_test.parameters.layers" in line and "'preprocess_test'" in line
+               for line in lines)
+    assert any("blocks.score.inputs.model: not connected" in line for line in lines)
+    assert all(line.startswith(f"papyflow experiment: {path}") for line in lines)
+
+
+def test_a_missing_prefix_or_file_is_a_clear_error(tmp_path, capsys):
+    code, _, err = _run(capsys, tmp_path / "none.json", "--prefix", PREFIX)
+    assert code == 2 and "cannot read the declaration" in err
+    code, _, err = _run(capsys, DECLARATION, "--prefix", tmp_path / "empty")
+    assert code == 2 and "datasets.train.database" in err
+    assert main(["experiment", "run", str(DECLARATION)]) == 2  # --prefix is required
+    assert "--prefix" in capsys.readouterr().err
+
+
+def test_a_failing_block_exits_2_naming_block_method_and_index(tmp_path, capsys):
+    prefix = tmp_path / "prefix"
+    shutil.copytree(PREFIX, prefix)
+    code_file = prefix / "algorithms" / "toy" / "score" / "1.py"
+    code_file.write_text(code_file.read_text().replace(
+        '        probe = inputs["probe"].data.value\n',
+        '        probe = inputs["probe"].data.value\n'
+        '        if inputs["probe"].data_index == 12:\n'
+        '            raise ValueError("probe 12 is unreadable")\n'))
+    cache = tmp_path / "cache"
+    code, out, err = _run(capsys, DECLARATION, "--prefix", prefix, "--cache", cache,
+                          "--index-folder", tmp_path)
+    assert code == 2
+    first, *trace = err.splitlines()
+    assert f"{DECLARATION}: block 'score' failed in process() at data indices 12..12: " \
+        in first
+    assert first.endswith("raised ValueError: probe 12 is unreadable")
+    assert trace[0] == "  Traceback (most recent call last):"
+    assert 'raise ValueError("probe 12 is unreadable")' in err
+    assert "score        " in out  # the summary is printed all the same
+    code, out, err = _run(capsys, DECLARATION, "--prefix", prefix, "--cache", cache,
+                          "--index-folder", tmp_path)
+    assert "3 block(s) to run: eer, score" not in out
+    assert "2 block(s) to run: eer, score; 2 from the cache: enroll, preprocess_test" in out
+
+
+# -- saving ---------------------------------------------------------------------------------
+
+
+def test_an_experiment_saves_as_a_pipeline_file_that_runs(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    plumber, _ = Experiment(PREFIX, DECLARATION).build(index_folder=tmp_path, cache=cache)
+    assert isinstance(plumber, ExperimentPlumber)
+    path = tmp_path / "experiment_pipeline.py"
+    plumber.save(path)
+    text = path.read_text()
+    assert "Experiment(PREFIX, DECLARATION)" in text
+    compile(text, str(path), "exec")
+
+    assert main(["run", str(path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "finished" in out and "eer" in out
+    # that run filled the cache: the saved file now plans from it
+    assert Experiment(PREFIX, DECLARATION).plan(cache) == {"eer.results": "cached"}
+
+    loaded = Plumber()
+    loaded.load(path)
+    assert [p.name for p in loaded.get_outputs()] == ["eer"]
+    loaded.start(database_inputs(loaded))
+    loaded.run()
+    loaded.wait(timeout=60)
+    loaded.stop()
+    assert loaded.stats["pipers"][loaded.get_outputs()[0]]["results"] == 1
