@@ -11,14 +11,17 @@ The experiment is ``examples/toy/experiment.json`` on a copy of
 10x the samples per client (4 x 10 -> 40 x 100 samples per set, 160,000
 scores). Its two ``preprocess`` blocks are made the heavy ones with the
 algorithm's ``layers`` parameter (each sample goes through that many layers of
-a fixed network: about 1 ms of CPU per sample at the default 200 layers).
+a fixed network: about 1 ms of CPU per sample at the default 300 layers).
 
 Scenarios, each run in a fresh subprocess (imports done before the clock):
 
 ``scaling``
     The experiment without a cache on a process NuMap of 1, then of 2
     workers. Reported: the whole run, and the heavy blocks alone (from the
-    first result of either ``preprocess`` Piper to the last of both).
+    first result of either ``preprocess`` Piper to the last of both). The
+    peer: the same computation as a hand-written loop in one process (the
+    view's data, then each algorithm's ``process`` called directly, no
+    framework), which shows what the framework costs.
 ``cache``
     The experiment with an empty cache (2 workers), then again with the cache
     it filled (nothing to compute: the analyzer's result is read back); both
@@ -32,6 +35,7 @@ progress to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -39,6 +43,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 from benchmarks.machine import machine_info, machine_line
 
@@ -98,8 +104,109 @@ def one(prefix: str, declaration: str, workers: int, cache: str | None, index: s
             "ran": sorted(k for k, v in plumber.plan.items() if v == "run")}
 
 
-def _measure(args: list[str]) -> dict:
-    command = [sys.executable, "-m", "benchmarks.experiments", "--one", *args]
+class _Unit:
+    """What a hand-written loop gives the toy code as one input: ``data`` and the unit's end."""
+
+    def __init__(self, data: Any, done: bool = True) -> None:
+        self.data = data
+        self.done = done
+
+    def isDataUnitDone(self) -> bool:
+        return self.done
+
+
+class _Inputs(dict):
+    def __init__(self, more: bool, **units: _Unit) -> None:
+        super().__init__(units)
+        self.more = more
+
+    def hasMoreData(self) -> bool:
+        return self.more
+
+
+class _Output:
+    def __init__(self) -> None:
+        self.written: list[Any] = []
+
+    def write(self, data: dict) -> None:
+        self.written.append(SimpleNamespace(**data))
+
+
+class _Loader:
+    def __init__(self, models: list[Any], clients: list[Any]) -> None:
+        self.rows = [({"model": m, "model_client": c}, k, k)
+                     for k, (m, c) in enumerate(zip(models, clients, strict=True))]
+
+    def loaderOf(self, name: str) -> _Loader:
+        return self
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, k: int) -> Any:
+        return self.rows[k]
+
+
+def serial(prefix: str, layers: int) -> dict:
+    """The same computation as a hand-written loop over the toy code, in one process:
+    the views' data, then each algorithm's ``process`` called directly."""
+    began = time.perf_counter()
+    modules = {}
+    for name, path in (("view", "databases/toy/1.py"),
+                       *((n, f"algorithms/toy/{n}/1.py") for n in
+                         ("preprocess", "enroll", "score", "eer"))):
+        spec = importlib.util.spec_from_file_location(f"toy_{name}", Path(prefix) / path)
+        assert spec is not None and spec.loader is not None
+        modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[name])
+    sets = json.loads((Path(prefix) / "databases/toy/1.json").read_text())
+    data = {}
+    for dataset in sets["protocols"][0]["sets"]:
+        view = modules["view"].Samples()
+        objs = view.index(None, dataset["parameters"])
+        view.setup(None, dataset["parameters"], objs)
+        samples = []
+        for k, entry in enumerate(objs):
+            vector = SimpleNamespace(**view.get("features", k))
+            client = SimpleNamespace(**view.get("client", k))
+            last = k + 1 == len(objs) or objs[k + 1].client != entry.client
+            samples.append((vector, client, last))
+        data[dataset["name"]] = samples
+    preprocessed = {}
+    for name, samples in data.items():
+        algorithm = modules["preprocess"].Algorithm()
+        algorithm.setup({"layers": layers})
+        output = _Output()
+        for vector, _, _ in samples:
+            algorithm.process(_Inputs(True, features=_Unit(vector)), None,
+                              {"features": output})
+        preprocessed[name] = output.written
+    enroll = modules["enroll"].Algorithm()
+    enroll.setup({})
+    models = _Output()
+    clients = []
+    for vector, (_, client, last) in zip(preprocessed["train"], data["train"], strict=True):
+        enroll.process(_Inputs(True, features=_Unit(vector), client=_Unit(client, last)),
+                       None, {"model": models})
+        if last:
+            clients.append(client)
+    score = modules["score"].Algorithm()
+    score.prepare(_Loader(models.written, clients))
+    scores = _Output()
+    for vector, (_, client, _) in zip(preprocessed["test"], data["test"], strict=True):
+        score.process(_Inputs(True, probe=_Unit(vector), client=_Unit(client)), None,
+                      {"scores": scores})
+    eer = modules["eer"].Algorithm()
+    eer.setup({})
+    result = _Output()
+    for k, row in enumerate(scores.written):
+        eer.process(_Inputs(k + 1 < len(scores.written), scores=_Unit(row)), None, result)
+    (record,) = result.written
+    return {"wall": time.perf_counter() - began, "eer": float(record.eer)}
+
+
+def _measure(args: list[str], mode: str = "--one") -> dict:
+    command = [sys.executable, "-m", "benchmarks.experiments", mode, *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT,
                           check=False)
     if done.returncode:
@@ -137,11 +244,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks experiments")
     parser.add_argument("--quick", action="store_true", help="10x the size, one repeat")
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="repeats (default 3)")
-    parser.add_argument("--layers", type=int, default=200, metavar="L",
-                        help="layers of the preprocess blocks (default 200)")
+    parser.add_argument("--layers", type=int, default=300, metavar="L",
+                        help="layers of the preprocess blocks (default 300)")
+    parser.add_argument("--serial", nargs=2, metavar=("PREFIX", "LAYERS"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--one", nargs=5, metavar=("PREFIX", "JSON", "WORKERS", "CACHE",
                                                     "INDEX"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.serial:
+        print(json.dumps(serial(args.serial[0], int(args.serial[1]))))
+        return 0
     if args.one:
         prefix, declaration, workers, cache, index = args.one
         result = one(prefix, declaration, int(workers), None if cache == "-" else cache, index)
@@ -172,7 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         cached: list[dict] = []
         cli_first: list[dict] = []
         cli_cached: list[dict] = []
+        loops: list[dict] = []
         for k in range(repeat):
+            _log(f"hand-written loop: repeat {k + 1}/{repeat}")
+            loops.append(_measure([str(prefix), str(args.layers)], "--serial"))
             for workers in (1, 2):
                 _log(f"scaling: repeat {k + 1}/{repeat}, {workers} worker(s)")
                 scaling[workers].append(_measure([*common, str(workers), "-", str(index)]))
@@ -187,13 +302,20 @@ def main(argv: list[str] | None = None) -> int:
         results = {1: scaling[1], 2: scaling[2]}
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    eers = {round(row["eer"], 9) for rows in (*results.values(), first, cached) for row in rows}
+    eers = {round(row["eer"], 9)
+            for rows in (*results.values(), first, cached, loops) for row in rows}
+    loop = _best(loops, "wall")
     print("## scaling\n")
-    print("| workers | whole run (s) | spread | heavy blocks (s) | spread |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| contender | whole run (s) | vs the hand-written loop | spread | heavy blocks (s) | "
+          "spread |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"| hand-written loop, one process | {loop:.2f} | 1.00x | {_spread(loops, 'wall')} "
+          "| - | - |")
     for workers, rows in results.items():
-        print(f"| {workers} | {_best(rows, 'wall'):.2f} | {_spread(rows, 'wall')} | "
-              f"{_best(rows, 'heavy'):.2f} | {_spread(rows, 'heavy')} |")
+        print(f"| papyflow, {workers} worker{'s' if workers > 1 else ''} | "
+              f"{_best(rows, 'wall'):.2f} | {loop / _best(rows, 'wall'):.2f}x | "
+              f"{_spread(rows, 'wall')} | {_best(rows, 'heavy'):.2f} | "
+              f"{_spread(rows, 'heavy')} |")
     heavy = _best(results[1], "heavy") / _best(results[2], "heavy")
     whole = _best(results[1], "wall") / _best(results[2], "wall")
     print(f"\n2 workers against 1: heavy blocks {heavy:.2f}x, whole run {whole:.2f}x.\n")

@@ -33,11 +33,14 @@ class Samples(View):
 
     def setup(self, root_folder, parameters, objs, start_index=None, end_index=None):
         self.seed = parameters["seed"]
+        self.centres = {}  # drawn once per client
         return super().setup(root_folder, parameters, objs, start_index, end_index)
 
     def get(self, output, index):
         entry = self.objs[index]
         if output == "client":
             return {"id": entry.client}
+        if entry.client not in self.centres:
+            self.centres[entry.client] = centre(entry.client)
         noise = np.random.default_rng([self.seed, entry.client, entry.sample])
-        return {"value": centre(entry.client) + noise.normal(0.0, 1.0, DIMENSIONS)}
+        return {"value": self.centres[entry.client] + noise.normal(0.0, 1.0, DIMENSIONS)}
