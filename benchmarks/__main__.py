@@ -10,7 +10,7 @@ from pathlib import Path
 from benchmarks.registry import CONTENDERS
 from benchmarks.scenarios import SCENARIOS
 
-SUITES = ("numap", "pipelines", "formats", "dataflow", "experiments")
+SUITES = ("numap", "pipelines", "formats", "dataflow", "experiments", "remote", "executor")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -70,6 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.experiments import main as experiments
 
         return experiments(argv[1:])
+    if argv[:1] == ["remote"]:  # remote workers over loopback against local ones
+        from benchmarks.remote import main as remote
+
+        return remote(argv[1:])
+    if argv[:1] == ["executor"]:  # NuMap on a dask cluster against dask's own map
+        from benchmarks.executor import main as executor
+
+        return executor(argv[1:])
     args = parse_args(argv)
     from benchmarks.suite_numap import Settings, run_suite
 

@@ -8,18 +8,25 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any
 
 from ._execute import TaskSpec
 from ._scheduler import Scheduler
 from ._tasks import NuMapTask, Raise, TaskState, make_stream
 from .backends.base import Backend
+from .backends.executor import ExecutorBackend, check_executor, default_workers
+from ._auth import resolve_key
+from ._remote import endpoint
+from .backends.mixed import MixedBackend
 from .backends.process import ProcessBackend
+from .backends.remote import RemoteBackend
 from .backends.thread import ThreadBackend
 
 __all__ = ["NuMap"]
 
-WORKER_TYPES: dict[str, type[Backend]] = {"process": ProcessBackend, "thread": ThreadBackend}
+WORKER_TYPES: dict[str, type[Backend]] = {"process": ProcessBackend, "thread": ThreadBackend,
+                                          "executor": ExecutorBackend}
 
 # Items per worker in the default stride: room for batches of that many cheap items.
 _STRIDE_PER_WORKER = 4096
@@ -77,9 +84,16 @@ class NuMap:
     - ``func``, ``iterable``, ``args``, ``kwargs``: if ``func`` and ``iterable``
       are both given, they are added as the first task and the NuMap starts
       itself; giving only one of them is an error.
-    - ``worker_type``: ``'process'`` (the default) or ``'thread'``.
+    - ``worker_type``: ``'process'`` (the default), ``'thread'``, or
+      ``'executor'`` (the default when ``executor`` is given).
     - ``worker_num``: how many local workers; the number of CPUs by default.
-    - ``worker_remote``: ``(('host:port', n), ...)`` remote worker servers.
+      With an executor: how many batches it runs at once (NuMap keeps twice
+      as many submitted); its ``_max_workers`` by default.
+    - ``worker_remote``: ``(('host:port', n), ...)``: ``n`` workers on each
+      ``numap-worker`` server, beside the ``worker_num`` local ones (give
+      ``worker_num=0`` for remote workers only). See ``docs/distributed.md``.
+    - ``remote_auth``: the key file shared with the servers (``$NUMAP_AUTH``
+      by default; none for servers on loopback without a key).
     - ``stride``: the most items of one task asked for at a time, and the
       largest batch per worker; 4096 per worker by default.
     - ``buffer``: the most items held at once, in flight or finished and not yet
@@ -89,6 +103,9 @@ class NuMap:
     - ``skip``: when ``next`` times out, drop the late result (``True``) or keep
       it for a later call (``False``).
     - ``name``: a name for logs and saved pipelines; ``'numap_<id>'`` by default.
+    - ``executor``: a ``concurrent.futures.Executor`` the batches are submitted
+      to, one future per batch (``worker_type='executor'``). It stays the
+      caller's: ``stop()`` cancels the futures not started and leaves it running.
 
     >>> from numap import NuMap
     >>> list(NuMap(abs, [-1, -2, 3], worker_type='thread', worker_num=2))
@@ -101,23 +118,38 @@ class NuMap:
                  worker_type: str | None = None, worker_num: int | None = None,
                  worker_remote: Sequence[tuple[str, int]] | None = None,
                  stride: int | None = None, buffer: int | None = None, ordered: bool = True,
-                 skip: bool = False, name: str | None = None) -> None:
-        worker_type = "process" if worker_type is None else worker_type
+                 skip: bool = False, name: str | None = None,
+                 executor: Executor | None = None,
+                 remote_auth: str | os.PathLike[str] | None = None) -> None:
+        if worker_type is None:
+            worker_type = "process" if executor is None else "executor"
         if worker_type not in WORKER_TYPES:
             raise ValueError(f"worker_type must be one of {sorted(WORKER_TYPES)}, "
                              f"got {worker_type!r}")
+        if worker_type == "executor":
+            self.executor: Executor | None = check_executor(executor)
+        elif executor is not None:
+            raise ValueError(f"executor= goes with worker_type='executor', not {worker_type!r}")
+        else:
+            self.executor = None
         self.worker_remote = _remote_hosts(worker_remote)
         if worker_num is None:
-            worker_num = _cpu_count()
+            worker_num = _cpu_count() if self.executor is None else default_workers(self.executor)
         self.worker_num = _positive_int("worker_num", worker_num,
                                         minimum=0 if self.worker_remote else 1)
         if self.worker_remote:
             if worker_type != "process":
                 raise ValueError("worker_remote needs worker_type='process'")
-            raise ValueError("worker_remote: remote workers are not available in this version "
-                             "of numap; use local workers (worker_num)")
+            for address, _ in self.worker_remote:
+                try:
+                    endpoint(address)
+                except ValueError as error:
+                    raise ValueError(f"worker_remote: {error}") from None
+        # The key is read now: a missing or open key file fails here, not at start.
+        self._remote_key = resolve_key(remote_auth) if self.worker_remote else None
+        self.remote_auth = None if remote_auth is None else os.fspath(remote_auth)
         self.worker_type = worker_type
-        self.stride = (_STRIDE_PER_WORKER * self.worker_num if stride is None
+        self.stride = (_STRIDE_PER_WORKER * self._all_workers if stride is None
                        else _positive_int("stride", stride))
         self._buffer = None if buffer is None else _positive_int("buffer", buffer)
         if self._buffer is not None and self._buffer < self.stride:
@@ -157,10 +189,32 @@ class NuMap:
         return self.stride * (len(self._tasks) + 1)
 
     @property
+    def _all_workers(self) -> int:
+        """Local and remote workers together."""
+        return self.worker_num + sum(n for _, n in self.worker_remote)
+
+    def _backend(self) -> Backend:
+        """The pool the scheduler runs on: local, remote, both, or an executor."""
+        if self.executor is not None:
+            return ExecutorBackend(self.worker_num, self.name, self.executor)
+        if not self.worker_remote:
+            return WORKER_TYPES[self.worker_type](self.worker_num, self.name)
+        remote = RemoteBackend(sum(n for _, n in self.worker_remote), self.name,
+                               self.worker_remote, self._remote_key)
+        if not self.worker_num:
+            return remote
+        return MixedBackend(ProcessBackend(self.worker_num, self.name), remote)
+
+    @property
     def settings(self) -> dict[str, Any]:
-        """The constructor arguments that rebuild this NuMap (automatic ones as ``None``)."""
+        """The constructor arguments that rebuild this NuMap (automatic ones as ``None``).
+
+        An ``executor`` is not among them (it cannot be saved): a NuMap rebuilt
+        from the settings of one with ``worker_type='executor'`` needs it again.
+        """
         return {"worker_type": self.worker_type, "worker_num": self.worker_num,
-                "worker_remote": self.worker_remote or None, "stride": self._given_stride,
+                "worker_remote": self.worker_remote or None, "remote_auth": self.remote_auth,
+                "stride": self._given_stride,
                 "buffer": self._buffer, "ordered": self.ordered, "skip": self.skip,
                 "name": self.name}
 
@@ -188,7 +242,7 @@ class NuMap:
                                f"(it has {self.worker_num} workers)")
         self.worker_num = worker_num
         if self._given_stride is None:
-            stride = _STRIDE_PER_WORKER * worker_num
+            stride = _STRIDE_PER_WORKER * self._all_workers
             self.stride = stride if self._buffer is None else min(stride, self._buffer)
 
     def add_task(self, func: Callable[..., Any], iterable: Iterable[Any],
@@ -350,10 +404,10 @@ class NuMap:
             if 1 in stages and 1 not in self._stages:
                 if not self._tasks:
                     raise RuntimeError(f"{self.name}: start() needs at least one task")
-                backend = WORKER_TYPES[self.worker_type](self.worker_num, self.name)
+                backend = self._backend()
                 scheduler = Scheduler(
                     backend, self._tasks, stride=self.stride, buffer=self.buffer,
-                    max_batch=max(1, self.stride // max(self.worker_num, 1)),
+                    max_batch=max(1, self.stride // max(self._all_workers, 1)),
                     ordered=self.ordered, skip=self.skip, name=self.name,
                     memory=_MEMORY if self._buffer is None else None)
                 scheduler.start_pool()

@@ -470,8 +470,11 @@ class Scheduler:
                 self._lanes.remove(lane)
             batches = list(lane.outstanding)
             lane.outstanding.clear()
-            self._losses_in_row += 1
-            if batches:
+            if loss.blameless:  # not an item's doing: every batch goes again as it is
+                self._resend.extendleft(reversed(batches))
+            else:
+                self._losses_in_row += 1
+            if batches and not loss.blameless:
                 head, rest = batches[0], batches[1:]
                 self._resend.extendleft(reversed(rest))
                 if len(head.items) == 1:

@@ -364,3 +364,27 @@ def test_a_kept_output_needs_feed_no_block(prefix, tmp_path):
     experiment = Experiment(prefix, declaration)
     assert experiment.valid, experiment.errors
     assert len(experiment.run(index_folder=tmp_path)["extra.features"]) == 40
+
+
+def test_several_analyzers_each_give_their_results_and_are_cached(prefix, tmp_path, calls):
+    declaration = toy()
+    declaration["blocks"]["preprocess_more"] = {
+        "algorithm": "toy/preprocess/1", "parameters": {"layers": 2},
+        "inputs": {"features": "test.features"}}
+    declaration["blocks"]["score_more"] = {
+        "algorithm": "toy/score/1",
+        "inputs": {"probe": "preprocess_more.features", "client": "test.client",
+                   "model": "enroll.model", "model_client": "train.client"}}
+    declaration["blocks"]["eer_more"] = {"algorithm": "toy/eer/1",
+                                         "inputs": {"scores": "score_more.scores"}}
+    cache = tmp_path / "cache"
+    experiment = Experiment(prefix, declaration)
+    assert experiment.analyzers == ["eer", "eer_more"]
+    results = experiment.run(index_folder=tmp_path, cache=cache)
+    assert set(results) == {"eer", "eer_more"}
+    assert _eer(results)[0] == 0.025
+    (more,) = results["eer_more"]
+    assert (int(more.genuine), int(more.impostor)) == (40, 120)
+    assert calls()["enroll"] == 40  # enrolled once for both scoring blocks
+    assert Experiment(prefix, declaration).plan(cache) == {"eer.results": "cached",
+                                                          "eer_more.results": "cached"}

@@ -32,6 +32,7 @@ def test_demo_names_a_missing_file(capsys, tmp_path):
     ("numap_basics.py", "first five of an endless input: [0, 1, 2, 3, 4]"),
     ("numap_chaining.py", "chained across NuMaps: ['0x1', '0x2', '0x3']"),
     ("numap_errors.py", "WorkerLostError"),
+    ("numap_remote.py", "worker processes used, local and remote: 3"),
 ])
 def test_example_runs(script, expected):
     done = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True,

@@ -32,7 +32,7 @@ def test_defaults():
     ({"buffer": 0}, "buffer"),
     ({"stride": 4, "buffer": 2}, r"buffer \(2\) must not be smaller than stride \(4\)"),
     ({"worker_remote": [("localhost",)]}, "worker_remote"),
-    ({"worker_remote": [("localhost:6666", 2)]}, "worker_remote"),
+    ({"worker_remote": [("localhost:99999", 2)]}, "worker_remote"),
     ({"worker_remote": [("localhost", 2)], "worker_type": "thread"}, "worker_remote"),
 ])
 def test_bad_values_raise_value_error_naming_the_argument(kwargs, message):

@@ -102,6 +102,9 @@ class LaneLoss:
     reason: str
     exitcode: int | None = None
     signal_name: str | None = None
+    #: the lane went away (a remote host stopped answering), not because of an
+    #: item: its batches are sent again as they are, and no item is blamed
+    blameless: bool = False
 
 
 class Sink(Protocol):

@@ -47,7 +47,7 @@ from .._execute import ItemFailure, TaskSpec, run_batch
 from .._wire import Channel, Codec, Kind, decode, encode, peek, pipe
 from .base import Backend, Batch, Done, Lane, LaneLoss, Sink
 
-__all__ = ["ProcessBackend"]
+__all__ = ["ProcessBackend", "prepare_batch", "spread"]
 
 # How long stop() lets workers leave on their own before it terminates them.
 _GRACE = 1.0
@@ -161,23 +161,7 @@ class ProcessBackend(Backend):
     # -- feeding ------------------------------------------------------------
 
     def prepare(self, batch: Batch) -> Any:
-        try:
-            parts = encode(Kind.BATCH, batch.task, batch.id, batch.items)
-        except Exception:
-            pass
-        else:
-            batch.nbytes = sum(memoryview(part).nbytes for part in parts)
-            return parts
-        # Find the items that cannot be pickled; they fail alone.
-        for position, item in reversed(list(enumerate(batch.items))):
-            try:
-                encode(Kind.BATCH, batch.task, batch.id, [item])
-            except Exception as exc:
-                where = batch.positions[position] if batch.positions else position
-                batch.leave_out(where, TypeError(
-                    f"item {batch.start + where} of task {batch.task} cannot be sent to a "
-                    f"worker process: {exc}"))
-        return encode(Kind.BATCH, batch.task, batch.id, batch.items) if batch.items else None
+        return prepare_batch(batch)
 
     def send(self, lane: Lane, batch: Batch, prepared: Any) -> None:
         if prepared is None:  # nothing left to evaluate
@@ -227,7 +211,7 @@ class ProcessBackend(Backend):
                 failure = ItemFailure(0, RuntimeError(
                     f"the results of a batch could not be unpickled: {exc!r}"))
                 self.sink.done(lane, Done(batch, [None] * len(batch.items),
-                                          [_spread(failure, i) for i in range(len(batch.items))],
+                                          [spread(failure, i) for i in range(len(batch.items))],
                                           0.0))
             return
         batch = self._batches.pop(frame.batch, None)
@@ -237,7 +221,7 @@ class ProcessBackend(Backend):
         for failure in failures:
             with_remote_traceback(failure.exc, failure.traceback or "")
         if values is None:  # the whole batch failed before any item ran
-            failures = [_spread(failures[0], i) for i in range(len(batch.items))]
+            failures = [spread(failures[0], i) for i in range(len(batch.items))]
             values = [None] * len(batch.items)
         nbytes = batch.nbytes + sum(part.nbytes for part in parts)
         self.sink.done(lane, Done(batch, values, failures, frame.seconds, nbytes))
@@ -318,8 +302,32 @@ class ProcessBackend(Backend):
         self._wake_r = self._wake_w = -1
 
 
-def _spread(failure: ItemFailure, position: int) -> ItemFailure:
+def prepare_batch(batch: Batch) -> list[Any] | None:
+    """``batch`` as the parts of a BATCH frame (see :mod:`numap._wire`), for any worker
+    process, local or remote; items that cannot be pickled fail alone (``None``: none left)."""
+    try:
+        parts = encode(Kind.BATCH, batch.task, batch.id, batch.items)
+    except Exception:
+        pass
+    else:
+        batch.nbytes = sum(memoryview(part).nbytes for part in parts)
+        return parts
+    # Find the items that cannot be pickled; they fail alone.
+    for position, item in reversed(list(enumerate(batch.items))):
+        try:
+            encode(Kind.BATCH, batch.task, batch.id, [item])
+        except Exception as exc:
+            where = batch.positions[position] if batch.positions else position
+            batch.leave_out(where, TypeError(
+                f"item {batch.start + where} of task {batch.task} cannot be sent to a "
+                f"worker process: {exc}"))
+    return encode(Kind.BATCH, batch.task, batch.id, batch.items) if batch.items else None
+
+
+def spread(failure: ItemFailure, position: int) -> ItemFailure:
+    """``failure`` as the failure of the item at ``position`` (a whole batch failed)."""
     return ItemFailure(position, failure.exc, failure.traceback)
+
 
 
 def _readable(channel: Channel) -> bool:
@@ -379,8 +387,13 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int]) -> None:
         try:
             frame = decode(parts)
         except Exception as exc:
-            # A batch whose items cannot be unpickled here fails as a whole.
             head = peek(parts)
+            if head.kind is Kind.TASK:  # its batches fail with the reason
+                calls[head.task] = _failure(0, RuntimeError(
+                    f"the function of task {head.task} cannot be loaded in the worker "
+                    f"process: {type(exc).__name__}: {exc}"))
+                continue
+            # A batch whose items cannot be unpickled here fails as a whole.
             _send_result(outbox, head.task, head.batch, None, [_failure(0, exc)], 0.0)
             continue
         if frame.kind is Kind.TASK:

@@ -36,6 +36,7 @@ import numpy as np
 from ._cache_format import base_of
 from ._cache_reader import find_pieces
 from ._indices import check_contiguous, foundSplitRanges, mixDataIndices
+from ._remote import RemoteDataSource
 from ._sinks import CachedDataSink, DataSink, StdoutDataSink, WriteStatistics
 from ._sources import (
     CachedDataSource,
@@ -44,7 +45,6 @@ from ._sources import (
     FileInfos,
     MemoryDataSource,
     ReadStatistics,
-    RemoteDataSource,
     UnitBatch,
 )
 from ._units import UnitTable
