@@ -10,7 +10,8 @@ from pathlib import Path
 from benchmarks.registry import CONTENDERS
 from benchmarks.scenarios import SCENARIOS
 
-SUITES = ("numap", "pipelines", "formats", "dataflow", "experiments", "remote", "executor")
+SUITES = ("numap", "pipelines", "formats", "dataflow", "experiments", "remote", "executor",
+          "shm")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -74,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.remote import main as remote
 
         return remote(argv[1:])
+    if argv[:1] == ["shm"]:  # large arrays through shared memory against the pipe
+        from benchmarks.shm import main as shm
+
+        return shm(argv[1:])
     if argv[:1] == ["executor"]:  # NuMap on a dask cluster against dask's own map
         from benchmarks.executor import main as executor
 

@@ -28,6 +28,10 @@ __all__ = ["NuMap"]
 WORKER_TYPES: dict[str, type[Backend]] = {"process": ProcessBackend, "thread": ThreadBackend,
                                           "executor": ExecutorBackend}
 
+SHARED_MEMORY = 1 << 20
+"""The default ``shared_memory``: arrays of at least 1 MiB cross to worker processes
+through shared memory."""
+
 # Items per worker in the default stride: room for batches of that many cheap items.
 _STRIDE_PER_WORKER = 4096
 # With the automatic buffer, the most bytes of items (as pickled) held at once.
@@ -92,6 +96,9 @@ class NuMap:
     - ``worker_remote``: ``(('host:port', n), ...)``: ``n`` workers on each
       ``numap-worker`` server, beside the ``worker_num`` local ones (give
       ``worker_num=0`` for remote workers only). See ``docs/distributed.md``.
+    - ``shared_memory``: arrays (out-of-band pickle buffers) of at least this
+      many bytes travel to and from local worker processes through shared
+      memory instead of the pipe; ``None`` never. 1 MiB by default.
     - ``remote_auth``: the key file shared with the servers (``$NUMAP_AUTH``
       by default; none for servers on loopback without a key).
     - ``stride``: the most items of one task asked for at a time, and the
@@ -120,7 +127,8 @@ class NuMap:
                  stride: int | None = None, buffer: int | None = None, ordered: bool = True,
                  skip: bool = False, name: str | None = None,
                  executor: Executor | None = None,
-                 remote_auth: str | os.PathLike[str] | None = None) -> None:
+                 remote_auth: str | os.PathLike[str] | None = None,
+                 shared_memory: int | None = SHARED_MEMORY) -> None:
         if worker_type is None:
             worker_type = "process" if executor is None else "executor"
         if worker_type not in WORKER_TYPES:
@@ -148,6 +156,8 @@ class NuMap:
         # The key is read now: a missing or open key file fails here, not at start.
         self._remote_key = resolve_key(remote_auth) if self.worker_remote else None
         self.remote_auth = None if remote_auth is None else os.fspath(remote_auth)
+        self.shared_memory = None if shared_memory is None else \
+            _positive_int("shared_memory", shared_memory)
         self.worker_type = worker_type
         self.stride = (_STRIDE_PER_WORKER * self._all_workers if stride is None
                        else _positive_int("stride", stride))
@@ -198,12 +208,15 @@ class NuMap:
         if self.executor is not None:
             return ExecutorBackend(self.worker_num, self.name, self.executor)
         if not self.worker_remote:
+            if self.worker_type == "process":
+                return ProcessBackend(self.worker_num, self.name, self.shared_memory)
             return WORKER_TYPES[self.worker_type](self.worker_num, self.name)
         remote = RemoteBackend(sum(n for _, n in self.worker_remote), self.name,
                                self.worker_remote, self._remote_key)
         if not self.worker_num:
             return remote
-        return MixedBackend(ProcessBackend(self.worker_num, self.name), remote)
+        return MixedBackend(ProcessBackend(self.worker_num, self.name, self.shared_memory),
+                            remote)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -214,7 +227,7 @@ class NuMap:
         """
         return {"worker_type": self.worker_type, "worker_num": self.worker_num,
                 "worker_remote": self.worker_remote or None, "remote_auth": self.remote_auth,
-                "stride": self._given_stride,
+                "shared_memory": self.shared_memory, "stride": self._given_stride,
                 "buffer": self._buffer, "ordered": self.ordered, "skip": self.skip,
                 "name": self.name}
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import fcntl
+import json
 import os
 import pickle
 import struct
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import dill
+
+from ._shm import RECEIVER, Pool
 
 __all__ = ["Channel", "Codec", "Frame", "Kind", "decode", "encode", "peek", "pipe"]
 
@@ -46,6 +49,7 @@ class Kind(enum.IntEnum):
     TASK = 1  # main -> worker: a task's function, args and kwargs
     BATCH = 2  # main -> worker: the items of one batch
     RESULT = 3  # worker -> main: the values and failures of one batch
+    FREE = 4  # either way: the names of shared-memory segments the receiver dropped
 
 
 class Codec(enum.IntEnum):
@@ -67,11 +71,15 @@ class Frame:
 
 
 def encode(kind: Kind, task: int, batch: int, payload: Any, *,
-           seconds: float = 0.0, codec: Codec | None = None) -> list[Any]:
+           seconds: float = 0.0, codec: Codec | None = None,
+           segments: Pool | None = None) -> list[Any]:
     """Pickle ``payload`` into the parts of one frame.
 
     The C pickler is tried first unless ``codec`` says dill; an object neither
-    can pickle raises the pickler's error.
+    can pickle raises the pickler's error. With ``segments``, out-of-band
+    buffers of at least ``segments.threshold`` bytes go into shared memory
+    (see :mod:`numap._shm`): part 1 is then the table of where each
+    out-of-band buffer is.
     """
     if codec is not Codec.DILL:
         buffers: list[pickle.PickleBuffer] = []
@@ -87,11 +95,43 @@ def encode(kind: Kind, task: int, batch: int, payload: Any, *,
         except Exception:
             pass
         else:
+            if segments is not None and any(buf.raw().nbytes >= segments.threshold
+                                            for buf in buffers):
+                return _with_segments(kind, task, batch, seconds, body, buffers, segments)
             head = _HEADER.pack(kind, Codec.PICKLE, task, batch, seconds)
             return [head + body, *(buf.raw() for buf in buffers)]
     # recurse: a function from __main__ takes the globals it uses, not all of __main__.
     body = dill.dumps(payload, protocol=5, recurse=True)
     return [_HEADER.pack(kind, Codec.DILL, task, batch, seconds) + body]
+
+
+_SEGMENTS = 0x10  # in the codec byte: part 1 is the table of out-of-band buffers
+
+
+def _with_segments(kind: Kind, task: int, batch: int, seconds: float, body: bytes,
+                   buffers: list[pickle.PickleBuffer], segments: Pool) -> list[Any]:
+    """A frame whose large out-of-band buffers are in shared-memory segments."""
+    # per buffer: its index among the pipe parts, or [name, size, capacity]
+    piped: list[Any] = []
+    table: list[Any] = []
+    for buf in buffers:
+        raw = buf.raw()
+        placed = segments.put(raw) if raw.nbytes >= segments.threshold else None
+        if placed is None:
+            table.append(len(piped))
+            piped.append(raw)
+        else:
+            table.append(list(placed))
+    head = _HEADER.pack(kind, Codec.PICKLE | _SEGMENTS, task, batch, seconds)
+    return [head + body, json.dumps(table).encode(), *piped]
+
+
+def _buffers(parts: list[memoryview]) -> list[Any]:
+    """The out-of-band buffers of a frame with a table of segments (mapping them)."""
+    table = json.loads(bytes(parts[1]))
+    piped = parts[2:]
+    return [piped[entry] if isinstance(entry, int) else RECEIVER.take(*entry)
+            for entry in table]
 
 
 def peek(parts: list[memoryview]) -> Frame:
@@ -104,7 +144,9 @@ def decode(parts: list[memoryview]) -> Frame:
     """Rebuild the frame that :func:`encode` made of ``parts``."""
     kind, codec, task, batch, seconds = _HEADER.unpack_from(parts[0])
     body = parts[0][_HEADER.size:]
-    if codec == Codec.PICKLE:
+    if codec & _SEGMENTS:
+        payload = pickle.loads(body, buffers=_buffers(parts))
+    elif codec == Codec.PICKLE:
         payload = pickle.loads(body, buffers=parts[1:])
     else:
         payload = dill.loads(body)

@@ -330,3 +330,28 @@ def test_a_batch_larger_than_the_server_takes_fails_clearly(servers):
     assert out[0] == 10 and out[2] == 1
     assert isinstance(out[1], ValueError)
     assert f"larger than remote worker {server.address} takes (200000 bytes)" in str(out[1])
+
+
+def test_a_plumber_pipeline_runs_on_remote_workers_unchanged(servers, key):
+    from papyflow import Piper, Plumber
+
+    server = servers.start(workers=2, key=key)
+    numap = NuMap(worker_num=0, worker_remote=((server.address, 2),), remote_auth=key)
+    first = Piper(_square_inbox, parallel=numap)
+    last = Piper(_label_inbox, parallel=numap, track=True)
+    plumber = Plumber()
+    plumber.add_pipe((first, last))
+    plumber.start([range(50)])
+    plumber.run()
+    plumber.wait(timeout=60)
+    tracked = plumber.stats["pipers_tracked"][last]
+    plumber.stop()
+    assert [tracked[0][k] for k in range(50)] == [f"<{k * k}>" for k in range(50)]
+
+
+def _square_inbox(inbox):
+    return inbox[0] ** 2
+
+
+def _label_inbox(inbox):
+    return f"<{inbox[0]}>"

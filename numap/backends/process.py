@@ -44,6 +44,8 @@ from multiprocess.connection import wait
 
 from .._errors import format_exception, with_remote_traceback
 from .._execute import ItemFailure, TaskSpec, run_batch
+from .._shm import RECEIVER, Pool, new_prefix, sweep
+from .._shm import available as shm_available
 from .._wire import Channel, Codec, Kind, decode, encode, peek, pipe
 from .base import Backend, Batch, Done, Lane, LaneLoss, Sink
 
@@ -78,6 +80,7 @@ class _Worker:
     process: Any
     inbox: Channel  # parent writes
     outbox: Channel  # parent reads
+    pid: int = 0
 
 
 class ProcessBackend(Backend):
@@ -86,8 +89,11 @@ class ProcessBackend(Backend):
     target_seconds: ClassVar[float] = 0.02
     batch_stretch: ClassVar[float] = 8.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, workers: int, name: str, shared_memory: int | None = None) -> None:
+        super().__init__(workers, name)
+        # Large arrays through shared memory (see numap._shm), when the system has it.
+        self.segments = Pool(new_prefix(), shared_memory) \
+            if shared_memory is not None and shm_available() else None
         self._context = multiprocess.get_context("fork" if sys.platform != "win32" else None)
         self._lanes: list[Lane] = []
         self._batches: dict[int, Batch] = {}
@@ -132,13 +138,15 @@ class ProcessBackend(Backend):
         with _FDS_LOCK:  # no parent-side end is closed (and its number reused) meanwhile
             parent_fds = sorted((_PARENT_FDS | {self._wake_r, self._wake_w})
                                 - {inbox_r.fd, outbox_w.fd})
+            shm = None if self.segments is None else \
+                (self.segments.prefix, self.segments.threshold)
             process = self._context.Process(
-                target=_worker_main, args=(inbox_r.fd, outbox_w.fd, parent_fds),
+                target=_worker_main, args=(inbox_r.fd, outbox_w.fd, parent_fds, shm),
                 name=name, daemon=True)
             process.start()
         inbox_r.close()
         outbox_w.close()
-        worker = _Worker(process, inbox_w, outbox_r)
+        worker = _Worker(process, inbox_w, outbox_r, process.pid)
         lane = Lane(name, capacity=self.prefetch, handle=worker)
         try:
             for frame in self._task_frames:
@@ -161,7 +169,7 @@ class ProcessBackend(Backend):
     # -- feeding ------------------------------------------------------------
 
     def prepare(self, batch: Batch) -> Any:
-        return prepare_batch(batch)
+        return prepare_batch(batch, self.segments)
 
     def send(self, lane: Lane, batch: Batch, prepared: Any) -> None:
         if prepared is None:  # nothing left to evaluate
@@ -172,6 +180,10 @@ class ProcessBackend(Backend):
             if self._closed:
                 return
             try:
+                if self.segments is not None:  # its results dropped here: it may reuse them
+                    freed = RECEIVER.freed(f"{self.segments.prefix}w{lane.handle.pid}-")
+                    if freed:
+                        lane.handle.inbox.send(encode(Kind.FREE, 0, 0, freed))
                 lane.handle.inbox.send(prepared)
             except OSError:
                 pass  # the worker is gone: the getter sees its sentinel and reports it
@@ -214,6 +226,10 @@ class ProcessBackend(Backend):
                                           [spread(failure, i) for i in range(len(batch.items))],
                                           0.0))
             return
+        if frame.kind is Kind.FREE:  # our segments it dropped
+            if self.segments is not None:
+                self.segments.release(frame.payload)
+            return
         batch = self._batches.pop(frame.batch, None)
         if batch is None:
             return
@@ -254,6 +270,8 @@ class ProcessBackend(Backend):
             _close(worker.process)
         if lane in self._lanes:
             self._lanes.remove(lane)
+        if self.segments is not None:  # what it made and nobody took
+            sweep(f"{self.segments.prefix}w{worker.pid}-")
         self.sink.lost(lane, LaneLoss(reason, code, name))
 
     # -- stopping -----------------------------------------------------------
@@ -294,6 +312,9 @@ class ProcessBackend(Backend):
         self._lanes.clear()
         self._batches.clear()
         self._close_fds()
+        if self.segments is not None:  # what was sent and never taken, and the pools
+            self.segments.close()
+            sweep(self.segments.prefix)
 
     def _close_fds(self) -> None:
         for fd in (self._wake_r, self._wake_w):
@@ -302,11 +323,12 @@ class ProcessBackend(Backend):
         self._wake_r = self._wake_w = -1
 
 
-def prepare_batch(batch: Batch) -> list[Any] | None:
+def prepare_batch(batch: Batch, segments: Pool | None = None) -> list[Any] | None:
     """``batch`` as the parts of a BATCH frame (see :mod:`numap._wire`), for any worker
-    process, local or remote; items that cannot be pickled fail alone (``None``: none left)."""
+    process, local or remote (large arrays in shared memory with ``segments``); items
+    that cannot be pickled fail alone (``None``: none left)."""
     try:
-        parts = encode(Kind.BATCH, batch.task, batch.id, batch.items)
+        parts = encode(Kind.BATCH, batch.task, batch.id, batch.items, segments=segments)
     except Exception:
         pass
     else:
@@ -321,7 +343,8 @@ def prepare_batch(batch: Batch) -> list[Any] | None:
             batch.leave_out(where, TypeError(
                 f"item {batch.start + where} of task {batch.task} cannot be sent to a "
                 f"worker process: {exc}"))
-    return encode(Kind.BATCH, batch.task, batch.id, batch.items) if batch.items else None
+    return encode(Kind.BATCH, batch.task, batch.id, batch.items, segments=segments) \
+        if batch.items else None
 
 
 def spread(failure: ItemFailure, position: int) -> ItemFailure:
@@ -363,14 +386,19 @@ def _reap(processes: list[Any]) -> None:
 # -- the worker process ------------------------------------------------------
 
 
-def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int]) -> None:
-    """Run batches from ``inbox_fd`` and write their results to ``outbox_fd``."""
+def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
+                 shm: tuple[str, int] | None = None) -> None:
+    """Run batches from ``inbox_fd`` and write their results to ``outbox_fd``
+    (large arrays of results in shared memory, when ``shm`` gives the prefix and
+    threshold)."""
     for fd in parent_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
     # Ctrl-C goes to the whole process group: the parent handles it and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     inbox, outbox = Channel(inbox_fd), Channel(outbox_fd)
+    segments = None if shm is None else \
+        Pool(f"{shm[0]}w{os.getpid()}-", shm[1], forward_to=shm[0])
     frames: queue.SimpleQueue[list[memoryview]] = queue.SimpleQueue()
 
     def read() -> None:
@@ -396,6 +424,10 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int]) -> None:
             # A batch whose items cannot be unpickled here fails as a whole.
             _send_result(outbox, head.task, head.batch, None, [_failure(0, exc)], 0.0)
             continue
+        if frame.kind is Kind.FREE:  # our segments the parent dropped
+            if segments is not None:
+                segments.release(frame.payload)
+            continue
         if frame.kind is Kind.TASK:
             try:
                 calls[frame.task] = frame.payload.caller()
@@ -408,7 +440,12 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int]) -> None:
                 continue
             values, failures, seconds = run_batch(call, frame.payload)
             failures = [_failure(f.position, f.exc) for f in failures]
-            _send_result(outbox, frame.task, frame.batch, values, failures, seconds)
+            _send_result(outbox, frame.task, frame.batch, values, failures, seconds, segments)
+            if shm is not None:  # the items are dropped now: the parent may reuse them
+                del frame, parts, values
+                freed = RECEIVER.freed(shm[0])
+                if freed:
+                    _send(outbox, encode(Kind.FREE, 0, 0, freed))
 
 
 def _leave() -> None:
@@ -429,9 +466,11 @@ def _failure(position: int, exc: BaseException) -> ItemFailure:
 
 
 def _send_result(outbox: Channel, task: int, batch: int, values: list[Any] | None,
-                 failures: list[ItemFailure], seconds: float) -> None:
+                 failures: list[ItemFailure], seconds: float,
+                 segments: Pool | None = None) -> None:
     try:
-        parts = encode(Kind.RESULT, task, batch, (values, failures), seconds=seconds)
+        parts = encode(Kind.RESULT, task, batch, (values, failures), seconds=seconds,
+                       segments=segments)
     except Exception:
         # Some value cannot be pickled: it becomes that item's failure.
         assert values is not None
@@ -442,7 +481,12 @@ def _send_result(outbox: Channel, task: int, batch: int, values: list[Any] | Non
                 values[position] = None
                 failures.append(_failure(position, TypeError(
                     f"the result cannot be sent back from the worker process: {exc}")))
-        parts = encode(Kind.RESULT, task, batch, (values, failures), seconds=seconds)
+        parts = encode(Kind.RESULT, task, batch, (values, failures), seconds=seconds,
+                       segments=segments)
+    _send(outbox, parts)
+
+
+def _send(outbox: Channel, parts: list[Any]) -> None:
     try:
         outbox.send(parts)
     except OSError:

@@ -1,0 +1,196 @@
+"""Large numpy arrays through process pipelines: shared memory against the pickled path.
+
+Run from the repository root::
+
+    python -m benchmarks shm            # about 1-2 minutes
+    python -m benchmarks shm --quick    # a smoke test
+
+Scenarios, for 8 MiB and 64 MiB float64 arrays (16 distinct arrays, cycled),
+2 worker processes:
+
+``pipeline``
+    A papyflow pipeline of two parallel Pipers on one NuMap (run as one task:
+    an array goes to a worker and back once). Stage functions that work in
+    place (``a += 1``, then ``a *= 2``) and stage functions that make new
+    arrays (``a + 1``, then ``a * 2``).
+``chained``
+    A NuMap with two chained tasks (an array goes to a worker and back twice),
+    in place.
+
+Each runs with ``shared_memory`` at its default (arrays of 1 MiB or more
+through shared memory) and with ``shared_memory=None`` (the pickled path
+through the pipe), in a fresh process, from the start to the last result.
+The reference bandwidth is ``numpy.copy`` of the same array into a fresh
+one, measured in each run's process. Repeats are interleaved; the best
+counts. Markdown goes to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.machine import machine_info, machine_line
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 600
+MiB = 1 << 20
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def add_in_place(inbox):
+    a = inbox[0]
+    a += 1.0
+    return a
+
+
+def scale_in_place(inbox):
+    a = inbox[0]
+    a *= 2.0
+    return a
+
+
+def add_new(inbox):
+    return inbox[0] + 1.0
+
+
+def scale_new(inbox):
+    return inbox[0] * 2.0
+
+
+def add_item(a):
+    a += 1.0
+    return a
+
+
+def scale_item(a):
+    a *= 2.0
+    return a
+
+
+def one(scenario: str, mib: int, count: int, shared: bool) -> dict:
+    """One run in this (fresh) process."""
+    import numpy as np
+
+    from numap import NuMap
+    from papyflow import Piper, Plumber
+
+    arrays = [np.full(mib * MiB // 8, float(k)) for k in range(16)]
+    began = time.perf_counter()
+    for _ in range(8):
+        copied = np.copy(arrays[0])
+    copy_rate = 8 * mib * MiB / (time.perf_counter() - began)
+    del copied
+    numap = NuMap(worker_num=2, **({} if shared else {"shared_memory": None}))
+
+    def feed():
+        for k in range(count):
+            yield arrays[k % 16]
+
+    began = time.perf_counter()
+    if scenario == "chained":
+        first = numap.add_task(add_item, feed())
+        second = numap.add_task(scale_item, first)
+        numap.start()
+        got = sum(1 for _ in second)
+        numap.stop()
+    else:
+        stages = (add_in_place, scale_in_place) if scenario == "pipeline" else \
+            (add_new, scale_new)  # pipeline-new
+        last = Piper(stages[1], parallel=numap)
+        plumber = Plumber()
+        plumber.add_pipe((Piper(stages[0], parallel=numap), last))
+        plumber.start([feed()])
+        plumber.run()
+        plumber.wait()
+        got = plumber.stats["pipers"][last]["results"]
+        plumber.stop()
+    seconds = time.perf_counter() - began
+    assert got == count, (got, count)
+    return {"rate": count * mib * MiB / seconds, "copy": copy_rate}
+
+
+def _measure(scenario: str, mib: int, count: int, shared: bool) -> dict:
+    command = [sys.executable, "-m", "benchmarks.shm", "--one", scenario, str(mib), str(count),
+               "on" if shared else "off"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT,
+                          check=False)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+SCENARIOS = {
+    "pipeline": "papyflow pipeline, 2 Pipers on one NuMap, in place",
+    "pipeline-new": "papyflow pipeline, 2 Pipers on one NuMap, new arrays",
+    "chained": "NuMap, 2 chained tasks, in place",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks shm")
+    parser.add_argument("--quick", action="store_true", help="fewer arrays, one repeat")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N", help="repeats (default 3)")
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        scenario, mib, count, shared = args.one
+        print(json.dumps(one(scenario, int(mib), int(count), shared == "on")))
+        return 0
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    repeat = 1 if args.quick else args.repeat
+    sizes = {8: 60 if args.quick else 400, 64: 8 if args.quick else 48}
+    info = machine_info(("numpy",))
+    print(f"# Benchmark suite `shm`\n\n{machine_line(info)}  ")
+    print(f"Load average (1/5/15 min) before the run: "
+          f"{'/'.join(f'{x:.2f}' for x in info['loadavg'])}  ")
+    print(f"Run: {'quick' if args.quick else 'full'}; 2 worker processes; best of {repeat}.\n")
+    began = time.monotonic()
+    runs: dict[tuple[str, int, bool], list[dict]] = {}
+    for k in range(repeat):
+        for scenario in SCENARIOS:
+            for mib, count in sizes.items():
+                for shared in (False, True):
+                    _log(f"{scenario} {mib} MiB {'shared' if shared else 'pickled'}: "
+                         f"repeat {k + 1}/{repeat}")
+                    runs.setdefault((scenario, mib, shared), []).append(
+                        _measure(scenario, mib, count, shared))
+    targets = []
+    for scenario, title in SCENARIOS.items():
+        print(f"## `{scenario}`: {title}\n")
+        print("| array | path | GB/s (best) | vs pickled | % of `numpy.copy` | spread |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for mib in sizes:
+            pickled = max(r["rate"] for r in runs[(scenario, mib, False)])
+            for shared in (False, True):
+                rows = runs[(scenario, mib, shared)]
+                best = max(rows, key=lambda r: r["rate"])
+                worst = min(r["rate"] for r in rows)
+                copy = max(r["copy"] for r in rows)
+                print(f"| {mib} MiB | {'shared memory' if shared else 'pickled (pipe)'} | "
+                      f"{best['rate'] / 1e9:.2f} | {best['rate'] / pickled:.2f}x | "
+                      f"{best['rate'] / copy * 100:.0f}% | "
+                      f"{(best['rate'] - worst) / best['rate'] * 100:.0f}% |")
+                if shared:
+                    targets.append((f"{scenario}, {mib} MiB", f"{best['rate'] / pickled:.2f}x",
+                                    f"{best['rate'] / copy * 100:.0f}%"))
+        print()
+    print("## Targets (≥ 3x the pickled path, ≥ 30% of `numpy.copy`)\n")
+    print("| scenario | vs pickled | % of `numpy.copy` |")
+    print("| --- | --- | --- |")
+    for row in targets:
+        print("| " + " | ".join(row) + " |")
+    print(f"\nThe run took {time.monotonic() - began:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

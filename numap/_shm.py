@@ -1,0 +1,274 @@
+"""Large buffers through POSIX shared memory instead of a pipe.
+
+A large numpy array in an item or a result (an out-of-band buffer of the
+pickle, see :mod:`numap._wire`) of at least the NuMap's ``shared_memory``
+threshold is copied once into a shared-memory segment of the sending
+process's :class:`Pool`; the frame carries the segment's name instead of the
+bytes. The receiver maps the segment and unpickles the array as a view of
+the mapping (no copy)::
+
+    sender                                   receiver
+    Pool.put(buffer): a free segment of      Receiver.take(name): map it; the array
+    the right size (or a new one), one       is a view of the mapping
+    memcpy; the segment is now in use                 |
+                 ^                                    | the array (every view of it) dropped
+                 +--- FREE frame: its name <--------- + the mapping closes; the name is
+                     (the segment can be reused)        reported back with the next frame
+
+Reusing segments matters: a fresh segment costs the kernel a zeroed page per
+4 KiB, which is slower than a pipe; a reused one costs only the copy. A pool
+keeps at most :data:`KEEP_FREE` bytes of free segments and removes the rest.
+
+Every segment is named ``numap-<parent pid>-<token>-...`` after the pool of
+the NuMap that made it, so that :func:`sweep` finds and removes what is left
+when the pool stops or loses a worker (a process that holds an array keeps
+its mapping: removing a name never pulls memory from under an array).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import mmap
+import os
+import secrets
+import threading
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+try:  # the module behind multiprocessing.shared_memory on POSIX systems
+    import _posixshmem
+except ImportError:  # pragma: no cover - not a POSIX system
+    _posixshmem = None
+
+__all__ = ["KEEP_FREE", "RECEIVER", "SHM_FOLDER", "Pool", "Receiver", "available",
+           "new_prefix", "sweep"]
+
+SHM_FOLDER = "/dev/shm"
+KEEP_FREE = 512 << 20  # bytes of free segments a pool keeps for reuse
+_PAGE = 1 << 16
+
+
+def available() -> bool:
+    """Whether this system has POSIX shared memory as numap uses it."""
+    return _posixshmem is not None and os.path.isdir(SHM_FOLDER)
+
+
+def new_prefix() -> str:
+    """A name prefix for the segments of one NuMap's pool."""
+    return f"numap-{os.getpid()}-{secrets.token_hex(4)}-"
+
+
+@dataclass(eq=False, slots=True)
+class _Segment:
+    name: str
+    capacity: int
+    mapping: mmap.mmap
+    view: memoryview
+
+
+class Pool:
+    """The segments one process sends through: ``<prefix><n>``, reused once freed.
+
+    Args:
+        prefix: the NuMap's prefix (a worker process adds ``w<pid>-`` to it).
+        threshold: the smallest buffer, in bytes, that goes through a segment.
+    """
+
+    def __init__(self, prefix: str, threshold: int, forward_to: str | None = None) -> None:
+        self.prefix = prefix
+        self.threshold = threshold
+        self.forward_to = forward_to
+        self._numbers = itertools.count()
+        self._free: list[_Segment] = []
+        self._used: dict[str, _Segment] = {}
+        self._refs: dict[str, int] = {}  # messages in flight and arrays alive, per segment
+        self._lock = threading.Lock()
+        _LOCAL[prefix] = self
+
+    def put(self, buffer: memoryview) -> tuple[str, int, int] | None:
+        """``buffer`` in a segment: ``(name, size, capacity)``; ``None`` when no segment can
+        be had (then the buffer goes through the pipe).
+
+        A buffer that is a whole segment received from the pool ``forward_to``
+        (a worker returning an array it was given, changed in place) goes back
+        as that segment, without a copy; anything else is copied into a
+        segment of this pool.
+        """
+        size = buffer.nbytes
+        if self.forward_to is not None:
+            lease = RECEIVER.lease_of(buffer)
+            if lease is not None and lease[1] == size and \
+                    lease[0].startswith("/" + self.forward_to) and \
+                    "w" not in lease[0][len(self.forward_to) + 1:]:
+                return lease
+        with self._lock:
+            segment = self._reuse(size)
+        if segment is None:
+            segment = self._create(size)
+            if segment is None:
+                return None
+        segment.view[:size] = buffer.cast("B")
+        with self._lock:
+            self._used[segment.name] = segment
+            self._refs[segment.name] = 1
+        return segment.name, size, segment.capacity
+
+    def adopt(self, name: str) -> bool:
+        """One more array of this process on the segment ``name`` (forwarded back here)."""
+        with self._lock:
+            if name not in self._used:
+                return False
+            self._refs[name] = self._refs.get(name, 0) + 1
+            return True
+
+    def _reuse(self, size: int) -> _Segment | None:
+        best = None
+        for segment in self._free:
+            if size <= segment.capacity <= 2 * size + _PAGE and \
+                    (best is None or segment.capacity < best.capacity):
+                best = segment
+        if best is not None:
+            self._free.remove(best)
+        return best
+
+    def _create(self, size: int) -> _Segment | None:
+        capacity = -(-size // _PAGE) * _PAGE
+        name = f"/{self.prefix}{next(self._numbers)}"
+        try:
+            fd = _posixshmem.shm_open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+        except OSError:
+            return None
+        try:
+            os.ftruncate(fd, capacity)
+            mapping = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
+        except (OSError, ValueError):  # /dev/shm is full: the pipe takes it
+            with contextlib.suppress(OSError):
+                _posixshmem.shm_unlink(name)
+            return None
+        finally:
+            os.close(fd)
+        return _Segment(name, capacity, mapping, memoryview(mapping))
+
+    def release(self, names: list[str]) -> None:
+        """The receivers dropped these segments: reuse them (keeping :data:`KEEP_FREE` bytes)."""
+        with self._lock:
+            for name in names:
+                left = self._refs.get(name, 0) - 1
+                if left > 0:
+                    self._refs[name] = left
+                    continue
+                self._refs.pop(name, None)
+                segment = self._used.pop(name, None)
+                if segment is not None:
+                    self._free.append(segment)
+            kept = 0
+            for segment in sorted(self._free, key=lambda s: -s.capacity):
+                kept += segment.capacity
+                if kept > KEEP_FREE:
+                    self._free.remove(segment)
+                    _drop(segment)
+
+    def close(self) -> None:
+        """Remove every segment of this pool (arrays that receivers hold stay valid)."""
+        with self._lock:
+            for segment in [*self._free, *self._used.values()]:
+                _drop(segment)
+            self._free.clear()
+            self._used.clear()
+            self._refs.clear()
+        _LOCAL.pop(self.prefix, None)
+
+
+def _drop(segment: _Segment) -> None:
+    with contextlib.suppress(OSError):
+        _posixshmem.shm_unlink(segment.name)
+    segment.view.release()
+    with contextlib.suppress(BufferError):  # a view still exported: closed when it goes
+        segment.mapping.close()
+
+
+class Receiver:
+    """Maps the segments this process receives, and collects the names of those dropped
+    since, by the pool that made them (one receiver per process: :data:`RECEIVER`)."""
+
+    def __init__(self) -> None:
+        # by pool prefix; deques, because the finalizers run in whatever thread
+        # drops an array, and may run while freed() is reading
+        self._freed: dict[str, deque[str]] = {}
+        self._leases: dict[int, tuple[str, int, int]] = {}  # by address: name, size, capacity
+
+    def take(self, name: str, size: int, capacity: int) -> Any:
+        """A writable buffer over the segment's first ``size`` bytes, mapped here; when the
+        last array built on it goes, the mapping closes and :meth:`freed` reports it (or,
+        for a segment of a pool of this process, the pool takes it back)."""
+        fd = _posixshmem.shm_open(name, os.O_RDWR, mode=0o600)
+        try:  # populated: one call maps every page, not one fault per page later
+            mapping = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
+        finally:
+            os.close(fd)
+        lease = np.frombuffer(mapping, dtype=np.uint8, count=size)
+        owner = name[1:name.rfind("-") + 1]
+        address = lease.__array_interface__["data"][0]
+        self._leases[address] = (name, size, capacity)
+        local = _LOCAL.get(owner)
+        if local is not None and local.adopt(name):
+            weakref.finalize(lease, _forget_local, self._leases, address, local, name)
+        else:
+            weakref.finalize(lease, _forget, self._leases, address,
+                             self._freed.setdefault(owner, deque()), name)
+        return lease
+
+    def lease_of(self, buffer: memoryview) -> tuple[str, int, int] | None:
+        """``(name, size, capacity)`` when ``buffer`` starts where a received segment does."""
+        if not self._leases:
+            return None
+        address = np.frombuffer(buffer, dtype=np.uint8).__array_interface__["data"][0]
+        return self._leases.get(address)
+
+    def freed(self, prefix: str) -> list[str]:
+        """The names of the pool ``prefix`` dropped since the last call."""
+        queue = self._freed.get(prefix)
+        names = []
+        while queue:
+            try:
+                names.append(queue.popleft())
+            except IndexError:
+                break
+        return names
+
+
+def _forget(leases: dict[int, Any], address: int, freed: deque[str], name: str) -> None:
+    leases.pop(address, None)
+    freed.append(name)
+
+
+def _forget_local(leases: dict[int, Any], address: int, pool: Pool, name: str) -> None:
+    leases.pop(address, None)
+    pool.release([name])
+
+
+_LOCAL: weakref.WeakValueDictionary[str, Pool] = weakref.WeakValueDictionary()
+"""The pools of this process, by prefix."""
+
+RECEIVER = Receiver()
+"""This process's receiver (:func:`numap._wire.decode` maps segments through it)."""
+
+
+def sweep(prefix: str) -> int:
+    """Remove every segment whose name starts with ``prefix``; how many were removed."""
+    removed = 0
+    try:
+        names = os.listdir(SHM_FOLDER)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith(prefix):
+            with contextlib.suppress(OSError):
+                _posixshmem.shm_unlink("/" + name)
+                removed += 1
+    return removed

@@ -1,0 +1,277 @@
+"""``SharedMemoryArray``: a one-dimensional (or n-dimensional) numpy array in POSIX shared memory.
+
+One process creates it (:meth:`SharedMemoryArray.create_array`), any process
+connects to it by name and reads or writes elements and slices under a lock
+that holds across threads and processes::
+
+    create_array(name, prototype) --> /dev/shm/<name>: the prototype's bytes
+        connect(): map it here (automatic in the creator, and in a process
+                   that receives the array pickled: NuMap workers, multiprocess)
+        read_data(index) / write_data(index, data): under the lock (a
+                   threading.RLock for this process's threads, flock on the
+                   segment for the other processes; reads share it)
+        disconnect(): unmap it here
+    destroy(): remove the name (mappings still open stay valid until closed)
+
+An index is an int (one element; negative counts from the end), ``(start,)``
+(from start to the end) or ``(start, stop)`` (stop excluded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import mmap
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+try:
+    import _posixshmem
+except ImportError:  # pragma: no cover - not a POSIX system
+    _posixshmem = None
+
+__all__ = ["SharedMemoryArray"]
+
+
+def _segment(name: str) -> str:
+    if not isinstance(name, str) or not name or "/" in name or "\0" in name:
+        raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
+    return "/" + name
+
+
+class SharedMemoryArray:
+    """An array of a fixed shape and datatype in shared memory, named ``name``.
+
+    Make one with :meth:`create_array`; the constructor is for connecting to
+    one that exists (it does not connect: call :meth:`connect`).
+
+    Attributes:
+        name: the name of the shared buffer.
+        shape: the array's shape (a tuple).
+        datatype: its ``numpy.dtype``.
+    """
+
+    def __init__(self, name: str, shape: tuple[int, ...], datatype: Any) -> None:
+        _segment(name)
+        self.name = name
+        self.shape = tuple(int(n) for n in shape)
+        self.datatype = np.dtype(datatype)
+        self._size = int(np.prod(self.shape, dtype=np.int64)) * self.datatype.itemsize
+        self._fd = -1
+        self._pid = 0
+        self._mapping: mmap.mmap | None = None
+        self._array: np.ndarray | None = None
+        self._lock = threading.RLock()
+
+    # -- making, connecting, removing --------------------------------------------------------
+
+    @classmethod
+    def create_array(cls, name: str, prototype: np.ndarray,
+                     exist_ok: bool = False) -> SharedMemoryArray:
+        """A new shared array named ``name`` holding a copy of ``prototype``, connected.
+
+        Args:
+            name: the buffer's name (no ``/``), unique on this machine.
+            prototype: its shape, datatype and first content; a numpy array
+                of a fixed-size datatype (no objects).
+            exist_ok: replace a buffer of that name left by an earlier run
+                instead of raising.
+
+        Raises:
+            TypeError: ``prototype`` is not a numpy array, or holds objects.
+            FileExistsError: a buffer of that name exists (and not ``exist_ok``).
+            ValueError: a bad name.
+        """
+        segment = _segment(name)
+        if not isinstance(prototype, np.ndarray):
+            raise TypeError(f"prototype must be a numpy array, got {type(prototype).__name__}")
+        if prototype.dtype.hasobject:
+            raise TypeError(f"prototype holds Python objects ({prototype.dtype}): shared "
+                            "memory takes fixed-size datatypes only")
+        array = cls(name, prototype.shape, prototype.dtype)
+        flags = os.O_CREAT | os.O_RDWR | (0 if exist_ok else os.O_EXCL)
+        if exist_ok:
+            with contextlib.suppress(FileNotFoundError):
+                _posixshmem.shm_unlink(segment)
+        try:
+            fd = _posixshmem.shm_open(segment, flags, mode=0o600)
+        except FileExistsError:
+            raise FileExistsError(f"a shared memory buffer named {name!r} exists: choose "
+                                  "another name, destroy() it, or pass exist_ok=True") from None
+        try:
+            os.ftruncate(fd, max(array._size, 1))
+        except OSError:
+            os.close(fd)
+            _posixshmem.shm_unlink(segment)
+            raise
+        os.close(fd)
+        array.connect()
+        assert array._array is not None
+        array._array[...] = prototype
+        return array
+
+    def connect(self) -> None:
+        """Map the buffer in this process (again after a fork); harmless when connected.
+
+        Raises:
+            FileNotFoundError: no buffer of that name (destroyed, or never made).
+        """
+        with self._lock:
+            if self._mapping is not None and self._pid == os.getpid():
+                return
+            self._close()  # a mapping inherited through fork: this process needs its own
+            try:
+                fd = _posixshmem.shm_open(_segment(self.name), os.O_RDWR, mode=0o600)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"no shared memory buffer named {self.name!r} "
+                                        "(destroyed, or not created yet)") from None
+            try:
+                available = os.fstat(fd).st_size
+                if available < self._size:
+                    raise ValueError(f"shared memory buffer {self.name!r} holds {available} "
+                                     f"bytes; shape {self.shape} of {self.datatype} needs "
+                                     f"{self._size}")
+                mapping = mmap.mmap(fd, max(self._size, 1))
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd, self._pid, self._mapping = fd, os.getpid(), mapping
+            self._array = np.ndarray(self.shape, self.datatype, buffer=mapping)
+
+    def disconnect(self) -> None:
+        """Unmap the buffer in this process (the data stays for the others)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        self._array = None
+        if self._mapping is not None:
+            with contextlib.suppress(BufferError):
+                self._mapping.close()
+            self._mapping = None
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+
+    def destroy(self) -> None:
+        """Remove the buffer's name (the creator does it once, at the end); disconnects here."""
+        self.disconnect()
+        with contextlib.suppress(FileNotFoundError):
+            _posixshmem.shm_unlink(_segment(self.name))
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether this process has the buffer mapped."""
+        return self._mapping is not None and self._pid == os.getpid()
+
+    # -- pickling: a child process connects by name ----------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": self.shape, "datatype": self.datatype.str}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["name"], state["shape"], state["datatype"])  # type: ignore[misc]
+        self.connect()
+
+    def __repr__(self) -> str:
+        state = "connected" if self.is_connected else "not connected"
+        return f"<SharedMemoryArray {self.name!r} {self.datatype} {self.shape} {state}>"
+
+    # -- reading and writing -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, with_lock: bool, exclusive: bool) -> Iterator[np.ndarray]:
+        if self._mapping is not None and self._pid != os.getpid():
+            self.connect()  # inherited through fork: this process maps it anew
+        if self._array is None or not self.is_connected:
+            raise RuntimeError(f"shared memory array {self.name!r} is not connected in this "
+                               "process: call connect() first")
+        if not with_lock:
+            yield self._array
+            return
+        with self._lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield self._array
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _where(self, index: Any) -> int | slice:
+        length = self.shape[0] if self.shape else 1
+        if isinstance(index, bool) or not isinstance(index, int | np.integer | tuple):
+            raise TypeError(f"index must be an int, (start,) or (start, stop), got {index!r}")
+        if isinstance(index, tuple):
+            if len(index) not in (1, 2) or not all(
+                    isinstance(i, int | np.integer) and not isinstance(i, bool) for i in index):
+                raise ValueError(f"a slice index is (start,) or (start, stop) of ints, got "
+                                 f"{index!r}")
+            start = int(index[0])
+            stop = length if len(index) == 1 else int(index[1])
+            if not (-length <= start <= length and -length <= stop <= length):
+                raise IndexError(f"slice {index!r} is outside shared memory array "
+                                 f"{self.name!r} of length {length}")
+            return slice(start, stop)
+        position = int(index)
+        if not -length <= position < length:
+            raise IndexError(f"index {position} is outside shared memory array {self.name!r} "
+                             f"of length {length}")
+        return position
+
+    def read_data(self, index: int | tuple[int, ...], convert_output: bool = False,
+                  with_lock: bool = True) -> Any:
+        """The element at ``index`` (a numpy scalar), or a copy of the slice (an array).
+
+        With ``convert_output`` the result is a Python value: a scalar, or a list.
+
+        Raises:
+            TypeError, ValueError: a malformed index.
+            IndexError: an index outside the array.
+            RuntimeError: not connected in this process.
+        """
+        where = self._where(index)
+        with self._locked(with_lock, exclusive=False) as array:
+            value = array[where]
+            value = value.copy() if isinstance(value, np.ndarray) else value
+        if convert_output:
+            return value.tolist() if isinstance(value, np.ndarray) else value.item()
+        return value
+
+    def write_data(self, index: int | tuple[int, ...], data: Any, with_lock: bool = True) -> None:
+        """Write ``data`` (a scalar, or a sequence for a slice) at ``index``.
+
+        The data is converted to the array's datatype: integers and booleans
+        into any numeric type, floats into floats; a float into an integer
+        array, or a value that does not fit, is refused.
+
+        Raises:
+            TypeError: data of a kind the datatype does not take.
+            ValueError: data of another length than the slice, or that does not fit.
+            IndexError, RuntimeError: as :meth:`read_data`.
+        """
+        where = self._where(index)
+        values = np.asarray(data)
+        kind = self.datatype.kind
+        if values.dtype.hasobject or (values.dtype.kind in "fc" and kind in "iub") or \
+                (values.dtype.kind == "c" and kind == "f") or \
+                (values.dtype.kind in "US" and kind not in "US"):
+            raise TypeError(f"cannot write {values.dtype} data {data!r} to shared memory "
+                            f"array {self.name!r} of {self.datatype}")
+        if values.dtype.kind in "iub" and kind in "iu" and values.size:
+            limits = np.iinfo(self.datatype)
+            if values.min() < limits.min or values.max() > limits.max:
+                raise ValueError(f"{data!r} does not fit shared memory array {self.name!r} of "
+                                 f"{self.datatype} ({limits.min}..{limits.max})")
+        with self._locked(with_lock, exclusive=True) as array:
+            try:
+                array[where] = values
+            except OverflowError as error:
+                raise ValueError(f"{data!r} does not fit shared memory array {self.name!r} of "
+                                 f"{self.datatype}: {error}") from None
+            except ValueError as error:
+                raise ValueError(f"cannot write {data!r} at {index!r} of shared memory array "
+                                 f"{self.name!r}: {error}") from None

@@ -1,0 +1,187 @@
+"""Large arrays to and from worker processes through shared memory: right values, nothing left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from numap import NuMap
+from numap._shm import SHM_FOLDER
+
+pytestmark = [pytest.mark.timeout(90),
+              pytest.mark.skipif(not os.path.isdir(SHM_FOLDER), reason="no /dev/shm here")]
+
+MIB = 1 << 20
+
+
+def ours(pid: int | None = None) -> list[str]:
+    """The segments of NuMaps of this process (or of ``pid``)."""
+    prefix = f"numap-{os.getpid() if pid is None else pid}-"
+    return [name for name in os.listdir(SHM_FOLDER) if name.startswith(prefix)]
+
+
+def doubled(a):
+    return a * 2
+
+
+def in_place(a):
+    a += 1
+    return a
+
+
+def described(a):
+    total = len(a) if a.dtype == object else float(a.sum())
+    return (a.dtype.str, a.shape, total, a.flags.writeable)
+
+
+def pid_and_array(a):
+    return os.getpid(), a
+
+
+def dies_on_three(a):
+    if a[0] == 3:
+        os._exit(1)
+    return a
+
+
+def test_arrays_go_and_come_back_right():
+    arrays = [np.arange(MIB // 8, dtype=np.float64) + k for k in range(6)]
+    with NuMap(doubled, arrays, worker_num=2) as numap:
+        out = list(numap)
+    for k, got in enumerate(out):
+        assert np.array_equal(got, arrays[k] * 2)
+        assert got.flags.writeable
+    del out
+    assert ours() == []
+
+
+def test_every_kind_of_array_survives():
+    arrays = [np.ones((256, 1024), dtype=np.float32),  # 2-d, 1 MiB
+              np.arange(2 * MIB // 8, dtype=np.int64)[::2],  # not contiguous
+              np.asfortranarray(np.ones((512, 512))),  # Fortran order, 2 MiB
+              np.zeros(10),  # small: through the pipe
+              np.array(["a", "bb"] * 100_000, dtype=object)]  # objects: in the pickle
+    with NuMap(described, arrays, worker_num=2) as numap:
+        got = list(numap)
+    assert got == [(a.dtype.str, a.shape, len(a) if a.dtype == object else float(a.sum()),
+                    True) for a in arrays]
+
+
+def test_an_array_changed_in_place_comes_back_and_the_input_is_untouched():
+    source = np.zeros(2 * MIB // 8)
+    with NuMap(in_place, [source, source + 10], worker_num=1) as numap:
+        first, second = list(numap)
+    assert np.all(first == 1) and np.all(second == 11)
+    assert np.all(source == 0)  # the worker changed its copy, not ours
+    first[:] = 5  # ours to change
+    assert np.all(second == 11)
+
+
+def test_results_stay_valid_after_stop():
+    numap = NuMap(doubled, [np.ones(MIB // 8) * k for k in range(4)], worker_num=2)
+    out = list(numap)
+    numap.stop()
+    assert ours() == []
+    assert [float(a[0]) for a in out] == [0.0, 2.0, 4.0, 6.0]
+    out[0][:] = 7.0  # still mapped, writable
+    assert float(out[0].sum()) == 7.0 * (MIB // 8)
+
+
+def test_segments_are_reused_while_results_are_dropped():
+    counts = []
+    numap = NuMap(doubled, (np.ones(MIB // 8) for _ in range(200)), worker_num=2,
+                  stride=2, buffer=4)
+    for k, _ in enumerate(numap):
+        if k % 20 == 19:
+            counts.append(len(ours()))
+    numap.stop()
+    assert max(counts) <= 20, counts  # bounded: segments come back and are used again
+    assert ours() == []
+
+
+def test_shared_memory_none_sends_everything_through_the_pipe():
+    seen = []
+    numap = NuMap(doubled, (np.ones(2 * MIB // 8) for _ in range(20)), worker_num=2,
+                  shared_memory=None)
+    for value in numap:
+        seen.append(len(ours()))
+        assert float(value[0]) == 2.0
+    numap.stop()
+    assert set(seen) == {0}
+
+
+def test_a_smaller_threshold_takes_smaller_arrays():
+    numap = NuMap(doubled, [np.ones(16 * 1024)] * 4, worker_num=1, shared_memory=64 * 1024)
+    first = next(iter(numap))
+    assert len(ours()) >= 1  # 128 KiB arrays went through segments
+    assert float(first[0]) == 2.0
+    numap.stop()
+    assert ours() == []
+
+
+def test_a_worker_that_dies_leaves_no_segment():
+    arrays = [np.full(MIB // 8, float(k)) for k in range(8)]
+    numap = NuMap(dies_on_three, arrays, worker_num=2)
+    out = []
+    stream = iter(numap)
+    while True:
+        try:
+            out.append(float(next(stream)[0]))
+        except StopIteration:
+            break
+        except Exception as error:  # noqa: BLE001 - the lost item's failure
+            out.append(type(error).__name__)
+    numap.stop()
+    assert out == [0.0, 1.0, 2.0, "WorkerLostError", 4.0, 5.0, 6.0, 7.0]
+    assert ours() == []
+
+
+CTRL_C = """
+import numpy as np, sys, time
+from numap import NuMap
+
+def slow(a):
+    time.sleep(0.05)
+    return a * 2
+
+numap = NuMap(slow, (np.ones(1 << 18) for _ in range(10_000)), worker_num=2)
+for k, _ in enumerate(numap):
+    if k == 5:
+        print("running", flush=True)
+"""
+
+
+def test_ctrl_c_leaves_no_segment(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(CTRL_C))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "running"
+        assert ours(process.pid)  # it is using segments
+        process.send_signal(signal.SIGINT)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        process.stdout.close()
+        process.stderr.close()
+    deadline = time.monotonic() + 10
+    while ours(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ours(process.pid) == []
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (-1, ValueError),
+                                          ("1MiB", TypeError), (1.5, TypeError)])
+def test_a_bad_threshold_is_refused_naming_the_argument(value, error):
+    with pytest.raises(error, match="shared_memory"):
+        NuMap(worker_num=1, shared_memory=value)

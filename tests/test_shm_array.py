@@ -1,0 +1,198 @@
+"""SharedMemoryArray: the reference's examples, across threads and processes, and its errors."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import secrets
+import threading
+
+import multiprocess
+import numpy as np
+import pytest
+
+from numap import NuMap
+from papyflow.shm import SharedMemoryArray
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def name():
+    """A fresh buffer name; the buffer is removed after the test whatever happens."""
+    chosen = f"papyflow-test-{os.getpid()}-{secrets.token_hex(4)}"
+    yield chosen
+    SharedMemoryArray(chosen, (1,), np.uint8).destroy()
+    assert not os.path.exists(f"/dev/shm/{chosen}")
+
+
+def test_create_read_write_as_the_reference_shows(name):
+    prototype = np.array([1, 2, 3, 4, 5, 6], dtype=np.uint64)
+    sma = SharedMemoryArray.create_array(name=name, prototype=prototype)
+    assert (sma.name, sma.shape, sma.datatype) == (name, prototype.shape, prototype.dtype)
+    assert sma.is_connected
+    output = sma.read_data(index=2)
+    assert output == np.uint64(3) and isinstance(output, np.uint64)
+    output = sma.read_data(index=2, convert_output=True, with_lock=False)
+    assert output == 3 and isinstance(output, int)
+    assert sma.read_data(index=(0,), convert_output=True) == [1, 2, 3, 4, 5, 6]
+    sliced = sma.read_data(index=(1, 4))
+    assert isinstance(sliced, np.ndarray) and sliced.tolist() == [2, 3, 4]
+    sma.write_data(index=1, data=7)
+    sma.write_data(index=1, data=np.uint8(9))
+    assert sma.read_data(index=1) == 9
+    sma.write_data(index=(1, 3), data=[10, 11], with_lock=False)
+    assert sma.read_data(index=(0,), convert_output=True) == [1, 10, 11, 4, 5, 6]
+    assert sma.read_data(index=-1, convert_output=True) == 6
+    sma.disconnect()
+    assert not sma.is_connected
+    sma.destroy()
+
+
+def test_a_slice_read_is_a_copy(name):
+    sma = SharedMemoryArray.create_array(name, np.zeros(4, dtype=np.int32))
+    taken = sma.read_data((0,))
+    sma.write_data(0, 5)
+    assert taken[0] == 0
+    sma.destroy()
+
+
+def _concurrent_worker(shared, index):
+    shared.connect()
+    while shared.read_data(index) < 200:
+        value = shared.read_data(index)
+        if value % 2 == 0 and value < 200:
+            shared.write_data(index, value + 1)
+    shared.disconnect()
+
+
+@pytest.mark.parametrize("library", [multiprocess, multiprocessing])
+def test_the_reference_two_process_example(name, library):
+    sma = SharedMemoryArray.create_array(name, np.zeros(5, dtype=np.int32))
+    context = library.get_context("fork")
+    processes = [context.Process(target=_concurrent_worker, args=(sma, i)) for i in range(5)]
+    for process in processes:
+        process.start()
+    while np.any(sma.read_data((0, 5)) < 200):
+        for i in range(5):
+            value = sma.read_data(i)
+            if value % 2 != 0 and value < 200:
+                sma.write_data(i, value + 1)
+    for process in processes:
+        process.join(30)
+        assert process.exitcode == 0
+    assert np.all(sma.read_data((0, 5)) == 200)
+    sma.disconnect()
+    sma.destroy()
+
+
+def _add_under_lock(shared, count):
+    for _ in range(count):
+        shared.connect()
+        with shared._locked(True, exclusive=True) as array:  # read-modify-write at once
+            array[0] += 1
+
+
+def test_the_lock_holds_across_threads_and_processes(name):
+    sma = SharedMemoryArray.create_array(name, np.zeros(1, dtype=np.int64))
+    threads = [threading.Thread(target=_add_under_lock, args=(sma, 500)) for _ in range(3)]
+    process = multiprocess.get_context("fork").Process(target=_add_under_lock, args=(sma, 1500))
+    process.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    process.join(30)
+    assert sma.read_data(0, convert_output=True) == 3000
+    sma.destroy()
+
+
+def _write_pid(index, shared):
+    shared.write_data(index, os.getpid())
+    return shared.read_data(index, convert_output=True)
+
+
+def test_numap_workers_reconnect_the_array_they_receive(name):
+    sma = SharedMemoryArray.create_array(name, np.zeros(8, dtype=np.int64))
+    with NuMap(_write_pid, range(8), args=(sma,), worker_num=2) as numap:
+        pids = list(numap)
+    assert sma.read_data((0,), convert_output=True) == pids
+    assert os.getpid() not in pids
+    sma.destroy()
+
+
+def test_a_two_dimensional_array(name):
+    sma = SharedMemoryArray.create_array(name, np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert sma.shape == (3, 4)
+    assert sma.read_data(1, convert_output=True) == [4.0, 5.0, 6.0, 7.0]
+    sma.write_data(2, [0, 0, 0, 0])
+    assert sma.read_data((0,)).sum() == sum(range(8))
+    sma.destroy()
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+def test_a_name_in_use_is_refused_unless_asked(name):
+    first = SharedMemoryArray.create_array(name, np.zeros(3))
+    with pytest.raises(FileExistsError, match=f"named '{name}' exists"):
+        SharedMemoryArray.create_array(name, np.zeros(3))
+    second = SharedMemoryArray.create_array(name, np.ones(3), exist_ok=True)
+    assert second.read_data((0,), convert_output=True) == [1.0, 1.0, 1.0]
+    first.disconnect()
+    second.destroy()
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", 7])
+def test_a_bad_name_is_refused(bad):
+    with pytest.raises(ValueError, match="name must be"):
+        SharedMemoryArray.create_array(bad, np.zeros(3))
+
+
+def test_a_bad_prototype_is_refused(name):
+    with pytest.raises(TypeError, match="prototype must be a numpy array"):
+        SharedMemoryArray.create_array(name, [1, 2, 3])
+    with pytest.raises(TypeError, match="Python objects"):
+        SharedMemoryArray.create_array(name, np.array([object()]))
+
+
+@pytest.mark.parametrize(("index", "error", "message"), [
+    (6, IndexError, "index 6 is outside"),
+    (-7, IndexError, "index -7 is outside"),
+    ((0, 9), IndexError, r"slice \(0, 9\) is outside"),
+    ((0, 1, 2), ValueError, "a slice index is"),
+    ("1", TypeError, "index must be"),
+    (1.0, TypeError, "index must be"),
+])
+def test_a_bad_index_is_refused(name, index, error, message):
+    sma = SharedMemoryArray.create_array(name, np.zeros(6, dtype=np.uint64))
+    with pytest.raises(error, match=message):
+        sma.read_data(index)
+    with pytest.raises(error, match=message):
+        sma.write_data(index, 1)
+    sma.destroy()
+
+
+@pytest.mark.parametrize(("data", "error", "message"), [
+    (1.5, TypeError, "cannot write float64"),
+    (-1, ValueError, "does not fit"),
+    ("x", TypeError, "cannot write"),
+    ([1, 2, 3], ValueError, "cannot write"),
+])
+def test_data_that_does_not_fit_is_refused(name, data, error, message):
+    sma = SharedMemoryArray.create_array(name, np.zeros(6, dtype=np.uint64))
+    index = (0, 2) if isinstance(data, list) else 0
+    with pytest.raises(error, match=message):
+        sma.write_data(index, data)
+    assert sma.read_data((0,), convert_output=True) == [0] * 6  # nothing written
+    sma.destroy()
+
+
+def test_reading_without_a_connection_is_a_clear_error(name):
+    sma = SharedMemoryArray.create_array(name, np.zeros(3))
+    sma.disconnect()
+    with pytest.raises(RuntimeError, match="not connected in this process"):
+        sma.read_data(0)
+    sma.destroy()
+    with pytest.raises(FileNotFoundError, match=f"no shared memory buffer named '{name}'"):
+        sma.connect()
