@@ -35,6 +35,23 @@ from .errors import PiperError
 __all__ = ["run_experiment"]
 
 
+def _overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """``['block.parameter=value', ...]`` as ``{block: {parameter: typed value}}``."""
+    from .structures import parse_parameters
+
+    result: dict[str, dict[str, Any]] = {}
+    try:
+        parsed = parse_parameters(pairs)
+    except ValueError as error:
+        raise _Failure(f"--set: {error}") from None
+    for key, value in parsed.items():
+        block, dot, parameter = key.rpartition(".")
+        if not dot or not block or not parameter:
+            raise _Failure(f"--set {key}=...: expected BLOCK.PARAMETER=VALUE")
+        result.setdefault(block, {})[parameter] = value
+    return result
+
+
 def _show(record: Any) -> str:
     """``eer=0.025 genuine=40 impostor=120``: a result record's fields."""
     fields = record.as_dict() if hasattr(record, "as_dict") else {"value": record}
@@ -50,7 +67,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     """Run the experiment of ``args`` (see the module); the exit code."""
     from .blocks.experiment import Experiment
 
-    experiment = Experiment(args.prefix, args.file)
+    experiment = Experiment(args.prefix, args.file, parameters=_overrides(args.overrides))
     if not experiment.valid:
         for error in experiment.errors:
             print(f"papyflow experiment: {error}", file=sys.stderr)

@@ -3,7 +3,7 @@
 ::
 
     papyflow run FILE.py [--input PATH ...] [--workers N] [--no-progress] [--debug]
-    papyflow experiment run FILE.json --prefix DIR [--cache DIR] [--workers N] ...
+    papyflow experiment run FILE.json --prefix DIR [--cache DIR] [--workers N] [--set B.P=V] ...
     papyflow graph FILE.py [-o OUT.svg|OUT.png|OUT.dot] [--debug]
 
 A pipeline file is Python source that binds ``plumber`` (and ``DATA`` or
@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="where block outputs are cached (without it nothing is)")
     exp_run.add_argument("--workers", "-w", metavar="N", type=_worker_count,
                          help="run the splittable blocks on N worker processes")
+    exp_run.add_argument("--set", "-s", dest="overrides", metavar="BLOCK.PARAMETER=VALUE",
+                         nargs="+", action="extend", default=[],
+                         help="set a block's parameter (typed: 3, 0.5, true, none, text)")
     exp_run.add_argument("--index-folder", metavar="DIR",
                          help="where the database views' indices are kept (by default "
                               "in the temporary folder)")

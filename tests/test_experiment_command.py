@@ -143,3 +143,27 @@ def test_an_experiment_saves_as_a_pipeline_file_that_runs(tmp_path, capsys):
     loaded.wait(timeout=60)
     loaded.stop()
     assert loaded.stats["pipers"][loaded.get_outputs()[0]]["results"] == 1
+
+
+def test_parameters_set_on_the_command_line(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    code, out, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--cache", cache,
+                          "--index-folder", tmp_path)
+    assert code == 0, err
+    code, out, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--cache", cache,
+                          "--index-folder", tmp_path, "--set", "preprocess_test.layers=3")
+    assert code == 0, err
+    assert "3 block(s) to run: eer, preprocess_test, score; 1 from the cache: enroll" in out
+
+
+@pytest.mark.parametrize(("pair", "message"), [
+    ("preprocess_test.layers=-1", "blocks.preprocess_test.parameters.layers"),
+    ("preprocess_test.layers=2.5", "blocks.preprocess_test.parameters.layers"),
+    ("nothing.layers=3", "parameters.nothing: no block 'nothing'"),
+    ("layers=3", "expected BLOCK.PARAMETER=VALUE"),
+    ("preprocess_test.layers", "preprocess_test.layers"),
+])
+def test_bad_parameters_on_the_command_line_name_what_is_wrong(tmp_path, capsys, pair, message):
+    code, out, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--set", pair)
+    assert code == 2
+    assert message in err

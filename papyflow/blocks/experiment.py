@@ -93,6 +93,9 @@ class Experiment:
     Args:
         prefix: the prefix holding the databases, algorithms and dataformats.
         declaration: the path of a JSON file, or the declaration as a dict.
+        parameters: ``{block: {parameter: value}}`` set over the declared
+            parameters (checked as they are); an unknown block is an error
+            of the field ``parameters.<block>``.
 
     Attributes:
         valid: whether the declaration is usable.
@@ -106,7 +109,8 @@ class Experiment:
     """
 
     def __init__(self, prefix: str | os.PathLike[str],
-                 declaration: str | os.PathLike[str] | Mapping[str, Any]) -> None:
+                 declaration: str | os.PathLike[str] | Mapping[str, Any],
+                 parameters: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.prefix = os.fspath(prefix)
         self.declaration: Any = None
         """The declaration as read (a dict when it is one)."""
@@ -138,8 +142,27 @@ class Experiment:
             except ValueError as error:
                 self._error("", f"not valid JSON: {error}")
                 return
+        if parameters:
+            data = self._override(data, parameters)
         self.declaration = data
         self._check(data)
+
+    def _override(self, data: Any, parameters: Mapping[str, Mapping[str, Any]]) -> Any:
+        """``data`` with the blocks' parameters of ``parameters`` set over the declared ones."""
+        blocks = data.get("blocks") if isinstance(data, Mapping) else None
+        if not isinstance(blocks, Mapping):
+            return data  # the declaration's own error says why
+        changed = {**data, "blocks": dict(blocks)}
+        for name, values in parameters.items():
+            block = blocks.get(name)
+            if not isinstance(block, Mapping):
+                self._error(f"parameters.{name}", f"no block {name!r} to set parameters of "
+                            f"(blocks: {', '.join(map(str, blocks))})")
+                continue
+            declared = block.get("parameters", {})
+            declared = declared if isinstance(declared, Mapping) else {}
+            changed["blocks"][name] = {**block, "parameters": {**declared, **values}}
+        return changed
 
     @property
     def valid(self) -> bool:

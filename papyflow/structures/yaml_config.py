@@ -1,0 +1,247 @@
+"""YamlConfig: a base class for dataclasses that save themselves to, and load from, YAML files.
+
+Subclass it with ``@dataclass`` and the class gains :meth:`YamlConfig.to_yaml`
+and :meth:`YamlConfig.from_yaml`. The files are plain, human-editable YAML,
+written with PyYAML's safe dumper and read with its safe loader (so a config
+file can never make Python build arbitrary objects).
+
+Writing is atomic: the YAML text goes to a temporary file in the target
+directory, which is flushed, synced and then renamed over the target. A crash
+leaves either the old file or the new one, never a torn mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import enum
+import os
+import tempfile
+import types
+import typing
+from pathlib import Path, PurePath
+from typing import Any, Self
+
+import numpy as np
+import yaml
+
+__all__ = ["YamlConfig"]
+
+_SUFFIXES = (".yaml", ".yml")
+_NEW_FILE_MODE = 0o644
+
+class YamlConfig:
+    """Base class for dataclasses that are stored as ``.yaml`` files.
+
+    Only structure is restored on loading, not validated (as in the
+    reference design, validation is the subclass's business, e.g. in
+    ``__post_init__``): nested dataclasses are rebuilt from their mappings,
+    and lists become tuples, strings become paths, values become enum members,
+    and ints become floats where the field's type hint says so. Fields with
+    ``init=False`` are neither written nor read.
+
+    Field values may be ``None``, booleans, numbers, strings, lists, tuples,
+    dicts (with scalar keys), paths, enum members, NumPy scalars and nested
+    dataclasses; anything else is a ``TypeError`` naming the field.
+    """
+
+    __slots__ = ()
+
+    def to_yaml(self, config_path: str | os.PathLike[str]) -> None:
+        """Write the instance's fields to ``config_path`` (a ``.yaml`` or ``.yml`` file).
+
+        Missing parent directories are created, and an existing file is
+        replaced atomically (keeping its permissions; a new file gets 0o644).
+        """
+        where = f"{type(self).__name__}.to_yaml"
+        _check_dataclass(where, type(self))
+        path = _check_path(where, config_path)
+        plain = _to_plain(self, type(self).__name__)
+        text = yaml.dump(plain, Dumper=_SafeDumper, sort_keys=False, allow_unicode=True,
+                         default_flow_style=False)
+        _write_atomically(path, text)
+
+    @classmethod
+    def from_yaml(cls, config_path: str | os.PathLike[str]) -> Self:
+        """Load an instance of the class from the ``.yaml`` or ``.yml`` file at ``config_path``.
+
+        Fields missing from the file keep their defaults. Unknown keys,
+        missing required fields, a file that is not valid YAML or whose top
+        level is not a mapping all raise ``ValueError`` naming the file.
+        """
+        where = f"{cls.__name__}.from_yaml"
+        _check_dataclass(where, cls)
+        path = _check_path(where, config_path)
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ValueError(f"{where}: {str(path)!r} is not valid YAML: {error}") from error
+        if data is None:  # an empty file: every field takes its default
+            data = {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: the top level of {str(path)!r} must be a mapping of "
+                             f"field names to values, got {type(data).__name__}")
+        config: Self = _build(cls, data, f"{where}: {str(path)!r}", cls.__name__)
+        return config
+
+
+class _SafeDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, except that strings holding U+0085 are double-quoted.
+
+    The plain and single-quoted styles write NEL raw, and the loader then
+    reads it as a line break, so such a string would not load back as written.
+    """
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if "\x85" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_SafeDumper.add_representer(str, _represent_str)
+
+
+def _check_dataclass(where: str, cls: type) -> None:
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{where}: {cls.__name__} must be a dataclass; decorate the "
+                        "YamlConfig subclass with @dataclass")
+
+
+def _check_path(where: str, config_path: object) -> Path:
+    if not isinstance(config_path, (str, os.PathLike)):
+        raise TypeError(f"{where}: config_path must be a str or a path, "
+                        f"got {type(config_path).__name__} {config_path!r}")
+    path = Path(config_path)
+    if path.suffix.lower() not in _SUFFIXES:
+        raise ValueError(f"{where}: config_path must end in .yaml or .yml, got {str(path)!r}")
+    return path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = _NEW_FILE_MODE
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                         dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    # Make the rename itself durable; not every platform can sync a directory.
+    with contextlib.suppress(OSError):
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def _to_plain(value: Any, where: str) -> Any:
+    """``value`` as YAML-safe builtins; ``where`` names it in errors (``Config.field[2]``)."""
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    # Before the subclass checks below: np.float64 is a float and IntEnum an int,
+    # but the safe dumper only knows the exact builtin types.
+    if isinstance(value, enum.Enum):
+        return _to_plain(value.value, where)
+    if isinstance(value, np.generic):
+        return _to_plain(value.item(), where)
+    for base in (int, float, str):
+        if isinstance(value, base):
+            return base(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {field.name: _to_plain(getattr(value, field.name), f"{where}.{field.name}")
+                for field in dataclasses.fields(value) if field.init}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        plain: dict[Any, Any] = {}
+        for key, item in value.items():
+            if not (key is None or isinstance(key, (bool, int, float, str))):
+                raise TypeError(f"YamlConfig.to_yaml: {where} has the key {key!r}; YAML "
+                                "mappings here take None, bool, int, float or str keys")
+            plain[_to_plain(key, where)] = _to_plain(item, f"{where}[{key!r}]")
+        return plain
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"YamlConfig.to_yaml: {where} holds a {type(value).__name__} "
+                    f"({value!r}), which cannot be written to YAML")
+
+
+def _build(cls: type[Any], data: dict[Any, Any], source: str, where: str) -> Any:
+    """An instance of the dataclass ``cls`` from the mapping ``data`` read from ``source``."""
+    fields = {field.name: field for field in dataclasses.fields(cls) if field.init}
+    unknown = [key for key in data if key not in fields]
+    if unknown:
+        raise ValueError(f"{source}: {where} has no field(s) {', '.join(map(repr, unknown))} "
+                         f"(fields: {', '.join(fields) or 'none'})")
+    missing = [name for name, field in fields.items() if name not in data
+               and field.default is dataclasses.MISSING
+               and field.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{source}: required field(s) of {where} missing: "
+                         f"{', '.join(missing)}")
+    hints = _type_hints(cls)
+    kwargs = {name: _from_plain(hints.get(name, Any), value, source, f"{where}.{name}")
+              for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _type_hints(cls: type[Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except (NameError, TypeError, AttributeError):
+        # e.g. string annotations naming classes local to a function: use what is resolved
+        return {field.name: field.type for field in dataclasses.fields(cls)
+                if not isinstance(field.type, str)}
+
+
+def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
+    """Rebuild the structure the type ``hint`` asks for; leave everything else as read."""
+    if value is None or hint is Any:
+        return value
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in args if arg is not type(None)]
+        return _from_plain(options[0], value, source, where) if len(options) == 1 else value
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ValueError(f"{source}: {where} must be a mapping (for {hint.__name__}), "
+                             f"got {value!r}")
+        return _build(hint, value, source, where)
+    if (hint is tuple or origin is tuple) and isinstance(value, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_plain(args[0], item, source, f"{where}[{index}]")
+                         for index, item in enumerate(value))
+        if args and len(args) == len(value):
+            return tuple(_from_plain(arg, item, source, f"{where}[{index}]")
+                         for index, (arg, item) in enumerate(zip(args, value)))
+        return tuple(value)
+    if origin is list and args and isinstance(value, list):
+        return [_from_plain(args[0], item, source, f"{where}[{index}]")
+                for index, item in enumerate(value)]
+    if origin is dict and len(args) == 2 and isinstance(value, dict):
+        return {key: _from_plain(args[1], item, source, f"{where}[{key!r}]")
+                for key, item in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(hint, type) and issubclass(hint, PurePath) and isinstance(value, str):
+        return hint(value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        try:
+            return hint(value)
+        except ValueError as error:
+            raise ValueError(f"{source}: {where} must be a value of {hint.__name__}, "
+                             f"got {value!r}") from error
+    return value

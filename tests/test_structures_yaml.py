@@ -1,0 +1,232 @@
+"""papyflow.structures.YamlConfig: the reference example, atomic writes, errors, round trips."""
+
+from __future__ import annotations
+
+import enum
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from papyflow.structures import YamlConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@dataclass
+class MyConfig(YamlConfig):
+    integer: int = 0
+    string: str = 'random'
+
+
+class Mode(enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+@dataclass
+class Inner(YamlConfig):
+    depth: int
+    rate: float = 0.1
+
+
+@dataclass
+class Outer(YamlConfig):
+    name: str
+    inner: Inner
+    shape: tuple[int, ...] = (1, 2)
+    pair: tuple[str, float] = ("a", 1.0)
+    where: Path = Path("data")
+    mode: Mode = Mode.FAST
+    layers: list[Inner] = field(default_factory=list)
+    table: dict[str, Inner] = field(default_factory=dict)
+    maybe: Inner | None = None
+    weight: float = 1.0
+    derived: int = field(default=0, init=False)
+
+
+def test_reference_example():
+    config = MyConfig(integer=123, string='hello')
+    temp_dir = tempfile.mkdtemp()
+    try:
+        out_path = Path(temp_dir).joinpath("my_config.yaml")
+        config.to_yaml(config_path=out_path)
+        assert out_path.exists()
+        loaded_config = MyConfig.from_yaml(config_path=out_path)
+        assert loaded_config.integer == config.integer
+        assert loaded_config.string == config.string
+        assert loaded_config == config
+        assert out_path.read_text(encoding="utf-8") == "integer: 123\nstring: hello\n"
+    finally:
+        for child in Path(temp_dir).iterdir():
+            child.unlink()
+        os.rmdir(temp_dir)
+
+
+def test_nested_structure_round_trips(tmp_path):
+    config = Outer(name="run", inner=Inner(depth=3), shape=(4, 5, 6), pair=("b", 2.5),
+                   where=Path("out/dir"), mode=Mode.SLOW,
+                   layers=[Inner(1, 0.5), Inner(2)], table={"k": Inner(7)},
+                   maybe=Inner(9), weight=np.float64(2.0))
+    path = tmp_path / "sub" / "dir" / "outer.yml"  # parents are created
+    config.to_yaml(path)
+    loaded = Outer.from_yaml(str(path))
+    assert loaded == Outer(name="run", inner=Inner(depth=3), shape=(4, 5, 6), pair=("b", 2.5),
+                           where=Path("out/dir"), mode=Mode.SLOW,
+                           layers=[Inner(1, 0.5), Inner(2)], table={"k": Inner(7)},
+                           maybe=Inner(9), weight=2.0)
+    assert isinstance(loaded.shape, tuple) and isinstance(loaded.where, Path)
+    assert loaded.mode is Mode.SLOW and type(loaded.weight) is float
+    text = path.read_text(encoding="utf-8")
+    assert "derived" not in text and "mode: slow" in text and "where: out/dir" in text
+
+
+def test_loading_fills_defaults_and_widens_ints(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ninner: {depth: 2, rate: 1}\nweight: 3\n", encoding="utf-8")
+    loaded = Outer.from_yaml(path)
+    assert loaded.inner == Inner(depth=2, rate=1.0) and type(loaded.inner.rate) is float
+    assert loaded.weight == 3.0 and type(loaded.weight) is float
+    assert loaded.shape == (1, 2) and loaded.maybe is None
+    path.write_text("", encoding="utf-8")
+    assert MyConfig.from_yaml(path) == MyConfig()
+
+
+def test_suffix_is_checked(tmp_path):
+    config = MyConfig()
+    for bad in ("config.txt", "config", "config.yaml.bak"):
+        with pytest.raises(ValueError, match="config_path must end in .yaml or .yml"):
+            config.to_yaml(tmp_path / bad)
+        with pytest.raises(ValueError, match="config_path must end in .yaml or .yml"):
+            MyConfig.from_yaml(tmp_path / bad)
+    config.to_yaml(tmp_path / "UPPER.YAML")
+    assert MyConfig.from_yaml(tmp_path / "UPPER.YAML") == config
+    assert list(tmp_path.iterdir()) == [tmp_path / "UPPER.YAML"]
+    with pytest.raises(TypeError, match="config_path must be a str or a path, got int"):
+        config.to_yaml(3)
+
+
+def test_load_errors_name_the_file_and_field(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("integer: 1\nstrin: typo\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"c\.yaml'?: MyConfig has no field\(s\) 'strin' "
+                                         r"\(fields: integer, string\)"):
+        MyConfig.from_yaml(path)
+    path.write_text("inner: {depth: 1}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="required field.s. of Outer missing: name"):
+        Outer.from_yaml(path)
+    path.write_text("name: n\ninner: {rate: 1.0}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="required field.s. of Outer.inner missing: depth"):
+        Outer.from_yaml(path)
+    path.write_text("name: n\ninner: 5\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="Outer.inner must be a mapping .for Inner., got 5"):
+        Outer.from_yaml(path)
+    path.write_text("name: n\ninner: {depth: 1}\nmode: medium\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="Outer.mode must be a value of Mode, got 'medium'"):
+        Outer.from_yaml(path)
+    path.write_text("- 1\n- 2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="top level of .* must be a mapping.*got list"):
+        MyConfig.from_yaml(path)
+    path.write_text("integer: [1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="is not valid YAML"):
+        MyConfig.from_yaml(path)
+    with pytest.raises(FileNotFoundError):
+        MyConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_unsafe_yaml_is_refused(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("integer: !!python/object/apply:os.getcwd []\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="is not valid YAML"):
+        MyConfig.from_yaml(path)
+
+
+def test_unwritable_values_are_type_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    with pytest.raises(TypeError, match=r"MyConfig\.string holds a set"):
+        MyConfig(string={1, 2}).to_yaml(path)
+    with pytest.raises(TypeError, match=r"Outer\.layers\[0\]\.depth holds a object"):
+        Outer(name="n", inner=Inner(1), layers=[Inner(object())]).to_yaml(path)
+    with pytest.raises(TypeError, match=r"Outer\.table has the key \(1, 2\)"):
+        Outer(name="n", inner=Inner(1), table={(1, 2): Inner(1)}).to_yaml(path)
+    assert not path.exists()
+
+
+def test_not_a_dataclass():
+    class Plain(YamlConfig):
+        pass
+
+    with pytest.raises(TypeError, match="Plain must be a dataclass; decorate"):
+        Plain().to_yaml("x.yaml")
+    with pytest.raises(TypeError, match="Plain.from_yaml: Plain must be a dataclass"):
+        Plain.from_yaml("x.yaml")
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "c.yaml"
+    MyConfig(integer=1).to_yaml(path)
+    os.chmod(path, 0o600)
+    before = path.read_text(encoding="utf-8")
+
+    def crash(*args, **kwargs):
+        raise OSError("simulated crash before the rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        MyConfig(integer=2, string="x" * 10000).to_yaml(path)
+    monkeypatch.undo()
+    assert path.read_text(encoding="utf-8") == before  # the old file is whole
+    assert list(tmp_path.iterdir()) == [path]  # and no temporary file is left
+    MyConfig(integer=3).to_yaml(path)
+    assert MyConfig.from_yaml(path).integer == 3
+    assert path.stat().st_mode & 0o777 == 0o600  # permissions of the old file are kept
+    MyConfig().to_yaml(tmp_path / "new.yaml")
+    assert (tmp_path / "new.yaml").stat().st_mode & 0o777 == 0o644
+
+
+# -- properties ------------------------------------------------------------------------
+
+@dataclass
+class Everything(YamlConfig):
+    integer: int = 0
+    number: float = 0.0
+    flag: bool = False
+    text: str = ""
+    nothing: None = None
+    numbers: list[int] = field(default_factory=list)
+    coordinates: tuple[float, ...] = ()
+    mapping: dict[str, int] = field(default_factory=dict)
+    inner: Inner = field(default_factory=lambda: Inner(0))
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=60,
+          deadline=None)
+@given(st.builds(Everything, integer=st.integers(), number=st.floats(allow_nan=False),
+                 flag=st.booleans(), text=_text, numbers=st.lists(st.integers(), max_size=5),
+                 coordinates=st.lists(st.floats(allow_nan=False), max_size=3).map(tuple),
+                 mapping=st.dictionaries(_text, st.integers(), max_size=3),
+                 inner=st.builds(Inner, depth=st.integers(),
+                                 rate=st.floats(allow_nan=False))))
+def test_property_round_trip(tmp_path, config):
+    path = tmp_path / "everything.yaml"
+    config.to_yaml(path)
+    loaded = Everything.from_yaml(path)
+    assert loaded == config
+    assert yaml.safe_load(path.read_text(encoding="utf-8"))["integer"] == config.integer
+
+
+def test_strings_with_next_line_characters_round_trip(tmp_path):
+    # PyYAML writes U+0085 raw in plain style and reads it back as a line break.
+    config = MyConfig(string="a\x85b\u2028c\nd é")
+    config.to_yaml(tmp_path / "c.yaml")
+    assert MyConfig.from_yaml(tmp_path / "c.yaml") == config
+    assert "é" in (tmp_path / "c.yaml").read_text(encoding="utf-8")  # unicode stays readable
