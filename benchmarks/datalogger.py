@@ -1,0 +1,166 @@
+"""DataLogger benchmarks: many small packages from 2 producer processes, and 1 MiB packages.
+
+Run from the repository root::
+
+    python -m benchmarks.datalogger            # about a minute
+    python -m benchmarks.datalogger --quick    # a few seconds, a smoke test
+
+Scenarios (each on a fresh logger in a fresh temporary directory):
+
+``small``
+    2 producer processes put ``N`` packages of 64 bytes each as fast as they can
+    (targets: 50,000 packages/s). The logger has 2 saver processes.
+``large``
+    2 producer processes put 1 MiB packages (target: 500 MB/s).
+
+``ceiling``
+    A bare loop in one process that only creates, writes and renames 64-byte
+    ``.npy`` files: the file system's own rate, which bounds ``small`` (one
+    file per package).
+
+The clock runs from the release of the producers to the return of
+``shutdown()`` (everything saved). Afterwards every package is looked for in
+the output (a file of the right name and size); "lost" must be 0. The
+producers' ``put`` rate alone is reported too. Repeats are interleaved; the
+best repeat counts. Markdown goes to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import multiprocess
+import numpy as np
+
+from benchmarks.machine import machine_info, machine_line
+from papyflow.datalogger import DataLogger, LogPackage
+from papyflow.datalogger.package import npy_header
+
+PRODUCERS = 2
+SMALL_BYTES = 64
+LARGE_BYTES = 1 << 20
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _produce(queue, source: int, count: int, size: int, go, took) -> None:
+    payload = np.full(size, source, dtype=np.uint8)
+    go.wait()
+    began = time.perf_counter()
+    for stamp in range(count):
+        queue.put(LogPackage(source, stamp, payload))
+    took.put(time.perf_counter() - began)
+
+
+def run(count: int, size: int, savers: int, threads: int) -> dict[str, float]:
+    """Put ``count`` packages of ``size`` bytes from each of 2 producers; the rates."""
+    root = Path(tempfile.mkdtemp(prefix="papyflow-bench-datalogger-"))
+    context = multiprocess.get_context("fork")
+    try:
+        logger = DataLogger(root, process_count=savers, thread_count=threads)
+        logger.start()
+        go, took = context.Event(), context.Queue()
+        producers = [context.Process(target=_produce,
+                                     args=(logger.input_queue, source, count, size, go, took))
+                     for source in range(1, PRODUCERS + 1)]
+        for process in producers:
+            process.start()
+        time.sleep(0.2)
+        began = time.perf_counter()
+        go.set()
+        put_times = [took.get(timeout=600) for _ in producers]
+        for process in producers:
+            process.join()
+        logger.shutdown()
+        elapsed = time.perf_counter() - began
+        expected = size + 128 if size < 1 << 16 else None
+        found = 0
+        with os.scandir(logger.output_directory) as entries:
+            for entry in entries:
+                if entry.name.endswith(".npy") and (
+                        expected is None or entry.stat().st_size == expected):
+                    found += 1
+        total = count * PRODUCERS
+        return {"packages": total, "seconds": elapsed, "rate": total / elapsed,
+                "mb_s": total * size / elapsed / 1e6,
+                "put_rate": total / max(put_times), "lost": total - found}
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def file_ceiling(count: int) -> float:
+    """Files per second of a bare loop (one process) that does only what a saver must
+    do per package: create a temporary file, write a 64-byte ``.npy``, rename it."""
+    root = Path(tempfile.mkdtemp(prefix="papyflow-bench-datalogger-"))
+    data = npy_header(SMALL_BYTES) + bytes(SMALL_BYTES)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    try:
+        folder = os.open(root, os.O_RDONLY)
+        began = time.perf_counter()
+        for stamp in range(count):
+            name = f"1_{stamp:020d}.npy"
+            fd = os.open(f".{name}.tmp", flags, 0o666, dir_fd=folder)
+            os.write(fd, data)
+            os.close(fd)
+            os.rename(f".{name}.tmp", name, src_dir_fd=folder, dst_dir_fd=folder)
+        rate = count / (time.perf_counter() - began)
+        os.close(folder)
+        return rate
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.datalogger")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
+    parser.add_argument("--repeat", type=int, default=3, metavar="N", help="repeats (default 3)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    repeat = 1 if args.quick else args.repeat
+    small = 20_000 if args.quick else 200_000   # per producer
+    large = 128 if args.quick else 1024         # per producer (MiB)
+    scenarios = [
+        ("small", f"{SMALL_BYTES} B", small, SMALL_BYTES, 2, 2, "50,000 packages/s"),
+        ("large", "1 MiB", large, LARGE_BYTES, 2, 2, "500 MB/s"),
+    ]
+    info = machine_info(("numpy", "multiprocess"))
+    print(f"# Benchmark suite `datalogger`\n\n{machine_line(info)}  ")
+    print(f"Load average (1/5/15 min) before the run: "
+          f"{'/'.join(f'{x:.2f}' for x in info['loadavg'])}  ")
+    print(f"Run: {'quick' if args.quick else 'full'}; {PRODUCERS} producer processes; "
+          f"best of {repeat}.\n")
+    best: dict[str, dict[str, float]] = {}
+    ceiling = 0.0
+    for attempt in range(repeat):
+        _log(f"file system ceiling: repeat {attempt + 1}/{repeat}")
+        ceiling = max(ceiling, file_ceiling(small // 2))
+        for name, _, count, size, savers, threads, _ in scenarios:
+            _log(f"{name}: repeat {attempt + 1}/{repeat}")
+            result = run(count, size, savers, threads)
+            if name not in best or result["seconds"] < best[name]["seconds"] or result["lost"]:
+                best[name] = result
+    print("| scenario | package | packages | savers x threads | seconds | packages/s "
+          "| MB/s | put rate (packages/s) | lost | target |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
+    for name, label, _, _, savers, threads, target in scenarios:
+        r = best[name]
+        print(f"| {name} | {label} | {r['packages']:,} | {savers} x {threads} | "
+              f"{r['seconds']:.2f} | {r['rate']:,.0f} | {r['mb_s']:,.0f} | "
+              f"{r['put_rate']:,.0f} | {r['lost']} | {target} |")
+    print(f"\nFile system ceiling (a bare loop in one process: create, write 64 B, rename): "
+          f"{ceiling:,.0f} files/s. With one file per package, the `small` rate cannot "
+          f"exceed what the savers' file creations reach on this file system.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

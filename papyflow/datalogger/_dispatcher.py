@@ -1,0 +1,515 @@
+"""The logger's own thread: reads every producer's socket, hands batches to savers, and
+keeps each batch until a saver acknowledges it.
+
+::
+
+    producer processes         dispatcher thread (in the logger's process)     saver processes
+    ------------------         -------------------------------------------     ---------------
+    LogQueue.put: sendall  --> socket i -> cut whole frames into batches
+      (one socket each)          -> pending (deque) -> send to the least
+                                 loaded saver, kept in its `inflight`  ----->  write files,
+                               ack: forget the batch (saved), or keep   <-----  then Ack
+                                 its failed frames for shutdown()
+                               saver death (sentinel): its `inflight`
+                                 batches go back to `pending`; a new
+                                 saver is started
+
+No loss: a batch leaves the dispatcher's memory only with its acknowledgement,
+which a saver sends after its last rename; a saver's death costs a second write
+of its unacknowledged batches, never a package. The bound: while the
+dispatcher holds ``queue_size`` packages or ``queue_bytes`` bytes (pending and
+in flight), it stops reading the sockets, and producers block in ``put``.
+
+Errors: a frame a saver could not write comes back in its acknowledgement; the
+dispatcher keeps it (package and error), writes a notice to every producer (so
+their next ``put`` raises ``LoggerBrokenError``) and goes on saving the rest.
+``DataLogger.shutdown`` raises ``LogWriteError`` naming every such package.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import pickle
+import selectors
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._saver import Ack, Kind, SaverLink, frames, run_saver
+from .errors import FailedPackage, RemoteTraceback, SaverLostError
+from .package import FRAME, LogPackage, file_name
+
+__all__ = ["Dispatcher", "LoggerStatistics"]
+
+_CHUNK = 1 << 18          # the receive buffer of a producer (larger frames get their own)
+_BATCH_PACKAGES = 512     # a batch holds at most this many frames ...
+_BATCH_BYTES = 1 << 20    # ... or this many bytes (a larger frame is a batch alone)
+_DRAIN_GRACE = 2.0        # at shutdown, how long a half-received frame is waited for
+_STOP_GRACE = 5.0         # how long savers get to exit after Stop
+
+_HEAD = FRAME.size
+
+
+def _array(data: memoryview) -> np.ndarray:
+    """A copy of ``data`` as a ``uint8`` array (the batch it points into is dropped)."""
+    return np.frombuffer(bytes(data), dtype=np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggerStatistics:
+    """A snapshot of the logger's counters (packages unless said otherwise).
+
+    ``received``: taken from producers; ``saved``: written and renamed;
+    ``failed``: could not be saved (reported by ``shutdown``); ``held`` /
+    ``held_bytes``: received, not yet saved (at most the queue bound, plus one
+    frame); ``producers``: open producer connections; ``torn``: partial frames
+    dropped because their producer died (or was interrupted) inside ``put``, so
+    never accepted; ``savers_lost``: saver processes that died and were replaced.
+    """
+
+    received: int = 0
+    saved: int = 0
+    failed: int = 0
+    held: int = 0
+    held_bytes: int = 0
+    producers: int = 0
+    torn: int = 0
+    savers_lost: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Batch:
+    """Whole frames, as received, waiting for a saver's acknowledgement."""
+
+    id: int
+    data: bytes | bytearray
+    count: int
+
+
+@dataclass(slots=True, eq=False)
+class _Producer:
+    """One producer connection and the frames it has half sent."""
+
+    sock: socket.socket
+    buf: bytearray
+    filled: int = 0
+    big: bytearray | None = None   # one frame larger than ``buf``, being received
+    big_filled: int = 0
+
+    def partial(self) -> bool:
+        return self.filled > 0 or self.big is not None
+
+
+@dataclass(slots=True, eq=False)
+class _Saver:
+    process: Any
+    link: SaverLink
+    inflight: dict[int, _Batch] = field(default_factory=dict)
+
+
+class Dispatcher:
+    """Owns the listening socket, the saver processes and every unsaved package."""
+
+    def __init__(self, *, address: str, directory: str, process_count: int,
+                 thread_count: int, queue_size: int, queue_bytes: int,
+                 max_restarts: int, context: Any) -> None:
+        self._address = address
+        self._directory = directory
+        self._process_count = process_count
+        self._thread_count = thread_count
+        self._queue_size = queue_size
+        self._queue_bytes = queue_bytes
+        self._restarts_left = max_restarts
+        self._context = context
+        self._max_inflight = 2 * thread_count + 1
+
+        self._selector = selectors.DefaultSelector()
+        self._listener: socket.socket | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._producers: dict[int, _Producer] = {}
+        self._reading = True
+        self._savers: list[_Saver] = []
+        self._saver_pids: list[int] = []
+        self._pending: collections.deque[_Batch] = collections.deque()
+        self._next_id = 0
+        self._stopping = False
+        self._drain_deadline = 0.0
+        self._broken: str | None = None
+        self.failures: list[FailedPackage] = []
+        self.crash: BaseException | None = None
+        self._stats = dict.fromkeys(LoggerStatistics.__slots__, 0)
+        self._thread = threading.Thread(target=self._run, name="data-logger", daemon=True)
+
+    # -- the caller's side -------------------------------------------------------------
+
+    def start(self) -> None:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self._address)
+        listener.listen(256)
+        listener.setblocking(False)
+        self._listener = listener
+        self._selector.register(listener, selectors.EVENT_READ, (self._accept, None))
+        self._selector.register(self._wake_r, selectors.EVENT_READ, (self._woken, None))
+        try:
+            for _ in range(self._process_count):
+                self._spawn()
+        except BaseException:
+            self._stop_savers()
+            self._close_all()
+            raise
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to save what producers sent so far, then to stop the savers."""
+        self._stopping = True
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:
+            pass
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def statistics(self) -> LoggerStatistics:
+        stats = dict(self._stats)
+        stats["producers"] = len(self._producers)
+        return LoggerStatistics(**stats)
+
+    @property
+    def saver_pids(self) -> tuple[int, ...]:
+        """Every saver process ever started (the living ones are the last ones)."""
+        return tuple(self._saver_pids)
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+            self._stop_savers()
+        except BaseException as exc:  # noqa: BLE001 - reported by shutdown, never silent
+            self.crash = exc
+            self._fail_everything(exc)
+            self._stop_savers()
+        finally:
+            self._close_all()
+
+    def _loop(self) -> None:
+        select = self._selector.select
+        while True:
+            self._set_reading(self._stats["held"] < self._queue_size
+                              and self._stats["held_bytes"] < self._queue_bytes)
+            timeout = None
+            if self._stopping:
+                if self._listener is not None:
+                    self._close_listener()
+                    self._drain_deadline = time.monotonic() + _DRAIN_GRACE
+                self._drain()
+                if not self._producers and not self._pending and not any(
+                        s.inflight for s in self._savers):
+                    return
+                timeout = 0.05
+            self._assign()
+            for key, _ in select(timeout):
+                handler, argument = key.data
+                handler(argument)
+            self._assign()
+
+    # -- producers -----------------------------------------------------------------------
+
+    def _accept(self, _: object) -> None:
+        assert self._listener is not None
+        while True:
+            try:
+                sock, _address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            sock.setblocking(False)
+            producer = _Producer(sock, bytearray(_CHUNK))
+            self._producers[sock.fileno()] = producer
+            if self._reading:
+                self._selector.register(sock, selectors.EVENT_READ, (self._receive, producer))
+            if self._broken is not None:
+                self._notify(producer, self._broken)
+
+    def _set_reading(self, reading: bool) -> None:
+        if reading == self._reading:
+            return
+        self._reading = reading
+        for producer in self._producers.values():
+            if reading:
+                self._selector.register(producer.sock, selectors.EVENT_READ,
+                                        (self._receive, producer))
+            else:
+                self._selector.unregister(producer.sock)
+
+    def _receive(self, producer: _Producer) -> bool | None:
+        """One read from ``producer``: ``True`` data came, ``False`` none, ``None`` it closed."""
+        if producer.sock.fileno() == -1:  # closed earlier in this round of events
+            return None
+        if producer.big is not None:
+            view = memoryview(producer.big)[producer.big_filled:]
+        else:
+            view = memoryview(producer.buf)[producer.filled:]
+        try:
+            count = producer.sock.recv_into(view)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            count = 0
+        finally:
+            view.release()
+        if count == 0:
+            self._close_producer(producer)
+            return None
+        if producer.big is not None:
+            producer.big_filled += count
+            if producer.big_filled == len(producer.big):
+                self._enqueue(producer.big, 1)
+                producer.big, producer.big_filled = None, 0
+        else:
+            producer.filled += count
+            self._cut(producer)
+        return True
+
+    def _cut(self, producer: _Producer) -> None:
+        """Move the whole frames at the start of ``producer.buf`` into batches."""
+        buf, filled = producer.buf, producer.filled
+        unpack = FRAME.unpack_from
+        offset = start = count = 0
+        length = -1
+        with memoryview(buf) as view:
+            while filled - offset >= _HEAD:
+                length = unpack(buf, offset)[1]
+                end = offset + _HEAD + length
+                if end > filled:
+                    break
+                offset, count, length = end, count + 1, -1
+                if count == _BATCH_PACKAGES or offset - start >= _BATCH_BYTES:
+                    self._enqueue(bytes(view[start:offset]), count)
+                    start, count = offset, 0
+            if count:
+                self._enqueue(bytes(view[start:offset]), count)
+            rest = filled - offset
+            if rest and length >= 0 and _HEAD + length > len(buf):
+                # A frame larger than the buffer: received straight into its own.
+                big = bytearray(_HEAD + length)
+                big[:rest] = view[offset:filled]
+                producer.big, producer.big_filled, producer.filled = big, rest, 0
+                return
+            if rest and offset:
+                buf[:rest] = view[offset:filled]
+        producer.filled = rest
+
+    def _close_producer(self, producer: _Producer) -> None:
+        if producer.partial():
+            self._stats["torn"] += 1  # its put never returned: not accepted
+        if self._reading:
+            self._selector.unregister(producer.sock)
+        del self._producers[producer.sock.fileno()]
+        try:
+            # shutdown, not only close: forked processes may hold copies of this socket,
+            # and the producer must see the end (its next put fails) rather than write
+            # into a socket nobody reads.
+            producer.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        producer.sock.close()
+
+    def _close_listener(self) -> None:
+        assert self._listener is not None
+        try:
+            os.unlink(self._address)  # first, so that nobody connects any more
+        except OSError:
+            pass
+        self._selector.unregister(self._listener)
+        self._listener.close()
+        self._listener = None
+
+    def _drain(self) -> None:
+        """At shutdown: read each producer until it has nothing more, then close it."""
+        for producer in list(self._producers.values()):
+            while (self._stats["held"] < self._queue_size
+                   and self._stats["held_bytes"] < self._queue_bytes):
+                got = self._receive(producer)
+                if got is None:
+                    break
+                if got is False:
+                    if not producer.partial() or time.monotonic() > self._drain_deadline:
+                        self._close_producer(producer)
+                    break
+
+    def _notify(self, producer: _Producer, reason: str) -> None:
+        try:
+            producer.sock.send(reason.encode("utf-8")[:4000])
+        except OSError:
+            pass
+
+    # -- batches and savers --------------------------------------------------------------
+
+    def _enqueue(self, data: bytes | bytearray, count: int) -> None:
+        self._pending.append(_Batch(self._next_id, data, count))
+        self._next_id += 1
+        stats = self._stats
+        stats["received"] += count
+        stats["held"] += count
+        stats["held_bytes"] += len(data)
+
+    def _assign(self) -> None:
+        if self._pending and not self._savers:
+            self._fail_everything(SaverLostError(
+                "every saver process died and the logger restarts no more savers"))
+        while self._pending:
+            savers = [s for s in self._savers if len(s.inflight) < self._max_inflight]
+            if not savers:
+                return
+            saver = min(savers, key=lambda s: len(s.inflight))
+            batch = self._pending.popleft()
+            saver.inflight[batch.id] = batch
+            try:
+                saver.link.send_work(batch.id, batch.data)
+            except OSError:
+                self._lost(saver)
+
+    def _spawn(self) -> None:
+        parent, child = (SaverLink(end) for end in socket.socketpair())
+        close_fds = [self._wake_r, self._wake_w, parent.fileno()]
+        close_fds += [p.sock.fileno() for p in self._producers.values()]
+        close_fds += [s.link.fileno() for s in self._savers]
+        if self._listener is not None:
+            close_fds.append(self._listener.fileno())
+        process = self._context.Process(
+            target=run_saver, name=f"data-logger-saver-{len(self._saver_pids)}", daemon=True,
+            args=(child, self._directory, self._thread_count, tuple(close_fds)))
+        try:
+            process.start()
+        finally:
+            child.close()
+        saver = _Saver(process, parent)
+        self._savers.append(saver)
+        self._saver_pids.append(process.pid)
+        self._selector.register(parent.fileno(), selectors.EVENT_READ, (self._acknowledged, saver))
+        self._selector.register(process.sentinel, selectors.EVENT_READ, (self._lost, saver))
+
+    def _acknowledged(self, saver: _Saver) -> None:
+        if saver not in self._savers:
+            return
+        try:
+            kind, _, body = saver.link.receive()
+            ack: Ack = pickle.loads(body)
+        except (EOFError, OSError):
+            self._lost(saver)
+            return
+        if kind is not Kind.ACK:  # pragma: no cover - savers send nothing else
+            raise RuntimeError(f"a saver sent {kind!r}, not an acknowledgement")
+        batch = saver.inflight.pop(ack.batch, None)
+        if batch is not None:
+            self._settle(batch, ack)
+
+    def _settle(self, batch: _Batch, ack: Ack) -> None:
+        stats = self._stats
+        stats["held"] -= batch.count
+        stats["held_bytes"] -= len(batch.data)
+        stats["saved"] += batch.count - len(ack.failures)
+        if not ack.failures:
+            return
+        view = memoryview(batch.data)
+        for failure in ack.failures:
+            stamp, length, source = FRAME.unpack_from(view, failure.offset)
+            start = failure.offset + _HEAD
+            error = failure.error
+            error.__cause__ = RemoteTraceback(f'\n"""\n{failure.traceback}"""')
+            package = LogPackage(source, stamp, _array(view[start:start + length]))
+            self._failed(FailedPackage(source, stamp, failure.path, error, package))
+
+    def _failed(self, failed: FailedPackage) -> None:
+        self.failures.append(failed)
+        self._stats["failed"] += 1
+        if self._broken is None:
+            self._broken = (f"the data logger could not save {failed.describe()}; "
+                            "DataLogger.shutdown() reports every such package")
+            for producer in self._producers.values():
+                self._notify(producer, self._broken)
+
+    def _lost(self, saver: _Saver) -> None:
+        """A saver died: its unacknowledged batches go back, first in line."""
+        if saver not in self._savers:
+            return
+        self._savers.remove(saver)
+        self._selector.unregister(saver.link.fileno())
+        self._selector.unregister(saver.process.sentinel)
+        saver.process.join(1.0)
+        if saver.process.is_alive():
+            saver.process.kill()
+            saver.process.join()
+        saver.link.close()
+        self._pending.extendleft(sorted(saver.inflight.values(), key=lambda b: -b.id))
+        saver.inflight.clear()
+        try:
+            if self._restarts_left > 0:
+                self._restarts_left -= 1
+                self._spawn()
+            elif not self._savers:
+                self._fail_everything(SaverLostError(
+                    f"saver process {saver.process.pid} died (exit code "
+                    f"{saver.process.exitcode}) and the logger restarts no more savers"))
+        finally:
+            self._stats["savers_lost"] += 1  # counted once the replacement is there
+
+    def _fail_everything(self, error: BaseException) -> None:
+        """Report every package still held as failed with ``error``."""
+        batches = list(self._pending)
+        for saver in self._savers:
+            batches.extend(saver.inflight.values())
+            saver.inflight.clear()
+        self._pending.clear()
+        for batch in batches:
+            view = memoryview(batch.data)
+            for offset, source, stamp, start, end in frames(view):
+                path = os.path.join(self._directory, file_name(source, stamp))
+                package = LogPackage(source, stamp, _array(view[start:end]))
+                self._failed(FailedPackage(source, stamp, path, error, package))
+            self._stats["held"] -= batch.count
+            self._stats["held_bytes"] -= len(batch.data)
+
+    def _woken(self, _: object) -> None:
+        try:
+            os.read(self._wake_r, 4096)
+        except OSError:
+            pass
+
+    def _stop_savers(self) -> None:
+        for saver in self._savers:
+            try:
+                saver.link.send_stop()
+            except OSError:
+                pass
+        deadline = time.monotonic() + _STOP_GRACE
+        for saver in self._savers:
+            saver.process.join(max(0.0, deadline - time.monotonic()))
+            if saver.process.is_alive():
+                saver.process.kill()
+                saver.process.join()
+            saver.link.close()
+        self._savers.clear()
+
+    def _close_all(self) -> None:
+        if self._listener is not None:
+            self._close_listener()
+        for producer in list(self._producers.values()):
+            self._close_producer(producer)
+        self._selector.close()
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+

@@ -1,0 +1,219 @@
+"""``DataLogger``: saver processes that write every logged package to its own ``.npy`` file.
+
+The pieces: producers put :class:`LogPackage` records to ``input_queue`` (a
+:class:`LogQueue`, see :mod:`.input_queue`); the logger's thread (see
+:mod:`._dispatcher`) reads them, batches them and hands the batches to
+``process_count`` saver processes of ``thread_count`` writer threads each (see
+:mod:`._saver`), and keeps every batch until its saver acknowledges it.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import multiprocess
+
+from ._dispatcher import Dispatcher, LoggerStatistics
+from .compress import compress_logs
+from .errors import FailedPackage, LoggerClosedError, LogWriteError
+from .input_queue import LogQueue
+
+__all__ = ["DataLogger", "Phase"]
+
+_TEMPORARY_SUFFIX = ".tmp"
+
+
+class Phase(enum.Enum):
+    """Where a logger is in its life: ``start()`` goes NEW/STOPPED -> RUNNING,
+    ``shutdown()`` RUNNING -> STOPPED."""
+
+    NEW = "new"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+def _positive(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"DataLogger: {name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+class DataLogger:
+    """Saves ``LogPackage`` records sent from any process, one ``.npy`` file each.
+
+    Files go to ``<output_directory>/<instance_name>_data_log/`` (the
+    ``output_directory`` property), named ``<source_id>_<time_stamp>.npy``.
+
+    ``process_count`` saver processes with ``thread_count`` writer threads each
+    write them. ``queue_size`` (packages) and ``queue_bytes`` bound what the logger
+    holds unsaved: beyond either, ``input_queue.put`` blocks. A saver process that
+    dies is replaced (at most ``max_restarts`` times, default ``4 * process_count``)
+    and its unacknowledged packages are saved by the others.
+
+    ``shutdown()`` saves everything put so far, stops the savers, and raises
+    :class:`LogWriteError` if any package could not be saved. Always call it (or
+    use the logger as a context manager): packages still unsaved when the
+    process exits without it are lost with the process.
+    """
+
+    def __init__(self, output_directory: str | os.PathLike[str],
+                 instance_name: str = "data_logger", process_count: int = 1,
+                 thread_count: int = 5, *, queue_size: int = 65_536,
+                 queue_bytes: int = 256 * 2**20, max_restarts: int | None = None) -> None:
+        if not isinstance(instance_name, str) or not instance_name or os.sep in instance_name:
+            raise ValueError("DataLogger: instance_name must be a non-empty name without "
+                             f"{os.sep!r}, got {instance_name!r}")
+        self._process_count = _positive("process_count", process_count)
+        self._thread_count = _positive("thread_count", thread_count)
+        self._queue_size = _positive("queue_size", queue_size)
+        self._queue_bytes = _positive("queue_bytes", queue_bytes)
+        if max_restarts is None:
+            max_restarts = 4 * process_count
+        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+            raise ValueError(f"DataLogger: max_restarts must be an integer >= 0, got {max_restarts!r}")
+        self._max_restarts = max_restarts
+        self._name = instance_name
+        self._directory = Path(output_directory) / f"{instance_name}_data_log"
+        self._directory.mkdir(parents=True, exist_ok=True)
+        # A private directory (mode 0700) holds the socket: only this user can connect.
+        self._socket_dir = Path(tempfile.gettempdir()) / f"papyflow-log-{secrets.token_hex(6)}"
+        self._queue = LogQueue(str(self._socket_dir / "in"))
+        self._phase = Phase.NEW
+        self._dispatcher: Dispatcher | None = None
+        self._failures: tuple[FailedPackage, ...] = ()
+        self._statistics = LoggerStatistics()
+        self._context = multiprocess.get_context("fork" if sys.platform != "win32" else None)
+
+    def __repr__(self) -> str:
+        return (f"DataLogger({str(self._directory)!r}, processes={self._process_count}, "
+                f"threads={self._thread_count}, {self._phase.value})")
+
+    @property
+    def output_directory(self) -> Path:
+        """The directory the log files go to: ``<output_directory>/<instance_name>_data_log``."""
+        return self._directory
+
+    @property
+    def instance_name(self) -> str:
+        return self._name
+
+    @property
+    def input_queue(self) -> LogQueue:
+        """Where producers put packages; picklable, share it with other processes."""
+        return self._queue
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def started(self) -> bool:
+        """Whether the logger is running (between ``start()`` and ``shutdown()``)."""
+        return self._phase is Phase.RUNNING
+
+    @property
+    def failures(self) -> tuple[FailedPackage, ...]:
+        """Packages the last run could not save (as reported by ``shutdown``)."""
+        return self._failures
+
+    @property
+    def saver_pids(self) -> tuple[int, ...]:
+        """Process ids of the savers started by the current (or last) run."""
+        return self._dispatcher.saver_pids if self._dispatcher is not None else ()
+
+    def statistics(self) -> LoggerStatistics:
+        """A snapshot of the counters (see :class:`LoggerStatistics`)."""
+        if self._dispatcher is not None:
+            return self._dispatcher.statistics()
+        return self._statistics
+
+    def start(self) -> None:
+        """Start the savers and begin accepting packages (no-op when running)."""
+        if self._phase is Phase.RUNNING:
+            return
+        self._socket_dir.mkdir(mode=0o700)
+        dispatcher = Dispatcher(
+            address=str(self._socket_dir / "in"), directory=str(self._directory),
+            process_count=self._process_count, thread_count=self._thread_count,
+            queue_size=self._queue_size, queue_bytes=self._queue_bytes,
+            max_restarts=self._max_restarts, context=self._context)
+        try:
+            dispatcher.start()
+        except BaseException:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            raise
+        self._dispatcher = dispatcher
+        self._failures = ()
+        self._phase = Phase.RUNNING
+
+    def shutdown(self) -> None:
+        """Save every package put so far, stop the savers, then report failures.
+
+        Puts that returned before this call are saved (or reported); puts made
+        afterwards raise :class:`LoggerClosedError`. Raises :class:`LogWriteError`
+        (an ``OSError``) naming every package that could not be saved; they stay
+        available as ``failures``. A no-op when the logger is not running.
+        """
+        dispatcher = self._dispatcher
+        if self._phase is not Phase.RUNNING or dispatcher is None:
+            return
+        dispatcher.stop()
+        dispatcher.join()
+        self._phase = Phase.STOPPED
+        self._statistics = dispatcher.statistics()
+        self._failures = tuple(dispatcher.failures)
+        self._queue.close()
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+        self._remove_temporaries(dispatcher.saver_pids)
+        if dispatcher.crash is not None and not self._failures:
+            raise LoggerClosedError("the data logger's thread failed") from dispatcher.crash
+        if self._failures:
+            error = LogWriteError(self._failures)
+            raise error from self._failures[0].error
+
+    def _remove_temporaries(self, pids: tuple[int, ...]) -> None:
+        """Remove the temporary files that killed savers left behind."""
+        tags = tuple(f".{pid}-" for pid in pids)
+        try:
+            with os.scandir(self._directory) as entries:
+                names = [entry.name for entry in entries]
+        except OSError:  # the directory is gone (and reported by the failures)
+            return
+        for name in names:
+            if name.startswith(".") and name.endswith(_TEMPORARY_SUFFIX) and any(
+                    tag in name for tag in tags):
+                try:
+                    os.unlink(self._directory / name)
+                except OSError:
+                    pass
+
+    def compress_logs(self, remove_sources: bool = False,
+                      compresslevel: int | None = None) -> dict[int, Path]:
+        """Compress the ``.npy`` files into one ``<source_id>_data_log.npz`` per source.
+
+        Meant for after ``shutdown()``; while the logger runs, only the files
+        already present are compressed. See :func:`papyflow.datalogger.compress_logs`.
+        """
+        return compress_logs(self._directory, remove_sources, compresslevel)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.shutdown()
+
+    def __del__(self) -> None:
+        # A logger dropped while running: stop its thread so savers do not linger.
+        dispatcher = getattr(self, "_dispatcher", None)
+        if getattr(self, "_phase", None) is Phase.RUNNING and dispatcher is not None:
+            dispatcher.stop()

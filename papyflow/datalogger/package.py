@@ -1,0 +1,108 @@
+"""The record a producer logs, how it travels to the logger, and how it lands on disk.
+
+A :class:`LogPackage` crosses from a producer to the logger as one *frame*::
+
+    time stamp (uint64) | payload length (uint32) | source id (uint8) | 3 pad bytes | payload
+
+all little-endian, 16 bytes of header. A saver writes the payload of each frame
+to ``<source_id>_<time_stamp:020d>.npy``: a 1-D ``uint8`` array in the ``.npy``
+format, whose 64-byte-aligned header is built here rather than by ``np.save``
+(which would cost more than the write itself for small packages).
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+import re
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["FRAME", "LogPackage", "file_name", "npy_header", "parse_file_name"]
+
+FRAME = struct.Struct("<QIB3x")
+"""The header of a frame: time stamp, payload length, source id."""
+
+MAX_SOURCE_ID = 2**8 - 1
+MAX_TIME_STAMP = 2**64 - 1
+MAX_PAYLOAD = 2**32 - 1
+
+_NPY_NAME = re.compile(r"^(\d+)_(\d+)\.npy$")
+
+
+def _integer(owner: str, value: object, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: expected an integer in [0, {high}], "
+                        f"got {value!r} ({type(value).__name__})")
+    number = int(value)
+    if not 0 <= number <= high:
+        raise ValueError(f"{owner}: expected an integer in [0, {high}], got {number}")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class LogPackage:
+    """One piece of data to log: who sent it, when, and its bytes.
+
+    ``source_id`` names the producer (an integer in 0..255, a ``uint8`` as in the
+    reference); ``time_stamp`` is an integer in 0..2**64-1 (a ``uint64``) in the
+    producer's own unit, usually microseconds or nanoseconds, which must differ
+    between two packages of one source, since both name the same file otherwise;
+    ``serialized_data`` is a 1-D ``uint8`` NumPy array (bytes-like objects are
+    accepted and viewed as one, at most 2**32-1 bytes).
+    """
+
+    source_id: int
+    time_stamp: int
+    serialized_data: NDArray[np.uint8]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "source_id",
+                           _integer("LogPackage.source_id", self.source_id, MAX_SOURCE_ID))
+        object.__setattr__(self, "time_stamp",
+                           _integer("LogPackage.time_stamp", self.time_stamp, MAX_TIME_STAMP))
+        data = self.serialized_data
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = np.frombuffer(data, dtype=np.uint8)
+        elif not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+            kind = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
+            raise TypeError("LogPackage.serialized_data: expected a uint8 NumPy array, "
+                            f"got {kind}")
+        if data.ndim != 1 or not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data).reshape(-1)
+        if data.size > MAX_PAYLOAD:
+            raise ValueError(f"LogPackage.serialized_data: at most {MAX_PAYLOAD} bytes, "
+                             f"got {data.size}")
+        object.__setattr__(self, "serialized_data", data)
+
+    @property
+    def file_name(self) -> str:
+        """The name of the file the package is saved to."""
+        return file_name(self.source_id, self.time_stamp)
+
+
+def file_name(source_id: int, time_stamp: int) -> str:
+    """``<source_id>_<time_stamp>.npy``, the time stamp zero-padded to 20 digits.
+
+    Twenty digits hold any ``uint64``, so names sort in time order.
+    """
+    return f"{source_id}_{time_stamp:020d}.npy"
+
+
+def parse_file_name(name: str) -> tuple[int, int] | None:
+    """``(source_id, time_stamp)`` of a log file's name, ``None`` for other names."""
+    match = _NPY_NAME.match(name)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+@functools.lru_cache(maxsize=1024)
+def npy_header(size: int) -> bytes:
+    """The ``.npy`` (version 1.0) header of a 1-D ``uint8`` array of ``size`` bytes."""
+    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({size},), }}"
+    # magic (6) + version (2) + length (2) + text + newline, padded to 64 bytes.
+    padding = -(10 + len(text) + 1) % 64
+    body = (text + " " * padding + "\n").encode("latin1")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body

@@ -1,0 +1,278 @@
+"""DataLogger: the reference's example, the file layout, the bound of the queue, the Plumber adapter."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import threading
+import time
+from pathlib import Path
+
+import multiprocess
+import numpy as np
+import pytest
+
+from numap import NuMap
+from papyflow import Piper, Plumber
+from papyflow.datalogger import (
+    DataLogger,
+    LoggerClosedError,
+    LogPackage,
+    LogQueue,
+    Phase,
+    compress_logs,
+    log_results,
+    serialize,
+)
+from papyflow.datalogger.package import npy_header
+from tests.pipeline_helpers import inc
+
+pytestmark = pytest.mark.timeout(60)
+
+FORK = multiprocess.get_context("fork")
+
+
+def _npy(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.npy"))
+
+
+def test_the_reference_example(tmp_path):
+    logger = DataLogger(output_directory=tmp_path, instance_name="my_name")
+    assert logger.output_directory == tmp_path / "my_name_data_log"
+    assert logger.output_directory.is_dir()
+    logger.start()
+    queue = logger.input_queue
+    first, second = time.perf_counter_ns(), time.perf_counter_ns() + 1
+    queue.put(LogPackage(1, first, np.array([1, 2, 3, 4, 5], dtype=np.uint8)))
+    queue.put(LogPackage(1, second, np.array([6, 7, 8, 9, 10], dtype=np.uint8)))
+    logger.shutdown()
+    files = list(tmp_path.glob("**/*.npy"))
+    assert sorted(f.name for f in files) == [f"1_{first:020d}.npy", f"1_{second:020d}.npy"]
+    assert np.load(logger.output_directory / f"1_{first:020d}.npy").tolist() == [1, 2, 3, 4, 5]
+    logger.compress_logs(remove_sources=True)
+    assert not list(tmp_path.glob("**/*.npy"))
+    [archive] = tmp_path.glob("**/*.npz")
+    assert archive.name == "1_data_log.npz"
+    with np.load(archive) as data:
+        assert sorted(data.files) == [f"1_{first:020d}", f"1_{second:020d}"]
+        assert data[f"1_{second:020d}"].tolist() == [6, 7, 8, 9, 10]
+
+
+def test_the_npy_header_is_what_numpy_writes_and_reads(tmp_path):
+    for size in (0, 1, 63, 64, 1000, 10**7):
+        header = npy_header(size)
+        assert len(header) % 64 == 0
+        path = tmp_path / "a.npy"
+        path.write_bytes(header + bytes(range(256)) * (size // 256) + bytes(size % 256))
+        array = np.load(path, mmap_mode="r")
+        assert array.dtype == np.uint8 and array.shape == (size,)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"source_id": 256}, "source_id: expected an integer in [0, 255], got 256"),
+    ({"source_id": 1.0}, "source_id: expected an integer in [0, 255], got 1.0 (float)"),
+    ({"time_stamp": -1}, "time_stamp: expected an integer in [0, 18446744073709551615], got -1"),
+    ({"serialized_data": np.zeros(3, np.int32)}, "expected a uint8 NumPy array, got int32"),
+    ({"serialized_data": [1, 2]}, "expected a uint8 NumPy array, got list"),
+])
+def test_a_package_names_the_field_that_is_wrong(bad, message):
+    fields = {"source_id": 1, "time_stamp": 2, "serialized_data": np.zeros(2, np.uint8)} | bad
+    with pytest.raises((TypeError, ValueError)) as info:
+        LogPackage(**fields)
+    assert message in str(info.value)
+
+
+def test_a_package_takes_numpy_integers_and_bytes():
+    package = LogPackage(np.uint8(7), np.uint64(2**64 - 1), b"\x01\x02")
+    assert package.source_id == 7 and type(package.source_id) is int
+    assert package.serialized_data.dtype == np.uint8
+    assert package.file_name == "7_18446744073709551615.npy"
+    two_d = LogPackage(1, 1, np.arange(6, dtype=np.uint8).reshape(2, 3).T)
+    assert two_d.serialized_data.tolist() == [0, 3, 1, 4, 2, 5]
+
+
+def test_the_arguments_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="process_count must be an integer >= 1, got 0"):
+        DataLogger(tmp_path, process_count=0)
+    with pytest.raises(ValueError, match="instance_name"):
+        DataLogger(tmp_path, instance_name="a/b")
+
+
+def test_put_before_start_and_after_shutdown_is_refused(tmp_path):
+    logger = DataLogger(tmp_path)
+    package = LogPackage(1, 1, b"x")
+    with pytest.raises(LoggerClosedError):
+        logger.input_queue.put(package)
+    with pytest.raises(TypeError, match="expected a LogPackage, got tuple"):
+        logger.input_queue.put((1, 1, b"x"))
+    logger.start()
+    assert logger.phase is Phase.RUNNING
+    logger.input_queue.put(package)
+    logger.shutdown()
+    assert logger.phase is Phase.STOPPED
+    with pytest.raises(LoggerClosedError):
+        logger.input_queue.put(LogPackage(1, 2, b"y"))
+    assert [p.name for p in _npy(logger.output_directory)] == [f"1_{1:020d}.npy"]
+    logger.shutdown()  # a second shutdown does nothing
+
+
+def test_a_logger_restarts_and_works_as_a_context_manager(tmp_path):
+    logger = DataLogger(tmp_path, process_count=2, thread_count=2)
+    for run in range(2):
+        with logger:
+            for stamp in range(100):
+                logger.input_queue.put(LogPackage(run, stamp, np.full(10, stamp, np.uint8)))
+    assert len(_npy(logger.output_directory)) == 200
+    stats = logger.statistics()
+    assert (stats.received, stats.saved, stats.failed, stats.held) == (100, 100, 0, 0)
+
+
+def _produce(queue: LogQueue, source: int, count: int, size: int) -> None:
+    for stamp in range(count):
+        queue.put(LogPackage(source, stamp, np.full(size, stamp % 251, np.uint8)))
+
+
+@pytest.mark.parametrize("size", [16, 3 << 20])
+def test_several_processes_and_threads_lose_nothing(tmp_path, size):
+    count = 2000 if size < 1000 else 6
+    logger = DataLogger(tmp_path, process_count=2, thread_count=3, queue_bytes=8 << 20)
+    logger.start()
+    producers = [FORK.Process(target=_produce, args=(logger.input_queue, s, count, size))
+                 for s in (1, 2)]
+    for process in producers:
+        process.start()
+    threads = [threading.Thread(target=_produce, args=(logger.input_queue, s, count, size))
+               for s in (3, 4)]
+    for thread in threads:
+        thread.start()
+    for process in producers:
+        process.join()
+    for thread in threads:
+        thread.join()
+    assert all(p.exitcode == 0 for p in producers)
+    logger.shutdown()
+    files = _npy(logger.output_directory)
+    assert len(files) == 4 * count
+    for source in (1, 4):
+        for stamp in (0, count - 1):
+            data = np.load(logger.output_directory / f"{source}_{stamp:020d}.npy")
+            assert data.shape == (size,) and (data == stamp % 251).all()
+    assert not [p for p in logger.output_directory.iterdir() if p.suffix != ".npy"]
+
+
+def test_the_queue_is_bounded_so_a_stalled_disk_blocks_producers(tmp_path):
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1, queue_size=8)
+    logger.start()
+    [saver] = logger.saver_pids
+    os.kill(saver, signal.SIGSTOP)  # a disk that does not answer
+    done = []
+
+    def produce():
+        for stamp in range(300):
+            logger.input_queue.put(LogPackage(1, stamp, np.zeros(20_000, np.uint8)))
+            done.append(stamp)
+
+    thread = threading.Thread(target=produce)
+    try:
+        thread.start()
+        time.sleep(1.0)
+        blocked_at = len(done)
+        assert blocked_at < 100, "put should block once the bound is reached"
+        held = logger.statistics().held
+        # The bound, plus what one read of a socket may bring (at most 256 KiB).
+        assert held <= 8 + (1 << 18) // 20_000 + 1
+    finally:
+        os.kill(saver, signal.SIGCONT)
+    thread.join(30)
+    logger.shutdown()
+    assert len(done) == 300
+    assert len(_npy(logger.output_directory)) == 300
+
+
+def test_compressing_twice_keeps_both_runs(tmp_path):
+    logger = DataLogger(tmp_path)
+    with logger:
+        for stamp in range(5):
+            logger.input_queue.put(LogPackage(2, stamp, np.full(3, stamp, np.uint8)))
+    first = logger.compress_logs(remove_sources=True)
+    assert list(first) == [2]
+    with logger:
+        for stamp in range(5, 8):
+            logger.input_queue.put(LogPackage(2, stamp, np.full(3, stamp, np.uint8)))
+        logger.input_queue.put(LogPackage(9, 1, np.full(3, 1, np.uint8)))
+    archives = compress_logs(logger.output_directory)  # keeps the sources
+    assert sorted(archives) == [2, 9]
+    assert len(_npy(logger.output_directory)) == 4
+    with np.load(archives[2]) as data:
+        assert sorted(data.files) == [f"2_{s:020d}" for s in range(8)]
+        assert data[f"2_{6:020d}"].tolist() == [6, 6, 6]
+    assert not list(logger.output_directory.glob(".*"))
+
+
+def test_serialize_keeps_bytes_of_arrays_and_pickles_the_rest():
+    assert serialize(np.array([1, 2], dtype=np.uint16)).tolist() == [1, 0, 2, 0]
+    assert serialize(b"ab").tolist() == [97, 98]
+    value = {"a": [1, 2.5]}
+    assert pickle.loads(serialize(value).tobytes()) == value
+
+
+def test_log_results_is_picklable_and_validates(tmp_path):
+    logger = DataLogger(tmp_path)
+    worker = log_results(logger, 3)
+    clone = pickle.loads(pickle.dumps(worker))
+    assert clone.source_id == 3 and repr(clone.queue) == repr(logger.input_queue)
+    with pytest.raises(ValueError, match="source_id"):
+        log_results(logger, 300)
+    with pytest.raises(TypeError, match="expected a DataLogger"):
+        log_results(object(), 1)
+
+
+def _load_results(directory: Path, source: int) -> list:
+    return sorted(pickle.loads(np.load(p).tobytes()) for p in directory.glob(f"{source}_*.npy"))
+
+
+@pytest.mark.parametrize("parallel", [False, "process"])
+def test_a_plumber_logs_a_pipers_results(tmp_path, parallel):
+    logger = DataLogger(tmp_path, thread_count=2)
+    logger.start()
+    numap = NuMap(worker_type="process", worker_num=2) if parallel else False
+    try:
+        plumber = Plumber()
+        compute = Piper(inc, name="compute")
+        logged = Piper(log_results(logger, source_id=5), parallel=numap, name="log", track=True)
+        plumber.add_pipe((compute, logged))
+        plumber.start([range(40)])
+        plumber.run()
+        plumber.wait(30)
+        results = plumber.stats["pipers_tracked"][logged][0]
+        plumber.stop()
+    finally:
+        if numap:
+            numap.stop()
+        logger.shutdown()
+    assert sorted(results.values()) == list(range(1, 41))  # items pass on unchanged
+    assert _load_results(logger.output_directory, 5) == list(range(1, 41))
+
+
+def _put_one(queue: LogQueue, source: int, stamp: int) -> None:
+    queue.put(LogPackage(source, stamp, b"abc"))
+
+
+def test_a_producer_process_reconnects_after_a_restart(tmp_path):
+    logger = DataLogger(tmp_path)
+    logger.start()
+    worker = FORK.Process(target=_put_one, args=(logger.input_queue, 1, 1))
+    worker.start()
+    worker.join()
+    logger.shutdown()
+    logger.start()
+    # The same queue object, in a child forked while the parent held its lock.
+    with logger.input_queue._lock:
+        worker = FORK.Process(target=_put_one, args=(logger.input_queue, 1, 2))
+        worker.start()
+        worker.join(20)
+    logger.input_queue.put(LogPackage(1, 3, b"abc"))
+    logger.shutdown()
+    assert worker.exitcode == 0
+    assert len(_npy(logger.output_directory)) == 3
