@@ -11,7 +11,7 @@ from benchmarks.registry import CONTENDERS
 from benchmarks.scenarios import SCENARIOS
 
 SUITES = ("numap", "pipelines", "formats", "dataflow", "experiments", "remote", "executor",
-          "shm")
+          "shm", "datalogger", "storage")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -79,6 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks.shm import main as shm
 
         return shm(argv[1:])
+    if argv[:1] == ["datalogger"]:  # the data logger's throughput, without loss
+        from benchmarks.datalogger import main as datalogger
+
+        return datalogger(argv[1:])
+    if argv[:1] == ["storage"]:  # the HDF5 storage service through its queue writer
+        from benchmarks.storage import main as storage
+
+        return storage(argv[1:])
     if argv[:1] == ["executor"]:  # NuMap on a dask cluster against dask's own map
         from benchmarks.executor import main as executor
 

@@ -1,0 +1,549 @@
+"""The HDF5 storage service: leaves, groups and trees to and from one HDF5 file.
+
+Layout of the file::
+
+    /                        attrs: title
+    /results                 a group          attrs: comment (when there is one)
+    /results/run_0/mean      a leaf (a group) attrs: comment, papyflow_leaf (JSON:
+                             {"kind": "Result", "types": {data name: its type}})
+    /results/run_0/mean/mean   one dataset (or group, for a dict) per data name
+
+The service is not thread safe, and HDF5 lets one process at a time write a
+file: share it between processes with :class:`~papyflow.storage.LockWrapper`
+or the queue writer. Outside :meth:`HDF5StorageService.opened`, every call
+opens the file and closes it before returning, so that another process may
+open it next; inside, the file stays open and is flushed after every call.
+
+What a crash can cost (docs: "What survives a crash"): HDF5 has no journal.
+The file is opened with HDF5's default (earliest) format, not
+``libver='latest'``: the newer superblock marks a file "open for writing" and a
+file whose writer was killed then refuses to open until ``h5clear`` is run.
+The metadata cache never evicts (:func:`_hold_metadata`), so between two
+flushes nothing reaches the file but raw data in space the last flush did not
+use: a writer killed between flushes leaves the file as of the last flush. A
+writer killed *while flushing* may leave a file that does not open: HDF5
+promises nothing then. BACKUP and MERGE never change a file in place: they
+write a temporary copy, sync it, and rename it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, ClassVar
+
+import h5py
+
+from . import pypetconstants as pc
+from ._h5 import get_text, new_group, set_text
+from ._values import read_value, write_value
+from .errors import (
+    ItemExistsError,
+    NoSuchServiceError,
+    NotStoredError,
+    UnsupportedDataError,
+)
+from .items import Group, Leaf, Node, leaf_type, split_name
+
+__all__ = ["HDF5StorageService"]
+
+LEAF_ATTR = "papyflow_leaf"
+COMMENT_ATTR = "comment"
+_GROUP_CACHE = 4096
+_CACHE_LIMIT = 64 << 20  # bytes of HDF5 metadata cache before the file is reopened
+
+
+def _path(full_name: str) -> str:
+    return "/" + "/".join(split_name(full_name))
+
+
+def _full_name(path: str) -> str:
+    return path.strip("/").replace("/", ".")
+
+
+def _is_leaf(node: h5py.HLObject) -> bool:
+    return isinstance(node, h5py.Group) and LEAF_ATTR in node.attrs
+
+
+def _leaf_info(node: h5py.Group) -> dict[str, Any]:
+    """What a leaf's ``papyflow_leaf`` attribute says: its ``kind`` and its values' ``types``."""
+    return json.loads(get_text(node, LEAF_ATTR, "") or '{"kind": "Result", "types": {}}')
+
+
+def _check_data_name(where: str, name: object) -> str:
+    if type(name) is not str or not name or "/" in name or name == ".":
+        raise UnsupportedDataError(f"{where}: bad data name {name!r} (a non-empty str "
+                                   "without '/')")
+    return name
+
+
+def _hold_metadata(handle: h5py.File) -> None:
+    """Keep changed metadata in memory until the next flush.
+
+    By default HDF5 writes a changed B-tree node or object header to the file
+    whenever its metadata cache wants room, in the middle of an operation, so a
+    writer killed between two flushes can leave a file whose structures point
+    at each other inconsistently. With evictions off, nothing but raw data
+    (always in space that the last flush did not use) reaches the file
+    between flushes. The cache then only grows: :meth:`HDF5StorageService.flush`
+    reopens the file when it is larger than ``_CACHE_LIMIT``.
+    """
+    config = handle.id.get_mdc_config()
+    config.incr_mode = 0  # automatic resizing off: a condition of turning evictions off
+    config.flash_incr_mode = 0
+    config.decr_mode = 0
+    config.evictions_enabled = False
+    handle.id.set_mdc_config(config)
+
+
+def _sync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_dir(folder: str) -> None:
+    with contextlib.suppress(OSError):  # file systems that cannot sync a folder
+        _sync(folder or ".")
+
+
+class HDF5StorageService:
+    """Stores and loads items to and from the HDF5 file ``filename``.
+
+    ``store(msg, stuff, *args, **kwargs)`` and ``load(msg, stuff, *args, **kwargs)``
+    take a message of :mod:`~papyflow.storage.pypetconstants`; both accept
+    ``filename=`` (switch to another file for this and later calls). A new file
+    gets ``file_title`` as its ``title`` attribute.
+
+    Raises:
+        NoSuchServiceError: for a message that is not understood.
+    """
+
+    def __init__(self, filename: str | os.PathLike[str] | None = None,
+                 file_title: str = "Experiment") -> None:
+        self.filename = None if filename is None else os.fspath(filename)
+        self.file_title = file_title
+        self._file: h5py.File | None = None
+        self._groups: dict[str, h5py.Group] = {}  # groups of the open file, by path
+        self._sessions = 0
+        self.autoflush = True
+        """Whether a call inside :meth:`opened` flushes the file when it is done."""
+
+    # -- the file ------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        # An open file does not travel: a copy in another process opens its own.
+        return {"filename": self.filename, "file_title": self.file_title}
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self.__init__(state["filename"], state["file_title"])  # type: ignore[misc]
+
+    def _open(self) -> h5py.File:
+        if self.filename is None:
+            raise ValueError("HDF5StorageService has no filename: give one to the "
+                             "constructor or as filename=")
+        handle = h5py.File(self.filename, "a", track_order=True)
+        _hold_metadata(handle)
+        if "title" not in handle.attrs:
+            handle.attrs["title"] = self.file_title
+            handle.flush()  # a new file is whole on disk before anything goes in
+        return handle
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[HDF5StorageService]:
+        """Keep the file open for the calls made inside (nestable); closed at the end."""
+        if self._sessions == 0:
+            self._file = self._open()
+        self._sessions += 1
+        try:
+            yield self
+        finally:
+            self._sessions -= 1
+            if self._sessions == 0:
+                self.close()
+
+    def flush(self) -> None:
+        """Write what HDF5 holds in memory to the file (when it is open)."""
+        if self._file is not None:
+            self._file.flush()
+            if self._file.id.get_mdc_size()[2] > _CACHE_LIMIT:
+                # Everything is clean now: start again with an empty cache (it never
+                # evicts, see _hold_metadata, so it only grows).
+                self.close()
+                self._file = self._open()
+
+    def close(self) -> None:
+        """Close the file (a later call opens it again)."""
+        handle, self._file = self._file, None
+        self._groups.clear()
+        if handle is not None:
+            handle.close()
+
+    @contextlib.contextmanager
+    def _using(self, kwargs: dict[str, Any]) -> Iterator[h5py.File]:
+        filename = kwargs.pop("filename", None)
+        if filename is not None and os.fspath(filename) != self.filename:
+            if self._sessions:
+                raise ValueError("cannot switch files inside opened()")
+            self.filename = os.fspath(filename)
+        kwargs.pop("trajectory_name", None)  # pypet's; one tree per file here
+        title = kwargs.pop("file_title", None)
+        if title is not None:
+            self.file_title = title
+        if self._file is not None:
+            yield self._file
+            if self.autoflush:
+                self.flush()
+            return
+        handle = self._open()
+        try:
+            yield handle
+        finally:
+            self._groups.clear()
+            handle.close()
+
+    # -- the two calls ---------------------------------------------------------------------
+
+    def store(self, msg: str, stuff_to_store: Any, *args: Any, **kwargs: Any) -> Any:
+        """Store ``stuff_to_store`` as ``msg`` says (see the module and docs)."""
+        method = self._STORE.get(msg)
+        if method is None:
+            raise NoSuchServiceError(f"store: no such message {msg!r} (understood: "
+                                     f"{', '.join(sorted(self._STORE))})")
+        if msg in (pc.BACKUP, pc.MERGE):  # whole-file operations manage the file themselves
+            self._using_filename(kwargs)
+            return method(self, stuff_to_store, *args, **kwargs)
+        with self._using(kwargs) as handle:
+            return method(self, handle, stuff_to_store, *args, **kwargs)
+
+    def load(self, msg: str, stuff_to_load: Any, *args: Any, **kwargs: Any) -> Any:
+        """Load into ``stuff_to_load`` as ``msg`` says; returns what was loaded."""
+        method = self._LOAD.get(msg)
+        if method is None:
+            raise NoSuchServiceError(f"load: no such message {msg!r} (understood: "
+                                     f"{', '.join(sorted(self._LOAD))})")
+        with self._using(kwargs) as handle:
+            return method(self, handle, stuff_to_load, *args, **kwargs)
+
+    def _using_filename(self, kwargs: dict[str, Any]) -> None:
+        with self._using(kwargs):
+            pass  # creates the file when needed and applies filename=/file_title=
+
+    # -- storing ---------------------------------------------------------------------------
+
+    def _store_leaf(self, handle: h5py.File, leaf: Leaf, *, replace: bool = False) -> list[str]:
+        """Write the leaf's data that the file does not hold yet (all of it when
+        ``replace``); returns the names written. A failure removes what this call wrote."""
+        where = leaf.v_full_name
+        parent = self._require_groups(handle, leaf.v_location)
+        try:  # most leaves are new: try, rather than look first
+            node = new_group(parent, leaf.v_name)
+            created = True
+            types: dict[str, Any] = {}
+        except ValueError:  # the name exists
+            created = False
+            node = parent[leaf.v_name]
+            if not _is_leaf(node):
+                raise ItemExistsError(f"{where}: the file holds a group there, not a leaf")
+            types = _leaf_info(node)["types"]
+        data = leaf._store()
+        flags_of = getattr(leaf, "_store_flags", None)
+        flags = flags_of() if flags_of is not None else {}
+        written: list[str] = []
+        try:
+            for name, value in data.items():
+                _check_data_name(where, name)
+                if not created and name in node:
+                    if not replace:
+                        continue  # stored data are set in stone
+                    del node[name]
+                written.append(name)
+                types[name] = write_value(node, name, value, flags.get(name),
+                                          f"{where}[{name!r}]")
+            if written or created:
+                info = {"kind": getattr(leaf, "kind", type(leaf).__name__), "types": types}
+                set_text(node, LEAF_ATTR, json.dumps(info, separators=(",", ":")), new=created)
+            if leaf.v_comment:
+                set_text(node, COMMENT_ATTR, leaf.v_comment)
+        except BaseException:
+            if created:
+                del parent[leaf.v_name]
+            else:
+                for name in written:
+                    if name in node:
+                        del node[name]
+            raise
+        return written
+
+    def _require_groups(self, handle: h5py.File, full_name: str) -> h5py.Group:
+        """The group ``full_name``, made with its parents when missing."""
+        known = self._groups.get(full_name) if handle is self._file else None
+        if known is not None:
+            return known
+        group: h5py.Group = handle
+        for part in split_name(full_name):
+            if part in group:
+                group = group[part]
+                if _is_leaf(group):
+                    raise ItemExistsError(f"{_full_name(group.name)}: a leaf, not a group")
+            else:
+                group = new_group(group, part)
+        if handle is self._file:
+            if len(self._groups) >= _GROUP_CACHE:
+                self._groups.clear()
+            self._groups[full_name] = group
+        return group
+
+    def _store_group(self, handle: h5py.File, group: Node) -> None:
+        node = self._require_groups(handle, group.v_full_name)
+        if group.v_comment:
+            set_text(node, COMMENT_ATTR, group.v_comment)
+
+    def _store_node(self, handle: h5py.File, node: Node) -> None:
+        if isinstance(node, Leaf) or hasattr(node, "_store"):
+            self._store_leaf(handle, node)  # type: ignore[arg-type]
+        else:
+            self._store_group(handle, node)
+
+    def _store_tree(self, handle: h5py.File, node: Node, recursive: bool = True) -> None:
+        self._store_node(handle, node)
+        if isinstance(node, Group):
+            children = node.walk() if recursive else iter(node.children.values())
+            for child in children:
+                self._store_node(handle, child)
+
+    def _store_list(self, handle: h5py.File, calls: Iterable[Any]) -> None:
+        for call in calls:
+            msg, item, args, kwargs = _unpack_call(call)
+            if msg in (pc.BACKUP, pc.MERGE):
+                raise NoSuchServiceError(f"LIST: {msg} cannot be part of a list")
+            self._STORE[msg](self, handle, item, *args, **kwargs)
+
+    def _remove(self, handle: h5py.File, node: Node, *, remove_empty_groups: bool = False,
+                recursive: bool = False) -> None:
+        path = _path(node.v_full_name)
+        if path == "/":
+            raise ValueError("REMOVE: cannot remove the root")
+        if path not in handle:
+            raise NotStoredError(f"REMOVE: {node.v_full_name!r} is not in the file")
+        target = handle[path]
+        if not _is_leaf(target) and len(target) and not recursive:
+            raise ValueError(f"REMOVE: group {node.v_full_name!r} is not empty "
+                             "(give recursive=True)")
+        self._groups.clear()
+        del handle[path]
+        parent = path.rpartition("/")[0]
+        while remove_empty_groups and parent and len(handle[parent]) == 0:
+            del handle[parent]
+            parent = parent.rpartition("/")[0]
+
+    # -- whole-file operations: a temporary copy, renamed over the file ------------------
+
+    def _replace_file(self, change: Callable[[h5py.File], None]) -> None:
+        """Apply ``change`` to a copy of the file and rename the copy over it."""
+        assert self.filename is not None
+        reopen = self._file is not None
+        self.close()
+        folder = os.path.dirname(os.path.abspath(self.filename))
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(self.filename)}.",
+                                    suffix=".tmp", dir=folder)
+        os.close(fd)
+        try:
+            shutil.copyfile(self.filename, temp)
+            shutil.copymode(self.filename, temp)
+            with h5py.File(temp, "a") as handle:
+                change(handle)
+            _sync(temp)
+            os.replace(temp, self.filename)
+            _sync_dir(folder)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temp)
+            raise
+        finally:
+            if reopen:
+                self._file = self._open()
+
+    def _backup(self, stuff: Any, backup_filename: str | os.PathLike[str] | None = None,
+                ) -> str:
+        """Copy the file to ``backup_filename`` (default: ``backup_<name>.hdf5`` beside
+        it, ``<name>`` the item's name or the file's); returns the backup's name."""
+        assert self.filename is not None
+        self.flush()
+        if backup_filename is None:
+            name = getattr(stuff, "v_name", "") or os.path.splitext(
+                os.path.basename(self.filename))[0]
+            backup_filename = os.path.join(os.path.dirname(self.filename),
+                                           f"backup_{name}.hdf5")
+        target = os.fspath(backup_filename)
+        folder = os.path.dirname(os.path.abspath(target))
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                                    dir=folder)
+        os.close(fd)
+        try:
+            shutil.copyfile(self.filename, temp)
+            _sync(temp)
+            os.replace(temp, target)
+            _sync_dir(folder)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(temp)
+            raise
+        return target
+
+    def _merge(self, stuff: Node, other_filename: str | os.PathLike[str] | None = None,
+               other_name: str = "", *, rename_dict: Mapping[str, str] | None = None,
+               move_nodes: bool = False, delete_other: bool = False) -> list[str]:
+        """Put every leaf below ``other_name`` (of ``other_filename``, or of this file)
+        below ``stuff``; returns the full names of the leaves merged in.
+
+        A leaf ``other_name.a.b`` becomes ``<stuff>.a.b``, or what ``rename_dict``
+        maps its full name to. ``move_nodes`` moves instead of copying and
+        ``delete_other`` removes the merged tree afterwards (both within one file).
+        The file is changed on a copy, renamed over it: all or nothing.
+        """
+        same = other_filename is None or os.path.abspath(other_filename) == \
+            os.path.abspath(self.filename or "")
+        if (move_nodes or delete_other) and not same:
+            raise ValueError("MERGE: move_nodes and delete_other need the same file")
+        renames = dict(rename_dict or {})
+        source_path = _path(other_name)
+        merged: list[str] = []
+
+        def change(handle: h5py.File) -> None:
+            other = handle if same else stack.enter_context(h5py.File(other_filename, "r"))
+            if source_path not in other:
+                raise NotStoredError(f"MERGE: {other_name!r} is not in the other file")
+            leaves: list[str] = []
+            other[source_path].visititems(
+                lambda name, node: leaves.append(node.name) if _is_leaf(node) else None)
+            if _is_leaf(other[source_path]):
+                leaves = [source_path]
+            for leaf_path in leaves:
+                old = _full_name(leaf_path)
+                relative = leaf_path[len(source_path):].strip("/").replace("/", ".")
+                new = renames.get(old) or ".".join(p for p in (stuff.v_full_name, relative) if p)
+                target = _path(new)
+                if target in handle:
+                    raise ItemExistsError(f"MERGE: {new!r} is already in the file")
+                parent = self._require_groups(handle, new.rpartition(".")[0])
+                if move_nodes:
+                    handle.move(leaf_path, target)
+                else:
+                    other.copy(other[leaf_path], parent, name=new.rpartition(".")[2])
+                merged.append(new)
+            if delete_other and source_path in handle and source_path != "/":
+                del handle[source_path]
+
+        with contextlib.ExitStack() as stack:
+            self._replace_file(change)
+        return merged
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _load_leaf(self, handle: h5py.File, leaf: Leaf,
+                   load_only: str | Iterable[str] | None = None) -> Leaf:
+        path = _path(leaf.v_full_name)
+        if path not in handle or not _is_leaf(handle[path]):
+            raise NotStoredError(f"LEAF: {leaf.v_full_name!r} is not in the file")
+        node = handle[path]
+        names = list(node) if load_only is None else (
+            [load_only] if isinstance(load_only, str) else list(load_only))
+        missing = [name for name in names if name not in node]
+        if missing:
+            raise NotStoredError(f"LEAF: {leaf.v_full_name!r} holds no {missing!r} "
+                                 f"(it holds {sorted(node)!r})")
+        types = _leaf_info(node)["types"]
+        leaf._load({name: read_value(node[name], types.get(name)) for name in names})
+        leaf.v_comment = get_text(node, COMMENT_ATTR) or ""
+        return leaf
+
+    def _load_group(self, handle: h5py.File, group: Node) -> Node:
+        path = _path(group.v_full_name)
+        if path not in handle:
+            raise NotStoredError(f"GROUP: {group.v_full_name!r} is not in the file")
+        group.v_comment = get_text(handle[path], COMMENT_ATTR) or ""
+        return group
+
+    def _node_from(self, handle: h5py.File, full_name: str, load_data: bool) -> Node:
+        stored = handle[_path(full_name)]
+        if _is_leaf(stored):
+            kind = leaf_type(_leaf_info(stored)["kind"])
+            leaf = kind.__new__(kind)
+            Leaf.__init__(leaf, full_name)  # the data come from the file, not a constructor
+            if load_data:
+                self._load_leaf(handle, leaf)
+            else:
+                leaf.v_comment = get_text(stored, COMMENT_ATTR) or ""
+            return leaf
+        return Group(full_name, comment=get_text(stored, COMMENT_ATTR) or "")
+
+    def _load_tree(self, handle: h5py.File, parent: Group, child_name: str | None = None,
+                   recursive: bool = True, load_data: bool = True) -> Node:
+        """Load the child ``child_name`` of ``parent`` (and everything below it when
+        ``recursive``) and add it to ``parent``; without ``child_name``, ``parent``'s
+        own children. Returns the node loaded (``parent`` without ``child_name``)."""
+        if child_name is not None:
+            node = self._node_from(handle, parent.child_name(child_name), load_data)
+            parent.add(node)
+            if recursive and isinstance(node, Group):
+                self._load_children(handle, node, True, load_data)
+            return node
+        if _path(parent.v_full_name) not in handle:
+            raise NotStoredError(f"TREE: {parent.v_full_name!r} is not in the file")
+        self._load_children(handle, parent, recursive, load_data)
+        return parent
+
+    def _load_children(self, handle: h5py.File, group: Group, recursive: bool,
+                       load_data: bool) -> None:
+        stored = handle[_path(group.v_full_name)]
+        for name in stored:
+            child = group.children.get(name) or group.add(
+                self._node_from(handle, group.child_name(name), load_data))
+            if isinstance(child, Leaf) and load_data and not child.data:
+                self._load_leaf(handle, child)
+            if recursive and isinstance(child, Group):
+                self._load_children(handle, child, True, load_data)
+
+    def _load_list(self, handle: h5py.File, calls: Iterable[Any]) -> list[Any]:
+        done = []
+        for call in calls:
+            msg, item, args, kwargs = _unpack_call(call)
+            method = self._LOAD.get(msg)
+            if method is None or msg == pc.LIST:
+                raise NoSuchServiceError(f"LIST: cannot load {msg!r} in a list")
+            done.append(method(self, handle, item, *args, **kwargs))
+        return done
+
+    _STORE: ClassVar[dict[str, Callable[..., Any]]] = {
+        pc.LEAF: _store_leaf,
+        pc.UPDATE_LEAF: lambda self, handle, leaf: self._store_leaf(handle, leaf, replace=True),
+        pc.GROUP: _store_group,
+        pc.TREE: _store_tree,
+        pc.LIST: _store_list,
+        pc.REMOVE: _remove,
+        pc.BACKUP: _backup,
+        pc.MERGE: _merge,
+    }
+    _LOAD: ClassVar[dict[str, Callable[..., Any]]] = {
+        pc.LEAF: _load_leaf,
+        pc.GROUP: _load_group,
+        pc.TREE: _load_tree,
+        pc.LIST: _load_list,
+    }
+
+
+def _unpack_call(call: Any) -> tuple[str, Any, tuple[Any, ...], dict[str, Any]]:
+    """``(msg, item)``, ``(msg, item, args)`` or ``(msg, item, args, kwargs)``."""
+    if not isinstance(call, tuple | list) or not 2 <= len(call) <= 4:
+        raise NoSuchServiceError(f"LIST: expected (msg, item, args, kwargs), got {call!r}")
+    msg, item, *rest = call
+    args = tuple(rest[0]) if rest else ()
+    kwargs = dict(rest[1]) if len(rest) > 1 else {}
+    return msg, item, args, kwargs

@@ -1,0 +1,335 @@
+"""The queue writer and its senders: many processes, errors raised at the sender,
+senders and writers killed with SIGKILL at random moments, a full disk."""
+
+from __future__ import annotations
+
+import errno
+import multiprocessing
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import papyflow.storage._h5 as h5_paths
+from papyflow.storage import (
+    LEAF,
+    LIST,
+    TREE,
+    Group,
+    HDF5StorageService,
+    NoSuchServiceError,
+    QueueStorageServiceSender,
+    QueueStorageServiceWriter,
+    Result,
+    StorageQueue,
+    UnsupportedDataError,
+    WriterError,
+    WriterLostError,
+    WriterReport,
+)
+from papyflow.storage.queue import FLUSHING
+
+pytestmark = pytest.mark.timeout(60)
+
+FORK = multiprocessing.get_context("fork")
+
+
+def stored_names(filename: str) -> set[str]:
+    """The full names of the leaves in the file (which must open)."""
+    root = Group()
+    HDF5StorageService(filename).load(TREE, root, load_data=False)
+    return {node.v_full_name for node in root.walk() if isinstance(node, Result)}
+
+
+def _send(sender: QueueStorageServiceSender, k: int, n: int, pause: float = 0.0) -> None:
+    for i in range(n):
+        sender.store(LEAF, Result(f"results.s{k}.r{i}", i, x=np.arange(3) + i))
+        if pause:
+            time.sleep(pause)
+    sender.send_done()
+
+
+def _writer(filename: str, queue: StorageQueue) -> None:
+    QueueStorageServiceWriter(HDF5StorageService(filename), queue).run()
+
+
+def _start(target: Any, *args: Any) -> Any:
+    process = FORK.Process(target=target, args=args)
+    process.start()
+    return process
+
+
+def _stop(*processes: Any) -> None:
+    for process in processes:
+        process.join(20)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+@pytest.fixture
+def filename(tmp_path: Path) -> str:
+    return str(tmp_path / "queue.hdf5")
+
+
+def test_two_sender_processes_one_writer(filename: str) -> None:
+    queue = StorageQueue(2, FORK)
+    senders = [_start(_send, queue.sender(k), k, 200) for k in range(2)]
+    try:
+        report = QueueStorageServiceWriter(HDF5StorageService(filename), queue).run()
+    finally:
+        _stop(*senders)
+    assert report == WriterReport(stored=400, failed=0, done=(0, 1), lost=())
+    assert [p.exitcode for p in senders] == [0, 0]
+    assert len(stored_names(filename)) == 400
+    back = Result("results.s1.r199")
+    HDF5StorageService(filename).load(LEAF, back)
+    assert back["r199"] == 199 and np.array_equal(back["x"], np.arange(3) + 199)
+
+
+def test_writer_in_its_own_process(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    writer = _start(_writer, filename, queue)
+    try:
+        sender = queue.sender(0)
+        sender.store(LIST, [(LEAF, Result("a.b", 1)), (LEAF, Result("a.c", 2))])
+        _send(sender, 0, 50)
+        assert sender.acknowledged == sender.sent == 51
+    finally:
+        _stop(writer)
+    assert writer.exitcode == 0
+    assert len(stored_names(filename)) == 52
+
+
+def _threaded_writer(service: Any, queue: StorageQueue, **options: Any,
+                     ) -> tuple[threading.Thread, list[Any]]:
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(QueueStorageServiceWriter(service, queue, **options).run())
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_errors_in_the_writer_are_raised_at_the_sender(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
+    sender = queue.sender(0)
+    sender.store(LEAF, Result("results.good", 1))
+    sender.store(LEAF, Result("results.bad", [1, "mixed"]))
+    sender.store(LEAF, Result("results.after", 2))
+    with pytest.raises(WriterError) as caught:
+        sender.send_done()
+    error = caught.value
+    assert error.seq == 2 and error.message == LEAF
+    assert isinstance(error.exception, UnsupportedDataError)
+    assert error.__cause__ is error.exception
+    assert "homogeneous" in str(error) and "_values.py" in str(error.exception.__cause__)
+    sender.send_done()  # the error was raised once; the rest went through
+    thread.join(10)
+    assert outcome == [WriterReport(stored=2, failed=1, done=(0,), lost=())]
+    assert stored_names(filename) == {"results.good", "results.after"}
+
+
+def test_unknown_messages_and_loading_are_refused_by_the_sender() -> None:
+    queue = StorageQueue(1, FORK)
+    sender = queue.sender(0)
+    with pytest.raises(NoSuchServiceError):
+        sender.store("TRAJECTORY", None)
+    with pytest.raises(NoSuchServiceError):
+        sender.load(LEAF, Result("a.b"))
+    assert sender.sent == 0
+    queue.close()
+
+
+def test_a_full_disk_is_an_error_at_the_sender(filename: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    real = h5_paths.new_dataset
+
+    def new_dataset(parent: Any, name: str, data: Any) -> None:
+        if name == "big":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(parent, name, data)
+
+    monkeypatch.setattr("papyflow.storage._values.new_dataset", new_dataset)
+    queue = StorageQueue(1, FORK)
+    thread, _ = _threaded_writer(HDF5StorageService(filename), queue)
+    sender = queue.sender(0)
+    sender.store(LEAF, Result("results.small", 1))
+    sender.store(LEAF, Result("results.large", ok=1, big=[0.0] * 10))
+    with pytest.raises(WriterError) as caught:
+        sender.wait_acknowledged()
+    assert isinstance(caught.value.exception, OSError)
+    assert caught.value.exception.errno == errno.ENOSPC
+    sender.send_done()
+    thread.join(10)
+    assert stored_names(filename) == {"results.small"}  # nothing half-written
+
+
+def test_a_failing_flush_is_an_error_at_every_sender_of_the_batch(filename: str) -> None:
+    class FullDisk(HDF5StorageService):
+        def flush(self) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    queue = StorageQueue(1, FORK)
+    thread, outcome = _threaded_writer(FullDisk(filename), queue)
+    sender = queue.sender(0)
+    sender.store(LEAF, Result("results.r", 1))
+    with pytest.raises(WriterError, match="No space left"):
+        sender.send_done()
+    thread.join(10)
+    assert outcome[0].failed == 1
+
+
+def test_a_writer_that_cannot_open_the_file_stops_every_sender(tmp_path: Path) -> None:
+    queue = StorageQueue(2, FORK)
+    missing = str(tmp_path / "no" / "such" / "folder" / "x.h5")
+    thread, outcome = _threaded_writer(HDF5StorageService(missing), queue)
+    thread.join(10)
+    assert isinstance(outcome[0], OSError)
+    for k in range(2):
+        with pytest.raises(WriterLostError, match="writer stopped"):
+            queue.sender(k).store(LEAF, Result("a.b", 1))
+
+
+def test_a_sender_that_never_comes_is_given_up(filename: str) -> None:
+    queue = StorageQueue(2, FORK)
+    sender = _start(_send, queue.sender(0), 0, 10)
+    try:
+        report = QueueStorageServiceWriter(HDF5StorageService(filename), queue,
+                                           start_timeout=1.0).run()
+    finally:
+        _stop(sender)
+    assert report.done == (0,) and report.lost == (1,)
+
+
+def test_a_killed_sender_does_not_block_the_writer(filename: str) -> None:
+    queue = StorageQueue(3, FORK)
+    victim = _start(_send, queue.sender(1), 1, 100_000)
+    queue.watch(1, victim.pid)
+    survivors = [_start(_send, queue.sender(k), k, 300, 0.001) for k in (0, 2)]
+    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
+    time.sleep(random.uniform(0.2, 0.8))
+    os.kill(victim.pid, signal.SIGKILL)
+    try:
+        thread.join(40)
+    finally:
+        _stop(victim, *survivors)
+    (report,) = outcome
+    assert report.done == (0, 2) and report.lost == (1,)
+    assert [p.exitcode for p in survivors] == [0, 0]
+    names = stored_names(filename)
+    assert {f"results.s{k}.r{i}" for k in (0, 2) for i in range(300)} <= names
+    from_victim = {n for n in names if n.startswith("results.s1.")}
+    assert from_victim == {f"results.s1.r{i}" for i in range(len(from_victim))}
+    assert queue.acked[1] == len(from_victim) > 0
+
+
+def test_a_sender_killed_before_its_first_message_is_noticed(filename: str) -> None:
+    queue = StorageQueue(2, FORK)
+    victim = _start(time.sleep, 60)
+    queue.watch(1, victim.pid)
+    victim.kill()
+    survivor = _start(_send, queue.sender(0), 0, 20)
+    try:
+        report = QueueStorageServiceWriter(HDF5StorageService(filename), queue,
+                                           start_timeout=None).run()
+    finally:
+        _stop(victim, survivor)
+    assert report.lost == (1,) and report.done == (0,) and report.stored == 20
+
+
+def _send_until_lost(sender: QueueStorageServiceSender, k: int) -> None:
+    i = 0
+    try:
+        while True:
+            sender.store(LEAF, Result(f"results.s{k}.r{i}", i, x=np.arange(4)))
+            i += 1
+    except WriterLostError:
+        os._exit(3)
+
+
+@pytest.mark.parametrize("moment", ["early", "random-1", "random-2", "random-3"])
+def test_a_killed_writer_keeps_what_it_acknowledged(filename: str, moment: Any) -> None:
+    """HDF5 promises a consistent file as of the last flush unless the writer dies
+    *while flushing*: then the file may not open. Anything else fails the test."""
+    queue = StorageQueue(2, FORK)
+    writer = _start(_writer, filename, queue)
+    senders = [_start(_send_until_lost, queue.sender(k), k) for k in range(2)]
+    time.sleep(0.05 if moment == "early" else random.uniform(0.1, 1.5))
+    writer.kill()
+    writer.join(10)
+    acked = list(queue.acked)
+    phase = queue.writer_phase.value
+    try:
+        for sender in senders:  # the survivors notice, and finish
+            sender.join(20)
+        assert [p.exitcode for p in senders] == [3, 3]
+    finally:
+        _stop(writer, *senders)
+    try:
+        names = stored_names(filename)
+    except (OSError, RuntimeError, KeyError):
+        assert phase == FLUSHING, "a file torn outside a flush"
+        pytest.skip("the writer was killed in the middle of an HDF5 flush (see the docs)")
+    for k in range(2):
+        assert {f"results.s{k}.r{i}" for i in range(acked[k])} <= names
+    # And a writer started afresh appends to it.
+    HDF5StorageService(filename).store(LEAF, Result("results.after", 1))
+    assert "results.after" in stored_names(filename)
+
+
+def test_a_writer_killed_between_flushes_keeps_everything_acknowledged(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    writer = _start(_writer, filename, queue)
+    sender = queue.sender(0)
+    try:
+        for batch in range(3):
+            for i in range(100):
+                sender.store(LEAF, Result(f"results.b{batch}.r{i}", i))
+            sender.wait_acknowledged()
+        assert queue.writer_phase.value != FLUSHING
+        writer.kill()
+        writer.join(10)
+    finally:
+        _stop(writer)
+    assert stored_names(filename) == {f"results.b{b}.r{i}" for b in range(3)
+                                      for i in range(100)}
+
+
+def test_send_done_raises_when_the_writer_is_gone(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    writer = _start(_writer, filename, queue)
+    sender = queue.sender(0)
+    sender.store(LEAF, Result("a.b", 1))
+    sender.wait_acknowledged()
+    writer.kill()
+    writer.join(10)
+    sender.store(LEAF, Result("a.c", 1))  # into the pipe: nobody will take it
+    with pytest.raises(WriterLostError, match="1 of 2"):
+        sender.send_done()
+    assert stored_names(filename) == {"a.b"}
+
+
+def test_a_sender_with_a_timeout_stops_waiting(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    sender = QueueStorageServiceSender(queue, 0, timeout=0.3)
+    queue.writer_state.value = 1  # a writer that says it runs ...
+    queue.writer_pid.value = os.getpid()  # ... and lives, but never reads
+    sender.store(LEAF, Result("a.b", 1))
+    began = time.monotonic()
+    with pytest.raises(WriterLostError, match="waited 0.3"):
+        sender.send_done()
+    assert time.monotonic() - began < 5
+    queue.close()
