@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks.datalogger            # about a minute
+    python -m benchmarks.datalogger            # several minutes (8 on the development machine)
     python -m benchmarks.datalogger --quick    # a few seconds, a smoke test
 
 Scenarios (each on a fresh logger in a fresh temporary directory):

@@ -34,7 +34,7 @@ import os
 import secrets
 import threading
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,7 @@ __all__ = ["KEEP_FREE", "RECEIVER", "SHM_FOLDER", "Pool", "Receiver", "available
 
 SHM_FOLDER = "/dev/shm"
 KEEP_FREE = 512 << 20  # bytes of free segments a pool keeps for reuse
+KEEP_MAPPED = 1 << 30  # bytes of received segments a process keeps mapped for reuse
 _PAGE = 1 << 16
 
 
@@ -201,16 +202,42 @@ class Receiver:
         # drops an array, and may run while freed() is reading
         self._freed: dict[str, deque[str]] = {}
         self._leases: dict[int, tuple[str, int, int]] = {}  # by address: name, size, capacity
+        # Mappings kept for the next time a (reused) segment comes: mapping and
+        # unmapping cost more than the copy. Least recently used first.
+        self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
+        self._mapped = 0
+        self._lock = threading.Lock()
 
-    def take(self, name: str, size: int, capacity: int) -> Any:
-        """A writable buffer over the segment's first ``size`` bytes, mapped here; when the
-        last array built on it goes, the mapping closes and :meth:`freed` reports it (or,
-        for a segment of a pool of this process, the pool takes it back)."""
+    def _mapping(self, name: str, capacity: int) -> mmap.mmap:
+        with self._lock:
+            mapping = self._maps.get(name)
+            if mapping is not None and len(mapping) == capacity:
+                self._maps.move_to_end(name)
+                return mapping
         fd = _posixshmem.shm_open(name, os.O_RDWR, mode=0o600)
         try:  # populated: one call maps every page, not one fault per page later
             mapping = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
         finally:
             os.close(fd)
+        with self._lock:
+            self._maps[name] = mapping
+            self._mapped += capacity
+            while self._mapped > KEEP_MAPPED and len(self._maps) > 1:
+                _, old = self._maps.popitem(last=False)  # an array on it keeps it alive
+                self._mapped -= len(old)
+        return mapping
+
+    def forget(self, prefix: str) -> None:
+        """Drop the kept mappings of the segments of ``prefix`` (its pool is gone)."""
+        with self._lock:
+            for name in [n for n in self._maps if n.startswith("/" + prefix)]:
+                self._mapped -= len(self._maps.pop(name))
+
+    def take(self, name: str, size: int, capacity: int) -> Any:
+        """A writable buffer over the segment's first ``size`` bytes, mapped here; when the
+        last array built on it goes, :meth:`freed` reports it (or, for a segment of a pool
+        of this process, the pool takes it back)."""
+        mapping = self._mapping(name, capacity)
         lease = np.frombuffer(mapping, dtype=np.uint8, count=size)
         owner = name[1:name.rfind("-") + 1]
         address = lease.__array_interface__["data"][0]

@@ -272,6 +272,7 @@ class ProcessBackend(Backend):
             self._lanes.remove(lane)
         if self.segments is not None:  # what it made and nobody took
             sweep(f"{self.segments.prefix}w{worker.pid}-")
+            RECEIVER.forget(f"{self.segments.prefix}w{worker.pid}-")
         self.sink.lost(lane, LaneLoss(reason, code, name))
 
     # -- stopping -----------------------------------------------------------
@@ -315,6 +316,7 @@ class ProcessBackend(Backend):
         if self.segments is not None:  # what was sent and never taken, and the pools
             self.segments.close()
             sweep(self.segments.prefix)
+            RECEIVER.forget(self.segments.prefix)
 
     def _close_fds(self) -> None:
         for fd in (self._wake_r, self._wake_w):
