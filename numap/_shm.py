@@ -286,6 +286,14 @@ RECEIVER = Receiver()
 """This process's receiver (:func:`numap._wire.decode` maps segments through it)."""
 
 
+def forget_inherited() -> None:
+    """In a process just forked: drop the pools and mappings of the parent's copy of this
+    module (they are the parent's; this process starts with none)."""
+    global RECEIVER
+    _LOCAL.clear()
+    RECEIVER = Receiver()
+
+
 def sweep(prefix: str) -> int:
     """Remove every segment whose name starts with ``prefix``; how many were removed."""
     removed = 0

@@ -28,7 +28,8 @@ from typing import Any
 
 import dill
 
-from ._shm import RECEIVER, Pool
+from . import _shm
+from ._shm import Pool
 
 __all__ = ["Channel", "Codec", "Frame", "Kind", "decode", "encode", "peek", "pipe"]
 
@@ -130,7 +131,7 @@ def _buffers(parts: list[memoryview]) -> list[Any]:
     """The out-of-band buffers of a frame with a table of segments (mapping them)."""
     table = json.loads(bytes(parts[1]))
     piped = parts[2:]
-    return [piped[entry] if isinstance(entry, int) else RECEIVER.take(*entry)
+    return [piped[entry] if isinstance(entry, int) else _shm.RECEIVER.take(*entry)
             for entry in table]
 
 

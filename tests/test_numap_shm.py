@@ -185,3 +185,23 @@ def test_ctrl_c_leaves_no_segment(tmp_path):
 def test_a_bad_threshold_is_refused_naming_the_argument(value, error):
     with pytest.raises(error, match="shared_memory"):
         NuMap(worker_num=1, shared_memory=value)
+
+
+def test_a_replaced_worker_gives_segments_back_too():
+    arrays = [np.full(MIB // 8, float(k)) for k in range(200)]
+    numap = NuMap(dies_on_three, arrays, worker_num=2, stride=2, buffer=4)
+    counts, failed = [], 0
+    stream = iter(numap)
+    for k in range(200):
+        try:
+            next(stream)
+        except StopIteration:
+            break
+        except Exception:  # noqa: BLE001 - the item that killed its worker
+            failed += 1
+        if k % 20 == 19:
+            counts.append(len(ours()))
+    numap.stop()
+    assert failed == 1
+    assert max(counts) <= 20, counts  # the replacement's frees reach the parent's pool
+    assert ours() == []

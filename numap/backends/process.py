@@ -35,16 +35,17 @@ import select
 import signal
 import sys
 import threading
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import multiprocess
 from multiprocess.connection import wait
 
+from .. import _shm
 from .._errors import format_exception, with_remote_traceback
 from .._execute import ItemFailure, TaskSpec, run_batch
-from .._shm import RECEIVER, Pool, new_prefix, sweep
+from .._shm import Pool, forget_inherited, new_prefix, sweep
 from .._shm import available as shm_available
 from .._wire import Channel, Codec, Kind, decode, encode, peek, pipe
 from .base import Backend, Batch, Done, Lane, LaneLoss, Sink
@@ -181,7 +182,7 @@ class ProcessBackend(Backend):
                 return
             try:
                 if self.segments is not None:  # its results dropped here: it may reuse them
-                    freed = RECEIVER.freed(f"{self.segments.prefix}w{lane.handle.pid}-")
+                    freed = _shm.RECEIVER.freed(f"{self.segments.prefix}w{lane.handle.pid}-")
                     if freed:
                         lane.handle.inbox.send(encode(Kind.FREE, 0, 0, freed))
                 lane.handle.inbox.send(prepared)
@@ -272,7 +273,7 @@ class ProcessBackend(Backend):
             self._lanes.remove(lane)
         if self.segments is not None:  # what it made and nobody took
             sweep(f"{self.segments.prefix}w{worker.pid}-")
-            RECEIVER.forget(f"{self.segments.prefix}w{worker.pid}-")
+            _shm.RECEIVER.forget(f"{self.segments.prefix}w{worker.pid}-")
         self.sink.lost(lane, LaneLoss(reason, code, name))
 
     # -- stopping -----------------------------------------------------------
@@ -316,7 +317,7 @@ class ProcessBackend(Backend):
         if self.segments is not None:  # what was sent and never taken, and the pools
             self.segments.close()
             sweep(self.segments.prefix)
-            RECEIVER.forget(self.segments.prefix)
+            _shm.RECEIVER.forget(self.segments.prefix)
 
     def _close_fds(self) -> None:
         for fd in (self._wake_r, self._wake_w):
@@ -398,6 +399,7 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
             os.close(fd)
     # Ctrl-C goes to the whole process group: the parent handles it and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    forget_inherited()  # the parent's pools and mappings are not ours
     inbox, outbox = Channel(inbox_fd), Channel(outbox_fd)
     segments = None if shm is None else \
         Pool(f"{shm[0]}w{os.getpid()}-", shm[1], forward_to=shm[0])
@@ -445,7 +447,7 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
             _send_result(outbox, frame.task, frame.batch, values, failures, seconds, segments)
             if shm is not None:  # the items are dropped now: the parent may reuse them
                 del frame, parts, values
-                freed = RECEIVER.freed(shm[0])
+                freed = _shm.RECEIVER.freed(shm[0])
                 if freed:
                     _send(outbox, encode(Kind.FREE, 0, 0, freed))
 
