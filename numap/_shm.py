@@ -146,6 +146,9 @@ class Pool:
             return None
         try:
             os.ftruncate(fd, capacity)
+            # Reserve the pages now: on a full /dev/shm this fails here (and the pipe
+            # takes the buffer) instead of killing the process with SIGBUS on the copy.
+            os.posix_fallocate(fd, 0, capacity)
             mapping = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
         except (OSError, ValueError):  # /dev/shm is full: the pipe takes it
             with contextlib.suppress(OSError):

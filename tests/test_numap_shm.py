@@ -205,3 +205,18 @@ def test_a_replaced_worker_gives_segments_back_too():
     assert failed == 1
     assert max(counts) <= 20, counts  # the replacement's frees reach the parent's pool
     assert ours() == []
+
+
+def _no_room(fd, offset, size):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_dev_shm_sends_arrays_through_the_pipe(monkeypatch):
+    monkeypatch.setattr(os, "posix_fallocate", _no_room)  # the parent and forked workers
+    arrays = [np.full(2 * MIB // 8, float(k)) for k in range(6)]
+    with NuMap(doubled, arrays, worker_num=2) as numap:
+        out = [float(a[0]) for a in numap]
+        assert ours() == []  # no segment could be made: nothing half-made is left
+    assert out == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]

@@ -196,3 +196,16 @@ def test_reading_without_a_connection_is_a_clear_error(name):
     sma.destroy()
     with pytest.raises(FileNotFoundError, match=f"no shared memory buffer named '{name}'"):
         sma.connect()
+
+
+def test_a_full_dev_shm_is_a_clear_error_and_leaves_nothing(name, monkeypatch):
+    import errno
+
+    def no_room(fd, offset, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_room)
+    with pytest.raises(OSError, match=f"cannot make shared memory buffer '{name}'") as caught:
+        SharedMemoryArray.create_array(name, np.zeros(1000))
+    assert caught.value.errno == errno.ENOSPC
+    assert not os.path.exists(f"/dev/shm/{name}")

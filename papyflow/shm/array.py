@@ -104,10 +104,13 @@ class SharedMemoryArray:
                                   "another name, destroy() it, or pass exist_ok=True") from None
         try:
             os.ftruncate(fd, max(array._size, 1))
-        except OSError:
+            # the pages now: a full /dev/shm is an error here, not a SIGBUS on first write
+            os.posix_fallocate(fd, 0, max(array._size, 1))
+        except OSError as error:
             os.close(fd)
             _posixshmem.shm_unlink(segment)
-            raise
+            raise OSError(error.errno, f"cannot make shared memory buffer {name!r} of "
+                                       f"{array._size} bytes: {error.strerror}") from None
         os.close(fd)
         array.connect()
         assert array._array is not None
