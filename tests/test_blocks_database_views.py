@@ -79,12 +79,29 @@ def test_equal_value_ranges():
 # -- the View base class --------------------------------------------------------------------------
 
 
+class Minimal(View):
+    """Only what a view must define."""
+
+    def index(self, root_folder, parameters):
+        return [Entry(0, 0)]
+
+    def get(self, output, index):
+        return {"value": 0.0}
+
+
+def test_a_view_without_get_is_refused_naming_it(tmp_path):
+    class IndexOnly(View):
+        def index(self, root_folder, parameters):
+            return [Entry(0, 0)]
+
+    with pytest.raises(BlockError, match="abstract method get"):
+        make_runner(IndexOnly, {"client": "system/float64/1"})
+
+
 def test_the_view_base_class():
-    view = View()
-    with pytest.raises(NotImplementedError, match="View does not define index"):
-        view.index(None, {})
-    with pytest.raises(NotImplementedError, match="View does not define get"):
-        view.get("out", 0)
+    with pytest.raises(TypeError, match="abstract methods get, index"):
+        View()
+    view = Minimal()
     assert view.get_output_mapping("client") == "client"
     objs = [Entry(0, 0), Entry(0, 1), Entry(1, 2)]
     assert view.setup("/raw", {"a": 1}, objs) is True
@@ -280,6 +297,9 @@ def test_an_index_that_breaks_the_conventions(tmp_path):
         class Bad(View):
             def index(self, root_folder, parameters):
                 return entries
+
+            def get(self, output, index):  # not called here
+                return {}
         return make_runner(Bad, {"client": "system/float64/1"})
 
     cases = [
@@ -303,6 +323,9 @@ def test_an_output_without_its_field(tmp_path):
     class Unmapped(View):
         def index(self, root_folder, parameters):
             return [Entry(0, 0)]
+
+        def get(self, output, index):  # not called here
+            return {}
 
     runner = make_runner(Unmapped, {"image": "system/float64/1"})
     runner.index(tmp_path / "index.json")
@@ -511,6 +534,9 @@ def test_the_tester_reports_views_that_fail(prefix):
         def index(self, root_folder, parameters):
             raise FileNotFoundError("raw data")
 
+        def get(self, output, index):  # not called here
+            return {}
+
     tester = DatabaseTester("failing", NoIndex, FORMATS, {}, prefix=prefix)
     assert len(tester.errors) == 1
     assert tester.errors[0].startswith("failing: indexing failed: BlockError: ")
@@ -519,6 +545,9 @@ def test_the_tester_reports_views_that_fail(prefix):
     class Empty(View):
         def index(self, root_folder, parameters):
             return []
+
+        def get(self, output, index):  # not called here
+            return {}
 
     assert DatabaseTester("empty", Empty, FORMATS, {}, prefix=prefix).errors == [
         "empty: the index is empty: no output produces data"]

@@ -46,6 +46,7 @@ it is written. ``docs/blocks.md`` walks through writing one.
 
 from __future__ import annotations
 
+import abc
 import ast
 import builtins
 import collections
@@ -220,7 +221,7 @@ class ViewDefinition:
         return self.database
 
 
-class View:
+class View(abc.ABC):
     """The base of database views: a view turns raw data into the units of its outputs.
 
     A view class is written in a database's code, one per kind of set, and
@@ -269,6 +270,7 @@ class View:
     start_index: int
     end_index: int
 
+    @abc.abstractmethod
     def index(self, root_folder: str | None, parameters: dict[str, Any]) -> list[Any]:
         """Return the entries of the view: a list of named tuples (see the class).
 
@@ -277,7 +279,6 @@ class View:
                 declaration gives none).
             parameters: the set's declared ``parameters``.
         """
-        raise NotImplementedError(f"{type(self).__name__} does not define index()")
 
     def setup(self, root_folder: str | None, parameters: dict[str, Any], objs: list[Any],
               start_index: int | None = None, end_index: int | None = None) -> bool:
@@ -296,12 +297,12 @@ class View:
         self.end_index = len(objs) - 1 if end_index is None else end_index
         return True
 
+    @abc.abstractmethod
     def get(self, output: str, index: int) -> Any:
         """Return the data of ``output`` for the unit starting at data index ``index``.
 
         A dict of the fields of the output's dataformat, or a record of it.
         """
-        raise NotImplementedError(f"{type(self).__name__} does not define get()")
 
     def get_output_mapping(self, output: str) -> str:
         """The field of the index entries that ``output`` follows: ``output`` itself
