@@ -19,17 +19,15 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..blocks.algorithm import Algorithm
 from ..blocks.database import Database
 from ..blocks.errors import BlockError
 from ..blocks.library import Library
 from ..dataflow._remote import Auth, as_channel
 from ..formats.dataformat import DataFormat
 from ..helpers import (
-    AccessMode,
-    create_inputs_from_configuration,
     create_outputs_from_configuration,
 )
+from ._block import BlockRun
 from ._config import load_configuration, prefix_of
 from .loop import LoopChannel
 
@@ -42,7 +40,7 @@ def _tell(socket: Any, parts: list[bytes]) -> list[bytes]:
     return socket.recv_multipart()
 
 
-class AlgorithmExecutor:
+class AlgorithmExecutor(BlockRun):
     """Runs the algorithm block an execution configuration describes.
 
     Args:
@@ -80,14 +78,8 @@ class AlgorithmExecutor:
         self.prefix = prefix_of(prefix, folder)
         self.cache_root = cache_root
         self.socket = None if socket is None else as_channel(socket, auth)
-        name = self.data.get("algorithm")
-        if not isinstance(name, str):
-            raise TypeError(f"algorithm: expected the algorithm's name, got {name!r}")
-        self.algorithm = Algorithm(self.prefix, name, dataformat_cache, library_cache)
-        if not self.algorithm.valid:
-            raise ValueError(f"algorithm: {name!r} does not load: "
-                             f"{'; '.join(self.algorithm.errors)}")
-        self._runner: Any = None
+        self._load("algorithm", dataformat_cache, library_cache)
+        name = self.algorithm.name
         self.loop_channel: LoopChannel | None = None
         if self.algorithm.is_loop_processor:
             if loop_socket is None:
@@ -95,24 +87,12 @@ class AlgorithmExecutor:
                                  "needs a socket to its evaluator")
             self.loop_channel = LoopChannel(loop_socket, auth=auth)
             self.loop_channel.setup(self.algorithm, self.prefix)
-        db_channel = None if db_socket is None else as_channel(db_socket, auth)
-        self.input_list, self.data_loaders = create_inputs_from_configuration(
-            self.data, self.algorithm, self.prefix, cache_root,
-            cache_access=AccessMode.LOCAL,
-            db_access=AccessMode.REMOTE if db_channel is not None else AccessMode.LOCAL,
-            socket=db_channel, databases=database_cache, auth=auth)
+        self._open_inputs(cache_root, db_socket, database_cache, auth)
         synced = self.loop_channel.channel if self.loop_channel is not None else None
         self.output_list, self.data_sinks = create_outputs_from_configuration(
             self.data, self.algorithm, self.prefix, cache_root, self.input_list,
             self.data_loaders, loop_socket=synced)
         self._closed = False
-
-    @property
-    def runner(self) -> Any:
-        """The algorithm's :class:`~papyflow.blocks.algorithm.Runner` (made when first asked)."""
-        if self._runner is None:
-            self._runner = self.algorithm.runner()
-        return self._runner
 
     @property
     def analysis(self) -> bool:
@@ -124,14 +104,6 @@ class AlgorithmExecutor:
         """The algorithm's schema version (1 for a legacy one)."""
         data = self.algorithm.data or {}
         return int(data.get("schema_version", 1))
-
-    def setup(self) -> bool:
-        """Set the algorithm up with the configuration's ``parameters``."""
-        return self.runner.setup(self.data.get("parameters", {}))
-
-    def prepare(self) -> bool:
-        """Prepare the algorithm with the data loaders of the secondary groups."""
-        return self.runner.prepare(self.data_loaders)
 
     def _process_arguments(self) -> dict[str, Any]:
         arguments: dict[str, Any] = {"data_loaders": self.data_loaders}

@@ -31,10 +31,9 @@ from ..dataflow.outputs import OutputList
 from ..formats.baseformat import baseformat
 from ..formats.dataformat import DataFormat
 from ..helpers import (
-    AccessMode,
-    create_inputs_from_configuration,
     create_outputs_from_configuration,
 )
+from ._block import BlockRun
 from ._config import load_configuration, prefix_of
 from .messagehandlers import LoopMessageHandler
 
@@ -111,7 +110,7 @@ class LoopChannel:
         self.channel.request([b"don"])
 
 
-class LoopExecutor:
+class LoopExecutor(BlockRun):
     """Runs a loop evaluator and answers its processor through a
     :class:`~papyflow.execution.LoopMessageHandler`.
 
@@ -144,52 +143,26 @@ class LoopExecutor:
         self.data = dict(loop) if isinstance(loop, Mapping) else config
         self.prefix = prefix_of(prefix, folder)
         self.message_handler = message_handler
-        name = self.data.get("algorithm")
-        if not isinstance(name, str):
-            raise TypeError(f"algorithm: expected the evaluator's name, got {name!r}")
-        self.algorithm = Algorithm(self.prefix, name, dataformat_cache, library_cache)
-        if not self.algorithm.valid:
-            raise ValueError(f"algorithm: {name!r} does not load: "
-                             f"{'; '.join(self.algorithm.errors)}")
+        self._load("evaluator", dataformat_cache, library_cache)
+        name = self.algorithm.name
         if not self.algorithm.is_loop_evaluator:
             raise ValueError(f"algorithm: {name!r} is {self.algorithm.type}, not a loop "
                              "evaluator")
-        db_channel = None if db_socket is None else as_channel(db_socket, auth)
-        self.input_list, self.data_loaders = create_inputs_from_configuration(
-            self.data, self.algorithm, self.prefix, cache_root,
-            cache_access=AccessMode.LOCAL,
-            db_access=AccessMode.REMOTE if db_channel is not None else AccessMode.LOCAL,
-            socket=db_channel, databases=database_cache, auth=auth)
+        self._open_inputs(cache_root, db_socket, database_cache, auth)
         if self.algorithm.output_map:
             self.output_list, self.data_sinks = create_outputs_from_configuration(
                 self.data, self.algorithm, self.prefix, cache_root, self.input_list,
                 self.data_loaders)
         else:
             self.output_list, self.data_sinks = OutputList(), []
-        self._runner: Any = None
         self._closed = False
         message_handler.setup(self.algorithm, self.prefix)
         message_handler.set_executor(self)
 
     @property
-    def runner(self) -> Any:
-        """The evaluator's :class:`~papyflow.blocks.algorithm.Runner` (made when first asked)."""
-        if self._runner is None:
-            self._runner = self.algorithm.runner()
-        return self._runner
-
-    @property
     def address(self) -> str:
         """The address of the message handler: give it to the processor."""
         return self.message_handler.address
-
-    def setup(self) -> bool:
-        """Set the evaluator up with the configuration's ``parameters``."""
-        return self.runner.setup(self.data.get("parameters", {}))
-
-    def prepare(self) -> bool:
-        """Prepare the evaluator with its secondary groups' data loaders."""
-        return self.runner.prepare(self.data_loaders)
 
     def process(self) -> bool:
         """Run the evaluator's ``process`` once, then start answering the processor."""
