@@ -11,6 +11,7 @@ last), naming the field path; :func:`read_declaration` does that.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 __all__ = ["Described", "read_declaration"]
@@ -59,6 +60,35 @@ def read_declaration(text: str | bytes) -> tuple[Any, list[str]]:
     duplicates: list[str] = []
     value = _untrack(json.loads(text, object_pairs_hook=_track_duplicates), "", duplicates)
     return value, duplicates
+
+
+def load_declaration(read: Callable[[], Any],
+                     error: Callable[[str | None, str], None]) -> dict[str, Any] | None:
+    """The JSON object that ``read()`` returns the text of, or ``None``.
+
+    Every problem goes to ``error(field path or None, message)``: a file that
+    cannot be read or is not UTF-8, invalid JSON (with line and column), keys
+    given twice (one error each, naming the path), and a declaration that is
+    not an object (then ``None``).
+    """
+    try:
+        declaration, duplicates = read_declaration(read())
+    except UnicodeDecodeError:
+        error(None, "not UTF-8 text")
+        return None
+    except OSError as problem:
+        error(None, f"cannot read: {problem.strerror or problem}")
+        return None
+    except json.JSONDecodeError as problem:
+        error(None, f"invalid JSON: {problem.msg} (line {problem.lineno}, "
+                    f"column {problem.colno})")
+        return None
+    for path in duplicates:
+        error(path, "key given more than once in the JSON object")
+    if not isinstance(declaration, dict):
+        error(None, f"the declaration must be a JSON object, not {type(declaration).__name__}")
+        return None
+    return declaration
 
 
 class Described:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from .. import hash as _hash
-from .._declarations import Described, read_declaration
+from .._declarations import Described, load_declaration
 from ..utils import CodeStorage, NumpyJSONEncoder, Prefix, hashed_or_simple
 
 if TYPE_CHECKING:
@@ -141,28 +141,12 @@ class Asset(Described):
 
     def _read_declaration(self) -> dict[str, Any] | None:
         assert self.storage is not None
-        try:
-            with open(self.storage.json.path, "rb") as stream:
-                text = stream.read().decode("utf-8")
-        except UnicodeDecodeError:
-            self._error(None, "not UTF-8 text")
-            return None
-        except OSError as error:
-            self._error(None, f"cannot read: {error.strerror or error}")
-            return None
-        try:
-            declaration, duplicates = read_declaration(text)
-        except json.JSONDecodeError as error:
-            self._error(None, f"invalid JSON: {error.msg} (line {error.lineno}, "
-                              f"column {error.colno})")
-            return None
-        for path in duplicates:
-            self._error(path, "key given more than once in the JSON object")
-        if not isinstance(declaration, dict):
-            self._error(None, "the declaration must be a JSON object, "
-                              f"not {type(declaration).__name__}")
-            return None
-        return declaration
+        path = self.storage.json.path
+
+        def read() -> str:
+            with open(path, "rb") as stream:
+                return stream.read().decode("utf-8")
+        return load_declaration(read, self._error)
 
     def _read_code(self) -> None:
         """Read the code file (as text, or bytes for a compiled language); check that

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from .. import hash as _hash
-from .._declarations import Described, read_declaration
+from .._declarations import Described, load_declaration
 from ..dataflow._indices import equal_value_ranges, mixDataIndices
 from ..dataflow.data import DatabaseOutputDataSource, data_index_db_path
 from ..formats.dataformat import DataFormat
@@ -703,27 +703,7 @@ class Database(Described):
             self._error(None, f"database {self._name!r} not found "
                               f"(searched: {', '.join(self.prefix.paths)})")
             return None
-        try:
-            text = self.storage.json.load()
-            assert isinstance(text, str)
-            declaration, duplicates = read_declaration(text)
-        except UnicodeDecodeError:
-            self._error(None, "not UTF-8 text")
-            return None
-        except OSError as error:
-            self._error(None, f"cannot read: {error.strerror or error}")
-            return None
-        except json.JSONDecodeError as error:
-            self._error(None, f"invalid JSON: {error.msg} (line {error.lineno}, "
-                              f"column {error.colno})")
-            return None
-        for path in duplicates:
-            self._error(path, "key given more than once in the JSON object")
-        if not isinstance(declaration, dict):
-            self._error(None, "the declaration must be a JSON object, "
-                              f"not {type(declaration).__name__}")
-            return None
-        return declaration
+        return load_declaration(self.storage.json.load, self._error)
 
     def _read_code(self) -> None:
         assert self.storage is not None

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import IO, Any, TypeAlias
 
 from .. import hash as _hash
-from .._declarations import Described, read_declaration
+from .._declarations import Described, load_declaration
 from ..utils import NumpyJSONEncoder, Prefix, hashed_or_simple
 from ..utils import Storage as _AssetStorage
 from ._system import SYSTEM_PREFIX
@@ -275,27 +275,7 @@ class DataFormat(Described):
             self._error(None, f"dataformat {self.name!r} not found "
                               f"(searched: {', '.join(self.prefix.paths)})")
             return None
-        try:
-            text = self.storage.json.load()
-        except UnicodeDecodeError:
-            self._error(None, "not UTF-8 text")
-            return None
-        except OSError as error:
-            self._error(None, f"cannot read: {error.strerror or error}")
-            return None
-        try:
-            declaration, duplicates = read_declaration(text)
-        except json.JSONDecodeError as error:
-            self._error(None, f"invalid JSON: {error.msg} (line {error.lineno}, "
-                              f"column {error.colno})")
-            return None
-        for path in duplicates:
-            self._error(path, "key given more than once in the JSON object")
-        if not isinstance(declaration, dict):
-            self._error(None, "the declaration must be a JSON object, "
-                              f"not {type(declaration).__name__}")
-            return None
-        return declaration
+        return load_declaration(self.storage.json.load, self._error)
 
     def _load(self, declaration: dict[str, Any], stack: tuple[str, ...]) -> None:
         """Check and resolve a declaration; ``stack`` holds the named formats loading."""
