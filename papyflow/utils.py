@@ -102,6 +102,23 @@ class Prefix:
         """The folders, in search order."""
         return tuple(self._paths)
 
+    def export_folder(self, prefix: PathLike | Iterable[PathLike] | Prefix,
+                      what: str) -> str:
+        """The folder an asset loaded from this prefix is exported into: the first of
+        ``prefix`` (``what`` names the asset in messages).
+
+        Raises:
+            ValueError: ``prefix`` has no folder.
+            RuntimeError: that folder is one of this prefix's own.
+        """
+        folders = Prefix(prefix).paths
+        if not folders:
+            raise ValueError("the prefix to export to has no folder")
+        target = folders[0]
+        if any(os.path.realpath(target) == os.path.realpath(own) for own in self._paths):
+            raise RuntimeError(f"cannot export {what} into its own prefix {target}")
+        return target
+
     def add(self, path: PathLike) -> None:
         """Append a folder, searched after those already there (a repeat is ignored)."""
         path = os.fspath(path)

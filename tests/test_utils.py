@@ -368,3 +368,15 @@ def test_code_storage_hash_covers_code_not_description(tmp_path):
     assert storage.hash() == first
     storage.save({"language": "python"}, "x = 2\n")
     assert storage.hash() != first
+
+
+def test_export_folder_is_the_first_folder_of_another_prefix(tmp_path):
+    from papyflow.utils import Prefix
+
+    mine = Prefix([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert mine.export_folder([str(tmp_path / "c"), str(tmp_path / "d")], "x") == \
+        str(tmp_path / "c")
+    with pytest.raises(RuntimeError, match="cannot export x into its own prefix"):
+        mine.export_folder(str(tmp_path / "b"), "x")
+    with pytest.raises(ValueError, match="has no folder"):
+        mine.export_folder([], "x")

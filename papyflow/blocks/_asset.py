@@ -53,10 +53,6 @@ def module_name(name: str) -> str:
     return re.sub(r"\W", "_", name)
 
 
-def same_folder(a: str, b: str) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
 class AssetStorage(CodeStorage):
     """The files of the asset ``name`` (``user/name/version``) under ``prefix``.
 
@@ -353,14 +349,7 @@ class Asset(Described):
         if not self.valid:
             raise RuntimeError(f"{self.kind} {self.name!r} is not valid: "
                                + "; ".join(self.errors))
-        folders = Prefix(prefix).paths
-        if not folders:
-            raise ValueError("the prefix to export to has no folder")
-        target = folders[0]
-        if any(same_folder(target, folder) for folder in self.prefix.paths):
-            raise RuntimeError(f"cannot export {self.kind} {self.name!r} into its own "
-                               f"prefix {target}")
-        return target
+        return self.prefix.export_folder(prefix, f"{self.kind} {self.name!r}")
 
     def __repr__(self) -> str:
         state = "valid" if self.valid else f"{len(self.errors)} errors"

@@ -1092,13 +1092,7 @@ class Database(Described):
         """
         if not self.valid:
             raise RuntimeError(f"database {self.name!r} is not valid: " + "; ".join(self.errors))
-        folders = Prefix(prefix).paths
-        if not folders:
-            raise ValueError("the prefix to export to has no folder")
-        target = folders[0]
-        if any(os.path.realpath(target) == os.path.realpath(f) for f in self.prefix.paths):
-            raise RuntimeError(f"cannot export database {self.name!r} into its own "
-                               f"prefix {target}")
+        target = self.prefix.export_folder(prefix, f"database {self.name!r}")
         for dataformat in self.dataformats.values():
             dataformat.export(target)
         self.write(Storage(target, self.name))

@@ -157,10 +157,6 @@ def _search_prefix(prefix: PrefixLike) -> Prefix:
     return search
 
 
-def _same_folder(a: str, b: str) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
 class DataFormat(Described):
     """A dataformat, loaded and checked, and the record class it defines.
 
@@ -603,13 +599,7 @@ class DataFormat(Described):
         if not self.valid:
             raise RuntimeError(f"dataformat {self.name!r} is not valid: "
                                + "; ".join(self.errors))
-        folders = Prefix(prefix).paths
-        if not folders:
-            raise ValueError("the prefix to export to has no folder")
-        target = folders[0]
-        if any(_same_folder(target, folder) for folder in self.prefix.paths):
-            raise RuntimeError(f"cannot export dataformat {self.name!r} into its own "
-                               f"prefix {target}")
+        target = self.prefix.export_folder(prefix, f"dataformat {self.name!r}")
         for name, referenced in self.referenced.items():
             referenced.write(Storage(target, name))
         self.write(Storage(target, self._name))
