@@ -46,6 +46,7 @@ from .._remote import (
     LIMITS,
     MAX_MESSAGE,
     Message,
+    endpoint,
 )
 from .._wire import Codec, Kind, decode, encode
 from .base import Backend, Batch, Done, Lane, LaneLoss, Sink
@@ -85,8 +86,6 @@ class RemoteBackend(Backend):
                  key: bytes | None = None,
                  heartbeat_timeout: float = HEARTBEAT_TIMEOUT) -> None:
         super().__init__(workers, name)
-        from .._remote import endpoint
-
         self.hosts_given = hosts
         self.endpoints = [endpoint(address) for address, _ in hosts]
         self.key = key
