@@ -329,6 +329,9 @@ class Dispatcher:
             os.unlink(self._address)  # first, so that nobody connects any more
         except OSError:
             pass
+        # A producer whose connection waits in the backlog may have put a package
+        # already (its put returns once the bytes are in the socket): take it in.
+        self._accept(None)
         self._selector.unregister(self._listener)
         self._listener.close()
         self._listener = None
