@@ -12,6 +12,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from ._execute import TaskSpec
+from ._heap import KEEP_FREED
 from ._scheduler import Scheduler
 from ._tasks import NuMapTask, Raise, TaskState, make_stream
 from .backends.base import Backend
@@ -99,6 +100,11 @@ class NuMap:
     - ``shared_memory``: arrays (out-of-band pickle buffers) of at least this
       many bytes travel to and from local worker processes through shared
       memory instead of the pipe; ``None`` never. 1 MiB by default.
+    - ``keep_freed``: bytes of freed memory each local worker process keeps
+      for reuse (glibc's allocator: blocks up to 32 MiB come from its heap,
+      trimmed only above this), so that stages making new large arrays reuse
+      pages instead of faulting in fresh zeroed ones; ``None`` leaves the
+      allocator as it is. 128 MiB by default.
     - ``remote_auth``: the key file shared with the servers (``$NUMAP_AUTH``
       by default; none for servers on loopback without a key).
     - ``stride``: the most items of one task asked for at a time, and the
@@ -128,7 +134,8 @@ class NuMap:
                  skip: bool = False, name: str | None = None,
                  executor: Executor | None = None,
                  remote_auth: str | os.PathLike[str] | None = None,
-                 shared_memory: int | None = SHARED_MEMORY) -> None:
+                 shared_memory: int | None = SHARED_MEMORY,
+                 keep_freed: int | None = KEEP_FREED) -> None:
         if worker_type is None:
             worker_type = "process" if executor is None else "executor"
         if worker_type not in WORKER_TYPES:
@@ -158,6 +165,8 @@ class NuMap:
         self.remote_auth = None if remote_auth is None else os.fspath(remote_auth)
         self.shared_memory = None if shared_memory is None else \
             _positive_int("shared_memory", shared_memory)
+        self.keep_freed = None if keep_freed is None else \
+            _positive_int("keep_freed", keep_freed, minimum=0)
         self.worker_type = worker_type
         self.stride = (_STRIDE_PER_WORKER * self._all_workers if stride is None
                        else _positive_int("stride", stride))
@@ -209,14 +218,15 @@ class NuMap:
             return ExecutorBackend(self.worker_num, self.name, self.executor)
         if not self.worker_remote:
             if self.worker_type == "process":
-                return ProcessBackend(self.worker_num, self.name, self.shared_memory)
+                return ProcessBackend(self.worker_num, self.name, self.shared_memory,
+                                      self.keep_freed)
             return WORKER_TYPES[self.worker_type](self.worker_num, self.name)
         remote = RemoteBackend(sum(n for _, n in self.worker_remote), self.name,
                                self.worker_remote, self._remote_key)
         if not self.worker_num:
             return remote
-        return MixedBackend(ProcessBackend(self.worker_num, self.name, self.shared_memory),
-                            remote)
+        return MixedBackend(ProcessBackend(self.worker_num, self.name, self.shared_memory,
+                                           self.keep_freed), remote)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -227,7 +237,8 @@ class NuMap:
         """
         return {"worker_type": self.worker_type, "worker_num": self.worker_num,
                 "worker_remote": self.worker_remote or None, "remote_auth": self.remote_auth,
-                "shared_memory": self.shared_memory, "stride": self._given_stride,
+                "shared_memory": self.shared_memory, "keep_freed": self.keep_freed,
+                "stride": self._given_stride,
                 "buffer": self._buffer, "ordered": self.ordered, "skip": self.skip,
                 "name": self.name}
 

@@ -113,7 +113,9 @@ class Pool:
             segment = self._create(size)
             if segment is None:
                 return None
-        segment.view[:size] = buffer.cast("B")
+        # numpy copies without the GIL: the process's other threads go on meanwhile
+        np.copyto(np.frombuffer(segment.view, dtype=np.uint8, count=size),
+                  np.frombuffer(buffer.cast("B"), dtype=np.uint8))
         with self._lock:
             self._used[segment.name] = segment
             self._refs[segment.name] = 1

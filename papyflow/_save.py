@@ -10,6 +10,7 @@ contract of :mod:`papyflow.pipefile`.
 from __future__ import annotations
 
 import datetime
+import inspect
 import keyword
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["pipeline_source"]
 
+_NUMAP_DEFAULTS = {name: parameter.default for name, parameter in
+                   inspect.signature(NuMap).parameters.items()
+                   if parameter.default is not inspect.Parameter.empty}
 _FIXED = ("NuMap", "Piper", "Plumber", "Worker", "plumber", "DATA", "sys", "main")
 
 
@@ -82,7 +86,10 @@ def pipeline_source(plumber: Plumber) -> str:
         if isinstance(imap, NuMap) and id(imap) not in numap_names:
             name = writer.name("numap")
             numap_names[id(imap)] = name
-            settings = [(k, writer.value(v)) for k, v in imap.settings.items() if v is not None]
+            # What differs from NuMap's own default (None too: shared_memory=None is
+            # not the default, and must be written for the rebuilt NuMap to match).
+            settings = [(k, writer.value(v)) for k, v in imap.settings.items()
+                        if v != _NUMAP_DEFAULTS.get(k)]
             numap_lines.append(f"{name} = NuMap({_arguments(settings)})")
     for piper in pipers:
         worker = piper.worker

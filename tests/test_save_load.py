@@ -118,3 +118,19 @@ def test_files_that_do_not_load_name_the_file_and_line(tmp_path):
         Plumber().load(empty)
     with pytest.raises(PlumberError, match="not found"):
         Plumber().load(tmp_path / "missing.py")
+
+
+def test_numap_settings_that_differ_from_the_defaults_are_saved(tmp_path):
+    # None is a setting too: a NuMap without shared memory must not come back with it.
+    nm = NuMap(worker_num=2, shared_memory=None, keep_freed=None, ordered=False, stride=7,
+               name="plain")
+    plumber = Plumber()
+    plumber.add_pipe((Piper(inc, parallel=nm, name="a"), Piper(double, name="b")))
+    path = tmp_path / "pipe.py"
+    plumber.save(path)
+    again = Plumber()
+    again.load(path)
+    loaded = again.postorder()[0].imap
+    assert loaded.settings == nm.settings
+    saved = path.read_text()
+    assert "shared_memory=None" in saved and "keep_freed=None" in saved

@@ -45,6 +45,8 @@ from multiprocess.connection import wait
 from .. import _shm
 from .._errors import format_exception, with_remote_traceback
 from .._execute import ItemFailure, TaskSpec, run_batch
+from .._heap import KEEP_FREED
+from .._heap import keep_freed as set_keep_freed
 from .._shm import Pool, forget_inherited, new_prefix, sweep
 from .._shm import available as shm_available
 from .._wire import Channel, Codec, Kind, decode, encode, peek, pipe
@@ -90,8 +92,10 @@ class ProcessBackend(Backend):
     target_seconds: ClassVar[float] = 0.02
     batch_stretch: ClassVar[float] = 8.0
 
-    def __init__(self, workers: int, name: str, shared_memory: int | None = None) -> None:
+    def __init__(self, workers: int, name: str, shared_memory: int | None = None,
+                 keep_freed: int | None = KEEP_FREED) -> None:
         super().__init__(workers, name)
+        self.keep_freed = keep_freed
         # Large arrays through shared memory (see numap._shm), when the system has it.
         self.segments = Pool(new_prefix(), shared_memory) \
             if shared_memory is not None and shm_available() else None
@@ -142,7 +146,8 @@ class ProcessBackend(Backend):
             shm = None if self.segments is None else \
                 (self.segments.prefix, self.segments.threshold)
             process = self._context.Process(
-                target=_worker_main, args=(inbox_r.fd, outbox_w.fd, parent_fds, shm),
+                target=_worker_main,
+                args=(inbox_r.fd, outbox_w.fd, parent_fds, shm, self.keep_freed),
                 name=name, daemon=True)
             process.start()
         inbox_r.close()
@@ -390,10 +395,14 @@ def _reap(processes: list[Any]) -> None:
 
 
 def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
-                 shm: tuple[str, int] | None = None) -> None:
+                 shm: tuple[str, int] | None = None,
+                 keep_freed: int | None = KEEP_FREED) -> None:
     """Run batches from ``inbox_fd`` and write their results to ``outbox_fd``
     (large arrays of results in shared memory, when ``shm`` gives the prefix and
-    threshold)."""
+    threshold; up to ``keep_freed`` bytes of freed heap kept for new arrays, see
+    :mod:`numap._heap`)."""
+    if keep_freed is not None:
+        set_keep_freed(keep_freed)
     for fd in parent_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
