@@ -38,8 +38,6 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 try:  # the module behind multiprocessing.shared_memory on POSIX systems
     import _posixshmem
 except ImportError:  # pragma: no cover - not a POSIX system
@@ -114,6 +112,8 @@ class Pool:
             if segment is None:
                 return None
         # numpy copies without the GIL: the process's other threads go on meanwhile
+        import numpy as np  # only once arrays come (and numpy is loaded anyway)
+
         np.copyto(np.frombuffer(segment.view, dtype=np.uint8, count=size),
                   np.frombuffer(buffer.cast("B"), dtype=np.uint8))
         with self._lock:
@@ -242,6 +242,8 @@ class Receiver:
         """A writable buffer over the segment's first ``size`` bytes, mapped here; when the
         last array built on it goes, :meth:`freed` reports it (or, for a segment of a pool
         of this process, the pool takes it back)."""
+        import numpy as np
+
         mapping = self._mapping(name, capacity)
         lease = np.frombuffer(mapping, dtype=np.uint8, count=size)
         owner = name[1:name.rfind("-") + 1]
@@ -259,6 +261,8 @@ class Receiver:
         """``(name, size, capacity)`` when ``buffer`` starts where a received segment does."""
         if not self._leases:
             return None
+        import numpy as np
+
         address = np.frombuffer(buffer, dtype=np.uint8).__array_interface__["data"][0]
         return self._leases.get(address)
 

@@ -220,3 +220,20 @@ def test_a_full_dev_shm_sends_arrays_through_the_pipe(monkeypatch):
         out = [float(a[0]) for a in numap]
         assert ours() == []  # no segment could be made: nothing half-made is left
     assert out == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+
+
+def test_numpy_is_loaded_only_when_arrays_come():
+    # A pipeline of plain Python objects does not pay for numpy (its import, and
+    # the threads its BLAS library starts); arrays bring numpy along anyway.
+    code = textwrap.dedent("""
+        import sys
+        import papyflow
+        from numap import NuMap
+        with NuMap(abs, [-1, -2], worker_num=1) as numap:
+            assert list(numap) == [1, 2]
+        print("numpy" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
