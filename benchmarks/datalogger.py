@@ -20,7 +20,10 @@ Scenarios (each on a fresh logger in a fresh temporary directory):
 
 The clock runs from the release of the producers to the return of
 ``shutdown()`` (everything saved). Afterwards every package is looked for in
-the output (a file of the right name and size); "lost" must be 0. The
+the output (a file of the right name and size); "lost" must be 0. Before
+each run, outside the clock, the disk is left to settle (``os.sync()`` and a
+second's pause): the small scenario leaves hundreds of thousands of files'
+metadata to write back and delete, which the next run would otherwise pay. The
 producers' ``put`` rate alone is reported too. Repeats are interleaved; the
 best repeat counts. Markdown goes to stdout, progress to stderr.
 """
@@ -60,10 +63,18 @@ def _produce(queue, source: int, count: int, size: int, go, took) -> None:
     took.put(time.perf_counter() - began)
 
 
+def _settle() -> None:
+    """Let the disk finish what earlier runs left (their files' writeback, the deletion
+    of their folders), so that no scenario pays for the one before it."""
+    os.sync()
+    time.sleep(1.0)
+
+
 def run(count: int, size: int, savers: int, threads: int) -> dict[str, float]:
     """Put ``count`` packages of ``size`` bytes from each of 2 producers; the rates."""
     root = Path(tempfile.mkdtemp(prefix="papyflow-bench-datalogger-"))
     context = multiprocess.get_context("fork")
+    _settle()
     try:
         logger = DataLogger(root, process_count=savers, thread_count=threads)
         logger.start()
@@ -100,6 +111,7 @@ def file_ceiling(count: int) -> float:
     """Files per second of a bare loop (one process) that does only what a saver must
     do per package: create a temporary file, write a 64-byte ``.npy``, rename it."""
     root = Path(tempfile.mkdtemp(prefix="papyflow-bench-datalogger-"))
+    _settle()
     data = npy_header(SMALL_BYTES) + bytes(SMALL_BYTES)
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     try:

@@ -31,7 +31,8 @@ import dill
 from . import _shm
 from ._shm import Pool
 
-__all__ = ["Channel", "Codec", "Frame", "Kind", "decode", "encode", "peek", "pipe"]
+__all__ = ["Channel", "Codec", "Frame", "Kind", "decode", "encode", "frame_bytes", "peek",
+           "pipe"]
 
 # Buffers at least this large travel out of band.
 OUT_OF_BAND_MIN = 64 * 1024
@@ -133,6 +134,16 @@ def _buffers(parts: list[memoryview]) -> list[Any]:
     piped = parts[2:]
     return [piped[entry] if isinstance(entry, int) else _shm.RECEIVER.take(*entry)
             for entry in table]
+
+
+def frame_bytes(parts: list[Any]) -> int:
+    """The bytes a frame made by :func:`encode` carries: its parts, and the large
+    buffers it placed in shared-memory segments (which its parts only name)."""
+    total = sum(memoryview(part).nbytes for part in parts)
+    if _HEADER.unpack_from(parts[0])[1] & _SEGMENTS:
+        total += sum(entry[1] for entry in json.loads(bytes(parts[1]))
+                     if not isinstance(entry, int))
+    return total
 
 
 def peek(parts: list[memoryview]) -> Frame:

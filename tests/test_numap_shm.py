@@ -237,3 +237,34 @@ def test_numpy_is_loaded_only_when_arrays_come():
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def _bytes_in_segments() -> int:
+    total = 0
+    for name in ours():
+        try:
+            total += os.stat(os.path.join(SHM_FOLDER, name)).st_size
+        except FileNotFoundError:  # removed meanwhile
+            pass
+    return total
+
+
+def test_arrays_in_shared_memory_count_toward_the_buffer_bound():
+    # The automatic buffer holds about 256 MiB of large items; arrays that travel
+    # through shared memory count with their size, not with the few bytes that name
+    # their segment, or a fast feeder would copy the whole input into /dev/shm.
+    arrays = [np.full(MIB, float(k)) for k in range(4)]  # 8 MiB each
+
+    def feed():
+        for k in range(200):  # 1.6 GB in all
+            yield arrays[k % 4].copy()  # distinct objects: the stage works in place
+
+    peak = 0
+    with NuMap(in_place, feed(), worker_num=2) as numap:
+        for k, got in enumerate(numap):
+            assert got[0] == float(k % 4) + 1
+            del got
+            time.sleep(0.01)  # a slow consumer: the feeder runs ahead if it may
+            peak = max(peak, _bytes_in_segments())
+    assert peak <= 450 * MIB, f"{peak / MIB:.0f} MiB of segments at once"
+    assert not ours()

@@ -49,7 +49,7 @@ from .._heap import KEEP_FREED
 from .._heap import keep_freed as set_keep_freed
 from .._shm import Pool, forget_inherited, new_prefix, sweep
 from .._shm import available as shm_available
-from .._wire import Channel, Codec, Kind, decode, encode, peek, pipe
+from .._wire import Channel, Codec, Kind, decode, encode, frame_bytes, peek, pipe
 from .base import Backend, Batch, Done, Lane, LaneLoss, Sink
 
 __all__ = ["ProcessBackend", "prepare_batch", "spread"]
@@ -245,7 +245,7 @@ class ProcessBackend(Backend):
         if values is None:  # the whole batch failed before any item ran
             failures = [spread(failures[0], i) for i in range(len(batch.items))]
             values = [None] * len(batch.items)
-        nbytes = batch.nbytes + sum(part.nbytes for part in parts)
+        nbytes = batch.nbytes + frame_bytes(parts)
         self.sink.done(lane, Done(batch, values, failures, frame.seconds, nbytes))
 
     def _lost(self, lane: Lane) -> None:
@@ -340,7 +340,7 @@ def prepare_batch(batch: Batch, segments: Pool | None = None) -> list[Any] | Non
     except Exception:
         pass
     else:
-        batch.nbytes = sum(memoryview(part).nbytes for part in parts)
+        batch.nbytes = frame_bytes(parts)  # arrays in shared memory count too
         return parts
     # Find the items that cannot be pickled; they fail alone.
     for position, item in reversed(list(enumerate(batch.items))):
