@@ -189,3 +189,39 @@ def test_an_output_directory_that_vanished_is_reported_at_shutdown(tmp_path):
         logger.shutdown()
     assert info.value.errno == errno.ENOTDIR
     assert isinstance(info.value.__cause__, NotADirectoryError)
+
+
+def test_a_package_on_a_connection_still_in_the_backlog_at_shutdown_is_saved(
+        tmp_path, monkeypatch):
+    # A producer's put returns once its bytes are in the socket, which may happen
+    # while its connection still waits in the listener's backlog. Forced here: the
+    # dispatcher accepts nothing until it closes the listener at shutdown.
+    from papyflow.datalogger import _dispatcher
+
+    closing = False
+    accept, close_listener = _dispatcher.Dispatcher._accept, _dispatcher.Dispatcher._close_listener
+
+    def accept_only_when_closing(self, key):
+        if closing:
+            accept(self, key)
+        else:
+            time.sleep(0.001)  # the listener stays readable: do not spin
+
+    def closing_listener(self):
+        nonlocal closing
+        closing = True
+        close_listener(self)
+
+    monkeypatch.setattr(_dispatcher.Dispatcher, "_accept", accept_only_when_closing)
+    monkeypatch.setattr(_dispatcher.Dispatcher, "_close_listener", closing_listener)
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1)
+    logger.start()
+    try:
+        package = LogPackage(3, 7, np.arange(5, dtype=np.uint8))
+        logger.input_queue.put(package)  # returns: the bytes wait in the socket
+        time.sleep(0.2)
+        assert not list(logger.output_directory.glob("*.npy"))  # nothing accepted yet
+    finally:
+        logger.shutdown()
+    saved = logger.output_directory / package.file_name
+    assert np.array_equal(np.load(saved), np.arange(5, dtype=np.uint8))
