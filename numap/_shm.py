@@ -78,10 +78,14 @@ class Pool:
         threshold: the smallest buffer, in bytes, that goes through a segment.
     """
 
-    def __init__(self, prefix: str, threshold: int, forward_to: str | None = None) -> None:
+    def __init__(self, prefix: str, threshold: int, forward_to: str | None = None, *,
+                 split_copies: bool = False) -> None:
         self.prefix = prefix
         self.threshold = threshold
         self.forward_to = forward_to
+        # The NuMap's own process copies every large item on one thread, while the
+        # workers run in parallel: there a copy in two halves on two threads pays.
+        self.split_copies = split_copies
         self._numbers = itertools.count()
         self._free: list[_Segment] = []
         self._used: dict[str, _Segment] = {}
@@ -114,8 +118,8 @@ class Pool:
         # numpy copies without the GIL: the process's other threads go on meanwhile
         import numpy as np  # only once arrays come (and numpy is loaded anyway)
 
-        np.copyto(np.frombuffer(segment.view, dtype=np.uint8, count=size),
-                  np.frombuffer(buffer.cast("B"), dtype=np.uint8))
+        _copy(np.frombuffer(segment.view, dtype=np.uint8, count=size),
+              np.frombuffer(buffer.cast("B"), dtype=np.uint8), self.split_copies)
         with self._lock:
             self._used[segment.name] = segment
             self._refs[segment.name] = 1
@@ -188,6 +192,33 @@ class Pool:
             self._used.clear()
             self._refs.clear()
         _LOCAL.pop(self.prefix, None)
+
+
+_HELPER: tuple[int, Any] | None = None  # (pid, executor): one copying thread per process
+_HELPER_LOCK = threading.Lock()
+_SPLIT = 4 << 20  # the smallest copy that is split
+
+
+def _copy(target: Any, source: Any, split: bool) -> None:
+    """``target[:] = source``; with ``split``, a large copy in two halves, one on a helper
+    thread (numpy copies without the GIL), so that a copy bound by what one core moves
+    takes two."""
+    global _HELPER
+    import numpy as np
+
+    size = source.nbytes
+    if not split or size < _SPLIT or (os.cpu_count() or 1) == 1:
+        np.copyto(target, source)
+        return
+    with _HELPER_LOCK:
+        if _HELPER is None or _HELPER[0] != os.getpid():  # a forked process has no thread
+            from concurrent.futures import ThreadPoolExecutor
+            _HELPER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="numap-copy"))
+        helper = _HELPER[1]
+    half = (size // 2) & ~63
+    other = helper.submit(np.copyto, target[half:], source[half:])
+    np.copyto(target[:half], source[:half])
+    other.result()
 
 
 def _drop(segment: _Segment) -> None:
@@ -298,9 +329,10 @@ RECEIVER = Receiver()
 def forget_inherited() -> None:
     """In a process just forked: drop the pools and mappings of the parent's copy of this
     module (they are the parent's; this process starts with none)."""
-    global RECEIVER
+    global RECEIVER, _HELPER, _HELPER_LOCK
     _LOCAL.clear()
     RECEIVER = Receiver()
+    _HELPER, _HELPER_LOCK = None, threading.Lock()  # the lock may have been held at the fork
 
 
 def sweep(prefix: str) -> int:

@@ -268,3 +268,28 @@ def test_arrays_in_shared_memory_count_toward_the_buffer_bound():
             peak = max(peak, _bytes_in_segments())
     assert peak <= 450 * MIB, f"{peak / MIB:.0f} MiB of segments at once"
     assert not ours()
+
+
+@pytest.mark.parametrize("nbytes", [1000, (4 << 20) + 13, 9 * MIB + 1])
+def test_large_copies_split_in_two_halves_are_exact(nbytes):
+    from numap._shm import _copy
+
+    source = np.random.default_rng(nbytes).integers(0, 256, nbytes, dtype=np.uint8)
+    for split in (False, True):
+        target = np.zeros(nbytes, dtype=np.uint8)
+        _copy(target, source, split)
+        assert np.array_equal(target, source)
+
+
+def test_the_copy_helper_thread_is_made_again_in_a_forked_process():
+    from numap import _shm
+
+    source = np.arange(5 * MIB, dtype=np.uint8)
+    _shm._copy(np.empty_like(source), source, True)  # the helper exists here now
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        target = np.empty_like(source)
+        _shm._copy(target, source, True)  # the parent's thread is not in this process
+        os._exit(0 if np.array_equal(target, source) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

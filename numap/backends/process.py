@@ -97,7 +97,7 @@ class ProcessBackend(Backend):
         super().__init__(workers, name)
         self.keep_freed = keep_freed
         # Large arrays through shared memory (see numap._shm), when the system has it.
-        self.segments = Pool(new_prefix(), shared_memory) \
+        self.segments = Pool(new_prefix(), shared_memory, split_copies=True) \
             if shared_memory is not None and shm_available() else None
         self._context = multiprocess.get_context("fork" if sys.platform != "win32" else None)
         self._lanes: list[Lane] = []
