@@ -85,7 +85,7 @@ class Pool:
         self.forward_to = forward_to
         # The NuMap's own process copies every large item on one thread, while the
         # workers run in parallel: there a copy in two halves on two threads pays.
-        self.split_copies = split_copies
+        self.split_copies = split_copies and (os.cpu_count() or 1) > 1
         self._numbers = itertools.count()
         self._free: list[_Segment] = []
         self._used: dict[str, _Segment] = {}
@@ -207,7 +207,7 @@ def _copy(target: Any, source: Any, split: bool) -> None:
     import numpy as np
 
     size = source.nbytes
-    if not split or size < _SPLIT or (os.cpu_count() or 1) == 1:
+    if not split or size < _SPLIT:
         np.copyto(target, source)
         return
     with _HELPER_LOCK:

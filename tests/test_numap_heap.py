@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import ctypes
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 
 from numap import NuMap
-from numap._heap import keep_freed
+from numap._heap import _glibc, keep_freed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,13 +28,10 @@ class _MallInfo2(ctypes.Structure):
 
 
 def _glibc_mallinfo2():
-    try:
-        if not os.confstr("CS_GNU_LIBC_VERSION"):
-            return None
-        function = ctypes.CDLL(None).mallinfo2
-    except (AttributeError, OSError, ValueError):
-        return None
-    function.restype = _MallInfo2
+    libc = _glibc()
+    function = getattr(libc, "mallinfo2", None)  # glibc 2.33 and later
+    if function is not None:
+        function.restype = _MallInfo2
     return function
 
 

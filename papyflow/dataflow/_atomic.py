@@ -21,6 +21,8 @@ import secrets
 import socket
 import time
 
+from .._processes import alive
+
 __all__ = [
     "STALE_AFTER",
     "TempName",
@@ -66,22 +68,10 @@ def parse_temp(suffix: str) -> TempName | None:
     return TempName(match["host"], int(match["pid"]), match["token"], match["rest"])
 
 
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by someone else
-        return True
-    return True
-
-
 def is_stale(path: str, name: TempName, now: float | None = None) -> bool:
     """Whether the temporary file ``path`` was left by a writer that is gone."""
     if name.host == _host():
-        return not _alive(name.pid)
+        return not alive(name.pid)
     try:
         modified = os.stat(path).st_mtime
     except FileNotFoundError:

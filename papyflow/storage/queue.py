@@ -55,6 +55,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
+from .._processes import alive
 from . import pypetconstants as pc
 from .errors import NoSuchServiceError, RemoteTraceback, WriterError, WriterLostError
 from .hdf5 import HDF5StorageService
@@ -147,25 +148,6 @@ def _unframe(buffer: bytearray) -> Iterator[Any]:
         yield pickle.loads(memoryview(buffer)[start + _HEADER.size:end])
         start = end
     del buffer[:start]
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
-    if pid <= 0:
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rpartition(b")")[2].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
 
 
 # -- the channel -----------------------------------------------------------------------------
@@ -303,7 +285,7 @@ class QueueStorageServiceSender:
         state = self.queue.writer_state.value
         if state == _NOT_STARTED:
             return False
-        return state != _RUNNING or not _alive(self.queue.writer_pid.value)
+        return state != _RUNNING or not alive(self.queue.writer_pid.value)
 
     def _waited_too_long(self, began: float) -> None:
         if self._writer_lost():
@@ -577,7 +559,7 @@ class QueueStorageServiceWriter:
         if pid == 0:
             late = self.start_timeout is not None and waited > self.start_timeout
             return "lost" if late else None
-        if _alive(pid):
+        if alive(pid):
             return None
         self._read(slot)
         requests = []
