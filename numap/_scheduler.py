@@ -339,10 +339,14 @@ class Scheduler:
     def _batch_size(self, task: TaskState) -> int:
         if task.per_item is None:
             return 1
+        # Large items: the held-items bound (set by their size) must fit a batch
+        # for every lane, or one worker gets it all and the others wait.
+        most = min(self.max_batch, max(1, self._limit // self._floor)) \
+            if self._limit < self.buffer else self.max_batch
         if task.per_item <= 0:
-            return self.max_batch
+            return most
         usual = self.backend.target_seconds / task.per_item
-        size = max(1, min(self.max_batch, int(usual)))
+        size = max(1, min(most, int(usual)))
         inlet = task.inlet
         if inlet is None or not inlet.expected or not self._lanes:
             return size
@@ -350,8 +354,8 @@ class Scheduler:
         if left <= 0:  # the hint was short: carry on as without one
             return size
         share = left // (_GUIDED * len(self._lanes))
-        most = min(self.max_batch, int(usual * self.backend.batch_stretch))
-        least = max(1, int(usual / 10))
+        most = min(most, int(usual * self.backend.batch_stretch))
+        least = min(most, max(1, int(usual / 10)))
         return max(1, min(most, max(least, share)))
 
     # -- results (called by the backend's threads) -----------------------------

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -268,6 +269,24 @@ def test_arrays_in_shared_memory_count_toward_the_buffer_bound():
             peak = max(peak, _bytes_in_segments())
     assert peak <= 450 * MIB, f"{peak / MIB:.0f} MiB of segments at once"
     assert not ours()
+
+
+def slept_where(a):
+    time.sleep(0.001)
+    return os.getpid(), float(a[0])
+
+
+def test_large_items_are_spread_over_every_worker(monkeypatch):
+    # The size bound (16 MiB here) holds 16 arrays of 1 MiB: a batch sized for a
+    # 1 ms function (about 20 items) would fill it alone, and the other worker
+    # would wait for the whole run.
+    monkeypatch.setattr("numap._map._MEMORY", 16 * MIB)
+    arrays = [np.full(MIB // 8, float(k)) for k in range(200)]
+    with NuMap(slept_where, arrays, worker_num=2) as numap:
+        out = list(numap)
+    assert [first for _, first in out] == [float(k) for k in range(200)]
+    counts = sorted(Counter(pid for pid, _ in out).values())
+    assert len(counts) == 2 and counts[0] >= 200 // 4, counts
 
 
 @pytest.mark.parametrize("nbytes", [1000, (4 << 20) + 13, 9 * MIB + 1])
