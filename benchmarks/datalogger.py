@@ -14,9 +14,15 @@ Scenarios (each on a fresh logger in a fresh temporary directory):
     2 producer processes put 1 MiB packages (target: 500 MB/s).
 
 ``ceiling``
-    A bare loop in one process that only creates, writes and renames 64-byte
-    ``.npy`` files: the file system's own rate, which bounds ``small`` (one
-    file per package).
+    A bare loop in one process that only creates, writes and renames ``.npy``
+    files of the scenario's size: the file system's own rate, which bounds
+    each scenario (one file per package).
+
+Every scenario runs twice per repeat: in the system's temporary folder (on
+disk, as a user's log folder usually is) and on a RAM file system (``/dev/shm``
+where it exists, or ``--ram-dir``; ``--no-ram`` skips it). The disk rows are
+what this disk allows; the RAM rows are the logger's own ceiling, with the
+file system taken out of the way.
 
 The clock runs from the release of the producers to the return of
 ``shutdown()`` (everything saved). Afterwards every package is looked for in
@@ -47,7 +53,8 @@ from papyflow.datalogger.package import npy_header
 
 PRODUCERS = 2
 SMALL_BYTES = 64
-LARGE_BYTES = 1 << 20
+MiB = 1 << 20
+LARGE_BYTES = MiB
 
 
 def _log(message: str) -> None:
@@ -70,9 +77,11 @@ def _settle() -> None:
     time.sleep(1.0)
 
 
-def run(count: int, size: int, savers: int, threads: int) -> dict[str, float]:
-    """Put ``count`` packages of ``size`` bytes from each of 2 producers; the rates."""
-    root = Path(tempfile.mkdtemp(prefix="papyflow-bench-datalogger-"))
+def run(count: int, size: int, savers: int, threads: int,
+        where: str | None = None) -> dict[str, float]:
+    """Put ``count`` packages of ``size`` bytes from each of 2 producers into a logger
+    writing under ``where`` (the temporary folder by default); the rates."""
+    root = Path(tempfile.mkdtemp(prefix="papyflow-bench-datalogger-", dir=where))
     context = multiprocess.get_context("fork")
     _settle()
     try:
@@ -107,12 +116,13 @@ def run(count: int, size: int, savers: int, threads: int) -> dict[str, float]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def file_ceiling(count: int) -> float:
+def file_ceiling(count: int, size: int = SMALL_BYTES, where: str | None = None) -> float:
     """Files per second of a bare loop (one process) that does only what a saver must
-    do per package: create a temporary file, write a 64-byte ``.npy``, rename it."""
-    root = Path(tempfile.mkdtemp(prefix="papyflow-bench-datalogger-"))
+    do per package under ``where``: create a temporary file, write a ``.npy`` of
+    ``size`` bytes of data, rename it."""
+    root = Path(tempfile.mkdtemp(prefix="papyflow-bench-datalogger-", dir=where))
     _settle()
-    data = npy_header(SMALL_BYTES) + bytes(SMALL_BYTES)
+    data = npy_header(size) + bytes(size)
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     try:
         folder = os.open(root, os.O_RDONLY)
@@ -130,10 +140,43 @@ def file_ceiling(count: int) -> float:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def file_system(path: str) -> str:
+    """The type of the file system holding ``path`` (from ``/proc/mounts``), or "?"."""
+    real, best, kind = os.path.realpath(path), "", "?"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as mounts:
+            for line in mounts:
+                fields = line.split()
+                point = fields[1]
+                inside = real == point or real.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+    except OSError:
+        pass
+    return kind
+
+
+def places(ram_dir: str | None, no_ram: bool) -> list[tuple[str, str]]:
+    """``(label, folder)`` of each place the scenarios run: disk, then RAM if any."""
+    found = [("disk", tempfile.gettempdir())]
+    if no_ram:
+        return found
+    ram = ram_dir or "/dev/shm"
+    if os.path.isdir(ram) and os.access(ram, os.W_OK):
+        found.append(("RAM", ram))
+    elif ram_dir:
+        raise SystemExit(f"--ram-dir {ram_dir!r}: not a writable folder")
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.datalogger")
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="repeats (default 3)")
+    parser.add_argument("--ram-dir", metavar="DIR",
+                        help="the folder on a RAM file system (default /dev/shm)")
+    parser.add_argument("--no-ram", action="store_true",
+                        help="run on the disk only")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -144,33 +187,45 @@ def main(argv: list[str] | None = None) -> int:
         ("small", f"{SMALL_BYTES} B", small, SMALL_BYTES, 2, 2, "50,000 packages/s"),
         ("large", "1 MiB", large, LARGE_BYTES, 2, 2, "500 MB/s"),
     ]
+    where = places(args.ram_dir, args.no_ram)
     info = machine_info(("numpy", "multiprocess"))
     print(f"# Benchmark suite `datalogger`\n\n{machine_line(info)}  ")
     print(f"Load average (1/5/15 min) before the run: "
           f"{'/'.join(f'{x:.2f}' for x in info['loadavg'])}  ")
     print(f"Run: {'quick' if args.quick else 'full'}; {PRODUCERS} producer processes; "
           f"best of {repeat}.\n")
-    best: dict[str, dict[str, float]] = {}
-    ceiling = 0.0
+    best: dict[tuple[str, str], dict[str, float]] = {}
+    ceiling = {(name, label): 0.0 for name, *_ in scenarios for label, _ in where}
     for attempt in range(repeat):
-        _log(f"file system ceiling: repeat {attempt + 1}/{repeat}")
-        ceiling = max(ceiling, file_ceiling(small // 2))
-        for name, _, count, size, savers, threads, _ in scenarios:
-            _log(f"{name}: repeat {attempt + 1}/{repeat}")
-            result = run(count, size, savers, threads)
-            if name not in best or result["seconds"] < best[name]["seconds"] or result["lost"]:
-                best[name] = result
-    print("| scenario | package | packages | savers x threads | seconds | packages/s "
-          "| MB/s | put rate (packages/s) | lost | target |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
-    for name, label, _, _, savers, threads, target in scenarios:
-        r = best[name]
-        print(f"| {name} | {label} | {r['packages']:,} | {savers} x {threads} | "
-              f"{r['seconds']:.2f} | {r['rate']:,.0f} | {r['mb_s']:,.0f} | "
-              f"{r['put_rate']:,.0f} | {r['lost']} | {target} |")
-    print(f"\nFile system ceiling (a bare loop in one process: create, write 64 B, rename): "
-          f"{ceiling:,.0f} files/s. With one file per package, the `small` rate cannot "
-          f"exceed what the savers' file creations reach on this file system.")
+        for label, folder in where:
+            for name, _, count, size, savers, threads, _ in scenarios:
+                _log(f"{name}, file system ceiling ({label}): repeat {attempt + 1}/{repeat}")
+                ceiling[(name, label)] = max(ceiling[(name, label)],
+                                             file_ceiling(count // 2, size, folder))
+                _log(f"{name} ({label}): repeat {attempt + 1}/{repeat}")
+                result = run(count, size, savers, threads, folder)
+                key = (name, label)
+                if key not in best or result["seconds"] < best[key]["seconds"] \
+                        or result["lost"]:
+                    best[key] = result
+    print("| scenario | package | file system | packages | savers x threads | seconds "
+          "| packages/s | MB/s | put rate (packages/s) | lost | file system ceiling "
+          "| target |")
+    print("|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    for name, package, _, size, savers, threads, target in scenarios:
+        for label, folder in where:
+            r = best[(name, label)]
+            files = ceiling[(name, label)]
+            bound = f"{files:,.0f} files/s" if size < MiB else \
+                f"{files * size / 1e6:,.0f} MB/s"
+            print(f"| {name} | {package} | {label} ({file_system(folder)}) | "
+                  f"{r['packages']:,} | {savers} x {threads} | {r['seconds']:.2f} | "
+                  f"{r['rate']:,.0f} | {r['mb_s']:,.0f} | {r['put_rate']:,.0f} | "
+                  f"{r['lost']} | {bound} | {target} |")
+    print("\nFile system ceiling: a bare loop in one process that creates, writes and "
+          "renames files of the package's size (half as many as the scenario's packages). "
+          "With one file per package, a scenario's rate is bound by what the savers' "
+          "file writes reach on the file system.")
     return 0
 
 
