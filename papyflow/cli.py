@@ -369,7 +369,7 @@ class _Progress:
         from tqdm.contrib import DummyTqdmFile
 
         original = sys.stdout
-        sys.stdout = DummyTqdmFile(original)  # type: ignore[assignment]
+        sys.stdout = DummyTqdmFile(original)
         try:
             yield
         finally:

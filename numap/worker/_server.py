@@ -154,7 +154,8 @@ class WorkerServer:
             self.close()
             raise OSError(f"cannot bind {self.bind}: {error}") from error
         self._router = router
-        self.endpoint = router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        endpoint = router.getsockopt(zmq.LAST_ENDPOINT)
+        self.endpoint = endpoint.decode() if isinstance(endpoint, bytes) else str(endpoint)
         log.info("serving %d worker processes on %s%s", self.workers, self.endpoint,
                  " (authenticated)" if self.key else " (no key: loopback only)")
         return self.endpoint
