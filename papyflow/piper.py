@@ -463,6 +463,11 @@ class Piper:
             raise error from (original or cause)
         return error
 
+    def _broken(self, cause: BaseException) -> PiperError:
+        # Not one item's failure: the NuMap would raise it again for every next
+        # item, so the stream ends here with it instead of failing without end.
+        return PiperError(f"piper {self.name!r}: its NuMap cannot go on: {cause}")
+
     def _linear(self, stream: Iterator[Any]) -> Iterator[Any]:
         """Evaluate the Worker here, one inbox at a time, as results are read."""
         worker = self.worker
@@ -506,6 +511,9 @@ class Piper:
             except StopIteration:
                 stats.last = time.monotonic()
                 return
+            except numap.BrokenPoolError as exc:
+                stats.last = time.monotonic()
+                raise self._broken(exc) from exc
             except numap.TimeoutError as exc:
                 if not imap.skip:
                     imap._skip_oldest(tid)
@@ -513,7 +521,7 @@ class Piper:
                 result = PiperTimeoutError(exc)
                 if self.debug:
                     raise result from exc
-            except Exception as exc:  # a lost worker, an unpicklable item, a broken pool
+            except Exception as exc:  # a lost worker, an unpicklable item
                 stats.errors += 1
                 result = self._failed(exc)
             else:
@@ -534,7 +542,10 @@ class Piper:
                 result = next(stream)
             except StopIteration:
                 break
-            except Exception as exc:  # a lost worker, an unpicklable item, a broken pool
+            except numap.BrokenPoolError as exc:
+                stats.last = time.monotonic()
+                raise self._broken(exc) from exc
+            except Exception as exc:  # a lost worker, an unpicklable item
                 stats.errors += 1
                 result = self._failed(exc)
             else:

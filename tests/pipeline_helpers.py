@@ -79,3 +79,9 @@ def label_with_client(inbox):
     if image.data == "img3":
         raise ValueError("bad image")
     return f"{client.data}:{image.data}"
+
+
+def exit_now(inbox):
+    # The worker process ends at once: its item is lost, and so is every
+    # worker that takes over, until the NuMap gives up.
+    os._exit(3)

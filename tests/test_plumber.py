@@ -9,7 +9,15 @@ import pytest
 
 from numap import NuMap
 from papyflow import Piper, PiperError, Plumber, PlumberError
-from tests.pipeline_helpers import add, double, fail_on_three, inc, nap, sleep_for
+from tests.pipeline_helpers import (
+    add,
+    double,
+    exit_now,
+    fail_on_three,
+    inc,
+    nap,
+    sleep_for,
+)
 
 
 def _line(parallel=False, track=True):
@@ -197,3 +205,25 @@ def test_wait_reports_a_failed_run_even_after_it_ended():
     with pytest.raises(PlumberError, match="the pipeline failed"):
         p.wait(30)
     p.stop()
+
+
+@pytest.mark.parametrize("shape", ["one task", "with a timeout", "fused"])
+def test_a_numap_that_cannot_go_on_fails_the_run_instead_of_failing_items_without_end(shape):
+    # Every worker dies at its first item: after a few lost items the NuMap is
+    # broken, and would raise that for every next item there is.
+    nm = NuMap(worker_type="process", worker_num=2)
+    p = Plumber()
+    dies = Piper(exit_now, parallel=nm, name="dies",
+                 timeout=30 if shape == "with a timeout" else None)
+    p.add_pipe((Piper(inc, parallel=nm, name="first"), dies) if shape == "fused" else (dies,))
+    p.start([range(50)])
+    p.run()
+    with pytest.raises(PlumberError, match="'dies': its NuMap cannot go on") as raised:
+        p.wait(60)
+    assert isinstance(raised.value.__cause__, PiperError)
+    assert "lost in a row" in str(raised.value)
+    errors = p.stats["pipers"][dies]["errors"]
+    assert 0 < errors < 50  # the items lost before the NuMap gave up, each once
+    assert p.stats["pipers"][dies]["results"] == errors
+    p.stop()
+    assert p.state.value == "stopped"
