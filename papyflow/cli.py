@@ -247,9 +247,12 @@ def _is_terminal(stream: IO[str]) -> bool:
 
 
 def _cause(error: BaseException) -> str:
-    """The innermost reason of a failed run, as ``Type: message``."""
+    """The innermost reason of a failed run, as ``Type: message`` (or the Plumber's own
+    account of it, which names its cause)."""
     while error.__cause__ is not None:
         error = error.__cause__
+        if isinstance(error, PlumberError):
+            break
     return f"{type(error).__name__}: {error}"
 
 
@@ -417,8 +420,10 @@ def _summary(path: str, run: _Run, outcome: str) -> str:
         lines.append("  ".join(cells).rstrip())
     taken = stats["inputs_taken"]
     numaps = ", ".join(f"{n.name} ({n.worker_type} x{n.worker_num})" for n in plumber.numaps())
+    failed_inputs = sum(stats["input_errors"])
     lines.append(f"inputs taken: {', '.join(map(str, taken)) or '0'}; "
-                 f"failed items: {sum(stats['pipers'][p]['errors'] for p in plumber.graph)}")
+                 f"failed items: {sum(stats['pipers'][p]['errors'] for p in plumber.graph)}"
+                 + (f"; items the inputs raised: {failed_inputs}" if failed_inputs else ""))
     lines.append(f"numaps: {numaps or 'none'}")
     return "\n".join(lines) + "\n"
 

@@ -30,7 +30,7 @@ from .dagger import Dagger
 from .errors import PiperError, PlumberError
 from .piper import Piper
 
-__all__ = ["Plumber"]
+__all__ = ["INPUT_FAILURES_IN_ROW", "Plumber"]
 
 log = logging.getLogger("papyflow.plumber")
 
@@ -44,19 +44,30 @@ class State(enum.Enum):
     STOPPED = "stopped"
 
 
+#: An input that raises this many times in a row, without an item in between,
+#: is closed: it is broken (a closed file, a lost connection), and would
+#: otherwise fail items for ever.
+INPUT_FAILURES_IN_ROW = 100
+
+
 class _Gate:
     """An input that can be closed: after ``close()`` it ends, and takes no more items.
 
     An input that raises gives a PiperError for that item, as a failed item of
-    a Piper would be (a generator then ends; other iterators go on).
+    a Piper would be (a generator then ends; other iterators go on), until it
+    has raised :data:`INPUT_FAILURES_IN_ROW` times in a row: then it ends, and
+    ``broken`` holds its last exception.
     """
 
-    __slots__ = ("_source", "closed", "taken")
+    __slots__ = ("_in_row", "_source", "broken", "closed", "failed", "taken")
 
     def __init__(self, source: Iterable[Any]) -> None:
         self._source = iter(source)
         self.closed = False
         self.taken = 0
+        self.failed = 0
+        self._in_row = 0
+        self.broken: BaseException | None = None
 
     def __iter__(self) -> _Gate:
         return self
@@ -66,10 +77,16 @@ class _Gate:
             raise StopIteration
         try:
             item = next(self._source)
+            self._in_row = 0
         except StopIteration:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed input item fails alone
             item = PiperError(exc)
+            self.failed += 1
+            self._in_row += 1
+            if self._in_row >= INPUT_FAILURES_IN_ROW:
+                self.closed = True
+                self.broken = exc
         self.taken += 1
         return item
 
@@ -89,7 +106,9 @@ class Plumber(Dagger):
     :class:`Dagger`.
 
     ``stats`` holds ``'state'``, ``'started'``/``'finished'`` (``time.time()``),
-    ``'run_time'`` (seconds running), ``'inputs_taken'``, ``'results'`` (per
+    ``'run_time'`` (seconds running), ``'inputs_taken'`` and ``'input_errors'``
+    (per input: items taken, and how many of them the input raised instead of
+    giving), ``'results'`` (per
     output Piper), ``'pipers'`` (per Piper: results, errors, first, last,
     seconds) and ``'pipers_tracked'`` (per tracked Piper: a list with one
     ``{index: result}`` per task).
@@ -203,6 +222,8 @@ class Plumber(Dagger):
             log.exception("pipeline failed")
             self._error = exc
             finished = True
+        if finished and self._error is None:
+            self._error = self._broken_input()
         self._run_seconds += time.monotonic() - began
         if finished:
             self._finished_at = time.time()
@@ -242,6 +263,19 @@ class Plumber(Dagger):
                 still.append((piper, results))
             active = still
         return True
+
+    def _broken_input(self) -> BaseException | None:
+        """The error of the first input that was closed for raising without end, if any."""
+        for number, gate in enumerate(self._gates):
+            if gate.broken is not None:
+                error = PlumberError(
+                    f"Plumber: input {number} raised {INPUT_FAILURES_IN_ROW} times in a row "
+                    f"and was closed after {gate.taken} items; the last error: "
+                    f"{gate.broken!r}")
+                error.__cause__ = gate.broken
+                log.error("pipeline failed: %s", error)
+                return error
+        return None
 
     def _drain(self) -> None:
         began = time.monotonic()
@@ -295,6 +329,7 @@ class Plumber(Dagger):
             "finished": self._finished_at,
             "run_time": self._run_seconds,
             "inputs_taken": [gate.taken for gate in self._gates],
+            "input_errors": [gate.failed for gate in self._gates],
             "results": dict(self._results),
             "pipers": {p: p.stats.as_dict() for p in self.postorder()},
             "pipers_tracked": {p: list(p.tracked) for p in self.postorder() if p.track},

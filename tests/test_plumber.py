@@ -227,3 +227,61 @@ def test_a_numap_that_cannot_go_on_fails_the_run_instead_of_failing_items_withou
     assert p.stats["pipers"][dies]["results"] == errors
     p.stop()
     assert p.state.value == "stopped"
+
+
+class _Raising:
+    """An iterator that raises on every ``next`` but each ``every``-th, which gives an item."""
+
+    def __init__(self, every=0, end=None):
+        self.calls, self.every, self.end = 0, every, end
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.calls += 1
+        if self.end is not None and self.calls > self.end:
+            raise StopIteration
+        if self.every and self.calls % self.every == 0:
+            return self.calls
+        raise OSError("connection lost")
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_an_input_that_raises_without_end_is_closed_and_fails_the_run(parallel):
+    from papyflow.plumber import INPUT_FAILURES_IN_ROW
+
+    nm = NuMap(worker_type="thread", worker_num=2) if parallel else False
+    p = Plumber()
+    a = Piper(inc, parallel=nm, name="a", track=True)
+    p.add_piper(a)
+    p.start([_Raising()])
+    p.run()
+    with pytest.raises(PlumberError, match=f"input 0 raised {INPUT_FAILURES_IN_ROW} times in a row"
+                       ".*OSError..connection lost") as raised:
+        p.wait(30)
+    assert isinstance(raised.value.__cause__.__cause__, OSError)
+    stats = p.stats
+    assert stats["inputs_taken"] == [INPUT_FAILURES_IN_ROW]
+    assert stats["input_errors"] == [INPUT_FAILURES_IN_ROW]
+    tracked = stats["pipers_tracked"][a][0]
+    assert len(tracked) == INPUT_FAILURES_IN_ROW
+    assert all(isinstance(r, PiperError) and isinstance(r.args[0], OSError)
+               for r in tracked.values())
+    p.stop()
+
+
+def test_an_input_that_raises_now_and_then_goes_on_to_its_end():
+    # 3 of every 4 calls raise: never 100 in a row, so every item comes through.
+    p = Plumber()
+    a = Piper(inc, name="a", track=True)
+    p.add_piper(a)
+    p.start([_Raising(every=4, end=1000)])
+    p.run()
+    p.wait(30)
+    stats = p.stats
+    assert stats["inputs_taken"] == [1000] and stats["input_errors"] == [750]
+    tracked = stats["pipers_tracked"][a][0]
+    assert [tracked[i] for i in range(3, 1000, 4)] == [k + 1 for k in range(4, 1001, 4)]
+    assert sum(isinstance(r, PiperError) for r in tracked.values()) == 750
+    p.stop()
