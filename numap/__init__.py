@@ -16,10 +16,12 @@ from ._errors import (
     WorkerLostError,
 )
 from ._imports import imports
+from ._inlet import INPUT_FAILURES_IN_ROW
 from ._map import NuMap
 from ._tasks import NuMapTask
 
 __all__ = [
+    "INPUT_FAILURES_IN_ROW",
     "BrokenPoolError",
     "NuMap",
     "NuMapError",

@@ -24,9 +24,13 @@ from typing import Any
 
 from ._errors import BrokenPoolError
 
-__all__ = ["Inlet"]
+__all__ = ["INPUT_FAILURES_IN_ROW", "Inlet"]
 
 _FAILED = object()  # the place of an item whose pulling raised
+
+INPUT_FAILURES_IN_ROW = 100
+"""An input that raises this many times in a row, without an item in between, is
+broken (a closed file, a lost connection) and ends: it would fail items for ever."""
 
 
 def _raising(exc: BaseException) -> Iterator[Any]:
@@ -49,6 +53,7 @@ class Inlet:
         self.expected: int | None = None  # the input's length, if it tells it
         self.closed = False
         self._errors: dict[int, BaseException] = {}  # input index -> what pulling it raised
+        self._in_row = 0  # failures since the last item the input gave
         self._lock = lock
         self._wake = threading.Condition(lock)
         self._space = space
@@ -121,10 +126,18 @@ class Inlet:
                 if error is not None:
                     self._errors[start + got] = error
                     feed.append(_FAILED)
+                    self._in_row = 1 if got else self._in_row + 1
                     got += 1
-                    # An upstream NuMap that broke would raise for ever.
+                    # An upstream NuMap that broke would raise for ever, and so
+                    # would an input that raises again and again.
                     ended = isinstance(error, BrokenPoolError)
+                    if self._in_row >= INPUT_FAILURES_IN_ROW:
+                        error.add_note(f"numap: the input raised {INPUT_FAILURES_IN_ROW} "
+                                       f"times in a row and was closed")
+                        ended = True
                 else:
+                    if got:
+                        self._in_row = 0
                     ended = got < n
                 self.want -= got
                 if ended:

@@ -26,11 +26,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from numap import INPUT_FAILURES_IN_ROW
+
 from .dagger import Dagger
 from .errors import PiperError, PlumberError
 from .piper import Piper
 
-__all__ = ["INPUT_FAILURES_IN_ROW", "Plumber"]
+__all__ = ["Plumber"]
 
 log = logging.getLogger("papyflow.plumber")
 
@@ -44,10 +46,6 @@ class State(enum.Enum):
     STOPPED = "stopped"
 
 
-#: An input that raises this many times in a row, without an item in between,
-#: is closed: it is broken (a closed file, a lost connection), and would
-#: otherwise fail items for ever.
-INPUT_FAILURES_IN_ROW = 100
 
 
 class _Gate:
@@ -55,7 +53,7 @@ class _Gate:
 
     An input that raises gives a PiperError for that item, as a failed item of
     a Piper would be (a generator then ends; other iterators go on), until it
-    has raised :data:`INPUT_FAILURES_IN_ROW` times in a row: then it ends, and
+    has raised ``numap.INPUT_FAILURES_IN_ROW`` times in a row: then it ends, and
     ``broken`` holds its last exception.
     """
 

@@ -100,6 +100,55 @@ def test_an_input_that_raises_fails_that_item_and_ends(worker_type):
     nm.stop()
 
 
+class _Raising:
+    """Raises on every ``next`` but each ``every``-th, which gives that call's number."""
+
+    def __init__(self, every=0, end=None):
+        self.calls, self.every, self.end = 0, every, end
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.calls += 1
+        if self.end is not None and self.calls > self.end:
+            raise StopIteration
+        if self.every and self.calls % self.every == 0:
+            return self.calls
+        raise OSError("connection lost")
+
+
+def test_an_input_that_raises_without_end_is_closed(worker_type):
+    limit = numap.INPUT_FAILURES_IN_ROW
+    source = _Raising()
+    nm = NuMap(double, source, worker_type=worker_type, worker_num=2)
+    for k in range(limit):
+        with pytest.raises(OSError, match="connection lost") as raised:
+            nm.next(timeout=10)
+    assert raised.value.__notes__ == [
+        f"numap: the input raised {limit} times in a row and was closed"]
+    with pytest.raises(StopIteration):
+        nm.next(timeout=10)
+    assert source.calls == limit  # nothing pulled after it was closed
+    nm.stop()
+
+
+def test_an_input_that_raises_now_and_then_goes_on_to_its_end(worker_type):
+    # 3 of every 4 calls raise: never 100 in a row, so every item comes.
+    nm = NuMap(double, _Raising(every=4, end=1000), worker_type=worker_type, worker_num=2)
+    values, failures = [], 0
+    while True:
+        try:
+            values.append(nm.next(timeout=10))
+        except OSError:
+            failures += 1
+        except StopIteration:
+            break
+    nm.stop()
+    assert values == [2 * k for k in range(4, 1001, 4)]
+    assert failures == 750
+
+
 def test_an_unpicklable_item_fails_alone():
     items = [1, (i for i in ()), 3]  # nothing pickles a generator
     with NuMap(str, items, worker_type="process", worker_num=1) as nm:

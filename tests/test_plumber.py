@@ -249,7 +249,7 @@ class _Raising:
 
 @pytest.mark.parametrize("parallel", [False, True])
 def test_an_input_that_raises_without_end_is_closed_and_fails_the_run(parallel):
-    from papyflow.plumber import INPUT_FAILURES_IN_ROW
+    from numap import INPUT_FAILURES_IN_ROW
 
     nm = NuMap(worker_type="thread", worker_num=2) if parallel else False
     p = Plumber()
