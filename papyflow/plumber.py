@@ -46,8 +46,6 @@ class State(enum.Enum):
     STOPPED = "stopped"
 
 
-
-
 class _Gate:
     """An input that can be closed: after ``close()`` it ends, and takes no more items.
 
@@ -57,14 +55,17 @@ class _Gate:
     ``broken`` holds its last exception.
     """
 
-    __slots__ = ("_in_row", "_source", "broken", "closed", "failed", "taken")
+    __slots__ = ("_last_failed", "_source", "_streak", "broken", "closed", "failed", "taken")
 
     def __init__(self, source: Iterable[Any]) -> None:
         self._source = iter(source)
         self.closed = False
         self.taken = 0
         self.failed = 0
-        self._in_row = 0
+        # Failures in a row, counted on failures only (nothing more per good item):
+        # the streak goes on when the item before also failed.
+        self._streak = 0
+        self._last_failed = -2
         self.broken: BaseException | None = None
 
     def __iter__(self) -> _Gate:
@@ -75,14 +76,14 @@ class _Gate:
             raise StopIteration
         try:
             item = next(self._source)
-            self._in_row = 0
         except StopIteration:
             raise
         except Exception as exc:  # noqa: BLE001 - a failed input item fails alone
             item = PiperError(exc)
             self.failed += 1
-            self._in_row += 1
-            if self._in_row >= INPUT_FAILURES_IN_ROW:
+            self._streak = self._streak + 1 if self._last_failed == self.taken - 1 else 1
+            self._last_failed = self.taken
+            if self._streak >= INPUT_FAILURES_IN_ROW:
                 self.closed = True
                 self.broken = exc
         self.taken += 1

@@ -78,3 +78,22 @@ class Counting:
         item = next(self.source)
         self.taken += 1
         return item
+
+
+class Raising:
+    """An input that raises ``OSError`` on every ``next`` but each ``every``-th, which
+    gives that call's number; it ends after ``end`` calls (never, if ``None``)."""
+
+    def __init__(self, every=0, end=None):
+        self.calls, self.every, self.end = 0, every, end
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.calls += 1
+        if self.end is not None and self.calls > self.end:
+            raise StopIteration
+        if self.every and self.calls % self.every == 0:
+            return self.calls
+        raise OSError("connection lost")

@@ -210,39 +210,26 @@ def test_summary_table_counts_results_errors_and_rates(tmp_path, capsys):
 
 FLAKY_INPUT = """
     from papyflow import Piper, Plumber
-
-    class Flaky:
-        # every other call raises; after {limit} calls the input ends (or never, if None)
-        def __init__(self, every, limit):
-            self.calls, self.every, self.limit = 0, every, limit
-        def __iter__(self):
-            return self
-        def __next__(self):
-            self.calls += 1
-            if self.limit is not None and self.calls > self.limit:
-                raise StopIteration
-            if self.every and self.calls % self.every == 0:
-                return self.calls
-            raise OSError("connection lost")
+    from tests.helpers import Raising
 
     def double(inbox):
         return inbox[0] * 2
 
     plumber = Plumber()
     plumber.add_piper(Piper(double, name="double"))
-    DATA = [Flaky({every}, {limit})]
+    DATA = [Raising({every}, {end})]
 """
 
 
 def test_summary_counts_the_items_an_input_raised(tmp_path, capsys):
-    source = _write(tmp_path, "flaky.py", FLAKY_INPUT.format(every=2, limit=10))
+    source = _write(tmp_path, "flaky.py", FLAKY_INPUT.format(every=2, end=10))
     assert cli.main(["run", str(source), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "inputs taken: 10; failed items: 0; items the inputs raised: 5" in out
 
 
 def test_an_input_that_raises_without_end_fails_the_run_naming_it(tmp_path, capsys):
-    source = _write(tmp_path, "broken.py", FLAKY_INPUT.format(every=0, limit=None))
+    source = _write(tmp_path, "broken.py", FLAKY_INPUT.format(every=0, end=None))
     assert cli.main(["run", str(source), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "input 0 raised 100 times in a row" in err and "connection lost" in err

@@ -8,7 +8,7 @@ import pytest
 
 import numap
 from numap import NuMap, RemoteTraceback
-from tests.helpers import Counting, double, fail_on, sleepy, slow_on
+from tests.helpers import Counting, Raising, double, fail_on, sleepy, slow_on
 
 
 def _formatted(exc: BaseException) -> str:
@@ -100,27 +100,9 @@ def test_an_input_that_raises_fails_that_item_and_ends(worker_type):
     nm.stop()
 
 
-class _Raising:
-    """Raises on every ``next`` but each ``every``-th, which gives that call's number."""
-
-    def __init__(self, every=0, end=None):
-        self.calls, self.every, self.end = 0, every, end
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        self.calls += 1
-        if self.end is not None and self.calls > self.end:
-            raise StopIteration
-        if self.every and self.calls % self.every == 0:
-            return self.calls
-        raise OSError("connection lost")
-
-
 def test_an_input_that_raises_without_end_is_closed(worker_type):
     limit = numap.INPUT_FAILURES_IN_ROW
-    source = _Raising()
+    source = Raising()
     nm = NuMap(double, source, worker_type=worker_type, worker_num=2)
     for k in range(limit):
         with pytest.raises(OSError, match="connection lost") as raised:
@@ -135,7 +117,7 @@ def test_an_input_that_raises_without_end_is_closed(worker_type):
 
 def test_an_input_that_raises_now_and_then_goes_on_to_its_end(worker_type):
     # 3 of every 4 calls raise: never 100 in a row, so every item comes.
-    nm = NuMap(double, _Raising(every=4, end=1000), worker_type=worker_type, worker_num=2)
+    nm = NuMap(double, Raising(every=4, end=1000), worker_type=worker_type, worker_num=2)
     values, failures = [], 0
     while True:
         try:

@@ -9,6 +9,7 @@ import pytest
 
 from numap import NuMap
 from papyflow import Piper, PiperError, Plumber, PlumberError
+from tests.helpers import Raising
 from tests.pipeline_helpers import (
     add,
     double,
@@ -229,24 +230,6 @@ def test_a_numap_that_cannot_go_on_fails_the_run_instead_of_failing_items_withou
     assert p.state.value == "stopped"
 
 
-class _Raising:
-    """An iterator that raises on every ``next`` but each ``every``-th, which gives an item."""
-
-    def __init__(self, every=0, end=None):
-        self.calls, self.every, self.end = 0, every, end
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        self.calls += 1
-        if self.end is not None and self.calls > self.end:
-            raise StopIteration
-        if self.every and self.calls % self.every == 0:
-            return self.calls
-        raise OSError("connection lost")
-
-
 @pytest.mark.parametrize("parallel", [False, True])
 def test_an_input_that_raises_without_end_is_closed_and_fails_the_run(parallel):
     from numap import INPUT_FAILURES_IN_ROW
@@ -255,7 +238,7 @@ def test_an_input_that_raises_without_end_is_closed_and_fails_the_run(parallel):
     p = Plumber()
     a = Piper(inc, parallel=nm, name="a", track=True)
     p.add_piper(a)
-    p.start([_Raising()])
+    p.start([Raising()])
     p.run()
     with pytest.raises(PlumberError, match=f"input 0 raised {INPUT_FAILURES_IN_ROW} times in a row"
                        ".*OSError..connection lost") as raised:
@@ -276,7 +259,7 @@ def test_an_input_that_raises_now_and_then_goes_on_to_its_end():
     p = Plumber()
     a = Piper(inc, name="a", track=True)
     p.add_piper(a)
-    p.start([_Raising(every=4, end=1000)])
+    p.start([Raising(every=4, end=1000)])
     p.run()
     p.wait(30)
     stats = p.stats
