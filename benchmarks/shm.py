@@ -23,8 +23,12 @@ through the pipe), in a fresh process, from the start to the last result.
 The reference bandwidth is ``numpy.copy`` into a new array (the allocation
 counted, as any copy pays it), best of 10: of the same 16 arrays in turn (the
 memory's bandwidth, what the pipeline moves) and of one array again and again
-(an 8 MiB one stays in cache), see :func:`copy_bandwidth`. Repeats are interleaved; the best
-counts. Markdown goes to stdout, progress to stderr.
+(an 8 MiB one stays in cache), see :func:`copy_bandwidth`. A second reference
+is the memory work of each scenario alone: two processes side by side doing,
+with no messages at all, what the shared-memory path does to each array (the
+stages, then the stages and the copies into segments), see :func:`ceiling`.
+Repeats are interleaved; the best counts. Markdown goes to stdout, progress to
+stderr.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.machine import machine_info, machine_line
 
@@ -144,9 +149,90 @@ def copy_bandwidth(mib: int, repeat: int = 10) -> dict[str, float]:
     return rates
 
 
+# The memory work each array costs on the shared-memory path: copies into a
+# segment and the two stages (see ceiling()).
+_WORK = {
+    # the parent's copy in; the stages; the result goes back in its segment
+    "pipeline": ("copy", add_item, scale_item),
+    # the parent's copy in; the stages; the worker copies its new result into a segment
+    "pipeline-new": ("copy", lambda a: a + 1.0, lambda a: a * 2.0, "copy"),
+    # the parent's copy in, a stage, the parent's copy of the result for the next task, a stage
+    "chained": ("copy", add_item, "copy", scale_item),
+}
+
+
+def _ceiling_process(scenario: str, mib: int, rounds: int, transport: bool, start: Any,
+                     out: Any) -> None:
+    import numpy as np
+
+    from numap._heap import KEEP_FREED, keep_freed
+
+    keep_freed(KEEP_FREED)  # the C allocator's settings of a NuMap's worker processes
+    arrays = [np.full(mib * MiB // 8, float(k)) for k in range(16)]
+    segments = [np.empty_like(a) for a in arrays]  # reused, as a pool reuses its segments
+    for array, segment in zip(arrays, segments):  # touch every page before the clock
+        np.copyto(segment, array)
+    start.wait()
+    began = time.perf_counter()
+    for _ in range(rounds):
+        for array, segment in zip(arrays, segments):
+            memory_work(scenario, array, segment, transport)
+    out.put(time.perf_counter() - began)
+
+
+def memory_work(scenario: str, array: Any, segment: Any, transport: bool) -> Any:
+    """What the shared-memory path does to ``array`` in ``scenario``, with no messages:
+    its stages, and with ``transport`` its copies (into ``segment``, the stand-in
+    for a reused segment); the result."""
+    import numpy as np
+
+    for work in _WORK[scenario]:
+        if work != "copy":
+            array = work(array)
+        elif transport:
+            np.copyto(segment, array)
+            array = segment
+    return array
+
+
+def ceiling(scenario: str, mib: int, rounds: int, transport: bool) -> float:
+    """Bytes of arrays per second two processes reach doing, side by side and with no
+    messages at all, the memory work that the shared-memory path does per array:
+    the two stages and, with ``transport``, the copies into segments the path pays
+    (see ``_WORK``). Each process works on its own 16 arrays, as the two workers do;
+    with 2 cores and memory shared by both, this is what the design allows here."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Barrier(2), ctx.Queue()
+    processes = [ctx.Process(target=_ceiling_process,
+                             args=(scenario, mib, rounds, transport, start, out))
+                 for _ in range(2)]
+    for process in processes:
+        process.start()
+    try:
+        seconds = max(out.get(timeout=TIMEOUT) for _ in processes)
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+    return 2 * rounds * 16 * mib * MiB / seconds
+
+
 def _measure(scenario: str, mib: int, count: int, shared: bool) -> dict:
     command = [sys.executable, "-m", "benchmarks.shm", "--one", scenario, str(mib), str(count),
                "on" if shared else "off"]
+    return _run(command)
+
+
+def _measure_ceiling(scenario: str, mib: int, rounds: int, transport: bool) -> float:
+    command = [sys.executable, "-m", "benchmarks.shm", "--ceiling", scenario, str(mib),
+               str(rounds), "on" if transport else "off"]
+    return _run(command)["rate"]
+
+
+def _run(command: list[str]) -> dict:
     done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT,
                           check=False)
     if done.returncode:
@@ -166,10 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer arrays, one repeat")
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="repeats (default 3)")
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--ceiling", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         scenario, mib, count, shared = args.one
         print(json.dumps(one(scenario, int(mib), int(count), shared == "on")))
+        return 0
+    if args.ceiling:
+        scenario, mib, rounds, transport = args.ceiling
+        print(json.dumps({"rate": ceiling(scenario, int(mib), int(rounds), transport == "on")}))
         return 0
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -182,7 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Run: {'quick' if args.quick else 'full'}; 2 worker processes; best of {repeat}.\n")
     began = time.monotonic()
     copies = {mib: copy_bandwidth(mib) for mib in sizes}
+    rounds = {8: 2 if args.quick else 12, 64: 1 if args.quick else 2}
     runs: dict[tuple[str, int, bool], list[dict]] = {}
+    ceilings: dict[tuple[str, int, bool], float] = {}
     for k in range(repeat):
         for scenario in SCENARIOS:
             for mib, count in sizes.items():
@@ -191,12 +284,17 @@ def main(argv: list[str] | None = None) -> int:
                          f"repeat {k + 1}/{repeat}")
                     runs.setdefault((scenario, mib, shared), []).append(
                         _measure(scenario, mib, count, shared))
+                for transport in (False, True):
+                    rate = _measure_ceiling(scenario, mib, rounds[mib], transport)
+                    key = (scenario, mib, transport)
+                    ceilings[key] = max(ceilings.get(key, 0.0), rate)
     targets = []
     for scenario, title in SCENARIOS.items():
         print(f"## `{scenario}`: {title}\n")
         print("| array | path | GB/s (best) | vs pickled | % of `numpy.copy`, the same "
-              "16 arrays | % of `numpy.copy`, one array in cache | spread |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+              "16 arrays | % of `numpy.copy`, one array in cache | % of its memory work "
+              "alone | spread |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for mib in sizes:
             pickled = max(r["rate"] for r in runs[(scenario, mib, False)])
             for shared in (False, True):
@@ -208,12 +306,19 @@ def main(argv: list[str] | None = None) -> int:
                       f"{best['rate'] / 1e9:.2f} | {best['rate'] / pickled:.2f}x | "
                       f"{best['rate'] / copy['stream'] * 100:.0f}% | "
                       f"{best['rate'] / copy['one'] * 100:.0f}% | "
-                      f"{(best['rate'] - worst) / best['rate'] * 100:.0f}% |")
+                      + (f"{best['rate'] / ceilings[(scenario, mib, True)] * 100:.0f}% | "
+                         if shared else "| ")
+                      + f"{(best['rate'] - worst) / best['rate'] * 100:.0f}% |")
                 if shared:
                     targets.append((f"{scenario}, {mib} MiB", f"{best['rate'] / pickled:.2f}x",
                                     f"{best['rate'] / copy['stream'] * 100:.0f}%",
                                     f"{best['rate'] / copy['one'] * 100:.0f}%"))
         print()
+        print("Its memory work alone (2 processes side by side, each on its own 16 "
+              "arrays, no messages), GB/s of arrays: " + "; ".join(
+                  f"{mib} MiB: the stages {ceilings[(scenario, mib, False)] / 1e9:.2f}, the "
+                  f"stages and the copies into segments "
+                  f"{ceilings[(scenario, mib, True)] / 1e9:.2f}" for mib in sizes) + ".\n")
     print("`numpy.copy` into a new array (allocation included), best of 10: " + "; ".join(
         f"{mib} MiB: the same 16 arrays in turn {rate['stream'] / 1e9:.2f} GB/s, one array "
         f"again and again {rate['one'] / 1e9:.2f} GB/s" for mib, rate in copies.items())

@@ -1,0 +1,33 @@
+"""The shared-memory benchmark's own parts: its pipeline runs and its reference of the
+memory work alone (tiny sizes: what is checked is what they compute, not how fast)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import shm
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.mark.parametrize("scenario", list(shm.SCENARIOS))
+def test_memory_work_is_the_scenarios_arithmetic(scenario):
+    for transport in (False, True):
+        array = np.full(1024, 3.0)
+        segment = np.zeros(1024)
+        result = shm.memory_work(scenario, array, segment, transport)
+        assert np.array_equal(result, np.full(1024, 8.0))  # (3 + 1) * 2
+        # with transport the last copy or the stages in place leave the result in the
+        # segment, as on the path; without, the segment is never touched
+        assert (result is segment) == transport
+        assert np.array_equal(segment, np.full(1024, 8.0 if transport else 0.0))
+
+def test_ceiling_runs_two_processes_and_gives_a_rate():
+    rate = shm.ceiling("pipeline-new", 1, 1, True)
+    assert 0 < rate < float("inf")
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_one_run_moves_every_array(shared):
+    assert shm.one("pipeline-new", 1, 8, shared)["rate"] > 0
