@@ -182,3 +182,30 @@ def test_no_descriptor_or_thread_is_leaked(worker_type):
         time.sleep(0.05)
     assert psutil.Process().num_fds() <= fds
     assert threading.active_count() <= threads
+
+
+def _register_exit_note(x, folder):
+    import atexit
+
+    atexit.register(_note_pid, folder, "worker")
+    return os.getpid()
+
+
+def _note_pid(folder, who):
+    with open(os.path.join(folder, f"{who}-{os.getpid()}"), "w") as handle:
+        handle.write(who)
+
+
+def test_a_worker_runs_its_own_exit_handlers_and_not_the_parents(tmp_path):
+    import atexit
+
+    atexit.register(_note_pid, str(tmp_path), "parent")
+    try:
+        nm = NuMap(_register_exit_note, range(4), args=(str(tmp_path),), worker_num=2)
+        pids = set(nm)
+        nm.stop()
+        assert _gone(pids)
+    finally:
+        atexit.unregister(_note_pid)
+    # every worker that registered a handler ran it when it left; none ran the parent's
+    assert sorted(os.listdir(tmp_path)) == sorted(f"worker-{p}" for p in pids)

@@ -27,6 +27,7 @@ C pickler with large buffers out of band (see :mod:`numap._wire`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pickle
@@ -409,6 +410,7 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
     # Ctrl-C goes to the whole process group: the parent handles it and stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     forget_inherited()  # the parent's pools and mappings are not ours
+    _own_exit_handlers()
     inbox, outbox = Channel(inbox_fd), Channel(outbox_fd)
     segments = None if shm is None else \
         Pool(f"{shm[0]}w{os.getpid()}-", shm[1], forward_to=shm[0])
@@ -461,7 +463,30 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
                     _send(outbox, encode(Kind.FREE, 0, 0, freed))
 
 
+_LEAVING = threading.Lock()
+
+
+def _own_exit_handlers() -> None:
+    """Forget the exit handlers inherited from the parent (they would clean up the
+    parent's things: its temporary folders, its servers), so that :func:`_leave`
+    runs only those registered in this worker (by the tasks' code)."""
+    clear = getattr(atexit, "_clear", None)
+    if clear is not None:
+        clear()
+
+
 def _leave() -> None:
+    """End this worker: run the exit handlers registered in it, flush, and exit.
+
+    Called by the reader thread when the inbox ends (NuMap stops, or the parent
+    died) or by the main thread when the outbox is gone; the first caller leaves,
+    any other waits here until the process is gone.
+    """
+    _LEAVING.acquire()
+    run = getattr(atexit, "_run_exitfuncs", None)
+    if run is not None:
+        with contextlib.suppress(BaseException):
+            run()  # prints the traceback of a failing handler and goes on
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

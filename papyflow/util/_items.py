@@ -39,6 +39,7 @@ import select
 import socket
 import stat
 import struct
+import sys
 import tempfile
 import threading
 import time
@@ -62,6 +63,8 @@ _LOOPBACK = "127.0.0.1"
 _SLICE = 0.05
 # A peer that connects gets this long to present the key before it is dropped.
 _KEY_WAIT = 5.0
+# A fifo reader that has waited this long for a writer checks that its process lives.
+_WRITER_GRACE = 1.0
 
 
 class Locator(NamedTuple):
@@ -69,8 +72,9 @@ class Locator(NamedTuple):
 
     ``type`` is ``'file'``, ``'fifo'`` or ``'socket'``; ``address`` is the path
     of the file or fifo, or the host of the socket; ``port`` is the socket's TCP
-    port (0 otherwise); ``key`` is the hex secret a socket reader sends first
-    ('' otherwise). A plain 4-item list or tuple with the same fields (for
+    port, or the process id of the process serving a fifo (so that a reader can
+    tell when it has exited; 0 when not known), and 0 for a file; ``key`` is
+    the hex secret a socket reader sends first ('' otherwise). A plain 4-item list or tuple with the same fields (for
     example one that went through JSON) is accepted by ``load_item`` too.
     """
 
@@ -156,7 +160,7 @@ def load_item(inbox: Sequence[Any], type: str = "string", remove: bool = True,
         raise ValueError(f"{where}: a {locator.type!r} item can be read only once, so remove "
                          "must be True")
     if locator.type == "fifo":
-        return _load_fifo(locator.address, chunk, deadline)
+        return _load_fifo(locator.address, chunk, deadline, locator.port)
     return _load_socket(locator, chunk, deadline)
 
 
@@ -258,6 +262,7 @@ class _Server(abc.ABC):
         """Free what the item holds (a fifo's name, a listening socket)."""
 
     def start(self) -> Locator:
+        _stop_at_exit()
         with _lock:
             _serving[id(self)] = self
         try:
@@ -306,7 +311,7 @@ class _FifoServer(_Server):
         self.fd: int | None = None
 
     def locator(self) -> Locator:
-        return Locator("fifo", self.path, 0, "")
+        return Locator("fifo", self.path, os.getpid(), "")
 
     def serve(self) -> bool:
         # Opening for writing without a reader fails at once (ENXIO) in
@@ -408,18 +413,18 @@ def _make_fifo(folder: str, prefix: str, suffix: str) -> str:
 # -- the readers --------------------------------------------------------------------
 
 
-def _load_fifo(path: str, chunk: int, deadline: float) -> bytes:
+def _load_fifo(path: str, chunk: int, deadline: float, writer: int) -> bytes:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise FileNotFoundError(f"load_item: no fifo {path!r}: the item was already loaded, "
-                                "expired, or never dumped") from None
+                                "expired, or never dumped, or its process exited") from None
     if not stat.S_ISFIFO(mode):
         raise ValueError(f"load_item: {path!r} is not a fifo")
     # Non-blocking, because a blocking open waits for a writer that may be gone.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        reader = _FifoReader(fd, chunk, deadline, path)
+        reader = _FifoReader(fd, chunk, deadline, path, writer)
         size = _HEADER.unpack(reader.read(_HEADER.size))[0]
         return reader.read(size)
     finally:
@@ -430,11 +435,13 @@ def _load_fifo(path: str, chunk: int, deadline: float) -> bytes:
 class _FifoReader:
     """Exact reads from a non-blocking fifo, telling 'no writer yet' from 'writer left'."""
 
-    def __init__(self, fd: int, chunk: int, deadline: float, path: str) -> None:
+    def __init__(self, fd: int, chunk: int, deadline: float, path: str, writer: int) -> None:
         self.fd = fd
         self.chunk = chunk
         self.deadline = deadline
         self.path = path
+        self.writer = writer  # the serving process's id, 0 if unknown
+        self.opened = time.monotonic()
         self.seen = False
         self.poller = select.poll()
         self.poller.register(fd, select.POLLIN)
@@ -460,9 +467,25 @@ class _FifoReader:
                 raise EOFError(f"load_item: fifo {self.path!r} closed after "
                                f"{size - missing} of {size} bytes")
             else:
-                # End-of-file before any byte: the writer has not opened its end yet.
+                # End-of-file before any byte: the writer has not opened its end yet,
+                # or its process is gone (and with it the item).
+                self._check_writer()
                 time.sleep(0.002)
         return b"".join(parts)
+
+    def _check_writer(self) -> None:
+        # A live writer opens its end within a few of its polls once we hold ours,
+        # so only a process that is gone after a grace counts: its id alone could
+        # mislead across process namespaces.
+        if self.writer <= 0 or time.monotonic() - self.opened < _WRITER_GRACE:
+            return
+        try:
+            os.kill(self.writer, 0)
+        except ProcessLookupError:
+            raise EOFError(f"load_item: fifo {self.path!r}: the process that dumped it "
+                           f"(pid {self.writer}) has exited, and the item with it") from None
+        except PermissionError:  # alive, under another user
+            pass
 
 
 def _load_socket(locator: Locator, chunk: int, deadline: float) -> bytes:
@@ -519,6 +542,25 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
 # -- process lifecycle --------------------------------------------------------------
 
 
+_stopping_in: int | None = None  # the process whose exit stops the servers
+
+
+def _stop_at_exit() -> None:
+    """Make sure this process's exit stops its servers, however it exits: through
+    the interpreter's exit handlers (also run by a NuMap worker process when it
+    leaves), or through the finalizers of a multiprocessing child."""
+    global _stopping_in
+    pid = os.getpid()
+    if _stopping_in == pid:
+        return
+    _stopping_in = pid
+    atexit.register(_cancel_all)
+    for name in ("multiprocessing.util", "multiprocess.util"):
+        util = sys.modules.get(name)
+        if util is not None:
+            util.Finalize(None, _cancel_all, exitpriority=10)
+
+
 def _cancel_all(wait: float = 1.0) -> None:
     """Stop every server of this process, so that no fifo is left on disk at exit."""
     with _lock:
@@ -544,5 +586,4 @@ def _forget_after_fork() -> None:
     _serving.clear()
 
 
-atexit.register(_cancel_all)
 os.register_at_fork(after_in_child=_forget_after_fork)
