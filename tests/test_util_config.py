@@ -90,6 +90,25 @@ def test_plain_file_log_with_the_default_name(tmp_path, monkeypatch):
     assert (tmp_path / "papyflow.log").exists()
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("log_rotate", [True, False])
+def test_a_failing_call_names_log_filename_and_keeps_the_logging_that_worked(tmp_path,
+                                                                              log_rotate):
+    stream = io.StringIO()
+    start_logger(log_to_stream=stream, log_to_stream_level="DEBUG")
+    logger = logging.getLogger(LOGGER_NAME)
+    before = (list(logger.handlers), logger.level)
+    missing = tmp_path / "no" / "such" / "run.log"
+    with pytest.raises(FileNotFoundError,
+                       match=r"start_logger: log_filename cannot be opened.*run\.log") as info:
+        start_logger(log_to_file=True, log_filename=missing, log_rotate=log_rotate,
+                     log_to_stream=True, log_stream=io.StringIO())
+    assert info.value.filename == str(missing)
+    assert (list(logger.handlers), logger.level) == before
+    logging.getLogger("papyflow.core").debug("still logged")
+    assert "still logged" in stream.getvalue()
+
+
 @pytest.mark.parametrize("kwargs, error, words", [
     ({"log_size": 0}, ValueError, "log_size must be at least 1"),
     ({"log_number": -1}, ValueError, "log_number"),
@@ -120,7 +139,7 @@ def test_get_runtime_describes_this_process():
 
 
 def test_util_demo_runs():
-    done = subprocess.run([sys.executable, str(EXAMPLES / "util_demo.py")], capture_output=True,
-                          text=True, timeout=60, cwd=EXAMPLES.parent)
+    done = subprocess.run([sys.executable, str(EXAMPLES / "util_demo.py")], check=False,
+                          capture_output=True, text=True, timeout=60, cwd=EXAMPLES.parent)
     assert done.returncode == 0, done.stderr
     assert "socket item: b'via a socket'" in done.stdout

@@ -183,6 +183,26 @@ def test_blank_line_delimited_stream():
     assert list(load_stream(io.BytesIO(b"x\nEND\ny\n"), delimiter="END")) == [b"x", b"y"]
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("binary", [False, True])
+def test_a_last_delimiter_line_without_a_newline_ends_the_last_item(binary):
+    def load(data: str) -> list:
+        handle = io.BytesIO(data.encode()) if binary else io.StringIO(data)
+        items = list(load_stream(handle, "END"))
+        return [item.decode() for item in items] if binary else items
+
+    assert load("a\nEND\nb\nEND") == ["a", "b"]
+    assert load("a\nEND\nb\nENDS") == ["a", "b\nENDS"]  # not the delimiter line
+
+
+@pytest.mark.timeout(30)
+def test_load_stream_checks_its_handle_when_called():
+    # Like load_pickle_stream: a path instead of a handle fails at the call,
+    # not later at the first item.
+    with pytest.raises(TypeError, match="load_stream: handle must be a file open for reading"):
+        load_stream("items.txt")
+
+
 def test_stream_errors():
     with pytest.raises(ValueError, match="delimiter must be one line"):
         dump_stream(("x",), io.StringIO(), delimiter="a\nb")
@@ -216,7 +236,7 @@ def test_make_lines_stops_at_end_of_file(tmp_path):
     with open(path) as handle:
         assert list(make_lines(handle)) == ["a\n", "b\n", "no newline"]
     with open(path, "rb") as handle:
-        assert list(make_lines(handle))[0] == b"a\n"
+        assert next(make_lines(handle)) == b"a\n"
 
 
 def test_make_lines_follows_a_growing_file(tmp_path):
@@ -250,6 +270,47 @@ def test_make_lines_follows_a_growing_file(tmp_path):
     writer.join(5)
     assert written.is_set()
     assert got == ["start\n"] + [f"line {i}\n" for i in range(5)] + ["half and half\n"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("errors", ["strict", "replace"])
+def test_make_lines_follows_a_character_split_across_writes(tmp_path, errors):
+    # A writer's write can end inside a UTF-8 character; the reader must wait
+    # for the rest of it rather than decode half of it at end of file.
+    path = tmp_path / "split.log"
+    u_umlaut, e_acute = "\u00fc".encode(), "\u00e9".encode()
+    path.write_bytes(b"header\r\nstart\n" + u_umlaut[:1])
+    stop = threading.Event()
+
+    def append() -> None:
+        with open(path, "ab", buffering=0) as out:
+            for chunk in (u_umlaut[1:] + b"\r\n" + e_acute[:1], e_acute[1:] + b"\nlast\n"):
+                time.sleep(0.1)
+                out.write(chunk)
+
+    writer = threading.Thread(target=append)
+    with open(path, encoding="utf-8", errors=errors) as handle:
+        assert handle.readline() == "header\n"  # the handle reads ahead: nothing is lost
+        writer.start()
+        got = []
+        for line in make_lines(handle, follow=True, wait=0.01, stop=stop):
+            got.append(line)
+            if line == "last\n":
+                stop.set()
+    writer.join(5)
+    assert got == ["start\n", "\u00fc\n", "\u00e9\n", "last\n"]
+
+
+@pytest.mark.timeout(30)
+def test_make_lines_yields_the_line_before_a_character_cut_short_for_good(tmp_path):
+    path = tmp_path / "cut.log"
+    path.write_bytes(b"whole\ncut short " + "\u00fc".encode()[:1])
+    with open(path, encoding="utf-8") as handle:
+        lines = make_lines(handle, follow=True, wait=0.01, timeout=0.1)
+        assert next(lines) == "whole\n"
+        assert next(lines) == "cut short "
+        with pytest.raises(UnicodeDecodeError):
+            next(lines)
 
 
 def test_make_lines_stop_timeout_and_close(tmp_path):
@@ -410,7 +471,7 @@ def test_items_dumped_here_load_in_another_process(empty_dir):
     locators = [dump_item((item,), type=kind, dir=empty_dir, timeout=60)
                 for item, kind in zip(items, TYPES)]
     done = subprocess.run([sys.executable, "-c", _LOADER, json.dumps(locators)],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [hashlib.sha256(item).hexdigest() for item in items]
 

@@ -13,6 +13,7 @@ import pytest
 from papyflow.util.script import (
     LANGS,
     ScriptError,
+    ScriptOutputError,
     ScriptTimeoutError,
     get_config,
     script,
@@ -106,6 +107,47 @@ def test_a_failing_script_file_is_named(tmp_path):
     with pytest.raises(ScriptError, match=r"script '.*broken.sh' exited with status 2; "
                                           r"stderr: no such thing"):
         script(("x",), get_config("bash") | {"script": str(path)})
+
+
+@pytest.mark.timeout(60)
+def test_a_relative_script_is_the_callers_file_run_in_dir(tmp_path, monkeypatch):
+    # The file checked (relative to the caller's directory) is the file run,
+    # whatever cfg['dir'] holds; the script still runs in cfg['dir'].
+    (tmp_path / "up.sh").write_text("tr a-z A-Z\n")
+    (tmp_path / "where.sh").write_text("pwd -P\n")
+    for folder in ("same_name", "empty"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "same_name" / "up.sh").write_text("echo WRONG\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = {"lang": "bash", "script": "up.sh", "dir": "same_name"}
+    assert script(("abc",), cfg) == "ABC"
+    assert script(("abc",), cfg | {"dir": "empty"}) == "ABC"
+    where = script(("",), cfg | {"script": "where.sh", "dir": "empty"})
+    assert where == os.path.realpath(tmp_path / "empty") + "\n"
+
+
+@pytest.mark.timeout(60)
+def test_output_not_in_the_encoding_names_the_script_and_the_encoding():
+    cfg = get_config("bash") | {"code": "printf 'caf\\351'"}
+    with pytest.raises(ScriptOutputError, match=r"script <inline bash code> wrote output "
+                                                r"that is not valid utf-8") as info:
+        script(("x",), cfg)
+    error = info.value
+    assert isinstance(error, ScriptError) and isinstance(error, ValueError)
+    assert (error.stdout, error.encoding, error.returncode) == (b"caf\xe9", "utf-8", 0)
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+    assert script(("x",), cfg | {"encoding": "latin-1"}) == "caf\u00e9"
+
+
+@pytest.mark.timeout(30)
+def test_an_unknown_encoding_is_refused_before_the_script_runs(tmp_path):
+    cfg = get_config("bash") | {"code": "touch ran", "dir": str(tmp_path),
+                                "encoding": "no-such-codec"}
+    with pytest.raises(ValueError, match=r"cfg\['encoding'\] 'no-such-codec' is not a known"):
+        script(("x",), cfg)
+    with pytest.raises(ValueError, match=r"cfg\['encoding'\] 'no-such-codec'"):
+        script((b"x",), cfg)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_script_that_runs_too_long_is_killed_with_its_children():

@@ -76,7 +76,9 @@ def start_logger(log_to_file: bool = False, log_to_stream: bool | IO[str] = Fals
     Levels are ints (``logging.INFO`` is 20) or names (``'DEBUG'``). A second
     call replaces the handlers of the first (closing its file), so calling it
     again never duplicates messages; ``start_logger()`` with no arguments
-    removes them. Returns the logger.
+    removes them. A call that fails, such as one whose log file cannot be
+    opened (an ``OSError`` naming ``log_filename``), leaves the handlers as
+    they were. Returns the logger.
     """
     where = "start_logger"
     for name, value in (("log_to_file", log_to_file), ("log_rotate", log_rotate)):
@@ -91,27 +93,22 @@ def start_logger(log_to_file: bool = False, log_to_stream: bool | IO[str] = Fals
     if log_filename is not None and not isinstance(log_filename, (str, os.PathLike)):
         raise TypeError(f"{where}: log_filename must be a path, got {log_filename!r}")
 
+    # The new handlers are made before the old ones go, so a call that fails
+    # (a log file that cannot be opened) leaves the logging that worked.
+    added: list[logging.Handler] = []
+    if log_to_file:
+        to_file = _file_handler(where, log_filename, log_rotate, log_size, log_number)
+        to_file.setLevel(file_level)
+        added.append(to_file)
+    if stream is not None:
+        to_stream = logging.StreamHandler(stream)
+        to_stream.setLevel(stream_level)
+        added.append(to_stream)
     logger = logging.getLogger(LOGGER_NAME)
     for old in [h for h in logger.handlers if getattr(h, _MARK, False)]:
         logger.removeHandler(old)
         old.close()
     formatter = logging.Formatter(_FORMAT, datefmt=_DATE_FORMAT)
-    added: list[logging.Handler] = []
-    if log_to_file:
-        if log_rotate:
-            filename = os.fspath(log_filename or "papyflow.log")
-            handler: logging.Handler = logging.handlers.RotatingFileHandler(
-                filename, maxBytes=log_size, backupCount=log_number, encoding="utf-8")
-        else:
-            stamp = time.strftime("%Y%m%d_%H%M%S")
-            filename = os.fspath(log_filename or f"papyflow_{stamp}.log")
-            handler = logging.FileHandler(filename, "a", encoding="utf-8")
-        handler.setLevel(file_level)
-        added.append(handler)
-    if stream is not None:
-        to_stream = logging.StreamHandler(stream)
-        to_stream.setLevel(stream_level)
-        added.append(to_stream)
     for new in added:
         setattr(new, _MARK, True)
         new.setFormatter(formatter)
@@ -122,6 +119,24 @@ def start_logger(log_to_file: bool = False, log_to_stream: bool | IO[str] = Fals
     else:
         logger.setLevel(logging.NOTSET)
     return logger
+
+
+def _file_handler(where: str, log_filename: str | os.PathLike[str] | None, log_rotate: bool,
+                  log_size: int, log_number: int) -> logging.FileHandler:
+    """Open the log file; an ``OSError`` of the same kind names ``log_filename`` if it fails."""
+    if log_rotate:
+        filename = os.fspath(log_filename or "papyflow.log")
+    else:
+        filename = os.fspath(log_filename or f"papyflow_{time.strftime('%Y%m%d_%H%M%S')}.log")
+    try:
+        if log_rotate:
+            return logging.handlers.RotatingFileHandler(
+                filename, maxBytes=log_size, backupCount=log_number, encoding="utf-8")
+        return logging.FileHandler(filename, "a", encoding="utf-8")
+    except OSError as exc:
+        # OSError(errno, ...) makes the same subclass (FileNotFoundError and so on).
+        raise OSError(exc.errno, f"{where}: log_filename cannot be opened: "
+                                 f"{exc.strerror or exc}", filename) from exc
 
 
 def _level(where: str, name: str, value: Any) -> int:

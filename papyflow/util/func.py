@@ -25,12 +25,13 @@ handle.
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import pickle
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, AnyStr, cast
 
 from ._check import first, index_set, optional_count, positive_number, text
@@ -66,7 +67,6 @@ __all__ = [
 
 def plugger(inbox: Sequence[Any]) -> None:
     """Return nothing: a sink that ends a branch of the pipeline."""
-    return None
 
 
 def ipasser(inbox: Sequence[Any], i: int = 0) -> Any:
@@ -209,23 +209,25 @@ def load_stream(handle: IO[AnyStr], delimiter: str | None = None) -> Iterator[An
     they contain the delimiter line. With the default (``None``), items are
     separated by blank lines: runs of blank lines are skipped and lines within
     an item keep their newlines except the last. A last item without a
-    delimiter after it is yielded too. A binary handle yields ``bytes``.
+    delimiter after it is yielded too, and a last delimiter line without a
+    newline still ends an item. A binary handle yields ``bytes``.
     """
     delimiter = text("load_stream", "delimiter", delimiter) or ""
     if "\n" in delimiter:
         raise ValueError(f"load_stream: delimiter must be one line, got {delimiter!r}")
-    return _items_of(handle, delimiter)
+    return _items_of(handle, delimiter, _reading("load_stream", handle))
 
 
-def _items_of(handle: IO[Any], delimiter: str) -> Iterator[Any]:
-    binary = _is_binary("load_stream", handle)
+def _items_of(handle: IO[Any], delimiter: str, binary: bool) -> Iterator[Any]:
     newline: Any = b"\n" if binary else "\n"
     empty: Any = b"" if binary else ""
     end: Any = _coerce("load_stream", delimiter + "\n", binary)
+    # Only the last line of a file can lack its newline: a delimiter there still counts.
+    ends = (end, end[:-1])
     lines: list[Any] = []
     while True:
         line = handle.readline()
-        if not line or line == end:
+        if not line or line in ends:
             if lines:
                 item = empty.join(lines)
                 yield item[:-1] if item.endswith(newline) else item
@@ -272,6 +274,12 @@ def make_lines(handle: IO[AnyStr], follow: bool = False, wait: float = 0.1, *,
     is set, when no new data came for ``timeout`` seconds (if given), or when
     it is closed. A line is yielded only once its newline has been written;
     an unfinished last line is yielded when the generator ends.
+
+    Following a seekable text file, the handle's binary buffer is read and
+    decoded here, so that a character whose bytes are only partly written yet
+    waits for the rest; lines are read as ``open`` reads them by default
+    (``newline=None``: ``"\\r\\n"`` and ``"\\r"`` end lines and become
+    ``"\\n"``), with the handle's ``encoding`` and ``errors``.
     """
     if not isinstance(follow, bool):
         raise TypeError(f"make_lines: follow must be a bool, got {follow!r}")
@@ -280,23 +288,21 @@ def make_lines(handle: IO[AnyStr], follow: bool = False, wait: float = 0.1, *,
         timeout = positive_number("make_lines", "timeout", timeout)
     if stop is not None and not isinstance(stop, threading.Event):
         raise TypeError(f"make_lines: stop must be a threading.Event or None, got {stop!r}")
-    if not hasattr(handle, "readline"):
-        raise TypeError(f"make_lines: handle must be a file open for reading, got {handle!r}")
+    _reading("make_lines", handle)
     return _lines_of(handle, follow, wait, stop, timeout)
 
 
 def _lines_of(handle: IO[Any], follow: bool, wait: float, stop: threading.Event | None,
               timeout: float | None) -> Iterator[Any]:
-    pending: Any = None  # a line read before its writer wrote its newline
+    read, finish = _line_reader(handle, follow)
+    pending: Any = None  # the start of a line whose writer has not written its newline yet
     last_data = time.monotonic()
     while True:
-        line = handle.readline()
-        if line:
+        data = read()
+        if data is not None:
             last_data = time.monotonic()
-            pending = line if pending is None else pending + line
-            if pending.endswith(b"\n" if isinstance(pending, bytes) else "\n"):
-                yield pending
-                pending = None
+            lines, pending = _split_lines(data if pending is None else pending + data)
+            yield from lines
             continue
         # End of the data written so far.
         if not follow or (stop is not None and stop.is_set()):
@@ -307,8 +313,80 @@ def _lines_of(handle: IO[Any], follow: bool, wait: float, stop: threading.Event 
             stop.wait(wait)
         else:
             time.sleep(wait)
+    try:
+        rest = finish()
+    except UnicodeDecodeError:
+        # A character cut short for good: the line before it still comes out.
+        if pending is not None:
+            yield pending
+        raise
+    if rest:
+        lines, pending = _split_lines(rest if pending is None else pending + rest)
+        yield from lines
     if pending is not None:
         yield pending
+
+
+# How many bytes a followed text file is read in at a time.
+_FOLLOW_CHUNK = 1 << 16
+
+
+def _line_reader(handle: IO[Any], follow: bool) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """Return ``read`` (new data, or ``None`` at the end of what is written) and ``finish``.
+
+    ``finish`` returns what is left when reading ends (``None`` if nothing).
+    """
+    decoder = _follow_decoder(handle) if follow else None
+    if decoder is None:
+        return (lambda: handle.readline() or None), (lambda: None)
+    buffer = handle.buffer  # type: ignore[attr-defined]
+
+    def read() -> str | None:
+        chunk = buffer.read1(_FOLLOW_CHUNK)
+        return decoder.decode(chunk) if chunk else None
+
+    return read, lambda: decoder.decode(b"", final=True)
+
+
+def _follow_decoder(handle: Any) -> io.IncrementalNewlineDecoder | None:
+    """Return a decoder to follow a text handle through its binary buffer, or ``None``.
+
+    At the end of a file a text handle decodes as if the file were complete,
+    so a character a writer has written only part of fails to decode (or turns
+    into U+FFFD). An incremental decoder holds the part back instead. Reading
+    the buffer directly needs the buffer to be where the handle is: a seekable
+    handle can be put there, after which nothing it read ahead is lost.
+    """
+    buffer: Any = getattr(handle, "buffer", None)
+    encoding = getattr(handle, "encoding", None)
+    if not (isinstance(encoding, str) and hasattr(buffer, "read1")
+            and hasattr(buffer, "tell")):
+        return None
+    try:
+        if not handle.seekable():
+            return None  # a pipe: reads wait for data, so the handle decodes correctly
+        handle.seek(handle.tell())  # drops what the handle read ahead
+        if handle.tell() != buffer.tell():
+            return None  # a position inside the decoder's state: leave it to the handle
+    except (OSError, ValueError):  # e.g. "telling position disabled by next() call"
+        return None
+    decoder = codecs.getincrementaldecoder(encoding)(getattr(handle, "errors", None) or "strict")
+    return io.IncrementalNewlineDecoder(decoder, translate=True)
+
+
+def _split_lines(data: Any) -> tuple[list[Any], Any]:
+    """Return the complete lines at the start of ``data`` and the rest (``None`` if empty)."""
+    newline = b"\n" if isinstance(data, bytes) else "\n"
+    end = data.rfind(newline) + 1
+    lines = [part + newline for part in data[:end - 1].split(newline)] if end else []
+    return lines, data[end:] or None
+
+
+def _reading(where: str, handle: Any) -> bool:
+    """Check that ``handle`` is a file open for reading; return whether it is binary."""
+    if not hasattr(handle, "readline"):
+        raise TypeError(f"{where}: handle must be a file open for reading, got {handle!r}")
+    return _is_binary(where, handle)
 
 
 def _is_binary(where: str, handle: Any) -> bool:

@@ -10,15 +10,17 @@ The first element of the inbox (``str`` or ``bytes``) is the script's input:
 written to its standard input, or, with ``cfg["input"] = "file"``, to a
 temporary file whose path is the script's first argument. The script's standard
 output is the result. A non-zero exit raises :class:`ScriptError`, which names
-the script and quotes its standard error; a script still running after
-``cfg["timeout"]`` seconds is killed, with everything it started, and raises
-:class:`ScriptTimeoutError`.
+the script and quotes its standard error; output that is not text in
+``cfg["encoding"]`` raises :class:`ScriptOutputError`; a script still running
+after ``cfg["timeout"]`` seconds is killed, with everything it started, and
+raises :class:`ScriptTimeoutError`.
 
 :func:`write_template` writes a starting script that follows these conventions.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 import os
@@ -31,8 +33,8 @@ from typing import Any
 
 from ._check import first, positive_number
 
-__all__ = ["LANGS", "ScriptError", "ScriptTimeoutError", "get_config", "script",
-           "write_template"]
+__all__ = ["LANGS", "ScriptError", "ScriptOutputError", "ScriptTimeoutError", "get_config",
+           "script", "write_template"]
 
 LANGS = ("python", "bash")
 """The languages :func:`get_config` and :func:`write_template` know."""
@@ -61,6 +63,25 @@ class ScriptError(subprocess.CalledProcessError):
         return f"script {self.script} {status}; stderr: {_tail(self.stderr)}"
 
 
+class ScriptOutputError(ScriptError, ValueError):
+    """A script's standard output is not text in ``cfg['encoding']``.
+
+    A :class:`ScriptError` (and a ``ValueError``, as the ``UnicodeDecodeError``
+    it replaces) with the attributes of one, ``stdout`` holding the raw
+    ``bytes``, plus ``encoding`` and ``reason`` (what the decoder said).
+    """
+
+    def __init__(self, script: str, returncode: int, cmd: list[str], stdout: Any,
+                 stderr: Any, encoding: str, reason: str) -> None:
+        super().__init__(script, returncode, cmd, stdout, stderr)
+        self.encoding = encoding
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (f"script {self.script} wrote output that is not valid {self.encoding} "
+                f"(cfg['encoding']): {self.reason}; set cfg['encoding'] = None to get bytes")
+
+
 class ScriptTimeoutError(subprocess.TimeoutExpired):
     """A script ran longer than ``cfg['timeout']`` seconds and was killed.
 
@@ -81,8 +102,9 @@ def get_config(lang: str = "python") -> dict[str, Any]:
     """Return a script configuration for ``lang`` ('python' or 'bash') to fill in.
 
     Keys: ``lang``; ``executable`` (the interpreter: a path or an argument
-    list; this Python, or ``bash``); ``script`` (the path of a script file) or
-    ``code`` (the script's source) - set exactly one; ``input`` (``'stdin'`` or
+    list; this Python, or ``bash``); ``script`` (the path of a script file,
+    relative to the caller's working directory, not to ``dir``) or ``code``
+    (the script's source) - set exactly one; ``input`` (``'stdin'`` or
     ``'file'``); ``params`` (a dict the script reads as JSON from the
     ``PAPYFLOW_PARAMS`` environment variable, and each entry from
     ``PAPYFLOW_PARAM_<name>``); ``dir`` (the working directory, and where the
@@ -109,12 +131,14 @@ def script(inbox: Sequence[Any], cfg: Mapping[str, Any]) -> str | bytes:
 
     Returns the script's standard output, decoded with ``cfg['encoding']``.
     Missing keys take their :func:`get_config` defaults for ``cfg['lang']``.
-    Raises :class:`ScriptError` on a non-zero exit and
+    Raises :class:`ScriptError` on a non-zero exit, :class:`ScriptOutputError`
+    when the output is not valid in ``cfg['encoding']``, and
     :class:`ScriptTimeoutError` after ``cfg['timeout']`` seconds.
     """
     where = "script"
-    data = _input_bytes(first(where, inbox), cfg)
+    item = first(where, inbox)
     settings = _settings(cfg)
+    data = _input_bytes(item, settings["encoding"])
     argv, label = _command(settings)
     env = _environment(settings["params"])
     if settings["input"] == "stdin":
@@ -165,11 +189,7 @@ def _settings(cfg: Any) -> dict[str, Any]:
         raise ValueError(f"{where}: set exactly one of cfg['script'] (a path) and "
                          "cfg['code'] (source text)")
     if settings["script"] is not None:
-        if not isinstance(settings["script"], (str, os.PathLike)):
-            raise TypeError(f"{where}: cfg['script'] must be a path, got {settings['script']!r}")
-        if not os.path.isfile(settings["script"]):
-            raise FileNotFoundError(f"{where}: cfg['script'] {os.fspath(settings['script'])!r} "
-                                    "is not a file")
+        settings["script"] = _script_path(settings["script"])
     if settings["code"] is not None and not isinstance(settings["code"], str):
         raise TypeError(f"{where}: cfg['code'] must be a str, got {settings['code']!r}")
     if settings["input"] not in ("stdin", "file"):
@@ -181,18 +201,40 @@ def _settings(cfg: Any) -> dict[str, Any]:
     if folder is not None and not os.path.isdir(folder):
         raise NotADirectoryError(f"{where}: cfg['dir'] {folder!r} is not an existing directory")
     settings["timeout"] = positive_number(where, "cfg['timeout']", settings["timeout"])
-    encoding = settings["encoding"]
-    if encoding is not None and not isinstance(encoding, str):
-        raise TypeError(f"{where}: cfg['encoding'] must be a str or None, got {encoding!r}")
+    _encoding(settings["encoding"])
     return settings
 
 
-def _input_bytes(item: Any, cfg: Any) -> bytes:
+def _script_path(path: Any) -> str:
+    """Return the absolute path of ``cfg['script']``, after checking that it is a file.
+
+    A relative path is relative to the caller's working directory, where it is
+    checked; made absolute, it is also the file that runs in ``cfg['dir']``.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"script: cfg['script'] must be a path, got {path!r}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"script: cfg['script'] {os.fspath(path)!r} is not a file")
+    return os.path.abspath(path)
+
+
+def _encoding(encoding: Any) -> None:
+    if encoding is None:
+        return
+    if not isinstance(encoding, str):
+        raise TypeError(f"script: cfg['encoding'] must be a str or None, got {encoding!r}")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"script: cfg['encoding'] {encoding!r} is not a known "
+                         "encoding") from None
+
+
+def _input_bytes(item: Any, encoding: str | None) -> bytes:
     if item is None:
         return b""
     if isinstance(item, str):
-        encoding = cfg.get("encoding") if isinstance(cfg, Mapping) else None
-        return item.encode(encoding if isinstance(encoding, str) else "utf-8")
+        return item.encode(encoding or "utf-8")
     try:
         return bytes(memoryview(item))
     except TypeError:
@@ -256,7 +298,13 @@ def _run(argv: list[str], label: str, data: bytes | None, env: dict[str, str],
     if proc.returncode != 0:
         raise ScriptError(label, proc.returncode, argv, stdout, _text(stderr))
     encoding = settings["encoding"]
-    return stdout if encoding is None else stdout.decode(encoding)
+    if encoding is None:
+        return stdout
+    try:
+        return stdout.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ScriptOutputError(label, proc.returncode, argv, stdout, _text(stderr), encoding,
+                                str(exc)) from exc
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
