@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -198,6 +199,37 @@ def test_numeric_bad_configuration():
         NumericConverter(1, 2)  # the arguments are keyword-only
 
 
+def test_numeric_limits_may_be_ints_beyond_floats():
+    huge = 10 ** 400  # math.isnan() of it raised OverflowError
+    above = NumericConverter(number_lower_limit=huge)
+    assert above.number_lower_limit == huge
+    assert above.validate_value(huge) == huge and above.validate_value(huge - 1) is None
+    assert above.validate_value(1e308) is None and above.validate_value(float('inf')) == math.inf
+    below = NumericConverter(number_upper_limit=huge, allow_float_output=False)
+    assert below.validate_value(huge) == huge and below.validate_value(huge + 1) is None
+    assert below.validate_value(str(huge)) == huge  # compared exactly, not as a float
+    with pytest.raises(ValueError, match=r"number_lower_limit \(<int of 16610 bits>\) is "
+                                         r"greater than number_upper_limit \(1\)"):
+        NumericConverter(number_lower_limit=10 ** 5000, number_upper_limit=1)
+    assert "number_upper_limit=<int of 16610 bits>" in repr(
+        NumericConverter(number_upper_limit=10 ** 5000))  # too long for repr() itself
+
+
+def test_integer_strings_beyond_the_digit_limit_parse_exactly():
+    limit = sys.get_int_max_str_digits()
+    ones = "1" * 5000  # int(ones) refuses it: more digits than the interpreter's limit
+    value = (10 ** 5000 - 1) // 9
+    assert NumericConverter().validate_value(ones) == value  # no float can hold it
+    assert NumericConverter(allow_float_output=False).validate_value(f" -{ones} ") == -value
+    assert NumericConverter(allow_float_output=False).validate_value(
+        "_".join(["123"] * 2000)) == 123 * (10 ** 6000 - 1) // 999
+    assert NumericConverter(allow_integer_output=False).validate_value(ones) is None
+    assert NumericConverter(allow_float_output=False).validate_value(ones + "_") is None
+    assert parse_parameters(["a=" + "9" * 5000, "b=-" + "9" * 5000]) == {
+        "a": 10 ** 5000 - 1, "b": 1 - 10 ** 5000}
+    assert sys.get_int_max_str_digits() == limit  # the interpreter's setting is unchanged
+
+
 def test_boolean_details():
     converter = BooleanConverter()
     for true in (True, np.bool_(True), 1, 1.0, '1', '1.0', 'TRUE', ' True '):
@@ -228,6 +260,14 @@ def test_string_details():
     options = StringConverter(string_options=('Fast', 'slow'))
     assert options.validate_value('FAST') == 'FAST'  # matched without case, kept as given
     assert options.validate_value('medium') is None
+    lowered = StringConverter(string_options=['straße', 'Fast'], string_force_lower=True)
+    # Matched caselessly, the result is the option lower-cased: 'STRASSE'.lower() is no option.
+    assert lowered.validate_value('STRASSE') == 'straße'
+    assert lowered.validate_value('Straße') == 'straße'
+    assert lowered.validate_value('FAST') == 'fast'
+    assert StringConverter(string_options=['straße']).validate_value('STRASSE') == 'STRASSE'
+    twins = StringConverter(string_options=['straße', 'strasse'], string_force_lower=True)
+    assert twins.validate_value('STRASSE') == 'strasse'  # the lower-case equal comes first
     assert StringConverter(allow_string_conversion=True).validate_value(None) == 'None'
     with pytest.raises(TypeError, match="string_options must be a list or tuple"):
         StringConverter(string_options='ok')

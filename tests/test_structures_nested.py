@@ -174,6 +174,35 @@ def test_write_overwrite_rules():
         nested.write_nested_value(["x"], 1, allow_terminal_overwrite=None)
 
 
+def test_write_refuses_a_value_that_would_contain_itself():
+    nested = NestedDictionary({"a": {"x": 1}})
+    top, section = nested.data, nested.data["a"]
+    with pytest.raises(ValueError, match=r"writing at path \['b'\] would make the dictionary "
+                                         "contain itself"):
+        nested.write_nested_value(["b"], nested.data)
+    with pytest.raises(ValueError, match="writing at path 'a.self' would make"):
+        nested.write_nested_value("a.self", nested.read_nested_value("a"))
+    with pytest.raises(ValueError, match=r"the section at \['back'\] in the value"):
+        nested.write_nested_value("a.x.y", {"back": section})  # through a replaced terminal
+    with pytest.raises(ValueError, match="contain itself"):  # replacing an existing value
+        nested.write_nested_value("a.x", {"back": section}, allow_intermediate_overwrite=True)
+    cyclic: dict = {}
+    cyclic["q"] = {"r": cyclic}
+    with pytest.raises(ValueError, match=r"the section at \['q', 'r'\] in the value"):
+        nested.write_nested_value("c", cyclic)
+    # Nothing changed: no key, no cycle, the same sections, the same datatypes.
+    assert nested.data == {"a": {"x": 1}} and nested.data is top and nested.data["a"] is section
+    assert nested.key_datatypes == ("str",)
+    assert nested.extract_nested_variable_paths() == ("a.x",)
+    # No cycle, so no refusal: shared sections, a section moved down, a write into a copy.
+    shared = {"v": 1}
+    nested.write_nested_value("s", {"one": shared, "two": shared})
+    copied = nested.write_nested_value("a.self", section, modify_class_dictionary=False)
+    assert copied.read_nested_value("a.self") is section and "self" not in section
+    nested.write_nested_value("a", {"old": section}, allow_intermediate_overwrite=True)
+    assert nested.data == {"a": {"old": {"x": 1}}, "s": {"one": {"v": 1}, "two": {"v": 1}}}
+
+
 def test_delete_rules():
     nested = NestedDictionary({"a": {"b": {"c": 1}, "d": 2}})
     nested.delete_nested_value("a.b.c")

@@ -140,6 +140,14 @@ def test_load_errors_name_the_file_and_field(tmp_path):
         MyConfig.from_yaml(tmp_path / "missing.yaml")
 
 
+def test_a_file_that_is_not_utf8_is_a_value_error_naming_it(tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes("string: café\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"MyConfig\.from_yaml: '.*latin\.yaml' is not UTF-8 "
+                                         "text"):
+        MyConfig.from_yaml(path)
+
+
 def test_unsafe_yaml_is_refused(tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("integer: !!python/object/apply:os.getcwd []\n", encoding="utf-8")
@@ -156,6 +164,75 @@ def test_unwritable_values_are_type_errors(tmp_path):
     with pytest.raises(TypeError, match=r"Outer\.table has the key \(1, 2\)"):
         Outer(name="n", inner=Inner(1), table={(1, 2): Inner(1)}).to_yaml(path)
     assert not path.exists()
+
+
+def test_values_that_contain_themselves_are_type_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    looped: list = [1]
+    looped.append(looped)
+    with pytest.raises(TypeError, match=r"MyConfig\.string\[1\] holds MyConfig\.string itself "
+                                        r"\(a cyclic list\), which cannot be written to YAML"):
+        MyConfig(string=looped).to_yaml(path)
+    table: dict = {"k": [0]}
+    table["k"].append(table)
+    with pytest.raises(TypeError, match=r"MyConfig\.string\['k'\]\[1\] holds "
+                                        r"MyConfig\.string itself \(a cyclic dict\)"):
+        MyConfig(string=table).to_yaml(path)
+    inner = Inner(depth=1)
+    inner.depth = [inner]
+    with pytest.raises(TypeError, match=r"Outer\.inner\.depth\[0\] holds Outer\.inner itself"):
+        Outer(name="n", inner=inner).to_yaml(path)
+    assert not path.exists()
+    shared = [1, 2]  # one list twice is no cycle
+    MyConfig(string=[shared, shared]).to_yaml(path)
+    assert MyConfig.from_yaml(path).string == [[1, 2], [1, 2]]
+
+
+def test_annotations_are_resolved_one_by_one(tmp_path):
+    # With `from __future__ import annotations` (this module), every annotation is a
+    # string; `Local` is in no module namespace, but the default of `inner` leads to it.
+    @dataclass
+    class Local:
+        x: int = 1
+
+    @dataclass
+    class Config(YamlConfig):
+        shape: tuple[int, ...] = (1, 2)
+        where: Path = Path("/x")
+        weight: float = 1.0
+        mode: Mode = Mode.FAST
+        inner: Local = field(default_factory=Local)
+        children: list[Config] = field(default_factory=list)
+
+    path = tmp_path / "c.yaml"
+    config = Config(weight=2, mode=Mode.SLOW, inner=Local(3), children=[Config(shape=(5,))])
+    config.to_yaml(path)
+    loaded = Config.from_yaml(path)
+    assert loaded == config and type(loaded.weight) is float
+    assert isinstance(loaded.shape, tuple) and isinstance(loaded.where, Path)
+    assert type(loaded.inner) is Local and type(loaded.children[0]) is Config
+
+
+def test_an_unresolvable_annotation_refuses_only_values_it_would_leave_wrong(tmp_path):
+    @dataclass
+    class Local:
+        x: int = 1
+
+    @dataclass
+    class Config(YamlConfig):
+        shape: tuple[int, ...] = (1, 2)
+        maybe: Local | None = None  # no default leads to Local: it cannot be resolved
+
+    path = tmp_path / "c.yaml"
+    Config(shape=(3, 4)).to_yaml(path)
+    assert Config.from_yaml(path) == Config(shape=(3, 4))  # null needs no structure
+    path.write_text("shape: [5]\n", encoding="utf-8")
+    assert Config.from_yaml(path) == Config(shape=(5,))  # a missing field keeps its default
+    Config(maybe=Local(2)).to_yaml(path)
+    with pytest.raises(TypeError, match=r"c\.yaml'?: Config\.maybe cannot be loaded, as its "
+                                        r"annotation 'Local \| None' cannot be resolved "
+                                        r"\(NameError: name 'Local' is not defined\)"):
+        Config.from_yaml(path)  # rather than a dict where a Local belongs
 
 
 def test_not_a_dataclass():

@@ -23,6 +23,8 @@ datatypes.
 from __future__ import annotations
 
 import math
+import re
+import sys
 from typing import Any, Final
 
 import numpy as np
@@ -32,6 +34,12 @@ __all__ = ["BooleanConverter", "NoneConverter", "NumericConverter", "StringConve
 _TRUE_STRINGS: Final = frozenset({"true", "1", "1.0"})
 _FALSE_STRINGS: Final = frozenset({"false", "0", "0.0"})
 _NONE_STRINGS: Final = frozenset({"none", "null"})
+
+# What int() reads in base 10 (``\d`` is any Unicode decimal digit, as for int()).
+_INTEGER_LITERAL: Final = re.compile(r"[+-]?\d+(?:_\d+)*")
+# Strings of at most this many digits are never held to the interpreter's limit on
+# int-from-str conversions (sys.get_int_max_str_digits()), whatever it is set to.
+_UNCHECKED_DIGITS: Final = sys.int_info.str_digits_check_threshold
 
 
 def check_bool(where: str, name: str, value: object) -> bool:
@@ -45,24 +53,39 @@ def _check_limit(where: str, name: str, value: object) -> int | float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{where}: {name} must be an int, a float or None, got {value!r}")
-    if math.isnan(value):  # NaN compares false with everything: it would disable the limit
+    # Only a float can be NaN; an int stays an int, as math.isnan() cannot take every int
+    # (10**400 is beyond a float) and the comparisons with the limits are exact anyway.
+    if isinstance(value, float) and math.isnan(value):  # NaN would disable the limit
         raise ValueError(f"{where}: {name} must not be NaN")
     return value
+
+
+def _number_repr(value: float | None) -> str:
+    """``repr(value)``, or a description of an int too long for repr() under the digit limit."""
+    if not isinstance(value, int):
+        return repr(value)
+    try:
+        return repr(value)
+    except ValueError:  # int-to-str is held to the same digit limit as str-to-int
+        return f"<int of {value.bit_length()} bits>"
 
 
 class NumericConverter:
     """Convert inputs to ``int``, ``float``, or both, optionally within limits.
 
     - ``parse_number_strings``: read strings such as ``'3'`` or ``'2.5e3'`` as
-      numbers (leading and trailing whitespace is ignored).
+      numbers (leading and trailing whitespace is ignored). Integer strings
+      are read exactly, however many digits they have (Python's own limit on
+      int-from-str conversions is neither hit nor changed).
     - ``allow_integer_output`` / ``allow_float_output``: which output types are
       allowed (at least one). An integer-valued float becomes an ``int`` when
       floats are not allowed; a non-integer float then fails (no rounding). An
       ``int`` becomes a ``float`` when integers are not allowed.
     - When both outputs are allowed, ``int`` and ``float`` inputs keep their
       type and *strings* are read as floats (``'3'`` -> ``3.0``).
-    - ``number_lower_limit`` / ``number_upper_limit``: inclusive limits; a
-      value outside them fails (and NaN fails whenever a limit is set).
+    - ``number_lower_limit`` / ``number_upper_limit``: inclusive limits, ints
+      (of any size) or floats, compared exactly with the value; a value
+      outside them fails (and NaN fails whenever a limit is set).
 
     Booleans are never numbers here (``True`` fails), even though Python's
     ``bool`` is a subclass of ``int``. NumPy integer and floating scalars are
@@ -72,8 +95,8 @@ class NumericConverter:
 
     __slots__ = ("_allow_float", "_allow_int", "_lower", "_parse", "_upper")
 
-    def __init__(self, *, number_lower_limit: int | float | None = None,
-                 number_upper_limit: int | float | None = None,
+    def __init__(self, *, number_lower_limit: float | None = None,
+                 number_upper_limit: float | None = None,
                  parse_number_strings: bool = True, allow_integer_output: bool = True,
                  allow_float_output: bool = True) -> None:
         where = "NumericConverter"
@@ -86,8 +109,8 @@ class NumericConverter:
             raise ValueError(f"{where}: at least one of allow_integer_output and "
                              "allow_float_output must be True")
         if self._lower is not None and self._upper is not None and self._lower > self._upper:
-            raise ValueError(f"{where}: number_lower_limit ({self._lower!r}) is greater than "
-                             f"number_upper_limit ({self._upper!r})")
+            raise ValueError(f"{where}: number_lower_limit ({_number_repr(self._lower)}) is "
+                             f"greater than number_upper_limit ({_number_repr(self._upper)})")
 
     @property
     def number_lower_limit(self) -> int | float | None:
@@ -110,8 +133,9 @@ class NumericConverter:
         return self._allow_float
 
     def __repr__(self) -> str:
-        return (f"NumericConverter(number_lower_limit={self._lower!r}, "
-                f"number_upper_limit={self._upper!r}, parse_number_strings={self._parse!r}, "
+        return (f"NumericConverter(number_lower_limit={_number_repr(self._lower)}, "
+                f"number_upper_limit={_number_repr(self._upper)}, "
+                f"parse_number_strings={self._parse!r}, "
                 f"allow_integer_output={self._allow_int!r}, "
                 f"allow_float_output={self._allow_float!r})")
 
@@ -152,9 +176,10 @@ class NumericConverter:
 
     def _parse_string(self, text: str) -> int | float | None:
         text = text.strip()
-        try:
-            number: int | float = int(text)  # exact, even beyond float precision
-        except ValueError:
+        number: int | float
+        if _INTEGER_LITERAL.fullmatch(text):
+            number = _parse_integer(text)  # exact, even beyond float precision
+        else:
             try:
                 return float(text)
             except ValueError:
@@ -166,6 +191,27 @@ class NumericConverter:
             except OverflowError:
                 return number if self._allow_int else None
         return number
+
+
+def _parse_integer(literal: str) -> int:
+    """The exact value of an integer ``literal`` (``_INTEGER_LITERAL``), however many digits it has.
+
+    int() refuses strings longer than the interpreter's digit limit (4300 digits by
+    default) because its conversion takes quadratic time. Rather than lift that limit
+    for the whole interpreter, long literals are converted in halves, each below the
+    limit, and joined by multiplication, which is subquadratic.
+    """
+    sign = -1 if literal.startswith("-") else 1
+    return sign * _digits_to_int(literal.lstrip("+-").replace("_", ""))
+
+
+def _digits_to_int(digits: str) -> int:
+    """The int written by ``digits`` (decimal digits only), converted in pieces int() accepts."""
+    if len(digits) <= _UNCHECKED_DIGITS:
+        return int(digits)
+    low_length = len(digits) // 2
+    high, low = digits[:-low_length], digits[-low_length:]
+    return _digits_to_int(high) * 10 ** low_length + _digits_to_int(low)
 
 
 class BooleanConverter:
@@ -249,13 +295,17 @@ class StringConverter:
     - ``allow_string_conversion``: convert non-string inputs with ``str()``
       (off by default: then only strings pass).
     - ``string_options``: if given, only strings equal to one of the options
-      pass; the comparison ignores case.
-    - ``string_force_lower``: return the string lower-cased.
+      pass; the comparison ignores case (it is caseless, so ``'STRASSE'``
+      matches ``'straße'``).
+    - ``string_force_lower``: return the string lower-cased; with
+      ``string_options``, return the matching option lower-cased, so that the
+      result is always the lower-case form of an option (``'STRASSE'`` gives
+      ``'straße'``, since ``'STRASSE'.lower()`` is no option).
 
     :meth:`validate_value` returns ``None`` for any value that does not pass.
     """
 
-    __slots__ = ("_allow_conversion", "_folded", "_force_lower", "_options")
+    __slots__ = ("_allow_conversion", "_by_folded", "_by_lower", "_force_lower", "_options")
 
     def __init__(self, *, allow_string_conversion: bool = False,
                  string_options: list[str] | tuple[str, ...] | None = None,
@@ -278,8 +328,13 @@ class StringConverter:
                 raise ValueError(f"{where}: string_options must not be empty "
                                  "(use None to allow any string)")
             self._options = tuple(string_options)
-        self._folded = None if self._options is None else frozenset(
-            option.casefold() for option in self._options)
+        # The first option wins where several look alike: a lower-case equal is
+        # preferred to a caseless one ('strasse' finds 'strasse' before 'straße').
+        self._by_lower: dict[str, str] = {}
+        self._by_folded: dict[str, str] = {}
+        for option in self._options or ():
+            self._by_lower.setdefault(option.lower(), option)
+            self._by_folded.setdefault(option.casefold(), option)
 
     @property
     def allow_string_conversion(self) -> bool:
@@ -305,6 +360,14 @@ class StringConverter:
             text = str(value)
         else:
             return None
-        if self._folded is not None and text.casefold() not in self._folded:
+        if self._options is None:
+            return text.lower() if self._force_lower else text
+        option = self._matching_option(text)
+        if option is None:
             return None
-        return text.lower() if self._force_lower else text
+        return option.lower() if self._force_lower else text
+
+    def _matching_option(self, text: str) -> str | None:
+        """The option that ``text`` equals without case, or ``None``."""
+        option = self._by_lower.get(text.lower())
+        return option if option is not None else self._by_folded.get(text.casefold())

@@ -186,7 +186,9 @@ class NestedDictionary:
         ``allow_terminal_overwrite`` (on by default); replacing an existing
         section needs ``allow_intermediate_overwrite`` (off by default). A
         refused write raises :class:`NestedOverwriteError` (a ``ValueError``)
-        and changes nothing.
+        and changes nothing. So does a ``value`` that would make the dictionary
+        contain itself (a section of the path, or a cyclic dict): that is a
+        ``ValueError``, raised before anything is written.
 
         Returns ``None`` when modifying in place, else a new
         :class:`NestedDictionary` holding the result.
@@ -217,6 +219,8 @@ class NestedDictionary:
                     f"allow_terminal_overwrite=True to {action}")
 
         target = self._data if modify_class_dictionary else copy.deepcopy(self._data)
+        self._check_no_cycle(where, value, _sections_along(target, keys[:-1]), keys,
+                             variable_path)
         node = target
         for key in keys[:-1]:
             if not _is_section(node.get(key)):
@@ -324,6 +328,20 @@ class NestedDictionary:
 
         return walk(self._data, ())
 
+    def _check_no_cycle(self, where: str, value: Any, enclosing: list[dict[Any, Any]],
+                        keys: RawPath, variable_path: object) -> None:
+        """Refuse a ``value`` that, written inside the ``enclosing`` sections, would contain itself.
+
+        Checked before writing, as the cycle could not be walked (or undone) afterwards.
+        """
+        inner = _cycle_in(value, enclosing)
+        if inner is None:
+            return
+        culprit = "the value" if not inner else f"the section at {list(inner)!r} in the value"
+        raise ValueError(f"{where}: writing at {self._describe(keys, variable_path)} would make "
+                         f"the dictionary contain itself: {culprit} would then hold itself; "
+                         "cyclic dictionaries are not supported")
+
     def _path_to_keys(self, where: str, variable_path: object) -> RawPath:
         if isinstance(variable_path, str):
             if not variable_path:
@@ -414,6 +432,42 @@ class NestedDictionary:
 
 def _is_section(value: Any) -> bool:
     return isinstance(value, dict)
+
+
+def _sections_along(top: dict[Any, Any], keys: RawPath) -> list[dict[Any, Any]]:
+    """``top`` and the existing sections that ``keys`` lead through from it, in order."""
+    sections = [top]
+    for key in keys:
+        node: Any = sections[-1].get(key)
+        if not _is_section(node):
+            break  # from here on the path needs new sections, which nothing can hold yet
+        sections.append(node)
+    return sections
+
+
+def _cycle_in(value: Any, enclosing: list[dict[Any, Any]]) -> RawPath | None:
+    """Where in ``value`` a section would hold itself once ``value`` is put in ``enclosing``.
+
+    Returns the keys from ``value`` down to that section (``()`` if it is ``value``
+    itself), or ``None`` when ``value`` would sit there without a cycle. Sections
+    shared without a cycle are fine, as for :meth:`NestedDictionary._walk`.
+    """
+    on_path = {id(section) for section in enclosing}
+
+    def search(node: Any, prefix: RawPath) -> RawPath | None:
+        if not _is_section(node):
+            return None
+        if id(node) in on_path:
+            return prefix
+        on_path.add(id(node))
+        for key, item in node.items():
+            found = search(item, (*prefix, key))
+            if found is not None:
+                return found
+        on_path.discard(id(node))
+        return None
+
+    return search(value, ())
 
 
 def _check_flag(where: str, name: str, value: object) -> None:

@@ -4,7 +4,7 @@ Each value is typed by the converters of :mod:`papyflow.structures.converters`
 (combined by a :class:`~papyflow.structures.data_converters.PythonDataConverter`),
 tried in this order:
 
-1. an integer literal (``'3'``, ``'-4'``, ``'1_000'``) -> ``int``;
+1. an integer literal (``'3'``, ``'-4'``, ``'1_000'``), exactly, however long -> ``int``;
 2. any other number (``'2.5'``, ``'1e-3'``, ``'3.0'``, ``'inf'``, ``'nan'``) -> ``float``;
 3. ``'true'`` / ``'false'`` (any case) -> ``bool``;
 4. ``'none'`` / ``'null'`` (any case) -> ``None``;
@@ -20,7 +20,12 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from .converters import BooleanConverter, NoneConverter, NumericConverter, StringConverter
+from .converters import (
+    BooleanConverter,
+    NoneConverter,
+    NumericConverter,
+    StringConverter,
+)
 from .data_converters import PythonDataConverter
 
 __all__ = ["parse_parameters"]

@@ -15,10 +15,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import inspect
 import os
+import sys
 import tempfile
 import types
 import typing
+from collections import ChainMap
 from pathlib import Path, PurePath
 from typing import Any, Self
 
@@ -40,9 +43,21 @@ class YamlConfig:
     and ints become floats where the field's type hint says so. Fields with
     ``init=False`` are neither written nor read.
 
+    Type hints are resolved one annotation at a time, so one that cannot be
+    resolved does not cost the others. String annotations (``from __future__
+    import annotations``) are looked up in the class's module, the class
+    namespace, and among the classes found in the class, its bases and its
+    fields' defaults (so ``inner: Inner = field(default_factory=Inner)`` works
+    for an ``Inner`` defined in a function). A field whose annotation still
+    cannot be resolved may be missing or ``null`` in the file; any other value
+    for it is a ``TypeError`` naming the field, since the value would otherwise
+    be loaded without the structure its type asks for (a dict instead of a
+    dataclass, a str instead of a path). Define such types at module level.
+
     Field values may be ``None``, booleans, numbers, strings, lists, tuples,
     dicts (with scalar keys), paths, enum members, NumPy scalars and nested
-    dataclasses; anything else is a ``TypeError`` naming the field.
+    dataclasses; anything else, or a value that contains itself, is a
+    ``TypeError`` naming the field.
     """
 
     __slots__ = ()
@@ -66,13 +81,14 @@ class YamlConfig:
         """Load an instance of the class from the ``.yaml`` or ``.yml`` file at ``config_path``.
 
         Fields missing from the file keep their defaults. Unknown keys,
-        missing required fields, a file that is not valid YAML or whose top
-        level is not a mapping all raise ``ValueError`` naming the file.
+        missing required fields, a file that is not UTF-8 text, not valid YAML
+        or whose top level is not a mapping all raise ``ValueError`` naming the
+        file.
         """
         where = f"{cls.__name__}.from_yaml"
         _check_dataclass(where, cls)
         path = _check_path(where, config_path)
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(where, path)
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as error:
@@ -80,8 +96,9 @@ class YamlConfig:
         if data is None:  # an empty file: every field takes its default
             data = {}
         if not isinstance(data, dict):
-            raise ValueError(f"{where}: the top level of {str(path)!r} must be a mapping of "
-                             f"field names to values, got {type(data).__name__}")
+            raise ValueError(  # noqa: TRY004 - the file is at fault, as for any bad content
+                f"{where}: the top level of {str(path)!r} must be a mapping of field names "
+                f"to values, got {type(data).__name__}")
         config: Self = _build(cls, data, f"{where}: {str(path)!r}", cls.__name__)
         return config
 
@@ -118,6 +135,13 @@ def _check_path(where: str, config_path: object) -> Path:
     return path
 
 
+def _read_text(where: str, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{where}: {str(path)!r} is not UTF-8 text: {error}") from error
+
+
 def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -146,8 +170,12 @@ def _write_atomically(path: Path, text: str) -> None:
             os.close(directory)
 
 
-def _to_plain(value: Any, where: str) -> Any:
-    """``value`` as YAML-safe builtins; ``where`` names it in errors (``Config.field[2]``)."""
+def _to_plain(value: Any, where: str, enclosing: dict[int, str] | None = None) -> Any:
+    """``value`` as YAML-safe builtins; ``where`` names it in errors (``Config.field[2]``).
+
+    ``enclosing`` maps the ids of the containers that ``value`` is inside to
+    where they are, to catch a value that contains itself.
+    """
     if value is None or type(value) in (bool, int, float, str):
         return value
     # Before the subclass checks below: np.float64 is a float and IntEnum an int,
@@ -159,23 +187,41 @@ def _to_plain(value: Any, where: str) -> Any:
     for base in (int, float, str):
         if isinstance(value, base):
             return base(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: _to_plain(getattr(value, field.name), f"{where}.{field.name}")
-                for field in dataclasses.fields(value) if field.init}
+    if _is_container(value):
+        enclosing = enclosing or {}
+        if id(value) in enclosing:  # without this check: a RecursionError
+            raise TypeError(f"YamlConfig.to_yaml: {where} holds {enclosing[id(value)]} "
+                            f"itself (a cyclic {type(value).__name__}), which cannot be "
+                            "written to YAML")
+        return _container_to_plain(value, where, {**enclosing, id(value): where})
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"YamlConfig.to_yaml: {where} holds a {type(value).__name__} "
+                    f"({value!r}), which cannot be written to YAML")
+
+
+def _is_container(value: Any) -> bool:
+    """Whether ``value`` is written as a YAML mapping or sequence of other values."""
+    return (isinstance(value, (list, tuple, dict))
+            or (dataclasses.is_dataclass(value) and not isinstance(value, type)))
+
+
+def _container_to_plain(value: Any, where: str, enclosing: dict[int, str]) -> Any:
+    """:func:`_to_plain` for a dataclass instance, list, tuple or dict (``_is_container``)."""
     if isinstance(value, (list, tuple)):
-        return [_to_plain(item, f"{where}[{index}]") for index, item in enumerate(value)]
+        return [_to_plain(item, f"{where}[{index}]", enclosing)
+                for index, item in enumerate(value)]
     if isinstance(value, dict):
         plain: dict[Any, Any] = {}
         for key, item in value.items():
             if not (key is None or isinstance(key, (bool, int, float, str))):
                 raise TypeError(f"YamlConfig.to_yaml: {where} has the key {key!r}; YAML "
                                 "mappings here take None, bool, int, float or str keys")
-            plain[_to_plain(key, where)] = _to_plain(item, f"{where}[{key!r}]")
+            plain[_to_plain(key, where)] = _to_plain(item, f"{where}[{key!r}]", enclosing)
         return plain
-    if isinstance(value, PurePath):
-        return str(value)
-    raise TypeError(f"YamlConfig.to_yaml: {where} holds a {type(value).__name__} "
-                    f"({value!r}), which cannot be written to YAML")
+    return {field.name: _to_plain(getattr(value, field.name), f"{where}.{field.name}",
+                                  enclosing)
+            for field in dataclasses.fields(value) if field.init}
 
 
 def _build(cls: type[Any], data: dict[Any, Any], source: str, where: str) -> Any:
@@ -197,19 +243,73 @@ def _build(cls: type[Any], data: dict[Any, Any], source: str, where: str) -> Any
     return cls(**kwargs)
 
 
+@dataclasses.dataclass(frozen=True)
+class _UnresolvedHint:
+    """The stand-in for a field annotation that cannot be resolved, and why."""
+
+    annotation: object
+    reason: str
+
+
 def _type_hints(cls: type[Any]) -> dict[str, Any]:
+    """The resolved annotations of ``cls`` and its bases; an ``_UnresolvedHint`` where one fails."""
     try:
         return typing.get_type_hints(cls)
-    except (NameError, TypeError, AttributeError):
-        # e.g. string annotations naming classes local to a function: use what is resolved
-        return {field.name: field.type for field in dataclasses.fields(cls)
-                if not isinstance(field.type, str)}
+    except Exception:  # noqa: BLE001 - evaluating annotations runs arbitrary expressions
+        # Typically string annotations naming classes local to a function: a single
+        # failure fails the whole call, so resolve the annotations one by one instead.
+        return _type_hints_one_by_one(cls)
+
+
+def _type_hints_one_by_one(cls: type[Any]) -> dict[str, Any]:
+    """Each annotation of ``cls`` and its bases resolved on its own, as the class docstring says."""
+    found = _classes_found(cls)
+    hints: dict[str, Any] = {}
+    for base in reversed(cls.__mro__):
+        module_namespace = getattr(sys.modules.get(base.__module__), "__dict__", {})
+        # The module first, then the class namespace, as typing.get_type_hints() does;
+        # the classes found from the class itself stand in for a function's locals.
+        namespace = ChainMap(module_namespace, dict(vars(base)), found)
+        for name, annotation in inspect.get_annotations(base).items():
+            hints[name] = _resolve_annotation(annotation, module_namespace, namespace)
+    return hints
+
+
+def _classes_found(cls: type[Any]) -> dict[str, type]:
+    """Classes by name that ``cls`` leads to: itself, its bases and its fields' defaults."""
+    found: dict[str, type] = {}
+    for field in dataclasses.fields(cls):
+        candidates: list[object] = [field.default_factory]
+        if field.default is not dataclasses.MISSING:
+            candidates.append(type(field.default))
+        for candidate in candidates:
+            if isinstance(candidate, type):
+                found.setdefault(candidate.__name__, candidate)
+    for klass in cls.__mro__:  # the class and its bases outrank the defaults' types
+        found[klass.__name__] = klass
+    return found
+
+
+def _resolve_annotation(annotation: object, module_namespace: dict[str, Any],
+                        namespace: typing.Mapping[str, Any]) -> Any:
+    """``annotation`` evaluated in ``namespace``, or an ``_UnresolvedHint`` saying why not."""
+    # typing.get_type_hints() of a one-annotation class: the public way to evaluate an
+    # annotation, including the string forward references nested in it.
+    probe = type("_Probe", (), {"__annotations__": {"hint": annotation}})
+    try:
+        return typing.get_type_hints(probe, module_namespace, namespace)["hint"]
+    except Exception as error:  # noqa: BLE001 - evaluating an annotation runs its code
+        return _UnresolvedHint(annotation, f"{type(error).__name__}: {error}")
 
 
 def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
     """Rebuild the structure the type ``hint`` asks for; leave everything else as read."""
     if value is None or hint is Any:
         return value
+    if isinstance(hint, _UnresolvedHint):
+        raise TypeError(f"{source}: {where} cannot be loaded, as its annotation "
+                        f"{hint.annotation!r} cannot be resolved ({hint.reason}); define the "
+                        "type at module level, or import it in the class's module")
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
