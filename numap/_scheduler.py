@@ -201,7 +201,7 @@ class Scheduler:
             if self._waiting_on_input:
                 # An inlet tells us when a chunk is complete, not when its first
                 # items arrive: look again soon, less often the longer it takes.
-                self._space.wait(min(_INPUT_POLL * 2 ** idle, _INPUT_POLL_MAX))
+                self._space.wait(min(_INPUT_POLL * 2 ** min(idle, 16), _INPUT_POLL_MAX))
             else:
                 self._space.wait()
             idle += 1
@@ -234,6 +234,11 @@ class Scheduler:
             self.held += n
             inlet.ask(n, piece=batch)
             self._turn = (self._turn + step + 1) % count
+            if self.held >= self._limit:
+                # The buffer is full now: a consumer that began waiting before may
+                # have to lend (see _lend), or tasks that feed each other through
+                # their consumers (fan-out and fan-in on one NuMap) wait for ever.
+                self._results.notify_all()
             return True
         return False
 
