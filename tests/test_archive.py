@@ -13,6 +13,7 @@ import math
 import os
 import pathlib
 import re
+import struct
 import subprocess
 import sys
 import textwrap
@@ -34,6 +35,7 @@ from papyflow.archive import (
     repr_,
     restore,
 )
+from papyflow.archive._nodes import int_text
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,6 +120,33 @@ def test_nan_comes_back_as_nan():
     assert "float('nan')" in text
 
 
+def bits(value: float) -> str:
+    return struct.pack(">d", value).hex()
+
+
+def test_a_nan_keeps_its_sign_and_payload():
+    payload = struct.unpack(">d", bytes.fromhex("7ff8000000000001"))[0]
+    res, text = round_trip(neg=-math.nan, payload=payload, c=complex(-math.nan, payload),
+                           plain=math.nan)
+    assert bits(res["neg"]) == "fff8000000000000"
+    assert bits(res["payload"]) == "7ff8000000000001"
+    assert (bits(res["c"].real), bits(res["c"].imag)) == ("fff8000000000000",
+                                                         "7ff8000000000001")
+    assert "plain = float('nan')" in text and "neg = -float('nan')" in text
+
+
+@pytest.mark.timeout(10)
+def test_ints_are_written_as_decimal_up_to_the_bound_and_many_are_cheap():
+    # 300,000 ints: each compared with a bound computed once (not 10**4000 twice per
+    # int, which took about a minute here).
+    numbers = range(-150_000, 150_000)
+    assert [int_text(n) for n in numbers] == [repr(n) for n in numbers]
+    huge = 10**4000
+    assert int_text(huge - 1) == repr(huge - 1) and int_text(-huge) == hex(-huge)
+    res, _ = round_trip(v=[huge - 1, huge, -huge])
+    assert res["v"] == [huge - 1, huge, -huge]
+
+
 def test_builtins_shadowed_by_inserted_names_still_work():
     res, text = round_trip(float=2.0, set=set(), frozenset=[1], nan=math.nan, s2={1},
                            e=set(), f=frozenset({3}), complex=complex(math.inf, 0))
@@ -136,6 +165,26 @@ def test_deep_nesting_stays_parseable():
     while node:
         node, depth = node[0], depth + 1
     assert depth == 300
+
+
+@pytest.mark.timeout(30)
+def test_a_fifty_thousand_deep_nest_archives_and_restores():
+    # The walk's path is described only for an error; once per level it was quadratic.
+    deep: object = 0
+    for _ in range(50_000):
+        deep = [deep]
+    res, _ = round_trip(deep=deep)
+    depth, node = 0, res["deep"]
+    while isinstance(node, list):
+        node, depth = node[0], depth + 1
+    assert (depth, node) == (50_000, 0)
+
+
+def test_a_frozenset_of_literals_stays_one_object():
+    key = frozenset({1, "a"})
+    res, _ = round_trip(d={key: 1}, k=key, t=(1, key))
+    assert res["k"] == key and type(res["k"]) is frozenset
+    assert next(iter(res["d"])) is res["k"] is res["t"][1]
 
 
 def test_long_containers_are_spread_over_lines():
@@ -299,6 +348,67 @@ def test_numpy_scalars_and_dtypes_round_trip():
     assert "_numpy.float32(0.10000000149011612)" in text
 
 
+def same_bits(back: object, value: object) -> bool:
+    return (type(back) is type(value) and np.shape(back) == np.shape(value)
+            and np.asarray(back).dtype == np.asarray(value).dtype
+            and np.asarray(back).tobytes() == np.asarray(value).tobytes())
+
+
+@pytest.mark.parametrize("value", [
+    np.array([-np.nan, np.nan, 1.0]),
+    np.array([[0x7FF8000000000001, 0x7FF0000000000001]], dtype=np.uint64).view(np.float64),
+    np.array([0x7FC00001, 0xFFC00000], dtype=">u4").view(">f4"),
+    np.array([-np.nan, 2.0], dtype=np.float16),
+    np.array(-np.nan),
+    np.array([complex(-np.nan, 1), complex(1, np.nan)], dtype=np.complex64),
+    np.float64(-np.nan),
+    np.array([0x7FC00001], dtype=np.uint32).view(np.float32)[0],
+    np.complex128(complex(1, -np.nan)),
+], ids=["negative", "payloads", "big-endian", "float16", "0-d", "complex64", "scalar",
+        "float32 scalar", "complex scalar"])
+def test_arrays_and_scalars_keep_every_bit_of_their_nans(value):
+    res, _ = round_trip(v=value)
+    assert same_bits(res["v"], value)
+
+
+def test_a_plain_nan_in_an_array_is_still_numpy_nan():
+    res, text = round_trip(a=np.array([np.nan, 1.0], dtype=np.float32))
+    assert "_numpy.array([_numpy.nan, 1.0], dtype='float32')" in text
+    assert same_bits(res["a"], np.array([np.nan, 1.0], dtype=np.float32))
+
+
+ALIGNED = np.dtype({"names": ["a", "m"], "formats": ["u1", ("f4", (2,))],
+                    "titles": ["Title A", None]}, align=True)
+PADDED = np.dtype({"names": ["a"], "formats": ["i4"], "offsets": [4], "itemsize": 12})
+
+
+def structured(dtype: np.dtype) -> np.ndarray:
+    value = np.zeros(3, dtype=dtype)
+    value["a"] = [1, 2, 3]
+    return value
+
+
+@pytest.mark.parametrize("value", [
+    np.rec.fromarrays([[1, 2], [0.5, 1.5]], names="a,b"),
+    np.array([(1, 2.5, b"x")], dtype=[("a", "i4"), ("b", "f8"), ("c", "S2")])[["a", "c"]],
+    structured(ALIGNED),
+    structured(PADDED),
+], ids=["recarray", "fields subset", "aligned", "padded"])
+def test_structured_arrays_with_offsets_padding_or_records_come_back_exactly(value, tmp_path):
+    inline, _ = round_trip(v=value, dtype=value.dtype)
+    archive = Archive(array_threshold=0)
+    archive.insert(v=value)
+    archive.save(tmp_path / "saved.py")
+    external = restore(tmp_path / "saved.py")
+    for back in (inline["v"], external["v"], inline["dtype"]):
+        dtype = back if isinstance(back, np.dtype) else back.dtype
+        assert dtype == value.dtype and dtype.descr == value.dtype.descr
+        assert dtype.type is value.dtype.type
+        assert dtype.isalignedstruct == value.dtype.isalignedstruct
+    for back in (inline["v"], external["v"]):
+        assert type(back) is type(value) and back.tobytes() == value.tobytes()
+
+
 def test_one_array_referenced_twice_is_one_array():
     array = np.arange(3)
     res, _ = round_trip(x=[array, array], y=array)
@@ -403,7 +513,7 @@ def test_check_on_insert_raises_at_insert_and_keeps_the_archive_clean():
     assert archive.names == ("ok",)
 
 
-@pytest.mark.parametrize("name", ["1x", "class", "__all__", "a-b", ""])
+@pytest.mark.parametrize("name", ["1x", "class", "__all__", "a-b", "", "\ufb01le"])
 def test_names_a_module_cannot_bind_are_refused(name):
     with pytest.raises(ValueError, match="cannot insert under the name"):
         Archive().insert(**{name: 1})
@@ -482,6 +592,17 @@ class Comprehending:
                 [(__name__, "Comprehending", "Comprehending")])
 
 
+class Spaced:
+    """A rep with characters str.splitlines breaks at but the tokenizer does not."""
+
+    def __init__(self, x, tag):
+        self.x, self.tag = x, tag
+
+    def archive_1(self):
+        return (f"Spaced(\f tag='{self.tag}', x=x)", {"x": self.x},
+                [(__name__, "Spaced", "Spaced")])
+
+
 class BadRep:
     def archive_1(self):
         return ("BadRep(undefined_name)", {}, [])
@@ -493,6 +614,13 @@ def test_archive_1_objects_are_written_from_their_rep():
     assert res["a"].x is res["b"] and res["a"].factor == -3
     assert res["c"].items == [1, 2]
     assert "a = _Scaled(x=b, factor=-3)" in text
+
+
+@pytest.mark.parametrize("tag", ["a\u2028b", "p\x0cq", "n\x85m"])
+def test_archive_1_arguments_land_in_place_whatever_the_rep_holds(tag):
+    res, text = round_trip(s=Spaced([1, 2], tag))
+    assert type(res["s"]) is Spaced and res["s"].x == [1, 2] and res["s"].tag == tag
+    assert "x=[1, 2])" in text
 
 
 def test_an_archive_1_rep_with_unknown_names_is_refused():
@@ -526,6 +654,29 @@ def test_get_imports_names_the_constructor():
     assert get_imports(np.array([1]), env={"ndarray": 1}) == [("numpy", "ndarray",
                                                                "ndarray_1")]
     assert get_imports(np.array([1]), env={"ndarray": np.ndarray})[0][2] == "ndarray"
+
+
+def test_get_imports_names_classes_and_functions_that_cannot_be_imported():
+    class Local:
+        def method(self):
+            pass
+
+    def local():
+        pass
+
+    here = "test_get_imports_names_classes_and_functions_that_cannot_be_imported"
+    assert get_imports(Local) == [(__name__, f"{here}.<locals>.Local",
+                                   f"{here}.<locals>.Local")]
+    assert get_imports(local)[0][:2] == (__name__, f"{here}.<locals>.local")
+    assert get_imports(lambda: 0)[0][:2] == (__name__, f"{here}.<locals>.<lambda>")
+    assert get_imports(Local().method)[0][:2] == (__name__, f"{here}.<locals>.Local.method")
+    assert get_imports(Scaled(1).archive_1) == [(__name__, "Scaled", "Scaled")]
+    assert get_imports([].append) == [("builtins", "list", "list")]
+    assert get_imports(str.upper) == [("builtins", "str", "str")]
+    assert get_imports(np.ndarray.sum) == [("numpy", "ndarray", "ndarray")]
+    local.__module__ = "__main__"
+    local.__qualname__ = "local"
+    assert get_imports(local) == [("__main__", "local", "local")]
 
 
 def test_the_public_names_live_at_the_public_path():

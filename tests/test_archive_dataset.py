@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -166,6 +167,10 @@ def test_bad_names_and_unknown_names_are_refused(tmp_path):
             setattr(ds, name, 1)
     with pytest.raises(ValueError, match="data name"):
         ds._insert(1, name="_hidden")
+    with pytest.raises(ValueError, match="data name.*NFKC"):
+        setattr(ds, "\ufb01le", 1)  # noqa: B010 - Python reads ds.\ufb01le as ds.file
+    with pytest.raises(ValueError, match="data name.*NFKC"):
+        ds._insert(1, name="\ufb01le")
     with pytest.raises(AttributeError, match=r"no data named 'nope'.*start with '_'"):
         _ = ds.nope
     assert not hasattr(ds, "close")
@@ -237,6 +242,84 @@ def test_missing_or_broken_data_files_are_named(tmp_path):
     (tmp_path / "broken" / "__init__.py").unlink()
     with pytest.raises(CorruptDataError, match="index"):
         list(ds)
+
+
+def leftover(directory: Path, target: str) -> Path:
+    """A temporary named as a writer killed while writing ``target`` leaves it."""
+    fd, name = tempfile.mkstemp(prefix=f".{target}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    return Path(name)
+
+
+def test_a_writer_killed_while_creating_the_data_set_leaves_nothing_in_the_way(tmp_path):
+    (tmp_path / "new").mkdir()
+    left = leftover(tmp_path / "new", "__init__.py")
+    with pytest.raises(FileNotFoundError, match="no data set"):
+        DataSet("new", path=tmp_path)
+    ds = DataSet("new", "w", path=tmp_path)
+    ds.a = 1
+    assert not left.exists() and files(tmp_path / "new") == [".lock", "__init__.py", "a.py"]
+    assert DataSet("new", path=tmp_path).a == 1
+
+
+def test_writers_remove_what_killed_writers_left_and_nothing_else(tmp_path):
+    ds = DataSet("left", "w", path=tmp_path)
+    ds.a = np.zeros(300)
+    where = tmp_path / "left"
+    stale = [leftover(where, "a.py"), leftover(where, "a.0123abcd.npz"),
+             leftover(where, "__init__.py")]
+    foreign = [leftover(where, "notes.txt"), leftover(where, "_x.py")]
+    reader = DataSet("left", path=tmp_path)
+    assert all(path.exists() for path in stale)  # readers never remove anything
+    assert reader.a.sum() == 0
+    DataSet("left", "w", path=tmp_path)
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in foreign)
+    (tmp_path / "other").mkdir()
+    leftover(tmp_path / "other", "__init__.py")
+    kept = leftover(tmp_path / "other", "notes.txt")
+    with pytest.raises(DataSetError, match="holds other files"):
+        DataSet("other", "w", path=tmp_path)
+    assert kept.exists()
+
+
+def test_no_writer_sweeps_while_another_holds_the_lock(tmp_path):
+    with DataSet("busy_lock", "w", path=tmp_path, synchronize=False) as holder:
+        holder.a = 1
+        left = leftover(tmp_path / "busy_lock", "a.py")
+        with pytest.raises(LockTimeoutError):
+            DataSet("busy_lock", "w", path=tmp_path, timeout=0.1)
+        assert left.exists()
+    DataSet("busy_lock", "w", path=tmp_path)
+    assert not left.exists()
+
+
+def test_a_reader_racing_a_writer_sees_the_old_datum_the_new_one_or_none(tmp_path,
+                                                                          monkeypatch):
+    writer = DataSet("race", "w", path=tmp_path)
+    writer.small, writer.big, writer.swapped = [1], np.zeros(300), np.zeros(300)
+    # A reader whose index was read before the deletion, as any reader's may be.
+    stale = DataSet("race", path=tmp_path, synchronize=False)
+    del writer.small
+    with pytest.raises(AttributeError, match="no data named 'small'"):
+        _ = stale.small
+    # Deleted, or replaced, after the reader read the .py file and before it opened
+    # the array file that file names.
+    reader = DataSet("race", path=tmp_path)
+    real_run = dataset_module.run
+
+    def run_with_a_writer_between(text, filename, *args, **kwargs):
+        if filename.endswith("big.py") and "big" in writer:
+            del writer.big
+        if filename.endswith("swapped.py") and writer["swapped"] is None:
+            writer.swapped = np.ones(300)
+            writer["swapped"] = "replaced"
+        return real_run(text, filename, *args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "run", run_with_a_writer_between)
+    with pytest.raises(AttributeError, match="no data named 'big'"):
+        _ = reader.big
+    assert reader.swapped.sum() == 300
 
 
 # -- locking -----------------------------------------------------------------------------------

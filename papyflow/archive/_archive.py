@@ -29,15 +29,16 @@ import math
 import os
 import sys
 import textwrap
+import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ._build import Builder
-from ._recipes import import_path
 from ._emit import Emitted, emit
 from ._files import atomic_write_text, write_arrays
-from ._nodes import valid_name
+from ._nodes import name_problem
+from ._recipes import import_path
 from .errors import ArchiveError, DuplicateError
 
 __all__ = ["Archive", "compose", "get_imports", "repr_", "restore", "run"]
@@ -102,14 +103,15 @@ class Archive:
         """Add objects under the given names; return the name, or the list of names.
 
         Raises :class:`DuplicateError` for a name already inserted and ``ValueError``
-        for a name that a module cannot bind (not an identifier, a keyword, a dunder).
+        for a name that a module cannot bind (not an identifier, a keyword, a dunder,
+        or not in NFKC normal form, which the parser would change).
         """
         if not objects:
             raise TypeError("insert() needs at least one name=object")
         for name in objects:
-            if not valid_name(name):
-                raise ValueError(f"cannot insert under the name {name!r}: an archive binds "
-                                 f"identifiers that are not keywords or __dunder__ names")
+            problem = name_problem(name)
+            if problem is not None:
+                raise ValueError(f"cannot insert under the name {name!r}: {problem}")
             if name in self._objects:
                 raise DuplicateError(name)
         if self.check_on_insert:
@@ -264,7 +266,7 @@ def run(text: str, filename: str, env: Mapping[str, object] | None = None, *,
     try:
         # dont_inherit: this module's own `from __future__` must not change the archive.
         code = compile(text, filename, "exec", dont_inherit=True)
-        exec(code, namespace)
+        exec(code, namespace)  # noqa: S102 - running the archive is what restoring means
     except BaseException as exc:
         exc.add_note(f"raised while restoring the archive {filename}")
         raise
@@ -326,27 +328,30 @@ def get_imports(obj: object, env: Mapping[str, object] | None = None
     """Return ``[(module, iname, uiname)]``: how to import what makes ``obj``.
 
     For a module, ``(module, None, uiname)`` means ``import module as uiname``; for
-    a class or function (or anything else importable by name) it is the object
-    itself; for any other object, its class, the constructor that makes it:
-    ``from module import iname as uiname``. For a nested class only its outermost
-    class is imported (``iname``), and reached by attributes from there.
-    ``uiname`` avoids the names in ``env`` that are bound to something else.
+    a class, function or method (importable or not: one defined in ``__main__`` or
+    a lambda is named all the same) or anything else importable by name it is the
+    object itself; for any other object, its class, the constructor that makes it:
+    ``from module import iname as uiname``. For a nested class or a method only the
+    outermost class is imported (``iname``), and the rest reached by attributes
+    from there; a name with ``<locals>`` or ``<lambda>`` in it, which no attribute
+    reaches, is given whole. ``uiname`` avoids the names in ``env`` that are bound
+    to something else.
 
     >>> import numpy as np
     >>> get_imports(np.array([1, 2, 3]))
     [('numpy', 'ndarray', 'ndarray')]
+    >>> get_imports(np.ndarray.sum)
+    [('numpy', 'ndarray', 'ndarray')]
     """
-    import types
-
     if isinstance(obj, types.ModuleType):
         module, iname = obj.__name__, None
         uiname = module.rpartition(".")[2]
         target: object = obj
     else:
-        target = obj if import_path(obj) is not None else type(obj)
-        module = getattr(target, "__module__", None) or "builtins"
+        target = obj if _names_itself(obj) else type(obj)
+        module = _module_of(target)
         qualname = getattr(target, "__qualname__", None) or type(target).__name__
-        iname = qualname.partition(".")[0]
+        iname = qualname if "<" in qualname else qualname.partition(".")[0]
         uiname = iname
         if iname != qualname:
             target = getattr(sys.modules.get(module), iname, target)
@@ -356,3 +361,27 @@ def get_imports(obj: object, env: Mapping[str, object] | None = None
             uiname = f"{base}_{n}"
             n += 1
     return [(module, iname, uiname)]
+
+
+# Objects that have a name of their own (a __qualname__), not only their class's.
+_DEFINITIONS = (type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
+                types.MethodDescriptorType, types.ClassMethodDescriptorType,
+                types.WrapperDescriptorType, types.MethodWrapperType)
+
+
+def _names_itself(obj: object) -> bool:
+    """Whether :func:`get_imports` names ``obj`` itself rather than its class."""
+    return isinstance(obj, _DEFINITIONS) or import_path(obj) is not None
+
+
+def _module_of(obj: object) -> str:
+    """The module ``obj`` is defined in; a method of a builtin type has none of its
+    own (``[].append``, ``str.upper``), so it is its class's module."""
+    module = getattr(obj, "__module__", None)
+    if isinstance(module, str):
+        return module
+    owner = getattr(obj, "__objclass__", None) or getattr(obj, "__self__", None)
+    if owner is not None and not isinstance(owner, type | types.ModuleType):
+        owner = type(owner)
+    module = getattr(owner, "__module__", None)
+    return module if isinstance(module, str) else "builtins"

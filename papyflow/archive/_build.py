@@ -167,22 +167,28 @@ class Builder:
     def _push(self, node: Node) -> None:
         node.state = _ACTIVE
         self._path.append(node)
-        where = " -> ".join(n.describe() for n in self._path)
         children: list[Node | Literal] = []
         for obj in node.child_objs:
-            children.append(self._guarded(functools.partial(self._child, obj), where, obj))
+            children.append(self._guarded(functools.partial(self._child, obj),
+                                          self._where, obj))
         node.children = children
         node.child_objs = []
         node.pending = iter(children)
 
-    def _guarded(self, make: Callable[[], Node | Literal], where: str,
+    def _where(self) -> str:
+        """The walk's path, for a message; made only then (it is as long as the path)."""
+        return " -> ".join(n.describe() for n in self._path)
+
+    def _guarded(self, make: Callable[[], Node | Literal], where: str | Callable[[], str],
                  obj: object = _NOTHING) -> Node | Literal:
+        """``make()``, a refusal turned into :class:`UnarchivableError` at ``where``."""
         try:
             return make()
         except Refuse as exc:
             what = "" if obj is _NOTHING or isinstance(obj, Node | Named) \
                 else f" -> {type(obj).__name__} object"
-            raise UnarchivableError(str(exc), where + what) from exc.__cause__
+            path = where if isinstance(where, str) else where()
+            raise UnarchivableError(str(exc), path + what) from exc.__cause__
 
     def _child(self, obj: object) -> Node | Literal:
         if isinstance(obj, Node):
@@ -284,7 +290,7 @@ class Builder:
                     and isinstance(method, str) and method.isidentifier():
                 try:
                     same = getattr(owner, method) == obj
-                except Exception:
+                except Exception:  # noqa: BLE001 - any failure means "not that method"
                     same = False
                 if same:
                     return attribute(owner, method, f"method {method}")
@@ -368,7 +374,7 @@ class Builder:
             # As pickle does: a reducer registered with copyreg comes first.
             reducer = copyreg.dispatch_table.get(type(obj))
             rv = reducer(obj) if reducer is not None else obj.__reduce_ex__(4)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the reason goes into the dill fallback
             return self._dill(obj, f"pickle cannot reduce it ({type(exc).__name__}: {exc})")
         if isinstance(rv, str):
             module = getattr(obj, "__module__", None) or _whichmodule(obj, rv)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import tempfile
 import threading
 import time
@@ -18,13 +19,17 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 import numpy as np
 
 from .errors import LockTimeoutError
 
-__all__ = ["FileLock", "atomic_write", "atomic_write_text", "write_arrays"]
+__all__ = ["FileLock", "atomic_write", "atomic_write_text", "temporary_target", "write_arrays"]
+
+# atomic_write's temporary for target 'x.py' is '.x.py.<random>.tmp' (tempfile's
+# random part: letters, digits and '_').
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]+\.tmp")
 
 
 def _umask() -> int:
@@ -59,6 +64,17 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
         with suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def temporary_target(name: str) -> str | None:
+    """The name of the file that :func:`atomic_write`'s temporary ``name`` was to
+    become, or None if ``name`` is not named as such a temporary.
+
+    A temporary outlives its write only when the writer was killed; whoever knows
+    that no write is under way (a lock holder) may remove it.
+    """
+    match = _TEMPORARY.fullmatch(name)
+    return None if match is None else match["target"]
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -133,7 +149,7 @@ class FileLock:
         finally:
             self._thread_lock.release()
 
-    def __enter__(self) -> FileLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

@@ -15,6 +15,8 @@ import builtins
 import keyword
 import math
 import re
+import struct
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import EllipsisType, NoneType
@@ -33,6 +35,8 @@ __all__ = [
     "Refuse",
     "as_base",
     "literal_of",
+    "name_problem",
+    "plain_nan",
     "valid_name",
 ]
 
@@ -41,6 +45,13 @@ ATOM_TYPES = frozenset({NoneType, bool, int, float, complex, str, bytes, Ellipsi
 
 # Nested literal tuples deeper than this become nodes, so the text stays parseable.
 _LITERAL_DEPTH = 8
+
+# Ints this large are written in hex: decimal text past 4300 digits does not parse back.
+_DECIMAL_BOUND = 10**4000
+
+# The bits float('nan') and -float('nan') give; any other NaN is written by its bits.
+_NAN_BITS = struct.pack(">d", math.nan)
+_NEGATIVE_NAN_BITS = struct.pack(">d", -math.nan)
 
 Render = Callable[["Context", list[str]], str]
 Lines = Callable[["Context", str, list[str]], list[str]]
@@ -178,9 +189,28 @@ class Context:
 
 
 def valid_name(name: object) -> bool:
-    """Whether ``name`` can be bound by an archive: an identifier, no keyword, no dunder."""
-    return (isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)
-            and not (name.startswith("__") and name.endswith("__")))
+    """Whether ``name`` can be bound by an archive (see :func:`name_problem`)."""
+    return name_problem(name) is None
+
+
+def name_problem(name: object) -> str | None:
+    """Why an archive cannot bind ``name``, or None if it can.
+
+    A name must be an identifier, not a keyword, not a ``__dunder__`` name, and in
+    NFKC normal form: the parser normalizes every identifier it reads, so source
+    that binds ``\ufb01le`` binds ``file``, and the name would never come back.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        return "it is not an identifier"
+    if keyword.iskeyword(name):
+        return "it is a keyword"
+    if name.startswith("__") and name.endswith("__"):
+        return "it is a __dunder__ name"
+    normal = unicodedata.normalize("NFKC", name)
+    if normal != name:
+        return (f"Python reads it as {normal!r} (it normalizes identifiers to NFKC), so "
+                f"it could not be restored")
+    return None
 
 
 _SIMPLE = re.compile(r"[A-Za-z_][\w.]*")
@@ -194,11 +224,16 @@ def as_base(text: str) -> str:
 # -- literals -----------------------------------------------------------------------------
 
 def literal_of(obj: object, depth: int = 0) -> Literal | None:
-    """The literal for ``obj`` if it is an atom or a tuple/frozenset of literals."""
+    """The literal for ``obj`` if it is an atom or a tuple of literals.
+
+    A frozenset is never a literal, even of literals: ``frozenset({1})`` is a call,
+    each one written makes a new object, so it is a node, written once when shared.
+    (A tuple display of constants is one constant of the module, shared anyway.)
+    """
     kind = type(obj)
     if kind in ATOM_TYPES:
         return _ATOM_RENDER[kind](obj)
-    if kind is tuple or kind is frozenset:
+    if kind is tuple:
         if depth >= _LITERAL_DEPTH:
             return None
         items = []
@@ -207,9 +242,7 @@ def literal_of(obj: object, depth: int = 0) -> Literal | None:
             if lit is None:
                 return None
             items.append(lit)
-        if kind is tuple:
-            return Literal(lambda ctx: tuple_text([i.render(ctx) for i in items]))
-        return Literal(lambda ctx: frozenset_text(ctx, [i.render(ctx) for i in items]))
+        return Literal(lambda ctx: tuple_text([i.render(ctx) for i in items]))
     return None
 
 
@@ -227,18 +260,38 @@ def frozenset_text(ctx: Context, items: list[str]) -> str:
 
 
 def float_text(ctx: Context, x: float) -> str:
-    """``x`` written so that it reads back bit for bit (NaN and infinities included)."""
+    """``x`` written so that it reads back bit for bit (NaN and infinities included).
+
+    A NaN is ``float('nan')``, or ``-float('nan')`` with its sign bit set; one with
+    other bits (a payload) is unpacked from its bit pattern.
+    """
     if math.isfinite(x):
         return repr(x)
     name = ctx.builtin("float")
-    if x != x:
+    if not math.isnan(x):
+        return f"{name}('inf')" if x > 0 else f"-{name}('inf')"
+    bits = struct.pack(">d", x)
+    if bits == _NAN_BITS:
         return f"{name}('nan')"
-    return f"{name}('inf')" if x > 0 else f"-{name}('inf')"
+    if bits == _NEGATIVE_NAN_BITS:
+        return f"-{name}('nan')"
+    return _nan_from_bits(ctx, bits.hex())
+
+
+def plain_nan(x: float) -> bool:
+    """Whether ``x`` is the NaN ``float('nan')`` gives, bit for bit."""
+    return math.isnan(x) and struct.pack(">d", x) == _NAN_BITS
+
+
+def _nan_from_bits(ctx: Context, hex_bits: str) -> str:
+    """The float whose big-endian IEEE 754 bits are ``hex_bits``, unpacked by struct."""
+    return (f"{ctx.module('struct')}.unpack('>d', "
+            f"{ctx.builtin('bytes')}.fromhex({hex_bits!r}))[0]")
 
 
 def int_text(x: int) -> str:
     """``x`` written as a literal; huge ones in hex, which has no digit limit."""
-    if -10**4000 < x < 10**4000:
+    if -_DECIMAL_BOUND < x < _DECIMAL_BOUND:
         return repr(x)
     return hex(x)
 

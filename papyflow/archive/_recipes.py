@@ -14,6 +14,7 @@ import enum
 import functools
 import importlib
 import inspect
+import re
 import sys
 from collections import deque
 from collections.abc import Mapping
@@ -60,7 +61,7 @@ def import_path(obj: object) -> tuple[str, str] | None:
     try:
         module = getattr(obj, "__module__", None)
         qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an object whose names fail has no import path
         return None
     if not isinstance(module, str) or not isinstance(qualname, str):
         return None
@@ -72,7 +73,7 @@ def import_path(obj: object) -> tuple[str, str] | None:
     try:
         for part in qualname.split("."):
             target = getattr(target, part)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a lookup that fails is not an import path
         return None
     return (module, qualname) if target is obj else None
 
@@ -158,7 +159,7 @@ def enum_member(obj: object) -> Node | None:
     try:
         if not isinstance(name, str) or cls[name] is not obj:
             return None
-    except Exception:
+    except Exception:  # noqa: BLE001 - not reachable by name: another recipe writes it
         return None
     access = f".{name}" if valid_name(name) else f"[{name!r}]"
     return Node(label=f"{cls.__name__} member", stem=name, child_objs=[cls], share=False,
@@ -249,9 +250,12 @@ def stdlib_value(obj: object) -> Node | None:
         again = cls(*args, **keywords)
         if type(again) is not cls or not bool(again == obj):
             return None
-    except Exception:
+    except Exception:  # noqa: BLE001 - a repr that does not rebuild it is not a recipe
         return None
     return call(f"{cls.__name__} value", cls.__name__.lower(), cls, args, keywords)
+
+
+_LINE_ENDS = re.compile(r"\r\n|\r|\n")
 
 
 def _name_spots(text: str, tree: ast.Expression,
@@ -261,10 +265,12 @@ def _name_spots(text: str, tree: ast.Expression,
     ``free`` says the name stands where any expression may go without parentheses:
     an argument, an element of a display, a dict key or value.
     """
-    lines = text.splitlines(keepends=True)
+    # Lines as the tokenizer counts them: str.splitlines also splits at a form feed,
+    # U+2028 and others, which the tokenizer takes as part of a line.
+    lines = _LINE_ENDS.split(text)
     starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line))
+    for line, end in zip(lines, _LINE_ENDS.findall(text)):
+        starts.append(starts[-1] + len(line) + len(end))
     free: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):

@@ -21,6 +21,12 @@ when it opens and keeps it until ``_close()``. Every file is written to a
 temporary name and renamed, data before the index, and an array file has a fresh
 name each time, so a reader never sees a half-written file and a crash leaves the
 previous data in place. Readers do not lock.
+
+A writer killed while writing leaves its temporary file behind (``.x_0.py.<random>.tmp``).
+Writes only happen under the lock, so whoever opens the data set for writing, and
+holds the lock while it does, removes such leftovers: no write can be under way.
+A reader that finds a datum's file gone (deleted, or replaced with its array file,
+while it read) reads the index again, and retries or reports the datum gone.
 """
 
 from __future__ import annotations
@@ -28,19 +34,20 @@ from __future__ import annotations
 import glob
 import math
 import os
+import re
 import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from ._archive import compose, run
 from ._build import Builder
 from ._emit import emit
-from ._files import FileLock, atomic_write_text, write_arrays
-from ._nodes import valid_name
+from ._files import FileLock, atomic_write_text, temporary_target, write_arrays
+from ._nodes import name_problem, valid_name
 from .errors import CorruptDataError, DataSetError, ReadOnlyError
 
 __all__ = ["DataSet"]
@@ -51,7 +58,10 @@ _MARK = "# papyflow DataSet index"
 _INDEX_HEADER = (f"{_MARK}: the names of the data in this directory and their info.\n"
                  "# Each name's data is in <name>.py; papyflow.archive.DataSet loads it "
                  "on demand.\n")
-_RETRIES = 3  # reads of a data file replaced while it was being read
+_RETRIES = 5  # reads of a data file replaced or deleted while it was being read
+# The files a data set writes besides its index: <name>.py and <name>.<hex>.npz.
+_DATA_FILE = re.compile(r"(?P<name>[^.]+)\.(?:py|[0-9a-f]{8}\.npz)")
+_CHANGED = object()  # a datum's file changed or vanished while it was read
 
 
 def _item_header(name: str) -> str:
@@ -61,6 +71,23 @@ def _item_header(name: str) -> str:
 
 def _data_name(name: object) -> bool:
     return valid_name(name) and not str(name).startswith("_")
+
+
+def _leftover(filename: str) -> bool:
+    """Whether ``filename`` is a temporary a killed writer of a data set left behind."""
+    target = temporary_target(filename)
+    if target is None:
+        return False
+    match = _DATA_FILE.fullmatch(target)
+    return target == _INDEX or (match is not None and _data_name(match["name"]))
+
+
+def _read_or_none(path: Path) -> str | None:
+    """The text of ``path``, or None if there is no such file (any more)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
 
 
 class DataSet:
@@ -150,12 +177,14 @@ class DataSet:
         self._lock.acquire()
         try:
             if not (here / _INDEX).exists():
-                others = [p.name for p in here.iterdir() if p.name != _LOCK]
+                others = [p.name for p in here.iterdir()
+                          if p.name != _LOCK and not _leftover(p.name)]
                 if others:
                     raise DataSetError(f"cannot make a data set in {str(here)!r}: the "
                                        f"directory holds other files ({sorted(others)[:5]})")
                 self._write_index({})
             self._refresh(force=True)
+            self._sweep()
         except BaseException:
             self._lock.release()
             raise
@@ -251,32 +280,52 @@ class DataSet:
         return name
 
     def _load(self, name: str) -> Any:
-        """Read the data called ``name`` from disk (what ``ds.<name>`` does)."""
+        """Read the data called ``name`` from disk (what ``ds.<name>`` does).
+
+        A writer may replace or delete the datum while it is read: then the index is
+        read again, and the datum read again if it is still there, else it is gone
+        (``AttributeError``), as if it had been deleted before the read began.
+        """
         self._refresh()
+        self._require(name)
+        source = self._path / f"{name}.py"
+        for _ in range(_RETRIES):
+            value = self._read_datum(name, source)
+            if value is not _CHANGED:
+                return value
+            self._refresh(force=True)
+            self._require(name)
+        if not source.exists():
+            raise CorruptDataError(f"the data {name!r} of {self._where()} is missing: no "
+                                   f"file {str(source)!r}", str(source))
+        raise CorruptDataError(f"the data {name!r} of {self._where()} changed under each "
+                               f"of {_RETRIES} reads", str(source))
+
+    def _read_datum(self, name: str, source: Path) -> Any:
+        """One read of datum ``name`` from ``source``; ``_CHANGED`` if a writer replaced
+        or deleted the file (or the array file it names) while it was read."""
+        text = _read_or_none(source)
+        if text is None:
+            return _CHANGED
+        try:
+            return run(text, str(source.absolute()))[name]
+        except FileNotFoundError as exc:
+            # A writer replaced the datum (and removed its old array file) while we
+            # read, or deleted it; then the .py file changed or is gone too.
+            if _read_or_none(source) != text:
+                return _CHANGED
+            raise CorruptDataError(f"the array file {exc.filename!r} of data {name!r} "
+                                   f"is missing", str(exc.filename)) from exc
+        except (SyntaxError, KeyError) as exc:
+            raise CorruptDataError(f"the file {str(source)!r} of data {name!r} cannot be "
+                                   f"read back: {type(exc).__name__}: {exc}",
+                                   str(source)) from exc
+
+    def _require(self, name: str) -> None:
+        """Raise ``AttributeError`` unless the index (as last read) lists ``name``."""
         if name not in self._info:
             raise AttributeError(f"{self._where()} has no data named {name!r} (its names: "
                                  f"{list(self._info)}; DataSet methods start with '_')")
-        source = self._path / f"{name}.py"
-        for attempt in range(_RETRIES):
-            try:
-                text = source.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                raise CorruptDataError(f"the data {name!r} of {self._where()} is missing: no "
-                                       f"file {str(source)!r}", str(source)) from None
-            try:
-                return run(text, str(source.absolute()))[name]
-            except FileNotFoundError as exc:
-                # A writer replaced the data (and removed its old array file) while we
-                # read; the new .py file names the new array file.
-                if attempt + 1 < _RETRIES and source.read_text(encoding="utf-8") != text:
-                    continue
-                raise CorruptDataError(f"the array file {exc.filename!r} of data {name!r} "
-                                       f"is missing", str(exc.filename)) from exc
-            except (SyntaxError, KeyError) as exc:
-                raise CorruptDataError(f"the file {str(source)!r} of data {name!r} cannot be "
-                                       f"read back: {type(exc).__name__}: {exc}",
-                                       str(source)) from exc
-        raise AssertionError("unreachable")
 
     def _store(self, name: str, value: object) -> None:
         self._writable()
@@ -320,6 +369,13 @@ class DataSet:
         for stale in self._array_files(name):
             if stale.name != datafile:
                 stale.unlink(missing_ok=True)
+
+    def _sweep(self) -> None:
+        """Remove the temporaries killed writers left; called with the lock held, so
+        that no write (which makes such files only under the lock) is under way."""
+        for path in self._path.iterdir():
+            if _leftover(path.name):
+                path.unlink(missing_ok=True)
 
     def _array_files(self, name: str) -> list[Path]:
         # Names are identifiers, so "<name>." cannot start another name's file.
@@ -384,8 +440,9 @@ class DataSet:
 
     def _check_name(self, name: object) -> None:
         if not _data_name(name):
+            problem = name_problem(name) or "it starts with '_'"
             raise ValueError(f"a data name must be an identifier that does not start with "
-                             f"'_' and is not a keyword, got {name!r}")
+                             f"'_' and is not a keyword, got {name!r}: {problem}")
 
     def _where(self) -> str:
         return f"the data set {str(self._path)!r}"
@@ -396,7 +453,7 @@ class DataSet:
             self._held = False
             self._lock.release()
 
-    def __enter__(self) -> DataSet:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
