@@ -116,7 +116,8 @@ EXAMPLES = [
     np.array([(1, 2.5), (3, 4.5)], dtype=[("a", "i4"), ("b", "f8")]),
     [1, 2, 3], (1, 2, 3), [], (), [1.5], ["x", "y"], (True, False), [1j],
     (np.int64(1), np.int64(2)), [np.float32(1), np.float32(2)], [np.str_("a"), np.str_("b")],
-    [np.arange(3), np.arange(3, 6)], (np.zeros((2, 2)),),
+    [np.str_("a"), np.str_("bb")], [np.arange(3), np.arange(3, 6)], (np.zeros((2, 2)),),
+    [np.array(1.0), np.array(2.0)], (np.array("x"),),
     {"a": 1, "b": "two", "c": 3.0, "d": [1, 2], "e": np.arange(2), "f": None},
     {}, {"only": np.int16(3)},
 ]
@@ -278,6 +279,9 @@ def test_wrong_flags_are_refused(service: HDF5StorageService, value: Any, flag: 
     (2**64, "64-bit"), ("a\0b", "NUL"), (object(), "type object"), ({1, 2}, "type set"),
     (np.array([object()]), "dtype object"), ([np.int8(1), np.int16(2)], "homogeneous"),
     ([np.zeros(2), np.zeros(3)], "shapes"), ("\ud800", "UTF-8"),
+    (np.zeros(2, dtype=[("n", "i4"), ("a", "U3")]), "field 'a' has dtype <U3"),
+    (np.zeros(2, dtype=[("o", "O")]), "field 'o' has dtype object"),
+    (np.zeros(2, dtype=[("s", [("u", "U2", (2,))])]), "field s.'u'"),
 ])
 def test_what_cannot_come_back_exactly_is_refused(service: HDF5StorageService, value: Any,
                                                   words: str) -> None:
@@ -288,6 +292,75 @@ def test_what_cannot_come_back_exactly_is_refused(service: HDF5StorageService, v
     assert isinstance(caught.value, TypeError)
     with h5py.File(service.filename, "r") as handle:  # nothing half-written stays
         assert "/results/bad" not in handle and "/results/kept" in handle
+
+
+# -- messages -----------------------------------------------------------------------------
+
+
+def test_a_structured_table_with_text_fields_is_refused(service: HDF5StorageService) -> None:
+    with pytest.raises(UnsupportedDataError, match="results.t.*field 'a'"):
+        service.store(LEAF, Result("results.t", np.zeros(2, dtype=[("a", "U3")]),
+                                   flags={"t": TABLE}))
+
+
+# -- what a failure leaves: nothing of itself, everything that was there -------------------
+
+
+def load_data(service: HDF5StorageService, full_name: str) -> dict[str, Any]:
+    return service.load(LEAF, Result(full_name)).data
+
+
+def test_a_failed_update_keeps_the_old_data(service: HDF5StorageService) -> None:
+    service.store(LEAF, Result("results.r", 1, y=2, comment="old"))
+    for bad in (Result("results.r", [1, "a"], y=3, z=4, comment="new"),
+                Result("results.r", 5, y=[1, "a"], z=4, comment="new")):
+        with pytest.raises(UnsupportedDataError, match="homogeneous"):
+            service.store(UPDATE_LEAF, bad)
+        assert load_data(service, "results.r") == {"r": 1, "y": 2}
+        assert service.load(LEAF, Result("results.r")).v_comment == "old"
+    service.store(UPDATE_LEAF, Result("results.r", {"d": 1}, y=[3], comment="new"))
+    back = service.load(LEAF, Result("results.r"))
+    assert back.data == {"r": {"d": 1}, "y": [3]} and back.v_comment == "new"
+    with h5py.File(service.filename, "r") as handle:  # no temporary names left
+        assert sorted(handle["results/r"]) == ["r", "y"]
+        assert sorted(handle["results/r"].attrs) == ["comment", "papyflow_leaf"]
+
+
+def test_a_leaf_whose_data_cannot_be_made_leaves_nothing(service: HDF5StorageService) -> None:
+    class NotYet(Result):
+        __slots__ = ()
+        ready = False
+
+        def _store(self) -> dict[str, Any]:
+            if not NotYet.ready:
+                raise RuntimeError("not computed yet")
+            return super()._store()
+
+    with pytest.raises(RuntimeError, match="not computed"):
+        service.store(LEAF, NotYet("results.late", 1))
+    NotYet.ready = True
+    assert service.store(LEAF, NotYet("results.late", 1)) == ["late"]
+    assert load_data(service, "results.late") == {"late": 1}
+
+
+def test_metadata_past_the_attribute_limit_is_stored(service: HDF5StorageService) -> None:
+    """HDF5 refuses an attribute past 64 KiB: a leaf's type map and comment can be larger."""
+    many = {f"key{i}": i for i in range(5000)}
+    service.store(LEAF, Result("results.big", many))
+    assert load_data(service, "results.big") == {"big": many}
+    comment = "a\0b" + "c" * 70_000 + "\N{SNOWMAN}"
+    service.store(LEAF, Result("results.said", 1, comment=comment))
+    assert service.load(LEAF, Result("results.said")).v_comment == comment
+    service.store(GROUP, Group("results", comment=comment))
+    assert service.load(GROUP, Group("results")).v_comment == comment
+    # A leaf that grows past the limit keeps what it had.
+    service.store(LEAF, Result("results.grow", 1))
+    more = {f"n{i}": i for i in range(4000)}
+    assert len(service.store(LEAF, Leaf("results.grow", more))) == 4000
+    assert load_data(service, "results.grow") == {"grow": 1, **more}
+    service.store(UPDATE_LEAF, Result("results.grow", 2, comment="short again"))
+    back = service.load(LEAF, Result("results.grow"), load_only=["grow", "n3999"])
+    assert back.data == {"grow": 2, "n3999": 3999} and back.v_comment == "short again"
 
 
 # -- messages -----------------------------------------------------------------------------
@@ -306,6 +379,33 @@ def test_unknown_messages(service: HDF5StorageService) -> None:
         service.load(REMOVE, Result("results.x"))
     with pytest.raises(NoSuchServiceError):
         service.store(LIST, [(BACKUP, None)])
+    with pytest.raises(NoSuchServiceError, match="store LIST: no such message 'FOO'"):
+        service.store(LIST, [("FOO", Result("results.x", 1))])
+    with pytest.raises(NoSuchServiceError, match="load LIST: no such message 'FOO'"):
+        service.load(LIST, [("FOO", Result("results.x"))])
+
+
+@pytest.mark.parametrize(("verb", "msg", "item", "words"), [
+    ("store", LEAF, "results.x", "LEAF does not understand 'results.x' .of type str"),
+    ("store", LEAF, None, "LEAF does not understand None"),
+    ("store", UPDATE_LEAF, Group("g"), "UPDATE_LEAF does not understand .* Group"),
+    ("store", GROUP, 5, "GROUP does not understand 5 .of type int"),
+    ("store", GROUP, Result("results.x", 1), "GROUP does not understand .* Result"),
+    ("store", TREE, 5, "TREE does not understand"),
+    ("store", REMOVE, "a.b", "REMOVE does not understand"),
+    ("store", LIST, 5, "LIST does not understand"),
+    ("store", LIST, [(LEAF, "a.b")], "store LIST: LEAF does not understand 'a.b'"),
+    ("load", LEAF, None, "LEAF does not understand None"),
+    ("load", GROUP, "g", "GROUP does not understand 'g'"),
+    ("load", TREE, Result("results.x"), "TREE does not understand .* Result"),
+])
+def test_items_a_message_does_not_understand(service: HDF5StorageService, verb: str, msg: str,
+                                            item: Any, words: str) -> None:
+    service.store(LEAF, Result("results.kept", 1))
+    before = Path(service.filename).read_bytes()
+    with pytest.raises(NoSuchServiceError, match=words):
+        getattr(service, verb)(msg, item)
+    assert Path(service.filename).read_bytes() == before
 
 
 def test_no_filename() -> None:
@@ -343,6 +443,22 @@ def test_load_only_and_missing(service: HDF5StorageService) -> None:
         service.load(LEAF, Result("results.r"), load_only=["zzz"])
     with pytest.raises(NotStoredError, match="not in the file"):
         service.load(LEAF, Result("results.none"))
+    with pytest.raises(NotStoredError, match="'results.nope' .*not in the file"):
+        service.load(TREE, Group("results"), child_name="nope")
+    with pytest.raises(NotStoredError, match="'nope' .*not in the file"):
+        service.load(TREE, Group(), child_name="nope")
+
+
+def test_loading_reads_and_never_writes(service: HDF5StorageService, tmp_path: Path) -> None:
+    service.store(LEAF, Result("results.r", 1))
+    with h5py.File(service.filename, "r"):  # HDF5 opens a file open to read only to read
+        assert load_data(service, "results.r") == {"r": 1}
+        assert [n.v_full_name for n in service.load(TREE, Group()).walk()] == [
+            "results", "results.r"]
+    missing = tmp_path / "missing.hdf5"
+    with pytest.raises(FileNotFoundError, match="missing.hdf5"):
+        HDF5StorageService(missing).load(LEAF, Result("results.r"))
+    assert not missing.exists()
 
 
 def test_groups_and_leaves_do_not_mix(service: HDF5StorageService) -> None:

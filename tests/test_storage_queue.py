@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import random
 import signal
+import struct
 import threading
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from papyflow.storage import (
     TREE,
     Group,
     HDF5StorageService,
+    Leaf,
     NoSuchServiceError,
     QueueStorageServiceSender,
     QueueStorageServiceWriter,
@@ -33,7 +35,7 @@ from papyflow.storage import (
     WriterLostError,
     WriterReport,
 )
-from papyflow.storage.queue import FLUSHING
+from papyflow.storage.queue import FLUSHING, _Done
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -333,3 +335,132 @@ def test_a_sender_with_a_timeout_stops_waiting(filename: str) -> None:
         sender.send_done()
     assert time.monotonic() - began < 5
     queue.close()
+
+
+# -- failure reports, torn and garbled pipes ------------------------------------------------
+
+# A bad data name: the request fits in a pipe (64 KiB), its report (the name thrice) does not.
+_HUGE_REPORT = {"/" + "n" * 30_000: 1}
+
+
+def _send_one_that_fails(sender: QueueStorageServiceSender) -> None:
+    sender.store(LEAF, Leaf("results.bad", _HUGE_REPORT))
+    try:
+        sender.send_done()
+    except WriterError as error:
+        os._exit(0 if error.seq == 1 and "bad data name" in str(error) else 4)
+    os._exit(5)
+
+
+def test_a_failure_report_larger_than_the_pipe_reaches_its_sender(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    sender = _start(_send_one_that_fails, queue.sender(0))
+    try:
+        report = QueueStorageServiceWriter(HDF5StorageService(filename), queue).run()
+    finally:
+        _stop(sender)
+    assert report == WriterReport(stored=0, failed=1, done=(0,), lost=())
+    assert sender.exitcode == 0
+
+
+def _fail_many(sender: QueueStorageServiceSender, n: int, sent: Any) -> None:
+    for i in range(n):
+        sender.store(LEAF, Result(f"results.bad{i}", [1, "mixed"]))
+    sent.set()
+    raised = []
+    while True:
+        try:
+            sender.send_done()
+            break
+        except WriterError as error:
+            raised.append(error.seq)
+    os._exit(0 if raised == list(range(1, n + 1)) else 4)
+
+
+def test_more_failure_reports_than_the_pipe_holds_reach_their_sender(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    sent = FORK.Event()
+    sender = _start(_fail_many, queue.sender(0), 60, sent)
+    try:
+        assert sent.wait(30)  # every request waits in the pipe: one batch, 60 reports
+        report = QueueStorageServiceWriter(HDF5StorageService(filename), queue).run()
+    finally:
+        _stop(sender)
+    assert report == WriterReport(stored=0, failed=60, done=(0,), lost=())
+    assert sender.exitcode == 0
+
+
+def test_a_sender_that_does_not_read_its_reports_is_let_go(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    sender = queue.sender(0)
+    sender.store(LEAF, Leaf("results.bad", _HUGE_REPORT))
+    sender._send(_Done(sender.sent))  # done, and reads nothing while the writer runs
+    report = QueueStorageServiceWriter(HDF5StorageService(filename), queue,
+                                       reply_timeout=0.5).run()
+    assert report == WriterReport(stored=0, failed=1, done=(0,), lost=())
+    with pytest.raises(WriterLostError, match="before it delivered failure report #1"):
+        sender.send_done()  # and does not wait for ever for the rest of it
+    queue.close()
+
+
+def test_a_store_that_gives_up_mid_message_costs_only_its_slot(filename: str) -> None:
+    queue = StorageQueue(2, FORK)
+    torn = QueueStorageServiceSender(queue, 0, timeout=0.3)
+    with pytest.raises(WriterLostError, match="waited 0.3 s.*slot 0 is unusable now"):
+        torn.store(LEAF, Result("results.big", np.zeros(100_000)))  # no writer reads yet
+    assert torn.sent == 0
+    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
+    for call in (lambda: torn.store(LEAF, Result("results.small", 1)), torn.send_done,
+                 lambda: queue.sender(0).store(LEAF, Result("results.small", 1))):
+        with pytest.raises(WriterLostError, match="slot 0 is unusable"):
+            call()
+    _send(queue.sender(1), 1, 5)
+    thread.join(30)
+    assert outcome == [WriterReport(stored=5, failed=0, done=(1,), lost=(0,))]
+    assert stored_names(filename) == {f"results.s1.r{i}" for i in range(5)}
+
+
+def test_a_garbled_pipe_costs_only_its_slot(filename: str) -> None:
+    queue = StorageQueue(2, FORK)
+    garbled = queue.sender(0)
+    garbled.store(LEAF, Result("results.before", 1))
+    # What no sender writes: a length, and as many bytes that are no pickle.
+    os.write(queue._requests[0][1].fileno(), struct.pack("<Q", 23) + b"no pickle, nor a header")
+    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
+    _send(queue.sender(1), 1, 3)
+    thread.join(30)
+    assert outcome == [WriterReport(stored=4, failed=0, done=(1,), lost=(0,))]
+    assert stored_names(filename) == {"results.before"} | {f"results.s1.r{i}" for i in range(3)}
+    with pytest.raises(WriterLostError, match="slot 0 is unusable: .*garbled"):
+        garbled.send_done()
+
+
+def _cannot_rebuild() -> None:
+    raise RuntimeError("cannot be rebuilt in the writer")
+
+
+class _BreaksInTheWriter:
+    """Pickles, and fails to unpickle."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _cannot_rebuild, ()
+
+
+def test_data_that_do_not_unpickle_in_the_writer_fail_only_their_request(filename: str,
+                                                                        ) -> None:
+    queue = StorageQueue(2, FORK)
+    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
+    bad = queue.sender(0)
+    bad.store(LEAF, Result("results.odd", 1, thing=_BreaksInTheWriter()))
+    bad.store(LEAF, Result("results.after", 2))
+    with pytest.raises(WriterError) as caught:
+        bad.send_done()
+    error = caught.value
+    assert type(error) is WriterError and error.seq == 1 and error.message == LEAF
+    assert isinstance(error.exception, UnsupportedDataError)
+    assert "do not unpickle" in str(error) and "cannot be rebuilt" in str(error)
+    bad.send_done()
+    _send(queue.sender(1), 1, 2)
+    thread.join(30)
+    assert outcome == [WriterReport(stored=3, failed=1, done=(0, 1), lost=())]
+    assert stored_names(filename) == {"results.after", "results.s1.r0", "results.s1.r1"}

@@ -17,6 +17,8 @@ _SCALAR = h5s.create(h5s.SCALAR)
 _ORDERED = h5p.create(h5p.GROUP_CREATE)
 _ORDERED.set_link_creation_order(h5p.CRT_ORDER_TRACKED | h5p.CRT_ORDER_INDEXED)
 _FAST_KINDS = frozenset("biufc")
+_SMALL_TEXT = 16 << 10  # bytes: a longer text attribute is stored variable-length
+_BLOB = h5py.vlen_dtype(np.uint8)
 
 
 _TYPES: dict[np.dtype, h5t.TypeID] = {}
@@ -29,14 +31,40 @@ def _type(dtype: np.dtype) -> h5t.TypeID:
     return known
 
 
+_BLOB_TYPE = h5t.py_create(_BLOB, logical=True)
+
+
+def _new_text(node: h5py.HLObject, key: bytes, data: bytes) -> None:
+    if len(data) <= _SMALL_TEXT:
+        fixed = np.array(data)
+        h5a.create(node.id, key, _type(fixed.dtype), _SCALAR).write(fixed)
+        return
+    # An attribute is one object-header message, and HDF5 refuses a message past
+    # 64 KiB: a long text goes to the file's global heap, as a variable-length
+    # sequence of bytes (not a variable-length string, which would end at a NUL).
+    blob = np.empty((), dtype=_BLOB)
+    blob[()] = np.frombuffer(data, dtype=np.uint8)
+    h5a.create(node.id, key, _BLOB_TYPE, _SCALAR).write(blob)
+
+
 def set_text(node: h5py.HLObject, name: str, text: str, new: bool = False) -> None:
-    """Set the attribute ``name`` of ``node`` to ``text`` (a fixed-length UTF-8 string);
-    ``new``: the node has no such attribute yet (saves a look-up)."""
+    """Set the attribute ``name`` of ``node`` to ``text`` (UTF-8, of any length);
+    ``new``: the node has no such attribute yet (saves a look-up).
+
+    An attribute that exists is replaced only once the new one is written: when
+    writing fails, the old text stays.
+    """
     key = name.encode()
-    if not new and h5a.exists(node.id, key):
-        h5a.delete(node.id, key)
-    data = np.array(text.encode("utf-8"))
-    h5a.create(node.id, key, _type(data.dtype), _SCALAR).write(data)
+    data = text.encode("utf-8")
+    if new or not h5a.exists(node.id, key):
+        _new_text(node, key, data)
+        return
+    temporary = key + b".new"
+    if h5a.exists(node.id, temporary):  # left by an interrupted call
+        h5a.delete(node.id, temporary)
+    _new_text(node, temporary, data)
+    h5a.delete(node.id, key)
+    h5a.rename(node.id, temporary, key)
 
 
 def get_text(node: h5py.HLObject, name: str, default: str | None = None) -> str | None:
@@ -44,6 +72,8 @@ def get_text(node: h5py.HLObject, name: str, default: str | None = None) -> str 
     value = node.attrs.get(name)
     if value is None:
         return default
+    if isinstance(value, np.ndarray):  # a long text: bytes in the global heap
+        return value.tobytes().decode("utf-8")
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 

@@ -95,9 +95,25 @@ def _scalar(where: str, value: Any) -> tuple[np.ndarray, dict[str, Any]]:
     raise _fail(where, f"a value of type {type(value).__name__}")
 
 
+def _check_fields(where: str, dtype: np.dtype, prefix: str = "") -> None:
+    """Refuse a structured dtype with a field HDF5 cannot hold as it is (strings of
+    ``U`` characters, objects...): h5py would fail without naming it."""
+    assert dtype.fields is not None
+    for name in dtype.names or ():
+        field = dtype.fields[name][0].base  # the element type of a sub-array field, too
+        if field.fields is not None:
+            _check_fields(where, field, f"{prefix}{name}.")
+        elif field.kind not in "biufcS":
+            raise _fail(where, f"a structured array whose field {prefix}{name!r} has dtype "
+                        f"{field} (fields may hold numbers, bools and S bytes)")
+
+
 def _array(where: str, value: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     dtype = value.dtype
-    if dtype.fields is not None or dtype.kind in "biufcS":
+    if dtype.fields is not None:
+        _check_fields(where, dtype)
+        return value, {"t": "ndarray"}
+    if dtype.kind in "biufcS":
         return value, {"t": "ndarray"}
     if dtype.kind == "U":
         for text in value.flat:
@@ -123,7 +139,9 @@ def _sequence(where: str, value: list | tuple) -> tuple[np.ndarray, dict[str, An
         data, element = _array(where, np.stack(value))
         element = {**element, "t": "ndarray"}
         return data, {"t": container, "e": element}
-    if isinstance(first, np.generic) and len({item.dtype for item in value}) > 1:
+    # Strings of numpy differ in dtype by their length (<U1, <U2): one type all the same.
+    if isinstance(first, np.generic) and type(first) is not np.str_ \
+            and len({item.dtype for item in value}) > 1:
         raise _fail(where, f"a {container} of numpy scalars of different dtypes")
     parts = [_scalar(where, item) for item in value]
     element = parts[0][1]
@@ -195,7 +213,9 @@ def decode(meta: Mapping[str, Any], data: Any) -> Any:
         if element is None:
             items: list[Any] = []
         elif element["t"] == "ndarray":
-            items = list(_array_back(element, data))
+            stacked = _array_back(element, data)
+            # stacked[k, ...] is an array even for 0-d elements; stacked[k] would be a scalar.
+            items = [stacked[k, ...] for k in range(len(stacked))]
         elif element["t"] == "np":
             items = list(np.asarray(data))
         elif element["t"] in _PY_MAKE:
@@ -284,6 +304,7 @@ def write_value(group: h5py.Group, name: str, value: Any, flag: str | None = Non
 def _table(where: str, value: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """A compound array for a dict of equal-length columns or a 1-d structured array."""
     if isinstance(value, np.ndarray) and value.dtype.fields is not None:
+        _check_fields(where, value.dtype)
         return value, {"t": "ndarray"}
     if type(value) is not dict or not value:
         raise _fail(where, f"a {type(value).__name__} with flag TABLE (a non-empty dict of "

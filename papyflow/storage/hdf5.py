@@ -29,6 +29,8 @@ write a temporary copy, sync it, and rename it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -74,11 +76,68 @@ def _leaf_info(node: h5py.Group) -> dict[str, Any]:
     return json.loads(get_text(node, LEAF_ATTR, "") or '{"kind": "Result", "types": {}}')
 
 
+def _is_node(item: object) -> bool:
+    return isinstance(getattr(item, "v_full_name", None), str)
+
+
+def _is_leaf_to_store(item: object) -> bool:
+    return _is_node(item) and callable(getattr(item, "_store", None))
+
+
+def _is_leaf_to_load(item: object) -> bool:
+    return _is_node(item) and callable(getattr(item, "_load", None))
+
+
+def _is_group(item: object) -> bool:
+    return _is_node(item) and not callable(getattr(item, "_store", None))
+
+
+def _is_calls(item: object) -> bool:
+    return isinstance(item, Iterable) and not isinstance(item, str | bytes | Mapping)
+
+
+def _anything(item: object) -> bool:
+    return True
+
+
+_LEAF_TO_STORE = "a leaf: an object with v_full_name and _store(), such as a Result"
+_LEAF_TO_LOAD = "a leaf: an object with v_full_name and _load(), such as a Result"
+_A_GROUP = "a group: an object with v_full_name and no _store(), such as a Group"
+_A_NODE = "a node: a group or a leaf (an object with v_full_name)"
+_CALLS = "a list of (msg, item[, args[, kwargs]]) calls"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Message:
+    """What a message does (``run``) with the items it understands (``takes``, described
+    by ``expects`` in the error for any other item)."""
+
+    run: Callable[..., Any]
+    takes: Callable[[object], bool]
+    expects: str
+
+    def check(self, verb: str, msg: str, item: object) -> None:
+        if not self.takes(item):
+            shown = repr(item)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise NoSuchServiceError(f"{verb}: {msg} does not understand {shown} (of type "
+                                     f"{type(item).__name__}): it takes {self.expects}")
+
+
 def _check_data_name(where: str, name: object) -> str:
     if type(name) is not str or not name or "/" in name or name == ".":
         raise UnsupportedDataError(f"{where}: bad data name {name!r} (a non-empty str "
                                    "without '/')")
     return name
+
+
+def _free_name(node: h5py.Group, data: Mapping[str, Any], k: int) -> str:
+    """A name that neither ``node`` nor ``data`` holds, for a value to wait under."""
+    while True:
+        name = f".papyflow-new-{k}"
+        if name not in node and name not in data:
+            return name
+        k += 1
 
 
 def _hold_metadata(handle: h5py.File) -> None:
@@ -144,10 +203,16 @@ class HDF5StorageService:
     def __setstate__(self, state: Mapping[str, Any]) -> None:
         self.__init__(state["filename"], state["file_title"])  # type: ignore[misc]
 
-    def _open(self) -> h5py.File:
+    def _open(self, write: bool = True) -> h5py.File:
+        """The file, opened to write (made when missing) or only to read."""
         if self.filename is None:
             raise ValueError("HDF5StorageService has no filename: give one to the "
                              "constructor or as filename=")
+        if not write:
+            if not os.path.exists(self.filename):
+                raise FileNotFoundError(errno.ENOENT, "load: no such HDF5 file (loading "
+                                        "makes no file)", self.filename)
+            return h5py.File(self.filename, "r")
         handle = h5py.File(self.filename, "a", track_order=True)
         _hold_metadata(handle)
         if "title" not in handle.attrs:
@@ -186,7 +251,9 @@ class HDF5StorageService:
             handle.close()
 
     @contextlib.contextmanager
-    def _using(self, kwargs: dict[str, Any]) -> Iterator[h5py.File]:
+    def _using(self, kwargs: dict[str, Any], write: bool = True) -> Iterator[h5py.File]:
+        """The file for one call: the open one inside :meth:`opened`, else opened for
+        this call (to write, or only to read: loading neither makes nor changes a file)."""
         filename = kwargs.pop("filename", None)
         if filename is not None and os.fspath(filename) != self.filename:
             if self._sessions:
@@ -201,7 +268,7 @@ class HDF5StorageService:
             if self.autoflush:
                 self.flush()
             return
-        handle = self._open()
+        handle = self._open(write)
         try:
             yield handle
         finally:
@@ -212,24 +279,33 @@ class HDF5StorageService:
 
     def store(self, msg: str, stuff_to_store: Any, *args: Any, **kwargs: Any) -> Any:
         """Store ``stuff_to_store`` as ``msg`` says (see the module and docs)."""
-        method = self._STORE.get(msg)
-        if method is None:
-            raise NoSuchServiceError(f"store: no such message {msg!r} (understood: "
-                                     f"{', '.join(sorted(self._STORE))})")
+        message = self._message(self._STORE, "store", msg, stuff_to_store)
         if msg in (pc.BACKUP, pc.MERGE):  # whole-file operations manage the file themselves
             self._using_filename(kwargs)
-            return method(self, stuff_to_store, *args, **kwargs)
+            return message.run(self, stuff_to_store, *args, **kwargs)
         with self._using(kwargs) as handle:
-            return method(self, handle, stuff_to_store, *args, **kwargs)
+            return message.run(self, handle, stuff_to_store, *args, **kwargs)
 
     def load(self, msg: str, stuff_to_load: Any, *args: Any, **kwargs: Any) -> Any:
         """Load into ``stuff_to_load`` as ``msg`` says; returns what was loaded."""
-        method = self._LOAD.get(msg)
-        if method is None:
-            raise NoSuchServiceError(f"load: no such message {msg!r} (understood: "
-                                     f"{', '.join(sorted(self._LOAD))})")
-        with self._using(kwargs) as handle:
-            return method(self, handle, stuff_to_load, *args, **kwargs)
+        message = self._message(self._LOAD, "load", msg, stuff_to_load)
+        with self._using(kwargs, write=False) as handle:
+            return message.run(self, handle, stuff_to_load, *args, **kwargs)
+
+    @staticmethod
+    def _message(table: Mapping[str, _Message], verb: str, msg: object, item: object,
+                 ) -> _Message:
+        """The message ``msg`` of ``table``, checked to understand ``item``.
+
+        Raises:
+            NoSuchServiceError: no such message, or an item it does not understand.
+        """
+        message = table.get(msg) if isinstance(msg, str) else None
+        if message is None:
+            raise NoSuchServiceError(f"{verb}: no such message {msg!r} (understood: "
+                                     f"{', '.join(sorted(table))})")
+        message.check(verb, msg, item)  # type: ignore[arg-type]
+        return message
 
     def _using_filename(self, kwargs: dict[str, Any]) -> None:
         with self._using(kwargs):
@@ -239,8 +315,22 @@ class HDF5StorageService:
 
     def _store_leaf(self, handle: h5py.File, leaf: Leaf, *, replace: bool = False) -> list[str]:
         """Write the leaf's data that the file does not hold yet (all of it when
-        ``replace``); returns the names written. A failure removes what this call wrote."""
+        ``replace``); returns the names written.
+
+        All or nothing: a failure removes what this call wrote and leaves what the
+        file held. Values that replace others are written under temporary names
+        and swapped in only once everything (the leaf's attributes too) is written.
+        """
         where = leaf.v_full_name
+        data = leaf._store()  # before the file changes: a leaf that fails here leaves nothing
+        if not isinstance(data, Mapping):
+            raise UnsupportedDataError(f"{where}: _store() returned a {type(data).__name__}, "
+                                       "not a dict of the data by name")
+        for name in data:
+            _check_data_name(where, name)
+        flags_of = getattr(leaf, "_store_flags", None)
+        flags = dict(flags_of() if flags_of is not None else {})
+        comment = getattr(leaf, "v_comment", "") or ""
         parent = self._require_groups(handle, leaf.v_location)
         try:  # most leaves are new: try, rather than look first
             node = new_group(parent, leaf.v_name)
@@ -250,35 +340,44 @@ class HDF5StorageService:
             created = False
             node = parent[leaf.v_name]
             if not _is_leaf(node):
-                raise ItemExistsError(f"{where}: the file holds a group there, not a leaf")
+                raise ItemExistsError(f"{where}: the file holds a group there, not a leaf"
+                                      ) from None
             types = _leaf_info(node)["types"]
-        data = leaf._store()
-        flags_of = getattr(leaf, "_store_flags", None)
-        flags = flags_of() if flags_of is not None else {}
         written: list[str] = []
+        temporary: dict[str, str] = {}  # data name -> where its new value waits
+        old_comment = None if created else get_text(node, COMMENT_ATTR)
         try:
             for name, value in data.items():
-                _check_data_name(where, name)
+                target = name
                 if not created and name in node:
                     if not replace:
                         continue  # stored data are set in stone
-                    del node[name]
+                    target = temporary[name] = _free_name(node, data, len(temporary))
                 written.append(name)
-                types[name] = write_value(node, name, value, flags.get(name),
+                types[name] = write_value(node, target, value, flags.get(name),
                                           f"{where}[{name!r}]")
+            if comment:
+                set_text(node, COMMENT_ATTR, comment, new=created)
             if written or created:
                 info = {"kind": getattr(leaf, "kind", type(leaf).__name__), "types": types}
                 set_text(node, LEAF_ATTR, json.dumps(info, separators=(",", ":")), new=created)
-            if leaf.v_comment:
-                set_text(node, COMMENT_ATTR, leaf.v_comment)
         except BaseException:
             if created:
                 del parent[leaf.v_name]
             else:
                 for name in written:
-                    if name in node:
-                        del node[name]
+                    target = temporary.get(name, name)
+                    if target in node:
+                        del node[target]
+                if comment and get_text(node, COMMENT_ATTR) != old_comment:
+                    if old_comment is None:
+                        del node.attrs[COMMENT_ATTR]
+                    else:
+                        set_text(node, COMMENT_ATTR, old_comment)
             raise
+        for name, target in temporary.items():
+            del node[name]
+            node.move(target, name)
         return written
 
     def _require_groups(self, handle: h5py.File, full_name: str) -> h5py.Group:
@@ -302,8 +401,9 @@ class HDF5StorageService:
 
     def _store_group(self, handle: h5py.File, group: Node) -> None:
         node = self._require_groups(handle, group.v_full_name)
-        if group.v_comment:
-            set_text(node, COMMENT_ATTR, group.v_comment)
+        comment = getattr(group, "v_comment", "")
+        if comment:
+            set_text(node, COMMENT_ATTR, comment)
 
     def _store_node(self, handle: h5py.File, node: Node) -> None:
         if isinstance(node, Leaf) or hasattr(node, "_store"):
@@ -323,7 +423,8 @@ class HDF5StorageService:
             msg, item, args, kwargs = _unpack_call(call)
             if msg in (pc.BACKUP, pc.MERGE):
                 raise NoSuchServiceError(f"LIST: {msg} cannot be part of a list")
-            self._STORE[msg](self, handle, item, *args, **kwargs)
+            message = self._message(self._STORE, "store LIST", msg, item)
+            message.run(self, handle, item, *args, **kwargs)
 
     def _remove(self, handle: h5py.File, node: Node, *, remove_empty_groups: bool = False,
                 recursive: bool = False) -> None:
@@ -490,7 +591,11 @@ class HDF5StorageService:
         ``recursive``) and add it to ``parent``; without ``child_name``, ``parent``'s
         own children. Returns the node loaded (``parent`` without ``child_name``)."""
         if child_name is not None:
-            node = self._node_from(handle, parent.child_name(child_name), load_data)
+            full_name = parent.child_name(child_name)
+            if _path(full_name) not in handle:
+                raise NotStoredError(f"TREE: {full_name!r} (child {child_name!r} of "
+                                     f"{parent.v_full_name or 'the root'!r}) is not in the file")
+            node = self._node_from(handle, full_name, load_data)
             parent.add(node)
             if recursive and isinstance(node, Group):
                 self._load_children(handle, node, True, load_data)
@@ -515,27 +620,30 @@ class HDF5StorageService:
         done = []
         for call in calls:
             msg, item, args, kwargs = _unpack_call(call)
-            method = self._LOAD.get(msg)
-            if method is None or msg == pc.LIST:
+            if msg == pc.LIST:
                 raise NoSuchServiceError(f"LIST: cannot load {msg!r} in a list")
-            done.append(method(self, handle, item, *args, **kwargs))
+            message = self._message(self._LOAD, "load LIST", msg, item)
+            done.append(message.run(self, handle, item, *args, **kwargs))
         return done
 
-    _STORE: ClassVar[dict[str, Callable[..., Any]]] = {
-        pc.LEAF: _store_leaf,
-        pc.UPDATE_LEAF: lambda self, handle, leaf: self._store_leaf(handle, leaf, replace=True),
-        pc.GROUP: _store_group,
-        pc.TREE: _store_tree,
-        pc.LIST: _store_list,
-        pc.REMOVE: _remove,
-        pc.BACKUP: _backup,
-        pc.MERGE: _merge,
+    _STORE: ClassVar[dict[str, _Message]] = {
+        pc.LEAF: _Message(_store_leaf, _is_leaf_to_store, _LEAF_TO_STORE),
+        pc.UPDATE_LEAF: _Message(
+            lambda self, handle, leaf: self._store_leaf(handle, leaf, replace=True),
+            _is_leaf_to_store, _LEAF_TO_STORE),
+        pc.GROUP: _Message(_store_group, _is_group, _A_GROUP),
+        pc.TREE: _Message(_store_tree, _is_node, _A_NODE),
+        pc.LIST: _Message(_store_list, _is_calls, _CALLS),
+        pc.REMOVE: _Message(_remove, _is_node, _A_NODE),
+        pc.BACKUP: _Message(_backup, _anything, "anything"),
+        pc.MERGE: _Message(_merge, _is_node, _A_NODE),
     }
-    _LOAD: ClassVar[dict[str, Callable[..., Any]]] = {
-        pc.LEAF: _load_leaf,
-        pc.GROUP: _load_group,
-        pc.TREE: _load_tree,
-        pc.LIST: _load_list,
+    _LOAD: ClassVar[dict[str, _Message]] = {
+        pc.LEAF: _Message(_load_leaf, _is_leaf_to_load, _LEAF_TO_LOAD),
+        pc.GROUP: _Message(_load_group, _is_group, _A_GROUP),
+        pc.TREE: _Message(_load_tree, lambda item: isinstance(item, Group),
+                          "the parent Group of the nodes to load"),
+        pc.LIST: _Message(_load_list, _is_calls, _CALLS),
     }
 
 

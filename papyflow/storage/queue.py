@@ -8,7 +8,7 @@ r"""Many processes storing through one writer process.
     sender process n --request pipe n-/                       +------------------+
           ^                                  |
           +--- reply pipe k (failures) ------+   shared memory: acked[k], failures[k],
-                                                 pids[k], writer pid and state
+                                                 pids[k], broken[k], writer pid and state
 
 A :class:`StorageQueue` is made by the parent before the processes start, for a
 known number of senders. Each sender gets its own *slot*: a request pipe, a
@@ -18,25 +18,39 @@ a ``put`` leaves a shared queue with a torn message and its lock held, which
 stops every other sender and the writer; a torn message in a slot's own pipe
 costs only that slot.
 
+**Frames.** Everything that crosses a pipe is a frame: a header (a magic
+number, the frame's number in its pipe, 1, 2, ..., and the body's size) and a
+pickled record. A reader that finds another magic or number knows the pipe
+is garbled and gives up that pipe only. A :class:`_Request` carries its data
+pickled apart (``payload``), which the writer unpickles request by request:
+data that do not unpickle in the writer fail that request only.
+
 **Senders** (:class:`QueueStorageServiceSender`) frame each ``store`` call as a
 :class:`_Request` (numbered ``seq`` = 1, 2, ... per slot) and write it to their
 pipe without waiting; ``send_done`` sends :class:`_Done` and waits until the
 writer has acknowledged everything. Before each call a sender checks its
 ``failures`` cell and raises the writer's error (:class:`WriterError`) when
-there is one; while it waits it checks that the writer process is alive and
-raises :class:`WriterLostError` when it is not.
+there is one; while it waits (for room in its pipe, for an acknowledgement, for
+the report of a failure) it checks that the writer process is alive and
+raises :class:`WriterLostError` when it is not, or when it waited its
+``timeout``. A sender that gives up in the middle of writing a frame (its
+timeout, an interrupt) has torn its pipe: it marks its slot ``broken``, and
+every later call raises :class:`WriterLostError` saying so.
 
 **The writer** (:class:`QueueStorageServiceWriter`) reads whatever every pipe
 holds and stores the requests in order; when no request is waiting, or
 ``flush_interval`` has passed, it flushes the file and only then writes
 ``acked[k]`` = the last ``seq`` of slot ``k`` it processed. A
-request that failed is acknowledged too, after its :class:`_Failure` was put
-in the reply pipe and ``failures[k]`` counted: an acknowledged request is
-either in the file (as of the flush) or reported to its sender. The writer
-stops when every slot said done or is *lost*: its process (``pids[k]``, set by
-the sender on first use or by the parent with :meth:`StorageQueue.watch`) died,
-or it never showed up within ``start_timeout`` seconds. What a lost sender had
-fully written to its pipe is still stored; a torn last message is dropped.
+request that failed is acknowledged too, after its :class:`_Failure` was
+counted in ``failures[k]`` and queued for the reply pipe: an acknowledged
+request is either in the file (as of the flush) or reported to its sender.
+The writer stops when every slot said done (and was sent its failure reports:
+it waits up to ``reply_timeout`` for a sender to make room for them) or is
+*lost*: its process (``pids[k]``, set by the sender on first use or by the
+parent with :meth:`StorageQueue.watch`) died, it never showed up within
+``start_timeout`` seconds, or its pipe is broken or garbled. What a lost
+sender had fully written to its pipe is still stored; a torn last message is
+dropped.
 """
 
 from __future__ import annotations
@@ -57,16 +71,24 @@ from typing import Any
 
 from .._processes import alive
 from . import pypetconstants as pc
-from .errors import NoSuchServiceError, RemoteTraceback, WriterError, WriterLostError
+from .errors import (
+    NoSuchServiceError,
+    RemoteTraceback,
+    UnsupportedDataError,
+    WriterError,
+    WriterLostError,
+)
 from .hdf5 import HDF5StorageService
 
 __all__ = ["FLUSHING", "STORING", "WAITING", "QueueStorageServiceSender",
            "QueueStorageServiceWriter", "StorageQueue", "WriterReport"]
 
-_HEADER = struct.Struct("<Q")
+_MAGIC = b"pfQ\x01"
+_HEADER = struct.Struct("<4sqQ")  # magic, the frame's number in its pipe, the body's size
 _POLL = 0.1
 _CHUNK = 1 << 20
 _NOT_STARTED, _RUNNING, _FINISHED, _BROKEN = 0, 1, 2, 3
+_TORN, _GARBLED = 1, 2  # broken[k]: the sender tore its pipe; the writer found it garbled
 WAITING, STORING, FLUSHING = 0, 1, 2
 """What the writer is doing (``StorageQueue.writer_phase``): a writer killed while
 ``FLUSHING`` may leave a file HDF5 cannot open; see the HDF5 service's notes."""
@@ -77,13 +99,31 @@ WAITING, STORING, FLUSHING = 0, 1, 2
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Request:
-    """One ``store`` call of a sender."""
+    """One ``store`` call of a sender; ``payload`` is its pickled ``(stuff, args, kwargs)``."""
 
     seq: int
     msg: str
-    stuff: Any
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    payload: bytes
+
+    @classmethod
+    def of(cls, seq: int, msg: str, stuff: Any, args: tuple[Any, ...],
+           kwargs: dict[str, Any]) -> _Request:
+        return cls(seq, msg, pickle.dumps((stuff, args, kwargs),
+                                          protocol=pickle.HIGHEST_PROTOCOL))
+
+    def unpack(self) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+        """``(stuff, args, kwargs)``.
+
+        Raises:
+            UnsupportedDataError: the data do not unpickle here.
+        """
+        try:
+            stuff, args, kwargs = pickle.loads(self.payload)
+        except Exception as exc:
+            raise UnsupportedDataError(
+                f"the data of message #{self.seq} ({self.msg}) do not unpickle in the queue "
+                f"writer: {type(exc).__name__}: {exc}") from exc
+        return stuff, args, kwargs
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,7 +161,10 @@ class _Failure:
     def error(self) -> WriterError:
         """The exception the sender raises: ``WriterLostError`` when the writer itself
         failed (``seq`` -1), else ``WriterError``."""
-        exc = pickle.loads(self.exception) if self.exception is not None else None
+        exc = None
+        if self.exception is not None:
+            with contextlib.suppress(Exception):  # it unpickled in the writer, maybe not here
+                exc = pickle.loads(self.exception)
         if exc is not None:
             exc.__cause__ = RemoteTraceback(self.tb)
         what = (f"the queue writer failed on message #{self.seq} ({self.msg})"
@@ -132,22 +175,61 @@ class _Failure:
         return error
 
 
-def _frame(item: Any) -> bytes:
+def _frame(number: int, item: Any) -> bytes:
+    """Frame ``item`` as frame ``number`` of its pipe."""
     body = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-    return _HEADER.pack(len(body)) + body
+    return _HEADER.pack(_MAGIC, number, len(body)) + body
 
 
-def _unframe(buffer: bytearray) -> Iterator[Any]:
-    """Take the complete frames out of ``buffer``; a torn one stays."""
+def _ready(fd: int, event: int, timeout: float) -> bool:
+    """Whether ``fd`` is ready for ``event`` (``select.POLLIN``, ``POLLOUT``) within
+    ``timeout`` seconds (poll, not select: a process may hold fds past 1024)."""
+    poller = select.poll()
+    poller.register(fd, event)
+    return bool(poller.poll(timeout * 1000))
+
+
+class _Garbled(Exception):
+    """A pipe holds something else than the next frame."""
+
+
+def _header(buffer: bytearray, number: int, start: int = 0) -> int:
+    """The body size of frame ``number``, whose header is at ``start`` in ``buffer``."""
+    magic, found, size = _HEADER.unpack_from(buffer, start)
+    if magic != _MAGIC or found != number:
+        raise _Garbled(f"expected frame #{number}, found the header "
+                       f"{bytes(buffer[start:start + _HEADER.size])!r}")
+    return int(size)
+
+
+def _unframe(buffer: bytearray, number: int, kinds: tuple[type, ...],
+             ) -> tuple[list[Any], str | None]:
+    """Take the complete frames out of ``buffer``, numbered from ``number + 1`` on, each
+    one of ``kinds``; a torn last one stays. Also returns why the rest of the buffer
+    is garbled (then the buffer is emptied), or ``None``."""
+    items: list[Any] = []
     start = 0
-    while len(buffer) - start >= _HEADER.size:
-        (size,) = _HEADER.unpack_from(buffer, start)
-        end = start + _HEADER.size + size
-        if end > len(buffer):
-            break
-        yield pickle.loads(memoryview(buffer)[start + _HEADER.size:end])
-        start = end
+    try:
+        while len(buffer) - start >= _HEADER.size:
+            size = _header(buffer, number + len(items) + 1, start)
+            end = start + _HEADER.size + size
+            if end > len(buffer):
+                break
+            try:
+                item = pickle.loads(memoryview(buffer)[start + _HEADER.size:end])
+            except Exception as exc:  # noqa: BLE001 - our own records: only garbage fails
+                raise _Garbled(f"frame #{number + len(items) + 1} does not unpickle: "
+                               f"{type(exc).__name__}: {exc}") from None
+            if not isinstance(item, kinds):
+                raise _Garbled(f"frame #{number + len(items) + 1} holds a "
+                               f"{type(item).__name__}")
+            items.append(item)
+            start = end
+    except _Garbled as garbled:
+        buffer.clear()
+        return items, str(garbled)
     del buffer[:start]
+    return items, None
 
 
 # -- the channel -----------------------------------------------------------------------------
@@ -172,6 +254,8 @@ class StorageQueue:
         self.acked = ctx.Array("q", senders, lock=False)
         self.failures = ctx.Array("q", senders, lock=False)
         self.pids = ctx.Array("q", senders, lock=False)
+        self.broken = ctx.Array("b", senders, lock=False)
+        """Per slot: 0, or why its pipe is unusable (torn by its sender, garbled)."""
         self.writer_pid = ctx.Value("q", 0, lock=False)
         self.writer_state = ctx.Value("b", _NOT_STARTED, lock=False)
         self.writer_phase = ctx.Value("b", WAITING, lock=False)
@@ -201,8 +285,11 @@ class QueueStorageServiceSender:
     """Stands in for the storage service in a worker process: ``store`` calls go to
     the writer. Loading is not supported.
 
-    ``timeout`` bounds each wait (for room in the pipe, for acknowledgements):
-    ``None`` waits as long as the writer lives.
+    ``timeout`` bounds each wait (for room in the pipe, for acknowledgements, for
+    the report of a failure): ``None`` waits as long as the writer lives.
+    A ``store`` that times out in the middle of a message leaves its slot
+    unusable (the pipe holds a torn message): every later call raises
+    :class:`WriterLostError`.
     """
 
     def __init__(self, queue: StorageQueue, slot: int, timeout: float | None = None) -> None:
@@ -210,19 +297,23 @@ class QueueStorageServiceSender:
         self.slot = slot
         self.timeout = timeout
         self._seq = 0
+        self._frames = 0  # frames written to the request pipe
         self._failures_seen = 0
+        self._torn = ""  # how this sender tore its pipe, when it did
         self._pid = 0
         self._lock = threading.Lock()
+        self._replies = bytearray()  # what was read of the reply pipe and not yet raised
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: getattr(self, k) for k in ("queue", "slot", "timeout", "_seq",
-                                               "_failures_seen")}
+        state = {k: getattr(self, k) for k in ("queue", "slot", "timeout", "_seq", "_frames",
+                                               "_failures_seen", "_torn")}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._pid = 0
         self._lock = threading.Lock()
+        self._replies = bytearray()
 
     @property
     def sent(self) -> int:
@@ -240,6 +331,8 @@ class QueueStorageServiceSender:
             self._lock = threading.Lock()
             self.queue.pids[self.slot] = self._pid
             os.set_blocking(self._request_end.fileno(), False)
+            # Never block on a report: a writer that is gone would leave us waiting for ever.
+            os.set_blocking(self._reply_end.fileno(), False)
 
     @property
     def _request_end(self) -> multiprocessing.connection.Connection:
@@ -249,8 +342,17 @@ class QueueStorageServiceSender:
     def _reply_end(self) -> multiprocessing.connection.Connection:
         return self.queue._replies[self.slot][0]
 
+    def _check_usable(self) -> None:
+        broken = self.queue.broken[self.slot]
+        if broken:
+            why = self._torn or ("a sender of this slot gave up in the middle of a message"
+                                 if broken == _TORN else
+                                 "the queue writer found its pipe garbled and gave it up")
+            raise WriterLostError(f"slot {self.slot} is unusable: {why}")
+
     def _check(self) -> None:
         """Raise the writer's next unreported failure of this slot, if any."""
+        self._check_usable()
         if self.queue.failures[self.slot] > self._failures_seen:
             failure = self._read_failure()
             self._failures_seen += 1
@@ -259,27 +361,53 @@ class QueueStorageServiceSender:
             raise WriterLostError("the queue writer stopped with an error")
 
     def _read_failure(self) -> _Failure:
-        end = self._reply_end
-        fd = end.fileno()
-        header = self._read_exactly(fd, _HEADER.size)
-        (size,) = _HEADER.unpack(header)
-        return pickle.loads(self._read_exactly(fd, size))
+        """The next failure report; the writer counted it, so it is in the pipe or on its
+        way. What was read stays buffered when waiting fails."""
+        number = self._failures_seen + 1
+        began = time.monotonic()
+        self._fill(_HEADER.size, number, began)
+        try:
+            size = _header(self._replies, number)
+        except _Garbled as garbled:
+            raise WriterLostError(f"the queue writer's reply pipe is garbled: {garbled}") \
+                from None
+        self._fill(_HEADER.size + size, number, began)
+        body = bytes(self._replies[_HEADER.size:_HEADER.size + size])
+        del self._replies[:_HEADER.size + size]
+        try:
+            failure = pickle.loads(body)
+        except Exception as exc:  # noqa: BLE001 - our own record: only garbage fails
+            raise WriterLostError(f"the queue writer's failure report #{number} does not "
+                                  f"unpickle: {type(exc).__name__}: {exc}") from None
+        if not isinstance(failure, _Failure):
+            raise WriterLostError(f"the queue writer's reply #{number} is a "
+                                  f"{type(failure).__name__}, not a failure report")
+        return failure
 
-    def _read_exactly(self, fd: int, size: int) -> bytes:
-        data = bytearray()
-        while len(data) < size:
+    def _fill(self, size: int, number: int, began: float) -> None:
+        """Read the reply pipe until ``size`` bytes are buffered."""
+        fd = self._reply_end.fileno()
+        while len(self._replies) < size:
             try:
-                chunk = os.read(fd, size - len(data))
+                chunk = os.read(fd, _CHUNK)
             except BlockingIOError:  # counted before written: it is on its way
-                select.select([fd], [], [], _POLL)
-                if self._writer_lost():
-                    raise WriterLostError("the queue writer died while reporting a failure") \
-                        from None
+                chunk = None
+            if chunk:
+                self._replies += chunk
                 continue
-            if not chunk:
+            if chunk == b"":
                 raise WriterLostError("the queue writer's reply pipe closed")
-            data += chunk
-        return bytes(data)
+            # The writer writes a report before it stops: once it stopped, what is not
+            # in the pipe will not come.
+            if self._writer_lost() and not _ready(fd, select.POLLIN, 0):
+                raise WriterLostError(
+                    f"the queue writer stopped before it delivered failure report #{number} "
+                    f"of slot {self.slot} (it waits reply_timeout seconds for a sender to "
+                    "read its reports)")
+            if self.timeout is not None and time.monotonic() - began > self.timeout:
+                raise WriterLostError(f"waited {self.timeout} s for failure report #{number} "
+                                      "of the queue writer")
+            _ready(fd, select.POLLIN, _POLL)
 
     def _writer_lost(self) -> bool:
         state = self.queue.writer_state.value
@@ -296,17 +424,34 @@ class QueueStorageServiceSender:
         if self.timeout is not None and time.monotonic() - began > self.timeout:
             raise WriterLostError(f"waited {self.timeout} s for the queue writer")
 
-    def _send(self, item: Any) -> None:
-        frame = memoryview(_frame(item))
+    def _send(self, item: _Request | _Done) -> None:
+        """Write ``item`` as the next frame; a frame left half-written breaks the slot."""
+        self._check_usable()
+        whole = _frame(self._frames + 1, item)
+        frame = memoryview(whole)
         fd = self._request_end.fileno()
         began = time.monotonic()
-        while frame:
-            try:
-                frame = frame[os.write(fd, frame):]
-            except BlockingIOError:
-                select.select([], [fd], [], _POLL)
-                if frame:
+        try:
+            while frame:
+                try:
+                    frame = frame[os.write(fd, frame):]
+                    began = time.monotonic()  # the timeout bounds a wait for room
+                except BlockingIOError:
+                    _ready(fd, select.POLLOUT, _POLL)
                     self._waited_too_long(began)
+        except BaseException as exc:
+            if len(frame) == len(whole):
+                raise  # nothing of it went out: the pipe is as it was
+            # The pipe holds a torn frame, which nothing can follow: the slot is done for.
+            what = "a request" if isinstance(item, _Request) else "its done message"
+            self._torn = (f"a store gave up after writing {len(whole) - len(frame)} of "
+                          f"{len(whole)} bytes of {what} ({type(exc).__name__}: {exc})")
+            self.queue.broken[self.slot] = _TORN
+            if isinstance(exc, WriterError):
+                raise WriterLostError(f"{exc}; slot {self.slot} is unusable now: its pipe "
+                                      "holds a torn message") from exc
+            raise
+        self._frames += 1
 
     def store(self, msg: str, stuff_to_store: Any, *args: Any, **kwargs: Any) -> None:
         """Send a store request to the writer and return at once.
@@ -314,19 +459,17 @@ class QueueStorageServiceSender:
         Raises:
             NoSuchServiceError: ``msg`` is not a store message.
             WriterError: an earlier request of this sender failed in the writer.
-            WriterLostError: the writer is gone.
+            WriterLostError: the writer is gone, or this sender's slot is unusable.
         """
         if msg not in pc.STORE_MESSAGES:
             raise NoSuchServiceError(f"store: no such message {msg!r}")
         with self._lock:
             self._attach()
             self._check()
-            self._seq += 1
-            try:
-                self._send(_Request(self._seq, msg, stuff_to_store, args, kwargs))
-            except BaseException:
-                self._seq -= 1  # a request that does not pickle was never sent
-                raise
+            # Data that do not pickle raise here, before anything is sent.
+            request = _Request.of(self._seq + 1, msg, stuff_to_store, args, kwargs)
+            self._send(request)
+            self._seq = request.seq
 
     def load(self, *args: Any, **kwargs: Any) -> Any:
         """Not supported: a sender only stores."""
@@ -338,8 +481,11 @@ class QueueStorageServiceSender:
             self._attach()
             began = time.monotonic()
             while True:
+                # The writer counts a failure before it acknowledges the request: look at
+                # the acknowledgement first, then at the failures.
+                acknowledged = self.acknowledged
                 self._check()
-                if self.acknowledged >= self._seq:
+                if acknowledged >= self._seq:
                     return
                 time.sleep(0.001 if time.monotonic() - began < 0.05 else _POLL / 4)
                 if self.acknowledged < self._seq:
@@ -351,7 +497,8 @@ class QueueStorageServiceSender:
         Raises:
             WriterError: a request of this sender failed in the writer (the first
                 one not yet raised).
-            WriterLostError: the writer died before acknowledging everything.
+            WriterLostError: the writer died before acknowledging everything, or this
+                sender's slot is unusable.
         """
         with self._lock:
             self._attach()
@@ -366,7 +513,7 @@ class QueueStorageServiceSender:
 class WriterReport:
     """What :meth:`QueueStorageServiceWriter.run` did: requests ``stored`` and
     ``failed``, the slots that said ``done`` and those ``lost`` (their process died
-    or never came)."""
+    or never came, or their pipe broke)."""
 
     stored: int
     failed: int
@@ -380,10 +527,13 @@ class _Slot:
     connection: multiprocessing.connection.Connection
     reply_fd: int
     buffer: bytearray = dataclasses.field(default_factory=bytearray)
+    frames: int = 0  # frames taken from the request pipe
     last_seq: int = 0
     flushed_seq: int = 0
     done_at: int | None = None
-    backlog: list[bytes] = dataclasses.field(default_factory=list)
+    backlog: list[bytes] = dataclasses.field(default_factory=list)  # reports to write
+    stalled: float | None = None  # when the backlog last moved, while it waits for room
+    garbled: str = ""  # why the request pipe cannot be read on, when it cannot
 
 
 class QueueStorageServiceWriter:
@@ -395,14 +545,21 @@ class QueueStorageServiceWriter:
     ``flush_interval``: while requests keep coming, the file is flushed (and the
     requests acknowledged) at least this often, in seconds; it is flushed at
     once whenever no request is waiting.
+    ``reply_timeout``: a sender that said done is given its failure reports
+    before the writer lets it go; when its reply pipe stays full this long (its
+    process lives but does not read), the rest are dropped and the sender raises
+    :class:`WriterLostError` when it comes to them (``None``: wait as long as the
+    sender lives).
     """
 
     def __init__(self, storage_service: Any, queue: StorageQueue, *,
-                 start_timeout: float | None = 60.0, flush_interval: float = 0.02) -> None:
+                 start_timeout: float | None = 60.0, flush_interval: float = 0.02,
+                 reply_timeout: float | None = 30.0) -> None:
         self.storage_service = storage_service
         self.queue = queue
         self.start_timeout = start_timeout
         self.flush_interval = flush_interval
+        self.reply_timeout = reply_timeout
         self.stored = 0
         self.failed = 0
 
@@ -424,11 +581,14 @@ class QueueStorageServiceWriter:
             with self._session():
                 report = self._serve(slots)
         except BaseException as exc:
-            failure = _frame(_Failure.of(-1, "", exc))
+            failure = _Failure.of(-1, "", exc)
             for slot in slots.values():
                 with contextlib.suppress(OSError):
-                    os.write(slot.reply_fd, failure)
-                    queue.failures[slot.index] += 1
+                    self._reply(slot, time.monotonic())
+                    if not slot.backlog:  # else a report is half-written: nothing can follow
+                        frame = _frame(queue.failures[slot.index] + 1, failure)
+                        if os.write(slot.reply_fd, frame) == len(frame):
+                            queue.failures[slot.index] += 1
             queue.writer_state.value = _BROKEN
             raise
         queue.writer_state.value = _FINISHED
@@ -461,20 +621,14 @@ class QueueStorageServiceWriter:
         done: list[int] = []
         lost: list[int] = []
         while active:
-            by_fd = {slot.connection: slot for slot in active.values()}
             queue.writer_phase.value = WAITING
-            ready = multiprocessing.connection.wait(list(by_fd), timeout=0 if unflushed
-                                                    else _POLL)
+            ready = self._wait(active, 0 if unflushed else _POLL)
             batch: list[tuple[_Slot, _Request]] = []
-            for connection in ready:
-                slot = by_fd[connection]  # type: ignore[index]
+            for slot in ready:
                 self._read(slot)
-                for item in _unframe(slot.buffer):
-                    if isinstance(item, _Done):
-                        slot.done_at = item.last_seq
-                    else:
-                        batch.append((slot, item))
-                        unflushed[slot.index] = slot
+                for request in self._take(slot):
+                    batch.append((slot, request))
+                    unflushed[slot.index] = slot
             queue.writer_phase.value = STORING
             failures = self._store(batch)
             now = time.monotonic()
@@ -493,13 +647,17 @@ class QueueStorageServiceWriter:
                 unflushed.clear()
                 last_flush = now
             for slot, failure in failures:
-                slot.backlog.append(_frame(failure))
-                queue.failures[slot.index] += 1
+                # Counted before it is written, and before the request is acknowledged.
+                number = queue.failures[slot.index] + 1
+                slot.backlog.append(_frame(number, failure))
+                queue.failures[slot.index] = number
+            now = time.monotonic()
             for slot in active.values():
-                self._reply(slot)
+                self._reply(slot, now)
                 queue.acked[slot.index] = slot.flushed_seq
             for k, slot in list(active.items()):
-                if slot.done_at is not None and slot.flushed_seq >= slot.done_at:
+                if slot.done_at is not None and slot.flushed_seq >= slot.done_at \
+                        and not self._owes_reports(slot, now):
                     done.append(k)
                     del active[k]
             if now - checked >= _POLL or not ready:
@@ -513,12 +671,37 @@ class QueueStorageServiceWriter:
         queue.writer_phase.value = WAITING
         return WriterReport(self.stored, self.failed, tuple(sorted(done)), tuple(sorted(lost)))
 
+    def _wait(self, active: dict[int, _Slot], timeout: float) -> list[_Slot]:
+        """The slots whose request pipe holds something, after waiting up to ``timeout``
+        for one to, or for room in a reply pipe with reports waiting."""
+        poller = select.poll()
+        readers = {}
+        for slot in active.values():
+            fd = slot.connection.fileno()
+            readers[fd] = slot
+            poller.register(fd, select.POLLIN)
+            if slot.backlog:
+                poller.register(slot.reply_fd, select.POLLOUT)
+        events = poller.poll(timeout * 1000)
+        return [readers[fd] for fd, _ in events if fd in readers]
+
+    def _owes_reports(self, slot: _Slot, now: float) -> bool:
+        """Whether failure reports still wait for room in the slot's reply pipe, and
+        may still get it."""
+        if not slot.backlog:
+            return False
+        if self.reply_timeout is not None and slot.stalled is not None \
+                and now - slot.stalled > self.reply_timeout:
+            slot.backlog.clear()  # its sender raises WriterLostError when it comes to them
+            return False
+        return True
+
     def _store(self, batch: list[tuple[_Slot, _Request]]) -> list[tuple[_Slot, _Failure]]:
         failures = []
         for slot, request in batch:
             try:
-                self.storage_service.store(request.msg, request.stuff, *request.args,
-                                           **request.kwargs)
+                stuff, args, kwargs = request.unpack()
+                self.storage_service.store(request.msg, stuff, *args, **kwargs)
                 self.stored += 1
             except Exception as exc:  # noqa: BLE001 - any failure goes back to its sender
                 failures.append((slot, _Failure.of(request.seq, request.msg, exc)))
@@ -535,39 +718,58 @@ class QueueStorageServiceWriter:
                 return
             if not chunk:
                 return
-            slot.buffer += chunk
+            if not slot.garbled:
+                slot.buffer += chunk
             if len(chunk) < _CHUNK:
                 return
 
-    def _reply(self, slot: _Slot) -> None:
+    def _take(self, slot: _Slot) -> list[_Request]:
+        """The complete requests in the slot's buffer; notes the done message and
+        whether the pipe is garbled."""
+        if slot.garbled:
+            return []
+        items, garbled = _unframe(slot.buffer, slot.frames, (_Request, _Done))
+        slot.frames += len(items)
+        if garbled is not None:
+            slot.garbled = garbled
+        requests = []
+        for item in items:
+            if isinstance(item, _Done):
+                slot.done_at = item.last_seq
+            else:
+                requests.append(item)
+        return requests
+
+    def _reply(self, slot: _Slot, now: float) -> None:
+        """Write what the reply pipe takes of the slot's failure reports."""
         while slot.backlog:
             frame = slot.backlog[0]
             try:
                 written = os.write(slot.reply_fd, frame)
             except BlockingIOError:
-                return  # the sender reads them as it raises them; later
+                written = 0
+            if written or slot.stalled is None:
+                slot.stalled = now
             if written < len(frame):
                 slot.backlog[0] = frame[written:]
-                return
+                return  # the sender reads them as it raises them; later
             slot.backlog.pop(0)
+        slot.stalled = None
 
     def _gone(self, slot: _Slot, waited: float) -> str | None:
-        """``"lost"`` when the slot's process is dead or never came, ``"done"`` when it
-        died after saying so; ``None`` while it lives. What a dead sender had
-        fully written to its pipe is served first."""
-        pid = self.queue.pids[slot.index]
-        if pid == 0:
-            late = self.start_timeout is not None and waited > self.start_timeout
-            return "lost" if late else None
-        if alive(pid):
-            return None
+        """``"lost"`` when the slot's process is dead or never came, or its pipe is
+        broken; ``"done"`` when it died after saying so; ``None`` while it lives.
+        What the pipe holds of whole messages is served first."""
+        broken = bool(self.queue.broken[slot.index] or slot.garbled)
+        if not broken:
+            pid = self.queue.pids[slot.index]
+            if pid == 0:
+                late = self.start_timeout is not None and waited > self.start_timeout
+                return "lost" if late else None
+            if alive(pid):
+                return None
         self._read(slot)
-        requests = []
-        for item in _unframe(slot.buffer):
-            if isinstance(item, _Done):
-                slot.done_at = item.last_seq
-            else:
-                requests.append((slot, item))
+        requests = [(slot, request) for request in self._take(slot)]
         self._store(requests)  # failures: nobody is left to tell
         self.queue.writer_phase.value = FLUSHING
         self._flush()
@@ -575,4 +777,9 @@ class QueueStorageServiceWriter:
         slot.flushed_seq = slot.last_seq
         self.queue.acked[slot.index] = slot.flushed_seq
         slot.buffer.clear()  # a torn last message
+        slot.backlog.clear()
+        if slot.garbled:
+            self.queue.broken[slot.index] = _GARBLED
+        if broken or slot.garbled:
+            return "lost"
         return "done" if slot.done_at is not None and slot.last_seq >= slot.done_at else "lost"
