@@ -109,10 +109,12 @@ def pipeline_source(plumber: Plumber) -> str:
         name = writer.name("piper")
         piper_names[piper] = name
         piper_lines.append(f"{name} = Piper({worker_expr}, {_arguments(options)})")
-    xtras = [graph.nodes[p]["xtra"] for p in pipers]
+    # Every value is written before ``lines`` copies the statements they may add.
+    xtras = [writer.value(graph.nodes[p]["xtra"]) if graph.nodes[p]["xtra"] else None
+             for p in pipers]
     lines = [
-        f'"""A papyflow pipeline, saved by Plumber.save on '
-        f'{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.',
+        (f'"""A papyflow pipeline, saved by Plumber.save on '
+         f'{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC.'),
         "",
         "Run it: papyflow run THIS_FILE --input PATH ... (or python THIS_FILE --input PATH ...).",
         "Load it: papyflow.Plumber().load(THIS_FILE).",
@@ -134,9 +136,8 @@ def pipeline_source(plumber: Plumber) -> str:
         f"plumber.add_pipers([{', '.join(piper_names[p] for p in pipers)}])",
     ]
     for piper, xtra in zip(pipers, xtras, strict=True):
-        if xtra:
-            lines.append(f"plumber.graph.nodes[{piper_names[piper]}]['xtra'].update("
-                         f"{writer.value(xtra)})")
+        if xtra is not None:
+            lines.append(f"plumber.graph.nodes[{piper_names[piper]}]['xtra'].update({xtra})")
     for upstream, downstream in graph.edges:
         lines.append(f"plumber.add_pipe(({piper_names[upstream]}, {piper_names[downstream]}))")
     lines += [
@@ -149,9 +150,4 @@ def pipeline_source(plumber: Plumber) -> str:
         '    sys.exit(main(["run", __file__, *sys.argv[1:]]))',
         "",
     ]
-    # The statements may need the imports that object_source added after the header.
-    header_end = lines.index("from papyflow import Piper, Plumber, Worker") + 1
-    imports_now = set(lines[:header_end + len(writer.imports)])
-    missing = [line for line in writer.imports if line not in imports_now]
-    lines[header_end:header_end] = missing
     return "\n".join(lines)

@@ -98,7 +98,7 @@ class Fanout(_Shared):
 class _Seat:
     """Reader number ``index`` of a shared source: ``next()`` asks ``take(index)``."""
 
-    __slots__ = ("_take", "_index")
+    __slots__ = ("_index", "_take")
 
     def __init__(self, take: Callable[[int], Any], index: int) -> None:
         self._take = take
@@ -143,11 +143,13 @@ def consume(inbox: Iterable[tuple[Any, ...]], n: int) -> Iterator[tuple[tuple[An
         yield tuple(zip(*group, strict=True))
 
 
-def produce(results: Iterable[Any], n: int, repeat: bool, name: str) -> Iterator[Any]:
+def produce(results: Iterable[Any], n: int, repeat: bool, name: str,
+            failed: Callable[[BaseException], PiperError] = PiperError) -> Iterator[Any]:
     """Emit ``n`` items per result: its elements, or the result ``n`` times with ``repeat``.
 
     A failed result is emitted ``n`` times, so that downstream items stay aligned;
-    so is a PiperError for a result that does not have ``n`` elements.
+    so is ``failed(cause)`` for a result that does not have ``n`` elements (the
+    Piper counts it there: the item failed in that Piper).
     """
     for result in results:
         if repeat or isinstance(result, PiperError):
@@ -157,11 +159,11 @@ def produce(results: Iterable[Any], n: int, repeat: bool, name: str) -> Iterator
         try:
             items = list(result)
         except TypeError as exc:
-            items = [PiperError(TypeError(
+            items = [failed(TypeError(
                 f"piper {name!r}: produce={n} needs a sequence of {n} elements, "
                 f"got {type(result).__name__}: {exc}"))] * n
         if len(items) != n:
-            items = [PiperError(ValueError(
+            items = [failed(ValueError(
                 f"piper {name!r}: produce={n} but a result has {len(items)} elements"))] * n
         yield from items
 

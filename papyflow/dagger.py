@@ -19,7 +19,7 @@ import networkx as nx
 from numap import NuMap
 
 from ._fuse import fuse_runs
-from .errors import DaggerCycleError, DaggerError
+from .errors import DaggerCycleError, DaggerError, PiperError
 from .piper import Phase, Piper
 
 __all__ = ["Dagger"]
@@ -110,16 +110,36 @@ class Dagger:
             self.add_piper(piper, *args, **kwargs)
 
     def del_piper(self, piper: Any, forced: bool = False) -> None:
-        """Remove a Piper; one that still feeds others needs ``forced``."""
+        """Remove a Piper; one that still feeds others needs ``forced``.
+
+        Not while the pipeline runs; after it stopped, the Pipers are
+        disconnected, to be connected (started) again without it.
+        """
         found = self.resolve(piper)
         assert isinstance(found, Piper)
         readers = list(self.graph.successors(found))
         if readers and not forced:
             raise DaggerError(f"Dagger: {found.name!r} feeds {[p.name for p in readers]}; "
                               f"delete those first or pass forced=True")
-        if found.phase is Phase.STARTED and not forced:
-            raise DaggerError(f"Dagger: {found.name!r} is running; stop the pipeline first")
+        self._unconnect(f"delete {found.name!r}")
         self.graph.remove_node(found)
+
+    def _unconnect(self, action: str) -> None:
+        """Before a deletion: refuse while Pipers run, else undo what ``connect`` made.
+
+        The connections, and the tasks of the Pipers in their NuMaps, were made
+        for the graph as it was: a deleted Piper's tasks left in a shared NuMap
+        would keep it from taking new ones. ``connect`` (``Plumber.start``)
+        makes them again for the graph as it is.
+        """
+        running = [p.name for p in self.postorder() if p.phase is Phase.STARTED]
+        if running:
+            raise DaggerError(f"Dagger: cannot {action} while the pipeline runs "
+                              f"({', '.join(running)} started); stop it first")
+        try:
+            self.disconnect()
+        except PiperError as exc:  # a NuMap holds tasks after this Dagger's
+            raise DaggerError(f"Dagger: cannot {action}: {exc}") from exc
 
     def del_pipers(self, pipers: Sequence[Any], *args: Any, **kwargs: Any) -> None:
         """Remove ``pipers`` in the reverse of the given order."""
@@ -162,9 +182,12 @@ class Dagger:
     def del_pipe(self, pipe: Sequence[Any], forced: bool = False) -> None:
         """Remove the connections of ``pipe``, then its Pipers that no longer feed any other.
 
-        With ``forced`` every Piper of the pipe is removed.
+        With ``forced`` every Piper of the pipe is removed. Not while the pipeline
+        runs; after it stopped, the Pipers are disconnected, as by :meth:`del_piper`.
         """
         pipers = [self.resolve(p) for p in pipe]
+        names = [p.name for p in pipers if isinstance(p, Piper)]
+        self._unconnect(f"delete the pipe {' -> '.join(names)}")
         for upstream, downstream in itertools.pairwise(pipers):
             if self.graph.has_edge(upstream, downstream):
                 self.graph.remove_edge(upstream, downstream)

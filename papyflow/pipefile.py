@@ -79,11 +79,13 @@ def load_file(path: str | os.PathLike[str]) -> PipelineFile:
     try:
         namespace = runpy.run_path(str(path), run_name="__papyflow_pipeline__")
     except SyntaxError as exc:
-        raise PlumberError(f"{path}, line {exc.lineno}: {exc.msg}") from exc
+        raise PlumberError(_syntax_error(exc, path)) from exc
+    except SystemExit as exc:  # not KeyboardInterrupt: Ctrl-C still stops the caller
+        raise PlumberError(f"{_where(exc, path)}: the file exits while it is loaded "
+                           f"(SystemExit: {exc.code!r}); put that under "
+                           f"if __name__ == '__main__':") from exc
     except Exception as exc:
-        line = _line_in(exc, path)
-        where = f"{path}, line {line}" if line else str(path)
-        raise PlumberError(f"{where}: {type(exc).__name__}: {exc}") from exc
+        raise PlumberError(f"{_where(exc, path)}: {type(exc).__name__}: {exc}") from exc
     finally:
         if added:
             sys.path.remove(directory)
@@ -94,6 +96,28 @@ def load_file(path: str | os.PathLike[str]) -> PipelineFile:
     if inputs is not None and not callable(inputs):
         raise PlumberError(f"{path}: 'inputs' must be a function of the input paths")
     return PipelineFile(path, plumber, inputs, namespace.get("DATA"), namespace)
+
+
+def _where(exc: BaseException, path: Path) -> str:
+    """``path``, with the line of it that ``exc`` was raised from, when the traceback tells."""
+    line = _line_in(exc, path)
+    return f"{path}, line {line}" if line else str(path)
+
+
+def _syntax_error(exc: SyntaxError, path: Path) -> str:
+    """Where a syntax error is: in ``path``, in a module it imports, or in a string it ran."""
+    kind = type(exc).__name__  # IndentationError, TabError say more than SyntaxError
+    found = f"line {exc.lineno}: {kind}: {exc.msg}"
+    name = exc.filename
+    if name is None:  # raised by code, not by the compiler
+        return f"{_where(exc, path)}: {kind}: {exc}"
+    if os.path.isfile(name):
+        if os.path.samefile(name, path):  # the pipeline file itself does not compile
+            return f"{path}, {found}"
+        # A module the file imports: that module's line, and the import that reached it.
+        return f"{name}, {found} (reached from {_where(exc, path)})"
+    # exec() or compile() of a string: the line of the file that ran it, and the string's.
+    return f"{_where(exc, path)}: {kind} in {name}, line {exc.lineno}: {exc.msg}"
 
 
 def _line_in(exc: BaseException, path: Path) -> int | None:

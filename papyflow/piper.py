@@ -309,7 +309,8 @@ class Piper:
         if 0 in stages and self._own is None and self.phase is Phase.CONNECTED:
             results = self._results()
             if self.produce > 1:
-                results = produce(results, self.produce, self.repeat, self.name)
+                results = produce(results, self.produce, self.repeat, self.name,
+                                  self._unproduced)
             self._fanout.feed(results)
             if not self._fanout.readers:  # an output Piper: read through next()
                 self._own = self._fanout.reader().resolve()
@@ -417,7 +418,7 @@ class Piper:
                     for func, k in stages:
                         try:
                             result = func((result,))
-                        except Exception as exc:
+                        except Exception as exc:  # noqa: BLE001 - the item fails, as a value
                             stats[k].errors += 1
                             result = run[k]._failed(worker_error(func, (result,), exc))
                             break
@@ -449,7 +450,7 @@ class Piper:
             else:
                 try:
                     result = func((item,))
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - the item fails, as a value
                     stats.errors += 1
                     result = self._failed(worker_error(func, (item,), exc))
             stats.results += 1
@@ -462,6 +463,11 @@ class Piper:
             original = cause.exception if isinstance(cause, WorkerError) else cause
             raise error from (original or cause)
         return error
+
+    def _unproduced(self, cause: BaseException) -> PiperError:
+        """The failure of a result that ``produce`` cannot split: an item failed here."""
+        self.stats.errors += 1
+        return self._failed(cause)
 
     def _broken(self, cause: BaseException) -> PiperError:
         # Not one item's failure: the NuMap would raise it again for every next
@@ -481,7 +487,7 @@ class Piper:
             if single is not None and _first_error(inbox) is None:
                 try:
                     result = single(inbox)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - the item fails, as a value
                     result = worker_error(single, inbox, exc)
             else:
                 result = worker(inbox)
@@ -521,7 +527,7 @@ class Piper:
                 result = PiperTimeoutError(exc)
                 if self.debug:
                     raise result from exc
-            except Exception as exc:  # a lost worker, an unpicklable item
+            except Exception as exc:  # noqa: BLE001 - a lost worker, an unpicklable item
                 stats.errors += 1
                 result = self._failed(exc)
             else:
@@ -545,7 +551,7 @@ class Piper:
             except numap.BrokenPoolError as exc:
                 stats.last = time.monotonic()
                 raise self._broken(exc) from exc
-            except Exception as exc:  # a lost worker, an unpicklable item
+            except Exception as exc:  # noqa: BLE001 - a lost worker, an unpicklable item
                 stats.errors += 1
                 result = self._failed(exc)
             else:

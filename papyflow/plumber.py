@@ -9,20 +9,25 @@
                                                     finished --stop()--> stopped
 
 ``run`` pulls the results of the output Pipers in a thread of its own, so the
-caller stays free to ``pause``, ``wait`` or watch ``stats``. ``stop`` takes no
-new input item, then lets every item already taken flow to the end, so that
-each has its result (and tracked Pipers report it) before the NuMaps stop.
+caller stays free to ``pause``, ``wait`` or watch ``stats``. ``pause`` holds the
+inputs (no new item is taken) and returns at once; the thread stops pulling
+once the result it waits for is in, and waits for ``run`` or ``stop``. ``stop``
+closes the inputs, level where they meet at a fan-in Piper, then lets every
+item already taken flow to the end, so that each has its result (and tracked
+Pipers report it) before the NuMaps stop.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import math
 import operator
 import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +52,15 @@ class State(enum.Enum):
 
 
 class _Gate:
-    """An input that can be closed: after ``close()`` it ends, and takes no more items.
+    """An input that can be held, and closed at a given number of items.
+
+    ``hold()`` (pause) keeps the input from giving another item until
+    ``release()``; ``close(limit)`` (stop) lets it give ``limit`` items in all
+    and then end (end at once without a limit). An item is counted in ``taken``
+    before the gate looks at either, and uncounted while it waits for
+    ``release()``: once ``hold()`` has returned, an item counted is being taken
+    (it will be given) and an item not counted will look at the limit first,
+    so ``stop`` can set the limits from the counts.
 
     An input that raises gives a PiperError for that item, as a failed item of
     a Piper would be (a generator then ends; other iterators go on), until it
@@ -55,13 +68,18 @@ class _Gate:
     ``broken`` holds its last exception.
     """
 
-    __slots__ = ("_last_failed", "_source", "_streak", "broken", "closed", "failed", "taken")
+    __slots__ = ("_checked", "_last_failed", "_limit", "_open", "_source", "_streak", "broken",
+                 "closed", "failed", "taken")
 
     def __init__(self, source: Iterable[Any]) -> None:
         self._source = iter(source)
         self.closed = False
         self.taken = 0
         self.failed = 0
+        self._limit = math.inf  # items to give in all: set by close()
+        self._open = threading.Event()  # cleared while held
+        self._open.set()
+        self._checked = False  # held or closed: each item looks at _open and _limit
         # Failures in a row, counted on failures only (nothing more per good item):
         # the streak goes on when the item before also failed.
         self._streak = 0
@@ -72,29 +90,54 @@ class _Gate:
         return self
 
     def __next__(self) -> Any:
-        if self.closed:
+        self.taken += 1  # before looking: see the class docstring
+        if self._checked and not self._may_take():
+            self.taken -= 1
             raise StopIteration
         try:
             item = next(self._source)
         except StopIteration:
+            self.taken -= 1
             raise
         except Exception as exc:  # noqa: BLE001 - a failed input item fails alone
             item = PiperError(exc)
             self.failed += 1
-            self._streak = self._streak + 1 if self._last_failed == self.taken - 1 else 1
-            self._last_failed = self.taken
+            index = self.taken - 1
+            self._streak = self._streak + 1 if self._last_failed == index - 1 else 1
+            self._last_failed = index
             if self._streak >= INPUT_FAILURES_IN_ROW:
-                self.closed = True
                 self.broken = exc
-        self.taken += 1
+                self.close()
         return item
+
+    def _may_take(self) -> bool:
+        if not self._open.is_set():  # held: not taken while it waits for run() or stop()
+            self.taken -= 1
+            self._open.wait()
+            self.taken += 1
+        return self.taken <= self._limit
 
     def __length_hint__(self) -> int:
         # What is left of the input, if it tells (NuMap sizes batches by it).
-        return 0 if self.closed else operator.length_hint(self._source, 0)
+        left = operator.length_hint(self._source, 0)
+        if self.closed:
+            left = min(left, max(0, int(self._limit) - self.taken))
+        return left
 
-    def close(self) -> None:
+    def hold(self) -> None:
+        """Give no item until :meth:`release` (an item being taken is given)."""
+        self._checked = True
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+        self._checked = self.closed
+
+    def close(self, limit: int | None = None) -> None:
+        """End after ``limit`` items in all (``taken`` at most), or at once without one."""
+        self._limit = min(self._limit, self.taken if limit is None else limit)
         self.closed = True
+        self._checked = True
 
 
 class Plumber(Dagger):
@@ -121,7 +164,11 @@ class Plumber(Dagger):
         self.state = State.NEW
         self._gates: list[_Gate] = []
         self._thread: threading.Thread | None = None
+        # Guards the state, which the pulling thread changes too; the thread
+        # waits on it while paused.
+        self._lock = threading.Condition()
         self._pausing = False  # read per result by the pulling thread
+        self._draining = False  # stop() lets the taken items through the pulling thread
         self._done = threading.Event()
         self._error: BaseException | None = None
         self._results: dict[Piper, int] = {}
@@ -157,7 +204,9 @@ class Plumber(Dagger):
             self.disconnect(forced=True)
             raise
         self._results = {piper: 0 for piper in self.get_outputs()}
+        self._thread = None
         self._pausing = False
+        self._draining = False
         self._done.clear()
         self._error = None
         self._run_seconds = 0.0
@@ -168,33 +217,68 @@ class Plumber(Dagger):
 
     def run(self) -> None:
         """Pull results from the output Pipers in a background thread (again after pause)."""
-        self._expect("run", State.STARTED, State.PAUSED)
-        self._pausing = False
-        self.state = State.RUNNING
-        self._thread = threading.Thread(target=self._pull, name="papyflow-plumber", daemon=True)
-        self._thread.start()
+        with self._lock:
+            self._expect("run", State.STARTED, State.PAUSED)
+            self._pausing = False
+            self.state = State.RUNNING
+            for gate in self._gates:
+                gate.release()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._pull, name="papyflow-plumber",
+                                                daemon=True)
+                self._thread.start()
+            else:  # paused: the thread waits to go on
+                self._lock.notify_all()
         log.info("pipeline running")
 
     def pause(self) -> None:
-        """Stop pulling results; parallel Pipers go on until their buffers are full."""
-        self._expect("pause", State.RUNNING)
-        self._pausing = True
-        if self._thread is not None:
-            self._thread.join()
-        if self.state is State.RUNNING:
+        """Take no new input item, and stop pulling results once the current one is in.
+
+        Returns at once: an item being evaluated goes on, and its result is
+        kept (NuMaps keep theirs in their buffers) for :meth:`run` or
+        :meth:`stop`.
+        """
+        with self._lock:
+            self._expect("pause", State.RUNNING)
+            self._pausing = True
+            for gate in self._gates:
+                gate.hold()
             self.state = State.PAUSED
-        log.info("pipeline %s", self.state.value)
+        log.info("pipeline paused")
 
     def stop(self, forced: bool = False) -> None:
-        """Take no more input; let every item already taken through; stop all NuMaps."""
-        self._expect("stop", State.PAUSED, State.FINISHED)
-        for gate in self._gates:
-            gate.close()
-        if self.state is State.PAUSED:
-            self._drain()
+        """Take no more input; let every item already taken through; stop all NuMaps.
+
+        The inputs are closed level first (see :meth:`_levels`): an input behind
+        the others that it meets at a fan-in Piper takes the items that pair
+        with theirs, so that no item taken is left without a result.
+        """
+        with self._lock:
+            self._expect("stop", State.PAUSED, State.FINISHED)
+            for gate in self._gates:  # the counts hold still while the limits are set
+                gate.hold()
+            for gate, level in zip(self._gates, self._levels(), strict=True):
+                gate.close(level)
+            for gate in self._gates:
+                gate.release()
+            draining = self.state is State.PAUSED and self._thread is not None
+            self._draining = draining
+            self._pausing = False
+            self._lock.notify_all()
+        failed = None
+        if draining:
+            assert self._thread is not None
+            began = self._error
+            self._thread.join()
+            if self._error is not began:
+                failed = self._error
         super().stop(forced=forced)
-        self.state = State.STOPPED
+        with self._lock:
+            self.state = State.STOPPED
         log.info("pipeline stopped: %s", self._stats_line())
+        if failed is not None:
+            raise PlumberError(f"Plumber: the pipeline failed while its taken items went "
+                               f"through: {failed!r}") from failed
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until a running pipeline has pulled its last result.
@@ -214,24 +298,36 @@ class Plumber(Dagger):
     # -- pulling results ----------------------------------------------------------
 
     def _pull(self) -> None:
-        began = time.monotonic()
-        try:
-            finished = self._pull_rounds(pausable=True)
-        except BaseException as exc:  # noqa: BLE001 - reported by wait()
-            log.exception("pipeline failed")
-            self._error = exc
-            finished = True
-        if finished and self._error is None:
+        """The pulling thread: to the end of the outputs, waiting while paused."""
+        while True:
+            began = time.monotonic()
+            try:
+                finished = self._pull_rounds()
+            except BaseException as exc:  # reported by wait() or stop()
+                log.exception("pipeline failed")
+                self._error = exc
+                finished = True
+            with self._lock:
+                self._run_seconds += time.monotonic() - began
+                if finished:
+                    break
+                while self._pausing:  # until run() or stop()
+                    self._lock.wait()
+        if self._error is None:
             self._error = self._broken_input()
-        self._run_seconds += time.monotonic() - began
-        if finished:
+        with self._lock:
             self._finished_at = time.time()
-            self.state = State.FINISHED
-            self._done.set()
+            if not self._draining:  # stop() sets the state itself
+                self.state = State.FINISHED
+        self._done.set()
+        if not self._draining:
             log.info("pipeline finished: %s", self._stats_line())
 
-    def _pull_rounds(self, pausable: bool) -> bool:
-        """Take one result of each output Piper per round; True once all have ended."""
+    def _pull_rounds(self) -> bool:
+        """Take one result of each output Piper per round; True once all have ended.
+
+        False when ``pause()`` asked to stop, once the current result is in.
+        """
         active: list[tuple[Piper, Iterator[Any]]] = [(p, iter(p)) for p in self.get_outputs()]
         counts = self._results
         if len(active) == 1:  # the usual case, kept to a short loop per item
@@ -242,13 +338,13 @@ class Plumber(Dagger):
                     count += 1
                     if not count & 255:
                         counts[piper] = count
-                    if pausable and self._pausing:
+                    if self._pausing:
                         return False
             finally:
                 counts[piper] = count
             return True
         while active:
-            if pausable and self._pausing:
+            if self._pausing:
                 return False
             still = []
             for piper, results in active:
@@ -276,11 +372,73 @@ class Plumber(Dagger):
                 return error
         return None
 
-    def _drain(self) -> None:
-        began = time.monotonic()
-        self._pull_rounds(pausable=False)
-        self._run_seconds += time.monotonic() - began
-        self._finished_at = time.time()
+    def _levels(self) -> list[int]:
+        """How many items each input gives in all when the pipeline stops.
+
+        A Piper that reads several others takes one item of each per inbox, so
+        inputs that meet at such a Piper must give matching numbers of items:
+        the items of one without the others' to pair with would be taken,
+        evaluated, and dropped. Along a path the numbers go by ``produce /
+        consume`` of each Piper; inputs joined through the graph (synchronized
+        Pipers aside: they read their inputs at rates of their own) are brought
+        level with the one that went furthest. Inputs that meet nowhere, or
+        whose paths disagree (the Piper where they meet would lose items
+        anyway), keep the number they have taken.
+        """
+        inputs = self.get_inputs()
+        levels = [gate.taken for gate in self._gates]
+        if len(inputs) != len(levels):  # Pipers added since start: they have no input here
+            return levels
+        done: set[Piper] = set()
+        for first in inputs:
+            if first in done:
+                continue
+            rates, agree = self._rates(first)
+            members = [k for k, p in enumerate(inputs) if (True, p) in rates]
+            done.update(inputs[k] for k in members)
+            if not agree or len(members) < 2:
+                continue
+            # Whole items of each input per unit, and the fewest units that hold them all.
+            scale = math.lcm(*(rates[True, inputs[k]].denominator for k in members))
+            per_unit = {k: int(rates[True, inputs[k]] * scale) for k in members}
+            units = max(-(-levels[k] // per_unit[k]) for k in members)
+            for k in members:
+                levels[k] = units * per_unit[k]
+        return levels
+
+    def _rates(self, first: Piper) -> tuple[dict[tuple[bool, Piper], Fraction], bool]:
+        """Items at each point joined to ``first``'s input, per item of that input.
+
+        A point is ``(True, piper)``, the items into a Piper, or ``(False,
+        piper)``, the items out of it. Also whether every path gives a point
+        the same number.
+        """
+        graph = self.graph
+        rates = {(True, first): Fraction(1)}
+        todo = [(True, first)]
+        agree = True
+        while todo:
+            point = todo.pop()
+            into, piper = point
+            rate = rates[point]
+            near: list[tuple[tuple[bool, Piper], Fraction]] = []
+            if not piper.synchronized:  # its inputs go at rates of their own
+                ratio = Fraction(piper.produce, piper.consume)
+                if into:
+                    near.append(((False, piper), rate * ratio))
+                    near += [((False, up), rate) for up in graph.predecessors(piper)]
+                else:
+                    near.append(((True, piper), rate / ratio))
+            if not into:
+                near += [((True, down), rate) for down in graph.successors(piper)
+                         if not down.synchronized]
+            for other, value in near:
+                if other not in rates:
+                    rates[other] = value
+                    todo.append(other)
+                elif rates[other] != value:
+                    agree = False
+        return rates, agree
 
     # -- saving and loading -------------------------------------------------------------
 
@@ -299,7 +457,15 @@ class Plumber(Dagger):
             text = pipeline_source(self)
         except Exception as exc:
             raise PlumberError(f"Plumber: cannot save the pipeline to {filename}: {exc}") from exc
-        atomic_write_text(Path(filename), text)
+        target = Path(filename)
+        if not target.parent.is_dir():  # else the error would name a temporary file
+            raise PlumberError(f"Plumber: cannot save the pipeline to {filename}: the folder "
+                               f"{target.parent} does not exist")
+        try:
+            atomic_write_text(target, text)
+        except OSError as exc:
+            raise PlumberError(f"Plumber: cannot save the pipeline to {filename}: "
+                               f"{exc.strerror or exc}") from exc
 
     def load(self, filename: str | os.PathLike[str]) -> None:
         """Add the pipeline of a pipeline file to this (empty) Plumber.

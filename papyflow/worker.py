@@ -32,9 +32,30 @@ def _keepable(exc: BaseException) -> BaseException | None:
     """``exc`` if it survives a pickle round trip (it may travel between processes)."""
     try:
         pickle.loads(pickle.dumps(exc))
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever fails, the exception stays behind
         return None
     return exc
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """``a == b`` as one bool, into tuples, lists and dicts; arrays by ``numpy.array_equal``."""
+    if a is b:
+        return True
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return (type(a) is type(b) and len(a) == len(b)
+                and all(_equal(x, y) for x, y in zip(a, b, strict=True)))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # element-wise == (numpy arrays) has no one truth value
+        pass
+    import numpy
+
+    try:
+        return bool(numpy.array_equal(a, b))
+    except (TypeError, ValueError):
+        return False
 
 
 def worker_error(func: Callable[..., Any], inbox: Any, exc: BaseException) -> WorkerError:
@@ -65,13 +86,17 @@ class Worker:
     An inbox holding a :class:`PiperError` (an item that failed upstream) is
     returned as that error without calling anything.
 
+    Two Workers are equal when they compose the same functions with equal
+    arguments: compared with ``==``, and numpy arrays (whose ``==`` is
+    element-wise) by ``numpy.array_equal``, same shape and same elements.
+
     >>> def inc(inbox, by=1):
     ...     return inbox[0] + by
     >>> Worker((inc, inc), kwargs=({}, {'by': 10}))((1,))
     12
     """
 
-    __slots__ = ("task", "args", "kwargs", "name", "_steps")
+    __slots__ = ("_steps", "args", "kwargs", "name", "task")
 
     def __init__(self, functions: Any, arguments: Sequence[Any] | None = None,
                  kwargs: Any = None, name: str | None = None) -> None:
@@ -151,7 +176,7 @@ class Worker:
             given = result if first else (result,)
             try:
                 result = func(given, *args, **kwargs)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - an exception is returned, as a value
                 return worker_error(func, given, exc)
             first = False
         return result
@@ -159,8 +184,8 @@ class Worker:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Worker):
             return NotImplemented
-        return (self.task == other.task and self.args == other.args
-                and self.kwargs == other.kwargs)
+        return (self.task == other.task and _equal(self.args, other.args)
+                and _equal(self.kwargs, other.kwargs))
 
     def __hash__(self) -> int:
         return hash(self.task)

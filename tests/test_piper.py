@@ -9,7 +9,15 @@ from papyflow import Piper, PiperError, Worker, WorkerError
 from papyflow.errors import PiperTimeoutError
 from papyflow.piper import Phase
 from tests.pipeline_helpers import (
-    add, double, exit_on_four, fail_on_three, group_sum, inc, nap, pair, slow_on_two,
+    add,
+    double,
+    exit_on_four,
+    fail_on_three,
+    group_sum,
+    inc,
+    nap,
+    pair,
+    slow_on_two,
 )
 
 
@@ -92,6 +100,15 @@ def test_produce_needs_results_of_that_length():
     out = list(piper)
     assert len(out) == 4 and all(isinstance(x, PiperError) for x in out)
     assert "produce=2 needs a sequence" in str(out[0].args[0])
+
+
+def test_a_result_that_produce_cannot_split_is_counted_where_it_failed(parallel):
+    # Each failed result is one failed item of this Piper, emitted produce times.
+    piper = Piper(nap, parallel=parallel, produce=2)
+    out = _run(piper, data=[(1, 2), 3, (4, 5, 6)])
+    assert out[:2] == [1, 2] and all(isinstance(x, PiperError) for x in out[2:])
+    assert len(out) == 6
+    assert (piper.stats.results, piper.stats.errors) == (3, 2)
 
 
 @pytest.mark.parametrize("worker_type", ["thread", "process"])

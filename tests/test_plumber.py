@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 
 import pytest
 
 from numap import NuMap
-from papyflow import Piper, PiperError, Plumber, PlumberError
+from papyflow import DaggerError, Piper, PiperError, Plumber, PlumberError, Worker
 from tests.helpers import Raising
 from tests.pipeline_helpers import (
     add,
@@ -17,6 +18,7 @@ from tests.pipeline_helpers import (
     fail_on_three,
     inc,
     nap,
+    pair,
     sleep_for,
 )
 
@@ -96,6 +98,94 @@ def test_pause_then_stop_loses_nothing_that_was_taken():
         assert p.stats["pipers_tracked"][a][0] == {i: i for i in range(taken)}
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_pause_returns_at_once_and_the_item_in_flight_is_kept(parallel):
+    with NuMap(worker_type="thread", worker_num=1, stride=1) as nm:
+        p = Plumber()
+        a = Piper(sleep_for, parallel=nm if parallel else False, name="a", track=True)
+        p.add_piper(a)
+        p.start([[0.6] * 4])
+        p.run()
+        time.sleep(0.2)  # the first item is being evaluated
+        began = time.monotonic()
+        p.pause()
+        assert time.monotonic() - began < 0.3 and p.state.value == "paused"
+        p.stop()
+        taken = p.stats["inputs_taken"][0]
+        assert 1 <= taken < 4
+        assert p.stats["pipers_tracked"][a] == [{i: 0.6 for i in range(taken)}]
+
+
+def _both(inbox):
+    return inbox
+
+
+def _wait_for(condition, seconds=30.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("ratio", [1, 2])
+def test_stop_brings_inputs_that_meet_level(ratio):
+    # Two inputs on NuMaps of their own, each reading ahead as far as its buffer
+    # lets it, meet at 'c'. At stop the one behind must take the items that pair
+    # with those the other has taken: else those are evaluated, then dropped.
+    # With ratio 2, 'a' makes two items of each input item (produce=2) and 'b'
+    # one (its 2 spawned tasks make the rule hold): 'b' needs two items per 'a' item.
+    with NuMap(worker_type="thread", worker_num=2, buffer=8, stride=2) as slow, \
+            NuMap(worker_type="thread", worker_num=2, buffer=256, stride=16) as fast:
+        if ratio == 1:
+            a = Piper(Worker(nap, (0.002,)), parallel=slow, name="a", branch=1)
+        else:
+            a = Piper(Worker((nap, pair), ((0.002,), ())), parallel=slow, name="a", branch=1,
+                      produce=2)
+        b = Piper(inc, parallel=fast, name="b", branch=2, spawn=ratio)
+        c = Piper(_both, name="c", consume=ratio, track=True)
+        p = Plumber()
+        p.add_pipes([(a, c), (b, c)])
+        p.start([itertools.count(), itertools.count()])  # endless
+        p.run()
+        _wait_for(lambda: len(c.tracked[0]) >= 20
+                  and p.stats["inputs_taken"][1] > ratio * p.stats["inputs_taken"][0])
+        p.pause()
+        p.stop()
+        taken = p.stats["inputs_taken"]
+        assert taken[1] == ratio * taken[0]
+        tracked = p.stats["pipers_tracked"][c][0]
+        if ratio == 1:
+            assert tracked == {i: (i, i + 1) for i in range(taken[0])}
+        else:
+            assert tracked == {i: ((i, -i), (2 * i + 1, 2 * i + 2)) for i in range(taken[0])}
+
+
+@pytest.mark.parametrize("delete", ["piper", "pipe"])
+def test_a_stopped_pipeline_starts_again_after_a_deletion(delete):
+    with NuMap(worker_type="thread", worker_num=2) as nm:
+        p = Plumber()
+        a = Piper(inc, parallel=nm, name="a")
+        b = Piper(double, parallel=nm, name="b", branch=1)
+        c = Piper(inc, parallel=nm, name="c", branch=2, track=True)
+        p.add_pipes([(a, b), (a, c)])
+        p.start([range(3)])
+        p.run()
+        p.wait(30)
+        with pytest.raises(DaggerError, match="while the pipeline runs.*stop it first"):
+            p.del_piper(b)
+        p.stop()
+        if delete == "piper":
+            p.del_piper(b)
+        else:
+            p.del_pipe((a, b))  # b feeds nothing any more: it goes, a stays (it feeds c)
+        assert b not in p and not b.connected and a in p
+        p.start([range(10, 13)])
+        p.run()
+        p.wait(30)
+        assert p.stats["pipers_tracked"][c] == [{0: 12, 1: 13, 2: 14}]
+        p.stop()
+
+
 def test_run_again_after_pause():
     with NuMap(worker_type="thread", worker_num=1) as nm:
         p = Plumber()
@@ -152,7 +242,7 @@ def test_wait_past_its_timeout_raises():
 
 def test_start_again_after_stop_with_new_data():
     with NuMap(worker_type="process", worker_num=2) as nm:
-        p, a, b = _line(parallel=nm)
+        p, _, b = _line(parallel=nm)
         p.start([range(5)])
         p.run()
         p.wait(30)

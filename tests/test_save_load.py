@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
+import types
 
 import pytest
 
@@ -52,7 +54,8 @@ def _python(*parts, cwd):
     script = cwd / "script.py"  # a real file: functions in __main__ have a source
     script.write_text("\n".join(textwrap.dedent(part) for part in parts))
     done = subprocess.run([sys.executable, str(script)], cwd=cwd,
-                          capture_output=True, text=True, timeout=90)
+                          capture_output=True, text=True, timeout=90,
+                          check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -75,7 +78,7 @@ def test_a_saved_pipeline_rebuilds_and_gives_the_same_results(tmp_path):
     """, RUN, cwd=tmp_path)
     assert loaded == original
     expected = [(i, (4 * i + 3) + (4 * i + 10)) for i in range(10)]
-    assert eval(original) == expected  # noqa: S307 - our own printed list
+    assert eval(original) == expected
 
 
 def test_save_and_load_in_process(tmp_path):
@@ -90,7 +93,7 @@ def test_save_and_load_in_process(tmp_path):
         plumber.save(path)
     again = Plumber()
     again.load(path)
-    a2, b2, c2 = again.postorder()
+    a2, _, c2 = again.postorder()
     assert (a2.name, a2.timeout, a2.worker.args) == ("a", 30, ((5,),))
     assert a2.imap.worker_type == "thread" and a2.imap.worker_num == 2
     assert again.graph.nodes[a2]["xtra"] == {"color": "red"}
@@ -118,6 +121,46 @@ def test_files_that_do_not_load_name_the_file_and_line(tmp_path):
         Plumber().load(empty)
     with pytest.raises(PlumberError, match="not found"):
         Plumber().load(tmp_path / "missing.py")
+
+
+def test_syntax_errors_name_the_file_and_line_where_they_are(tmp_path):
+    (tmp_path / "helper_with_a_typo.py").write_text("x = 1\ny = (\n")
+    imports = tmp_path / "imports.py"
+    imports.write_text("from papyflow import Plumber\nplumber = Plumber()\n"
+                       "import helper_with_a_typo\n")
+    with pytest.raises(PlumberError, match=r"helper_with_a_typo.py, line 2: SyntaxError: .*"
+                       r"\(reached from .*imports.py, line 3\)"):
+        Plumber().load(imports)
+    runs = tmp_path / "runs.py"
+    runs.write_text("from papyflow import Plumber\nplumber = Plumber()\nx = 1\nexec('a b')\n")
+    with pytest.raises(PlumberError, match=r"runs.py, line 4: SyntaxError in <string>, line 1"):
+        Plumber().load(runs)
+
+
+@pytest.mark.parametrize("exit_call", ["sys.exit()", "raise SystemExit(3)"])
+def test_a_file_that_exits_while_loaded_is_a_plumber_error(tmp_path, exit_call):
+    exits = tmp_path / "exits.py"
+    exits.write_text(f"import sys\nfrom papyflow import Plumber\nplumber = Plumber()\n{exit_call}\n")
+    with pytest.raises(PlumberError, match=r"exits.py, line 4: the file exits while it is loaded"):
+        Plumber().load(exits)
+
+
+def test_node_extras_that_are_not_literals_are_saved(tmp_path):
+    plumber = Plumber()
+    plumber.add_piper(Piper(inc, name="a"), xtra={"meta": types.SimpleNamespace(size=3)})
+    path = tmp_path / "pipe.py"
+    plumber.save(path)
+    again = Plumber()
+    again.load(path)
+    assert again.graph.nodes[again.pipers[0]]["xtra"] == {"meta": types.SimpleNamespace(size=3)}
+
+
+def test_saving_into_a_folder_that_does_not_exist_names_the_file(tmp_path):
+    plumber = Plumber()
+    plumber.add_piper(Piper(inc, name="a"))
+    target = tmp_path / "nowhere" / "pipe.py"
+    with pytest.raises(PlumberError, match=re.escape(f"cannot save the pipeline to {target}: the")):
+        plumber.save(target)
 
 
 def test_numap_settings_that_differ_from_the_defaults_are_saved(tmp_path):

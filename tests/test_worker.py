@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 
 import dill
+import numpy as np
 import pytest
 
 from papyflow import PiperError, Worker, WorkerError
@@ -42,6 +43,13 @@ def test_equality_is_by_functions_and_arguments():
     assert Worker(inc, (1,)) != Worker(inc, (2,))
     assert Worker(inc) != Worker(double)
     assert hash(Worker(inc)) == hash(Worker(inc))
+
+
+def test_equality_compares_numpy_arguments_whole():
+    same = Worker(inc, kwargs={"by": np.arange(3)}) == Worker(inc, kwargs={"by": np.arange(3)})
+    assert same is True
+    assert Worker(inc, (np.arange(3),)) != Worker(inc, (np.arange(4),))
+    assert Worker(inc, (np.zeros(2),)) != Worker(inc, (np.ones(2),))
 
 
 def test_an_exception_becomes_a_returned_worker_error():
