@@ -1,12 +1,17 @@
 """DataLogger under faults: killed producers and savers lose nothing accepted; a full or
-read-only disk is reported at shutdown, never lost in silence."""
+read-only disk, or two packages for one file, is reported at shutdown, never lost in
+silence; a put racing shutdown is saved or refused."""
 
 from __future__ import annotations
 
 import errno
 import os
+import pickle
 import random
+import select
 import signal
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -16,10 +21,13 @@ import pytest
 
 from papyflow.datalogger import (
     DataLogger,
+    DuplicatePackageError,
     LoggerBrokenError,
+    LoggerClosedError,
     LogPackage,
     LogQueue,
     LogWriteError,
+    Phase,
     SaverLostError,
 )
 
@@ -225,3 +233,184 @@ def test_a_package_on_a_connection_still_in_the_backlog_at_shutdown_is_saved(
         logger.shutdown()
     saved = logger.output_directory / package.file_name
     assert np.array_equal(np.load(saved), np.arange(5, dtype=np.uint8))
+
+
+# -- shutdown racing a put: every put that returned is saved ---------------------------------
+
+
+def test_a_put_made_while_shutdown_ends_its_connection_is_saved_or_refused(
+        tmp_path, monkeypatch):
+    # The dispatcher has read this connection for the last time and is about to close
+    # it; a put lands now. It must not return for a package that is then thrown away.
+    from papyflow.datalogger import _dispatcher
+
+    close_producer = _dispatcher.Dispatcher._close_producer
+    outcome: list[object] = []
+    late = LogPackage(5, 2, np.arange(3, dtype=np.uint8))
+
+    def put_late():
+        try:
+            logger.input_queue.put(late)
+            outcome.append("returned")
+        except LoggerClosedError as exc:
+            outcome.append(exc)
+
+    def close_after_a_late_put(self, producer):
+        if not outcome:
+            thread = threading.Thread(target=put_late)
+            thread.start()
+            thread.join(30)
+        close_producer(self, producer)
+
+    monkeypatch.setattr(_dispatcher.Dispatcher, "_close_producer", close_after_a_late_put)
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1)
+    logger.start()
+    logger.input_queue.put(LogPackage(5, 1, b"first"))  # opens the connection
+    logger.shutdown()
+    assert len(outcome) == 1
+    saved = (logger.output_directory / late.file_name).exists()
+    assert saved == (outcome[0] == "returned")
+    assert logger.statistics().received == 1 + saved
+
+
+@pytest.mark.parametrize("frame_arrives", ["before the last read", "after the last read"])
+def test_a_put_that_meets_closing_learns_whether_its_package_was_taken(
+        tmp_path, monkeypatch, frame_arrives):
+    # The handshake, forced into its two outcomes: a put whose pre-check saw nothing
+    # and whose frame then meets CLOSING returns if the logger read the frame before
+    # CLOSED, and raises if the frame came after the logger's last read.
+    from papyflow.datalogger import _dispatcher, input_queue
+
+    poll, close_producer = input_queue._Link.poll, _dispatcher.Dispatcher._close_producer
+    last_read_done, frame_sent = threading.Event(), threading.Event()
+    calls = 0
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1)
+    stopper = threading.Thread(target=logger.shutdown)
+
+    late = frame_arrives == "after the last read"
+
+    def forced_poll(link):
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # before the frame: nothing to see yet
+            poll(link)
+            if late:  # the logger reads this connection for the last time, now
+                stopper.start()
+                assert last_read_done.wait(30)
+            return
+        # after the frame: the shutdown begins (if not yet); wait for its CLOSING
+        if not late:
+            stopper.start()
+        frame_sent.set()
+        assert select.select([link.sock], [], [], 30)[0]
+        poll(link)
+
+    def close_when_told(self, producer):
+        last_read_done.set()
+        frame_sent.wait(30)
+        close_producer(self, producer)
+
+    logger.start()
+    queue = logger.input_queue
+    queue.put(LogPackage(6, 1, b"first"))  # connected, before the patches
+    monkeypatch.setattr(input_queue._Link, "poll", forced_poll)
+    monkeypatch.setattr(_dispatcher.Dispatcher, "_close_producer", close_when_told)
+    package = LogPackage(6, 2, b"second")
+    try:
+        if not late:
+            queue.put(package)
+        else:
+            with pytest.raises(LoggerClosedError, match="shut down before it took"):
+                queue.put(package)
+    finally:
+        frame_sent.set()
+        last_read_done.set()
+        if stopper.ident is not None:
+            stopper.join(30)
+        else:
+            logger.shutdown()
+    saved = (logger.output_directory / package.file_name).exists()
+    assert saved == (not late)
+    assert logger.statistics().received == 1 + saved
+
+
+def test_a_producer_refused_by_a_broken_run_puts_again_after_a_restart(tmp_path):
+    # A second LogQueue for the same logger: a producer whose connection outlives
+    # shutdown (the logger's own input_queue is closed by shutdown).
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1)
+    producer = pickle.loads(pickle.dumps(logger.input_queue))
+    logger.start()
+    logger.output_directory.rmdir()
+    logger.output_directory.write_text("not a directory")
+    producer.put(LogPackage(1, 2, b"b"))
+    _wait_until(lambda: logger.statistics().failed == 1)
+    with pytest.raises(LoggerBrokenError, match="source 1, time stamp 2"):
+        producer.put(LogPackage(1, 3, b"c"))
+    with pytest.raises(LogWriteError):
+        logger.shutdown()
+    logger.output_directory.unlink()
+    logger.output_directory.mkdir()
+    logger.start()
+    try:
+        producer.put(LogPackage(1, 4, b"d"))  # a new run: not broken
+    finally:
+        producer.close()
+        logger.shutdown()
+    assert [p.name for p in logger.output_directory.iterdir()] == [f"1_{4:020d}.npy"]
+
+
+# -- one file per source and time stamp: a duplicate is reported, never written over ---------
+
+
+def test_a_second_package_of_one_source_and_time_stamp_is_reported_not_written_over(tmp_path):
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1)
+    logger.start()
+    logger.input_queue.put(LogPackage(1, 5, np.array([1, 2, 3], np.uint8)))
+    logger.input_queue.put(LogPackage(1, 5, np.array([9], np.uint8)))
+    with pytest.raises(LogWriteError) as info:
+        logger.shutdown()
+    assert info.value.errno == errno.EEXIST
+    [failed] = info.value.failures
+    assert isinstance(failed.error, DuplicatePackageError)
+    assert isinstance(failed.error, FileExistsError)
+    assert "source 1, time stamp 5 has a file already" in str(info.value)
+    assert failed.package.serialized_data.tolist() == [9]
+    out = logger.output_directory
+    assert [p.name for p in out.iterdir()] == [f"1_{5:020d}.npy"]  # no temporary left
+    assert np.load(out / f"1_{5:020d}.npy").tolist() == [1, 2, 3]  # the first one, kept
+    stats = logger.statistics()
+    assert (stats.received, stats.saved, stats.failed) == (2, 1, 1)
+
+
+def test_a_batch_written_again_takes_a_file_of_the_same_bytes_only(tmp_path):
+    from papyflow.datalogger._saver import write_file
+
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        write_file(folder, "1_5.npy", memoryview(b"abc"), "t")
+        write_file(folder, "1_5.npy", memoryview(b"abc"), "t", redo=True)  # a dead saver's
+        with pytest.raises(FileExistsError):
+            write_file(folder, "1_5.npy", memoryview(b"abc"), "t")
+        with pytest.raises(FileExistsError):
+            write_file(folder, "1_5.npy", memoryview(b"abd"), "t", redo=True)
+    finally:
+        os.close(folder)
+    assert [p.name for p in tmp_path.iterdir()] == ["1_5.npy"]
+    assert np.load(tmp_path / "1_5.npy").tobytes() == b"abc"
+
+
+# -- the logger's socket -------------------------------------------------------------------------
+
+
+def test_a_socket_path_too_long_names_the_path_and_leaks_nothing(tmp_path, monkeypatch):
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    logger = DataLogger(tmp_path)
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError, match=r"cannot listen at '.*/in': AF_UNIX path too long") as info:
+        logger.start()
+    assert "TMPDIR" in str(info.value)
+    assert set(os.listdir("/proc/self/fd")) <= before
+    assert not list(deep.iterdir())  # its private folder removed
+    assert logger.phase is Phase.NEW

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import secrets
 import threading
 
@@ -154,6 +155,9 @@ def test_a_bad_prototype_is_refused(name):
         SharedMemoryArray.create_array(name, [1, 2, 3])
     with pytest.raises(TypeError, match="Python objects"):
         SharedMemoryArray.create_array(name, np.array([object()]))
+    with pytest.raises(ValueError, match="prototype must have at least one dimension, "
+                                         r"got the 0-d array array\(5"):
+        SharedMemoryArray.create_array(name, np.array(5, dtype=np.int32))
 
 
 @pytest.mark.parametrize(("index", "error", "message"), [
@@ -188,6 +192,25 @@ def test_data_that_does_not_fit_is_refused(name, data, error, message):
     sma.destroy()
 
 
+@pytest.mark.parametrize(("datatype", "data", "error", "message"), [
+    (np.float32, 1e300, ValueError, r"1e\+300 does not fit .* of float32"),
+    (np.float16, [1.0, 70000.0], ValueError, "does not fit .* of float16"),
+    (np.float16, np.uint64(2**64 - 1), ValueError, "does not fit"),
+    (np.complex64, 1e300 + 1j, ValueError, "does not fit"),
+    (np.bool_, 5, TypeError, "cannot write int64 data 5 .* of bool"),
+    (np.bool_, [1, 0], TypeError, "cannot write int64"),
+])
+def test_a_value_the_datatype_cannot_hold_is_refused(name, datatype, data, error, message):
+    sma = SharedMemoryArray.create_array(name, np.zeros(2, dtype=datatype))
+    index = (0, 2) if isinstance(data, list) else 0
+    with pytest.raises(error, match=message):
+        sma.write_data(index, data)
+    assert not sma.read_data((0,)).any()  # nothing written
+    zeros = np.zeros(2, dtype=datatype)
+    sma.write_data(index, zeros if isinstance(data, list) else zeros[0])  # its own type
+    sma.destroy()
+
+
 def test_reading_without_a_connection_is_a_clear_error(name):
     sma = SharedMemoryArray.create_array(name, np.zeros(3))
     sma.disconnect()
@@ -209,3 +232,57 @@ def test_a_full_dev_shm_is_a_clear_error_and_leaves_nothing(name, monkeypatch):
         SharedMemoryArray.create_array(name, np.zeros(1000))
     assert caught.value.errno == errno.ENOSPC
     assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def _read_first(shared):
+    shared.read_data(0)
+
+
+def test_a_child_forked_while_another_thread_holds_the_lock_can_use_the_array(name):
+    sma = SharedMemoryArray.create_array(name, np.zeros(4, dtype=np.int64))
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with sma._lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(30)
+        child = multiprocess.get_context("fork").Process(target=_read_first, args=(sma,))
+        child.start()  # the child's copy of the lock: held by a thread it does not have
+        child.join(20)  # it takes milliseconds; a child that hangs is killed
+        if child.exitcode is None:
+            child.kill()
+            child.join()
+    finally:
+        release.set()
+        holder.join()
+    assert child.exitcode == 0
+    sma.destroy()
+
+
+def test_a_structured_array_keeps_its_fields_through_pickle(name):
+    datatype = np.dtype([("a", "i4"), ("b", "f8")])
+    sma = SharedMemoryArray.create_array(name, np.zeros(3, datatype))
+    sma.write_data(1, np.array((3, 4.5), datatype))
+    clone = pickle.loads(pickle.dumps(sma))
+    assert clone.datatype == datatype
+    assert clone.read_data(1, convert_output=True) == (3, 4.5)
+    clone.disconnect()
+    sma.destroy()
+
+
+def test_an_empty_slice_takes_empty_data(name):
+    sma = SharedMemoryArray.create_array(name, np.zeros(0, dtype=np.int32))
+    sma.write_data((0,), [])
+    assert sma.read_data((0,)).tolist() == []
+    sma.destroy()
+    sma = SharedMemoryArray.create_array(name, np.arange(3, dtype=np.int32))
+    sma.write_data((1, 1), [])
+    with pytest.raises(ValueError, match="could not broadcast"):
+        sma.write_data((0, 2), [])
+    assert sma.read_data((0,), convert_output=True) == [0, 1, 2]
+    sma.destroy()

@@ -12,6 +12,7 @@ from .adapter import LogResults, log_results, serialize
 from .compress import compress_logs
 from .errors import (
     DataLoggerError,
+    DuplicatePackageError,
     FailedPackage,
     LoggerBrokenError,
     LoggerClosedError,
@@ -25,6 +26,7 @@ from .package import LogPackage
 __all__ = [
     "DataLogger",
     "DataLoggerError",
+    "DuplicatePackageError",
     "FailedPackage",
     "LogPackage",
     "LogQueue",

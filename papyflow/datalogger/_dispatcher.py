@@ -15,14 +15,19 @@ keeps each batch until a saver acknowledges it.
                                  saver is started
 
 No loss: a batch leaves the dispatcher's memory only with its acknowledgement,
-which a saver sends after its last rename; a saver's death costs a second write
-of its unacknowledged batches, never a package. The bound: while the
+which a saver sends after its last file is in place; a saver's death costs a
+second write of its unacknowledged batches (marked so: a file already there with
+the same bytes is the dead saver's), never a package. At shutdown each connection
+ends with a handshake (``CLOSING``, read until nothing more, ``CLOSED`` with the
+count of frames taken; see :mod:`.input_queue`), so a put that returned is saved
+and one that came too late raises. The bound: while the
 dispatcher holds ``queue_size`` packages or ``queue_bytes`` bytes (pending and
 in flight), it stops reading the sockets, and producers block in ``put``.
 
 Errors: a frame a saver could not write comes back in its acknowledgement; the
-dispatcher keeps it (package and error), writes a notice to every producer (so
-their next ``put`` raises ``LoggerBrokenError``) and goes on saving the rest.
+dispatcher keeps it (package and error), writes a ``BROKEN`` notice to every
+producer (so their next ``put`` raises ``LoggerBrokenError``) and goes on saving
+the rest.
 ``DataLogger.shutdown`` raises ``LogWriteError`` naming every such package.
 """
 
@@ -42,7 +47,7 @@ import numpy as np
 
 from ._saver import Ack, Kind, SaverLink, frames, run_saver
 from .errors import FailedPackage, RemoteTraceback, SaverLostError
-from .package import FRAME, LogPackage, file_name
+from .package import FRAME, TAKEN, LogPackage, Notice, file_name, notice
 
 __all__ = ["Dispatcher", "LoggerStatistics"]
 
@@ -50,9 +55,21 @@ _CHUNK = 1 << 18          # the receive buffer of a producer (larger frames get 
 _BATCH_PACKAGES = 512     # a batch holds at most this many frames ...
 _BATCH_BYTES = 1 << 20    # ... or this many bytes (a larger frame is a batch alone)
 _DRAIN_GRACE = 2.0        # at shutdown, how long a half-received frame is waited for
+_NOTICE_BYTES = 4000      # a BROKEN notice's text is cut to this many bytes
+_UNIX_PATH = 108          # sun_path of a Unix socket address (Linux), terminating zero included
 _STOP_GRACE = 5.0         # how long savers get to exit after Stop
 
 _HEAD = FRAME.size
+
+
+def _cannot_listen(address: str, exc: OSError) -> OSError:
+    """``exc`` from binding the logger's socket, naming the socket and the cause."""
+    cause = exc.strerror or str(exc)
+    message = f"the data logger cannot listen at {address!r}: {cause}"
+    if len(os.fsencode(address)) >= _UNIX_PATH:
+        message += (f" (the path has {len(os.fsencode(address))} bytes; a Unix socket's "
+                    f"path holds at most {_UNIX_PATH - 1}: point TMPDIR to a shorter folder)")
+    return OSError(exc.errno, message) if exc.errno is not None else OSError(message)
 
 
 def _array(data: memoryview) -> np.ndarray:
@@ -89,14 +106,16 @@ class _Batch:
     id: int
     data: bytes | bytearray
     count: int
+    redo: bool = False   # a saver that died had it: some of its files may be there
 
 
 @dataclass(slots=True, eq=False)
 class _Producer:
-    """One producer connection and the frames it has half sent."""
+    """One producer connection, the frames it has half sent, and how many it sent whole."""
 
     sock: socket.socket
     buf: bytearray
+    taken: int = 0   # whole frames received (told the producer in CLOSED)
     filled: int = 0
     big: bytearray | None = None   # one frame larger than ``buf``, being received
     big_filled: int = 0
@@ -151,9 +170,17 @@ class Dispatcher:
 
     def start(self) -> None:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(self._address)
-        listener.listen(256)
-        listener.setblocking(False)
+        try:
+            try:
+                listener.bind(self._address)
+            except OSError as exc:
+                raise _cannot_listen(self._address, exc) from exc
+            listener.listen(256)
+            listener.setblocking(False)
+        except BaseException:
+            listener.close()
+            self._close_all()  # the wake-up pipe and the selector
+            raise
         self._listener = listener
         self._selector.register(listener, selectors.EVENT_READ, (self._accept, None))
         self._selector.register(self._wake_r, selectors.EVENT_READ, (self._woken, None))
@@ -211,6 +238,10 @@ class Dispatcher:
                 if self._listener is not None:
                     self._close_listener()
                     self._drain_deadline = time.monotonic() + _DRAIN_GRACE
+                    # Before the last reads: a frame sent after them meets CLOSING.
+                    closing = notice(Notice.CLOSING)
+                    for producer in self._producers.values():
+                        self._tell(producer, closing)
                 self._drain()
                 if not self._producers and not self._pending and not any(
                         s.inflight for s in self._savers):
@@ -237,7 +268,7 @@ class Dispatcher:
             if self._reading:
                 self._selector.register(sock, selectors.EVENT_READ, (self._receive, producer))
             if self._broken is not None:
-                self._notify(producer, self._broken)
+                self._tell(producer, self._broken_notice())
 
     def _set_reading(self, reading: bool) -> None:
         if reading == self._reading:
@@ -273,6 +304,7 @@ class Dispatcher:
             producer.big_filled += count
             if producer.big_filled == len(producer.big):
                 self._enqueue(producer.big, 1)
+                producer.taken += 1
                 producer.big, producer.big_filled = None, 0
         else:
             producer.filled += count
@@ -292,6 +324,7 @@ class Dispatcher:
                 if end > filled:
                     break
                 offset, count, length = end, count + 1, -1
+                producer.taken += 1
                 if count == _BATCH_PACKAGES or offset - start >= _BATCH_BYTES:
                     self._enqueue(bytes(view[start:offset]), count)
                     start, count = offset, 0
@@ -337,7 +370,7 @@ class Dispatcher:
         self._listener = None
 
     def _drain(self) -> None:
-        """At shutdown: read each producer until it has nothing more, then close it."""
+        """At shutdown: read each producer until it has nothing more, then end it."""
         for producer in list(self._producers.values()):
             while (self._stats["held"] < self._queue_size
                    and self._stats["held_bytes"] < self._queue_bytes):
@@ -346,14 +379,22 @@ class Dispatcher:
                     break
                 if got is False:
                     if not producer.partial() or time.monotonic() > self._drain_deadline:
+                        self._tell(producer, notice(Notice.CLOSED, TAKEN.pack(producer.taken)))
                         self._close_producer(producer)
                     break
 
-    def _notify(self, producer: _Producer, reason: str) -> None:
+    def _tell(self, producer: _Producer, message: bytes) -> None:
+        """Write a notice to ``producer`` (it reads notices in its next put)."""
         try:
-            producer.sock.send(reason.encode("utf-8")[:4000])
+            # Whole or not at all: a connection gets at most three notices (BROKEN,
+            # CLOSING, CLOSED; about 4 KiB), far below its socket's buffer.
+            producer.sock.send(message)
         except OSError:
-            pass
+            pass  # the producer is gone; the next read of its socket says so
+
+    def _broken_notice(self) -> bytes:
+        assert self._broken is not None
+        return notice(Notice.BROKEN, self._broken.encode("utf-8")[:_NOTICE_BYTES])
 
     # -- batches and savers --------------------------------------------------------------
 
@@ -377,7 +418,7 @@ class Dispatcher:
             batch = self._pending.popleft()
             saver.inflight[batch.id] = batch
             try:
-                saver.link.send_work(batch.id, batch.data)
+                saver.link.send_work(batch.id, batch.data, redo=batch.redo)
             except OSError:
                 self._lost(saver)
 
@@ -438,8 +479,9 @@ class Dispatcher:
         if self._broken is None:
             self._broken = (f"the data logger could not save {failed.describe()}; "
                             "DataLogger.shutdown() reports every such package")
+            message = self._broken_notice()
             for producer in self._producers.values():
-                self._notify(producer, self._broken)
+                self._tell(producer, message)
 
     def _lost(self, saver: _Saver) -> None:
         """A saver died: its unacknowledged batches go back, first in line."""
@@ -453,6 +495,8 @@ class Dispatcher:
             saver.process.kill()
             saver.process.join()
         saver.link.close()
+        for batch in saver.inflight.values():
+            batch.redo = True
         self._pending.extendleft(sorted(saver.inflight.values(), key=lambda b: -b.id))
         saver.inflight.clear()
         try:

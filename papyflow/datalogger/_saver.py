@@ -9,9 +9,10 @@
                                            waits on a busy saver)
                                           writer threads (thread_count): one batch
                                            each; per frame: temporary file, write,
-                                           rename
+                                           link to its name (never replacing a
+                                           file), unlink the temporary
     link.receive() -> Ack          <----  Ack(batch, failures), after the last
-                                           rename of the batch
+                                           file of the batch is in place
 
 The two ends of a :class:`SaverLink` (a socket pair) carry messages of a
 17-byte header (:class:`Kind`, batch number, size) and a body: a batch's bytes
@@ -21,12 +22,18 @@ the kernel's); an acknowledgement is a pickled :class:`Ack`.
 A batch is acknowledged only after each of its files has its final name (or
 failed, in which case the failure travels in the acknowledgement). A saver that
 dies leaves its unacknowledged batches with the dispatcher, which sends them to
-another saver: writing a file twice gives the same file.
+another saver as ``REDO``: there a file already in place with the same bytes is
+the dead saver's work, and counts as saved.
+
+No file is replaced: a package whose file exists (two packages of one source
+with one time stamp, or a file of an earlier run in the folder) fails with
+:class:`DuplicatePackageError`, reported like any other failure to write.
 """
 
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import pickle
 import queue
@@ -38,6 +45,7 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import DuplicatePackageError
 from .package import FRAME, file_name, npy_header
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
@@ -51,6 +59,7 @@ class Kind(enum.IntEnum):
     WORK = 1   # a batch of frames to save (dispatcher -> saver)
     STOP = 2   # no more batches: finish the queued ones and exit (dispatcher -> saver)
     ACK = 3    # a pickled Ack (saver -> dispatcher)
+    REDO = 4   # a batch of a saver that died: some of its files may be in place already
 
 
 _MESSAGE = struct.Struct("<BqQ")  # kind, batch, size of the body
@@ -97,8 +106,8 @@ class SaverLink:
             self.sock.sendall(header)
             self.sock.sendall(body)
 
-    def send_work(self, batch: int, data: bytes | bytearray) -> None:
-        self._send(Kind.WORK, batch, data)
+    def send_work(self, batch: int, data: bytes | bytearray, *, redo: bool = False) -> None:
+        self._send(Kind.REDO if redo else Kind.WORK, batch, data)
 
     def send_stop(self) -> None:
         self._send(Kind.STOP, 0, b"")
@@ -134,19 +143,24 @@ def frames(data: memoryview | bytes) -> Iterable[tuple[int, int, int, int, int]]
         offset = start + length
 
 
-def write_file(folder: int, name: str, payload: memoryview, tag: str) -> None:
+def write_file(folder: int, name: str, payload: memoryview, tag: str, *,
+               redo: bool = False) -> None:
     """Write ``payload`` as the ``.npy`` file ``name`` in the directory open as ``folder``.
 
     The file is written under a temporary name (``.<name>.<tag>.tmp``, which no
-    ``*.npy`` pattern matches) and renamed: a reader sees the whole file or none.
-    Names are resolved relative to the open directory (no path lookups). No
-    fsync: the rename protects readers and process deaths, not power loss.
+    ``*.npy`` pattern matches), then linked to ``name`` and the temporary name
+    removed: a reader sees the whole file or none, and an existing ``name`` is
+    never replaced (``FileExistsError``; with ``redo``, a file already there with
+    the same bytes is taken as this one). Names are resolved relative to the open
+    directory (no path lookups). No fsync: the link protects readers and process
+    deaths, not power loss.
     """
     temporary = f".{name}.{tag}.tmp"
+    header = memoryview(npy_header(len(payload)))
     fd = os.open(temporary, _FLAGS, 0o666, dir_fd=folder)
     try:
         try:
-            pieces = [memoryview(npy_header(len(payload))), payload]
+            pieces = [header, payload]
             while pieces:
                 written = os.writev(fd, pieces)
                 while pieces and written >= len(pieces[0]):
@@ -156,23 +170,62 @@ def write_file(folder: int, name: str, payload: memoryview, tag: str) -> None:
                     pieces[0] = pieces[0][written:]
         finally:
             os.close(fd)
-        os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
-    except BaseException:
+        try:
+            _place(folder, temporary, name)
+        except FileExistsError:
+            if not (redo and _holds(folder, name, header, payload)):
+                raise
+    finally:
         try:
             os.unlink(temporary, dir_fd=folder)
         except OSError:
             pass
-        raise
 
 
-def save_batch(directory: str, folder: int, data: bytes | bytearray, tag: str) -> tuple[Failure, ...]:
-    """Write every frame of ``data`` (``folder``: ``directory`` open); the frames that failed."""
+def _place(folder: int, temporary: str, name: str) -> None:
+    """Give the file ``temporary`` the name ``name`` too, unless ``name`` exists."""
+    try:
+        os.link(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise
+        # A file system without hard links (FAT, some FUSE ones): a rename after a
+        # look, which two writers of one name could race; only duplicates meet that.
+        try:
+            os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(temporary, name, src_dir_fd=folder, dst_dir_fd=folder)
+            return
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name) from None
+
+
+def _holds(folder: int, name: str, header: memoryview, payload: memoryview) -> bool:
+    """Whether the file ``name`` holds exactly ``header`` and then ``payload``."""
+    size = len(header) + len(payload)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=folder)
+    except OSError:
+        return False
+    with open(fd, "rb") as file:
+        data = file.read(size + 1)
+    return len(data) == size and data[:len(header)] == header and data[len(header):] == payload
+
+
+def save_batch(directory: str, folder: int, data: bytes | bytearray, tag: str,
+               redo: bool = False) -> tuple[Failure, ...]:
+    """Write every frame of ``data`` (``folder``: ``directory`` open); the frames that failed.
+
+    ``redo``: a batch a saver that died had (see :func:`write_file`).
+    """
     view = memoryview(data)
     failures = []
     for offset, source, stamp, start, end in frames(view):
         name = file_name(source, stamp)
         try:
-            write_file(folder, name, view[start:end], tag)
+            try:
+                write_file(folder, name, view[start:end], tag, redo=redo)
+            except FileExistsError:
+                raise DuplicatePackageError(source, stamp, os.path.join(directory, name)) from None
         except Exception as exc:  # noqa: BLE001 - every failure is reported, none is fatal
             failures.append(_failure(directory, name, offset, exc))
     return tuple(failures)
@@ -199,11 +252,11 @@ def _writer(directory: str, work: queue.SimpleQueue, link: SaverLink,
     folder: int | None = None
     try:
         while (item := work.get()) is not None:
-            batch, data = item
+            batch, data, redo = item
             try:
                 if folder is None:
                     folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                failures = save_batch(directory, folder, data, tag)
+                failures = save_batch(directory, folder, data, tag, redo)
             except Exception as exc:  # noqa: BLE001 - no batch goes unanswered: all of it failed
                 failures = _all_failed(directory, data, exc)
             with lock:
@@ -240,9 +293,9 @@ def run_saver(link: SaverLink, directory: str, thread_count: int,
                 kind, batch, body = link.receive()
             except (EOFError, OSError):  # the logger is gone: finish what came, leave
                 break
-            if kind is not Kind.WORK:
+            if kind not in (Kind.WORK, Kind.REDO):
                 break
-            work.put((batch, body))
+            work.put((batch, body, kind is Kind.REDO))
     finally:
         for _ in threads:
             work.put(None)

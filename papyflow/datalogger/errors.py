@@ -5,15 +5,19 @@
 ``LoggerBrokenError`` (a put to a logger that has failed to save some package),
 ``LogWriteError`` (packages could not be saved; raised by ``shutdown``), and
 ``SaverLostError`` (saver processes kept dying, so packages could not be saved).
+``DuplicatePackageError`` is why one package could not be saved (its file exists);
+it travels inside ``LogWriteError.failures``.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 
 __all__ = [
     "DataLoggerError",
+    "DuplicatePackageError",
     "FailedPackage",
     "LogWriteError",
     "LoggerBrokenError",
@@ -41,6 +45,26 @@ class LoggerBrokenError(DataLoggerError, RuntimeError):
 
 class SaverLostError(DataLoggerError, RuntimeError):
     """Saver processes died more often than the logger restarts them."""
+
+
+class DuplicatePackageError(DataLoggerError, FileExistsError):
+    """A package was not saved: the file of its source and time stamp exists already.
+
+    Two packages of one source with one time stamp name one file (or an earlier
+    run left that file in the folder); the file in place is kept as it is, and the
+    package is reported (``FailedPackage.error``), never written over it.
+    """
+
+    def __init__(self, source_id: int, time_stamp: int, path: str) -> None:
+        super().__init__(errno.EEXIST,
+                         f"source {source_id}, time stamp {time_stamp} has a file already "
+                         "(two packages of one source with one time stamp, or a file of an "
+                         "earlier run); this package was not written", path)
+        self.source_id = source_id
+        self.time_stamp = time_stamp
+
+    def __reduce__(self):  # travels pickled from a saver
+        return (type(self), (self.source_id, self.time_stamp, self.filename))
 
 
 class RemoteTraceback(Exception):

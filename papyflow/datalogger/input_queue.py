@@ -15,22 +15,42 @@ packages or ``queue_bytes`` bytes not yet saved, so the socket buffers fill and
 ``put`` blocks until savers catch up. Each producer's socket buffer adds at most
 the kernel's send buffer size (``net.core.wmem_default``, about 200 KiB).
 
-When the logger fails to save a package it writes a notice to every producer's
-socket; the next ``put`` of each producer reads it and raises
-:class:`LoggerBrokenError`. A put to a logger that was shut down (or never
-started) raises :class:`LoggerClosedError`.
+The logger writes *notices* back on each connection (see :class:`.package.Notice`).
+When it fails to save a package it writes ``BROKEN`` to every producer; the next
+``put`` of each producer reads it and raises :class:`LoggerBrokenError`, until
+that run of the logger ends (a logger started again starts unbroken). A put to a
+logger that was shut down (or never started) raises :class:`LoggerClosedError`.
+
+The end of a run, a handshake that loses no put that returned::
+
+    logger (shutdown)                          producer (put)
+    CLOSING to every connection
+    read each connection until it has          before sending: CLOSING came? then
+      nothing more (whole frames only)           this run is over: reconnect or raise
+    CLOSED(n): n frames taken from it;         after sendall: CLOSING came? then wait
+      then close it                              for CLOSED(n); the frame is the
+                                                 logger's if n counts it, else put
+                                                 raises LoggerClosedError
+
+A frame whose ``sendall`` returned before ``CLOSING`` was written is in the
+socket when the logger reads it after writing ``CLOSING``, so ``n`` counts it;
+a frame that arrives later finds ``CLOSING`` waiting, and its put learns from
+``n`` whether it was taken. A put pays one ``poll(0)`` before and one after its
+``sendall`` (a ``recv`` only when a notice came); it waits for the logger only
+while a shutdown runs.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import socket
 import threading
 
 import numpy as np
 
 from .errors import LoggerBrokenError, LoggerClosedError
-from .package import FRAME, LogPackage
+from .package import FRAME, NOTICE, TAKEN, LogPackage, Notice
 
 __all__ = ["LogQueue"]
 
@@ -39,33 +59,76 @@ _JOIN_BELOW = 1 << 16
 
 
 class _Link:
-    """One process's connection to the logger."""
+    """One process's connection to the logger, and the notices it has received."""
 
-    __slots__ = ("broken", "lock", "pid", "sock")
+    __slots__ = ("broken", "closing", "inbox", "lock", "pid", "poller", "sent", "sock", "taken")
 
     def __init__(self, address: str) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.broken: str | None = None
+        self.sent = 0                   # frames sent whole on this connection
+        self.broken: str | None = None  # BROKEN came: why puts are refused
+        self.closing = False            # CLOSING came, or the connection ended
+        self.taken: int | None = None   # CLOSED came: frames the logger took
+        self.inbox = bytearray()        # a notice received in part
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.sock.connect(address)
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             self.sock.close()
             raise LoggerClosedError(f"the data logger at {address} is not running") from exc
+        # poll(0) first: cheaper than a recv that fails, and a put makes two such checks
+        self.poller = select.poll()
+        self.poller.register(self.sock, select.POLLIN)
 
-    def notice(self) -> str | None:
-        """The logger's notice: ``None`` (none), ``""`` (it closed the connection), or
-        why it refuses puts."""
-        if self.broken is None:
+    def poll(self) -> None:
+        """Take in the notices that have come, without waiting."""
+        if self.taken is not None or not self.poller.poll(0):
+            return
+        while self.taken is None:
             try:
                 data = self.sock.recv(4096, socket.MSG_DONTWAIT)
             except BlockingIOError:
-                return None
+                return
             except OSError:
                 data = b""
-            self.broken = data.decode("utf-8", "replace") if data else ""
-        return self.broken
+            if not self._take(data):
+                return
+
+    def settle(self) -> int | None:
+        """Wait for ``CLOSED``: the frames the logger took (``None``: it ended unsaid)."""
+        while self.taken is None:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                data = b""
+            if not self._take(data):
+                break
+        return self.taken
+
+    def _take(self, data: bytes) -> bool:
+        """Read the notices in ``data``; ``False`` at the end of the connection."""
+        if not data:
+            self.closing = True
+            return False
+        inbox = self.inbox
+        inbox += data
+        while len(inbox) >= NOTICE.size:
+            kind, size = NOTICE.unpack_from(inbox)
+            end = NOTICE.size + size
+            if len(inbox) < end:
+                break
+            body = bytes(inbox[NOTICE.size:end])
+            del inbox[:end]
+            if kind == Notice.BROKEN:
+                if self.broken is None:
+                    self.broken = body.decode("utf-8", "replace")
+            elif kind == Notice.CLOSING:
+                self.closing = True
+            elif kind == Notice.CLOSED:
+                self.closing = True
+                (self.taken,) = TAKEN.unpack(body)
+        return True
 
 
 class LogQueue:
@@ -114,7 +177,8 @@ class LogQueue:
         Returns once the package is in the logger's hands (the kernel's socket
         buffer): it will be saved, or reported by ``shutdown``, even if this process
         dies right after. Raises :class:`LoggerClosedError` when the logger is not
-        running and :class:`LoggerBrokenError` after it failed to save a package.
+        running, or shut down before it took the package, and
+        :class:`LoggerBrokenError` after it failed to save a package.
         """
         if not isinstance(package, LogPackage):
             raise TypeError(f"LogQueue.put: expected a LogPackage, got {type(package).__name__}")
@@ -123,14 +187,15 @@ class LogQueue:
         for _ in range(2):
             link = self._connect()
             with link.lock:
-                notice = link.notice()
-                if notice:
-                    raise LoggerBrokenError(notice)
-                if notice is None:
+                link.poll()
+                if not link.closing:
+                    if link.broken is not None:
+                        raise LoggerBrokenError(link.broken)
                     self._send(link, header, payload)
                     return
-            # The logger closed this connection when it shut down. If it was started
-            # again, a new connection reaches it; if not, connecting fails.
+            # This connection belongs to a run of the logger that shut down (broken
+            # or not: a new run starts afresh). If the logger was started again, a
+            # new connection reaches it; if not, connecting fails.
             self._drop(link)
         raise LoggerClosedError("the data logger was shut down")
 
@@ -141,14 +206,22 @@ class LogQueue:
             else:
                 link.sock.sendall(header)
                 link.sock.sendall(payload.data)
+            link.sent += 1
+            link.poll()
+            # CLOSING before the frame was read: the logger's count decides.
+            taken = link.settle() if link.closing else link.sent
         except (BrokenPipeError, ConnectionResetError) as exc:
             self._drop(link)
             raise LoggerClosedError("the data logger was shut down") from exc
         except BaseException:
-            # Interrupted in the middle of a frame: this stream is torn. The logger
-            # drops the partial frame; the next put opens a new connection.
+            # Interrupted in the middle of a frame (or of the handshake): this stream
+            # is torn. The logger drops a partial frame; the next put opens a new
+            # connection.
             self._drop(link)
             raise
+        if taken is None or taken < link.sent:
+            self._drop(link)
+            raise LoggerClosedError("the data logger shut down before it took this package")
 
     def _drop(self, link: _Link) -> None:
         with self._lock:
@@ -157,7 +230,13 @@ class LogQueue:
         link.sock.close()
 
     def close(self) -> None:
-        """Close this process's connection (the next ``put`` reopens one)."""
+        """Close this process's connection (the next ``put`` reopens one).
+
+        Waits for a ``put`` in progress in another thread (``DataLogger.shutdown``
+        calls this once the logger is done, when such a put ends at once): its
+        socket is not closed under it.
+        """
         link = self._link
         if link is not None and link.pid == os.getpid():
-            self._drop(link)
+            with link.lock:
+                self._drop(link)

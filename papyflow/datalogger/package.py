@@ -8,10 +8,16 @@ all little-endian, 16 bytes of header. A saver writes the payload of each frame
 to ``<source_id>_<time_stamp:020d>.npy``: a 1-D ``uint8`` array in the ``.npy``
 format, whose 64-byte-aligned header is built here rather than by ``np.save``
 (which would cost more than the write itself for small packages).
+
+The way back, logger to producer, carries *notices*: a 5-byte header (:class:`Notice`,
+size of the body) and a body. ``BROKEN`` says why puts are refused; ``CLOSING``
+opens the end-of-stream handshake of a shutdown, and ``CLOSED`` ends it with the
+count of frames the logger took from that connection (see :mod:`.input_queue`).
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import numbers
 import re
@@ -21,10 +27,30 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FRAME", "LogPackage", "file_name", "npy_header", "parse_file_name"]
+__all__ = ["FRAME", "NOTICE", "TAKEN", "LogPackage", "Notice", "file_name", "notice",
+           "npy_header", "parse_file_name"]
 
 FRAME = struct.Struct("<QIB3x")
 """The header of a frame: time stamp, payload length, source id."""
+
+NOTICE = struct.Struct("<BI")
+"""The header of a notice (logger -> producer): its kind, the size of its body."""
+
+TAKEN = struct.Struct("<Q")
+"""The body of a ``CLOSED`` notice: how many whole frames the logger took."""
+
+
+class Notice(enum.IntEnum):
+    """What the logger tells a producer on the producer's connection."""
+
+    BROKEN = 1    # body: why puts are refused (UTF-8); puts raise LoggerBrokenError
+    CLOSING = 2   # the logger is shutting down; a put that sees it waits for CLOSED
+    CLOSED = 3    # body: TAKEN, frames taken from this connection; the end of it
+
+
+def notice(kind: Notice, body: bytes = b"") -> bytes:
+    """One notice, header and body."""
+    return NOTICE.pack(kind, len(body)) + body
 
 MAX_SOURCE_ID = 2**8 - 1
 MAX_TIME_STAMP = 2**64 - 1

@@ -13,6 +13,11 @@ that holds across threads and processes::
         disconnect(): unmap it here
     destroy(): remove the name (mappings still open stay valid until closed)
 
+The buffer outlives its processes: it stays in ``/dev/shm`` until ``destroy()``,
+even when every process that used it has exited. A forked child gets new
+thread locks (a parent's thread may have held one at the fork) and maps the
+buffer anew at its first use.
+
 An index is an int (one element; negative counts from the end), ``(start,)``
 (from start to the end) or ``(start, stop)`` (stop excluded).
 """
@@ -24,6 +29,7 @@ import fcntl
 import mmap
 import os
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +41,20 @@ except ImportError:  # pragma: no cover - not a POSIX system
     _posixshmem = None
 
 __all__ = ["SharedMemoryArray"]
+
+
+# Every array of this process, so that a forked child can replace their locks.
+_ARRAYS: weakref.WeakSet[SharedMemoryArray] = weakref.WeakSet()
+
+
+def _new_locks_after_fork() -> None:
+    # A thread of the parent may have held an array's lock at the fork; in the
+    # child that thread does not exist, and its copy of the lock would stay held.
+    for array in list(_ARRAYS):
+        array._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_locks_after_fork)
 
 
 def _segment(name: str) -> str:
@@ -59,6 +79,9 @@ class SharedMemoryArray:
         _segment(name)
         self.name = name
         self.shape = tuple(int(n) for n in shape)
+        if not self.shape:
+            raise ValueError(f"shared memory array {name!r}: shape must have at least one "
+                             "dimension, got ()")
         self.datatype = np.dtype(datatype)
         self._size = int(np.prod(self.shape, dtype=np.int64)) * self.datatype.itemsize
         self._fd = -1
@@ -66,6 +89,7 @@ class SharedMemoryArray:
         self._mapping: mmap.mmap | None = None
         self._array: np.ndarray | None = None
         self._lock = threading.RLock()
+        _ARRAYS.add(self)
 
     # -- making, connecting, removing --------------------------------------------------------
 
@@ -77,18 +101,24 @@ class SharedMemoryArray:
         Args:
             name: the buffer's name (no ``/``), unique on this machine.
             prototype: its shape, datatype and first content; a numpy array
-                of a fixed-size datatype (no objects).
-            exist_ok: replace a buffer of that name left by an earlier run
-                instead of raising.
+                of at least one dimension (a single value: ``np.array([value])``)
+                and of a fixed-size datatype (no objects).
+            exist_ok: replace a buffer of that name instead of raising. Meant for
+                one left by an earlier run, but it cannot tell such a leftover from
+                a buffer still in use: processes connected to that one keep it
+                (now nameless) and no longer share data with the new one.
 
         Raises:
             TypeError: ``prototype`` is not a numpy array, or holds objects.
             FileExistsError: a buffer of that name exists (and not ``exist_ok``).
-            ValueError: a bad name.
+            ValueError: a bad name, or a 0-d ``prototype``.
         """
         segment = _segment(name)
         if not isinstance(prototype, np.ndarray):
             raise TypeError(f"prototype must be a numpy array, got {type(prototype).__name__}")
+        if prototype.ndim == 0:
+            raise ValueError(f"prototype must have at least one dimension, got the 0-d array "
+                             f"{prototype!r}: for a single value use np.array([value])")
         if prototype.dtype.hasobject:
             raise TypeError(f"prototype holds Python objects ({prototype.dtype}): shared "
                             "memory takes fixed-size datatypes only")
@@ -175,7 +205,8 @@ class SharedMemoryArray:
     # -- pickling: a child process connects by name ----------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": self.shape, "datatype": self.datatype.str}
+        # The dtype itself: its ``str`` loses a structured dtype's fields ("|V12").
+        return {"name": self.name, "shape": self.shape, "datatype": self.datatype}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["name"], state["shape"], state["datatype"])  # type: ignore[misc]
@@ -248,8 +279,10 @@ class SharedMemoryArray:
         """Write ``data`` (a scalar, or a sequence for a slice) at ``index``.
 
         The data is converted to the array's datatype: integers and booleans
-        into any numeric type, floats into floats; a float into an integer
-        array, or a value that does not fit, is refused.
+        into any numeric type, floats into floats, only booleans into a boolean
+        array; a float into an integer array, or a value that does not fit (out
+        of an integer type's range, or beyond a float type's largest finite
+        value), is refused. An empty slice takes empty data.
 
         Raises:
             TypeError: data of a kind the datatype does not take.
@@ -258,17 +291,8 @@ class SharedMemoryArray:
         """
         where = self._where(index)
         values = np.asarray(data)
-        kind = self.datatype.kind
-        if values.dtype.hasobject or (values.dtype.kind in "fc" and kind in "iub") or \
-                (values.dtype.kind == "c" and kind == "f") or \
-                (values.dtype.kind in "US" and kind not in "US"):
-            raise TypeError(f"cannot write {values.dtype} data {data!r} to shared memory "
-                            f"array {self.name!r} of {self.datatype}")
-        if values.dtype.kind in "iub" and kind in "iu" and values.size:
-            limits = np.iinfo(self.datatype)
-            if values.min() < limits.min or values.max() > limits.max:
-                raise ValueError(f"{data!r} does not fit shared memory array {self.name!r} of "
-                                 f"{self.datatype} ({limits.min}..{limits.max})")
+        if values.size:  # empty data (for an empty slice) has nothing to convert
+            values = self._converted(values, data)
         with self._locked(with_lock, exclusive=True) as array:
             try:
                 array[where] = values
@@ -278,3 +302,27 @@ class SharedMemoryArray:
             except ValueError as error:
                 raise ValueError(f"cannot write {data!r} at {index!r} of shared memory array "
                                  f"{self.name!r}: {error}") from None
+
+    def _converted(self, values: np.ndarray, data: Any) -> np.ndarray:
+        """``values`` checked against the array's datatype (converted where that checks it)."""
+        kind, given = self.datatype.kind, values.dtype.kind
+        if values.dtype.hasobject or (given in "fc" and kind in "iub") or \
+                (given == "c" and kind == "f") or (given in "US" and kind not in "US") or \
+                (kind == "b" and given != "b"):
+            raise TypeError(f"cannot write {values.dtype} data {data!r} to shared memory "
+                            f"array {self.name!r} of {self.datatype}")
+        if given in "iub" and kind in "iu":
+            limits = np.iinfo(self.datatype)
+            if values.min() < limits.min or values.max() > limits.max:
+                raise ValueError(f"{data!r} does not fit shared memory array {self.name!r} of "
+                                 f"{self.datatype} ({limits.min}..{limits.max})")
+        elif kind in "fc" and given in "iufc" and not np.can_cast(values.dtype, self.datatype):
+            # numpy turns a value beyond the type's range into inf, with only a warning
+            with np.errstate(over="ignore", invalid="ignore"):
+                converted = values.astype(self.datatype)
+            if np.any(np.isfinite(values) & ~np.isfinite(converted)):
+                largest = np.finfo(self.datatype).max
+                raise ValueError(f"{data!r} does not fit shared memory array {self.name!r} of "
+                                 f"{self.datatype} (finite values up to {largest:g} in size)")
+            return converted
+        return values
