@@ -256,6 +256,23 @@ def test_write_refuses_units_out_of_order_overlapping_or_out_of_range(prefix, ca
                                encoding="xml")
 
 
+@pytest.mark.parametrize(("start", "end", "name"), [
+    (0, 1.9, "end_data_index"), (0.7, 1, "start_data_index"),
+    (False, True, "start_data_index"), ("0", "1", "start_data_index")])
+def test_write_refuses_data_indices_that_are_not_ints(prefix, cache, start, end, name):
+    # int() would turn 1.9 into 1 and commit a wrong range without a word
+    sink = CachedDataSink()
+    sink.setup(str(cache / "i.data"), fmt(prefix, "system/float64/1"), 0, 9)
+    with pytest.raises(TypeError, match=rf"{name} must be an int"):
+        sink.write({"value": 1.0}, start, end)
+    sink.write({"value": 1.0}, np.int64(0), np.int32(3))  # numpy integers are ints
+    sink.close()
+    assert [(s, e) for _, s, e in read_all(cache / "i.data", prefix)] == [(0, 3)]
+    with pytest.raises(TypeError, match=r"i\.data: start_index must be an int or None, "
+                                        r"not str"):
+        CachedDataSource().setup(str(cache / "i.data"), prefix, "a", 3)
+
+
 def test_wrong_data_is_refused_before_anything_is_written(prefix, cache):
     sink = CachedDataSink()
     sink.setup(str(cache / "w.data"), fmt(prefix, "test/sample/1"), 0, 9)

@@ -348,6 +348,11 @@ class CacheReader:
                  end_index: int | None = None,
                  dataformat_cache: dict[str, DataFormat] | None = None) -> None:
         self.filename = os.fspath(filename)
+        for name, value in (("start_index", start_index), ("end_index", end_index)):
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, int | np.integer)):
+                raise TypeError(f"{self.filename}: {name} must be an int or None, "
+                                f"not {type(value).__name__}: {value!r}")
         began = time.perf_counter()
         self.pieces: list[_Piece] = []
         for attempt in range(_RETRIES):

@@ -51,6 +51,13 @@ def as_record(record_type: type[baseformat], data: Any, where: str) -> baseforma
                     f"or its packed bytes, got {type(data).__name__}")
 
 
+def _index(value: Any, name: str) -> int:
+    """``value`` as a data index: an int (or numpy integer), never a bool or a float."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}: {value!r}")
+    return int(value)
+
+
 def _indices(values: Any, name: str) -> np.ndarray:
     array = np.asarray(values)
     if array.dtype.kind not in "iu" and array.size:
@@ -218,13 +225,15 @@ class CachedDataSink(DataSink):
             ValueError: the unit does not start right after the previous one
                 (the first at ``start_index``), ends before it starts, or goes
                 beyond ``end_index``; the message names the range.
+            TypeError: an index that is not an int (a float is never rounded).
             TypeError, FieldValueError: ``data`` does not make a record.
         """
         began = time.perf_counter()
         writer = self._open_writer()
         record = data if type(data) is writer.record_type else \
             as_record(writer.record_type, data, self._describe())
-        writer.write(record, int(start_data_index), int(end_data_index))
+        writer.write(record, _index(start_data_index, "start_data_index"),
+                     _index(end_data_index, "end_data_index"))
         self._duration += time.perf_counter() - began
 
     def write_batch(self, records: Any, start_indices: Any, end_indices: Any = None) -> None:
