@@ -148,6 +148,18 @@ def test_a_file_that_is_not_utf8_is_a_value_error_naming_it(tmp_path):
         MyConfig.from_yaml(path)
 
 
+def test_a_key_given_twice_is_refused_not_half_lost(tmp_path):
+    path = tmp_path / "twice.yaml"
+    for text in ("integer: 2\ninteger: 3\n", "outer:\n  inner: {number: 1, number: 2}\n"):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ValueError, match=r"(?s)twice\.yaml' is not valid YAML: .*found the "
+                                             r"key '(integer|number)' twice"):
+            (MyConfig if text.startswith("integer") else Outer).from_yaml(path)
+    # a merge key may be overridden: that is YAML, not a duplicate
+    path.write_text("<<: {integer: 4, string: merged}\nstring: own\n", encoding="utf-8")
+    assert MyConfig.from_yaml(path) == MyConfig(integer=4, string="own")
+
+
 def test_unsafe_yaml_is_refused(tmp_path):
     path = tmp_path / "evil.yaml"
     path.write_text("integer: !!python/object/apply:os.getcwd []\n", encoding="utf-8")

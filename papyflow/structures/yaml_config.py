@@ -82,15 +82,16 @@ class YamlConfig:
 
         Fields missing from the file keep their defaults. Unknown keys,
         missing required fields, a file that is not UTF-8 text, not valid YAML
-        or whose top level is not a mapping all raise ``ValueError`` naming the
-        file.
+        (a key given twice in one mapping counts: YAML does not allow it, and
+        one of the two values would be lost without a word) or whose top level
+        is not a mapping all raise ``ValueError`` naming the file.
         """
         where = f"{cls.__name__}.from_yaml"
         _check_dataclass(where, cls)
         path = _check_path(where, config_path)
         text = _read_text(where, path)
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # a safe loader (see the class)
         except yaml.YAMLError as error:
             raise ValueError(f"{where}: {str(path)!r} is not valid YAML: {error}") from error
         if data is None:  # an empty file: every field takes its default
@@ -101,6 +102,28 @@ class YamlConfig:
                 f"to values, got {type(data).__name__}")
         config: Self = _build(cls, data, f"{where}: {str(path)!r}", cls.__name__)
         return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error
+    (PyYAML keeps the last value)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<': merged keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 class _SafeDumper(yaml.SafeDumper):
