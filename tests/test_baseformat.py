@@ -162,6 +162,46 @@ def test_constructor_casts_unsafely_and_copies_values():
     assert T(s=b"caf\xc3\xa9").s == "caf\u00e9"
 
 
+Ranged = make_type("user/ranged/1", {"i": "int8", "u": "uint8", "a": [0, "int16"],
+                                     "m": [2, 2, "uint8"]})
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("i", np.int64(2**40)),
+    ("i", np.float64(300.0)),
+    ("u", np.int8(-1)),
+    ("a", [70000]),
+    ("a", np.array([1, -40000])),
+    ("a", np.array([1e6])),
+    ("m", [[1, 2], [3, -1]]),
+])
+def test_integers_out_of_range_are_refused_not_wrapped(field, value):
+    with pytest.raises(FieldValueError, match="outside the range") as info:
+        Ranged(**{field: value})
+    assert info.value.path == field
+    with pytest.raises(FieldValueError, match="outside the range"):
+        Ranged.from_dict({field: value}, casting="unsafe", add_defaults=True)
+    record = Ranged()
+    setattr(record, field, value)
+    with pytest.raises(FieldValueError, match="outside the range"):
+        record.pack()
+
+
+def test_numpy_values_are_judged_by_value_against_the_integer_range():
+    with pytest.raises(FieldValueError, match=r"np.int64\(128\).*\(-128 to 127\)"):
+        Ranged(i=np.int64(128))
+    r = Ranged(i=np.int64(-128), u=np.float64(255.9), a=np.array([32767, -32768]),
+               m=np.array([[0.5, 255.5], [1, 2]]))
+    assert (r.i, r.u) == (-128, 255) and r.a.tolist() == [32767, -32768]
+    assert r.m.tolist() == [[0, 255], [1, 2]]
+
+
+def test_a_field_may_be_named_self():
+    T = make_type("user/self/1", {"self": "int32"})
+    r = T(self=3)
+    assert r.self == 3 and T.unpack(r.pack()).self == 3
+
+
 def test_slots_catch_misspelt_attributes():
     r = XY()
     with pytest.raises(AttributeError):
@@ -774,6 +814,25 @@ def test_batch_bytes_equal_one_by_one():
     zeros = np.zeros(4, Tile.batch_dtype)  # dimensions in the gaps are written by pack_batch
     assert Tile.pack_batch(zeros) == Tile().pack() * 4
     assert Tile.pack_batch([]) == b"" and len(Tile.unpack_batch(b"")) == 0
+
+
+def test_pack_batch_refuses_integers_a_narrower_field_cannot_hold():
+    Small = make_type("user/small/1", {"v": "int8"})
+    T = make_type("user/ids/1", {"id": "uint16", "at": XY, "vs": [2, Small]})
+    rows = np.zeros(3, [("id", "<u4"), ("at", [("x", "<f8"), ("y", "<f8")]),
+                        ("vs", [("v", "<i4")], (2,))])
+    rows["id"] = [1, 2, 65535]
+    rows["vs"]["v"][1] = [-128, 127]
+    assert T.pack_batch(rows) == T.pack_batch(T.from_batch(rows.astype(T.batch_dtype)))
+    rows["id"][2] = 2**20
+    with pytest.raises(FieldValueError, match="record 2 of the batch: 1048576") as info:
+        T.pack_batch(rows)
+    assert info.value.path == "id"
+    rows["id"][2] = 0
+    rows["vs"]["v"][1, 1] = 300
+    with pytest.raises(FieldValueError, match="record 1 of the batch: 300") as info:
+        T.pack_batch(rows)
+    assert info.value.path == "vs.v"
 
 
 def test_unpack_batch_is_zero_copy_and_checks():

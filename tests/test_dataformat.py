@@ -271,6 +271,9 @@ BAD_FIELDS = [
     ({"pack": "int8"}, "pack", "invalid field name: 'pack' is an attribute of records"),
     ({"meta": {"as_dict": "int8"}}, "meta.as_dict", "'as_dict' is an attribute of records"),
     ({"packed_size": "int8"}, "packed_size", "'packed_size' is an attribute of records"),
+    ({"x": [70000, {}]}, "x", "records that pack to zero bytes holds at most 65536"),
+    ({"x": [300, 300, {"e": {}}]}, "x", "records that pack to zero bytes"),
+    ({"x": [2**32, 2**32, 0, "uint8"]}, "x", "more than 2**56 elements"),
     ({"#extend": "user/b/1", "x": "int8"}, "#extend", "unknown metadata key"),
     ({"#description": 3}, "#description", "must be a string"),
     ({"#schema_version": "2"}, "#schema_version", "must be an integer >= 1"),
@@ -292,6 +295,15 @@ def test_a_bad_field_makes_the_format_invalid_and_says_where(tmp_path, declarati
     assert len(loaded.errors) == 1, loaded.errors
     assert loaded.errors[0].startswith(f"{file_of(tmp_path, 'user/a/1')}: field '{field}': ")
     assert message in loaded.errors[0]
+
+
+def test_arrays_at_the_record_limits_are_valid_and_have_a_type(tmp_path):
+    loaded = load_one(tmp_path, {"x": [65536, {}], "y": [2**28, 2**28, 0, "uint8"],
+                                 "z": [70000, {"n": "int8"}]})
+    assert loaded.valid, loaded.errors
+    assert loaded.type().x.shape == (65536,)
+    over = load_one(tmp_path, {"x": [65537, {}]})
+    assert not over.valid and "at most 65536" in over.errors[0]
 
 
 def test_every_error_is_listed(tmp_path):

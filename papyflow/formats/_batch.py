@@ -30,6 +30,7 @@ import numpy as np
 
 from ._fields import ArrayKind, RecordKind, ScalarKind
 from ._record_errors import DecodeError, FieldValueError
+from ._values import first_outside
 
 if TYPE_CHECKING:
     from .baseformat import baseformat
@@ -158,12 +159,39 @@ def as_rows(layout: BatchLayout, rows: np.ndarray, record: str) -> np.ndarray:
             raise FieldValueError(f"expected a structured array of the batch dtype (fields "
                                   f"{_names(layout.dtype)}), got fields {_names(rows.dtype)}",
                                   record, "", str(layout.dtype), rows)
+        _check_ranges(rows.reshape(-1), rows.dtype, layout.dtype, (), record)
         try:
             rows = rows.astype(layout.dtype, casting="same_kind")
         except TypeError as exc:
             raise FieldValueError(f"expected a structured array of the batch dtype: {exc}",
                                   record, "", str(layout.dtype), rows) from exc
     return rows.reshape(-1)
+
+
+def _check_ranges(rows: np.ndarray, source: np.dtype[Any], target: np.dtype[Any],
+                  path: tuple[str, ...], record: str) -> None:
+    """Raise FieldValueError for an integer (at ``path`` below the 1-D ``rows``)
+    that the target's integer field cannot hold: the ``'same_kind'`` cast would
+    wrap it (2**20 as a uint16 is 0)."""
+    source = source.subdtype[0] if source.subdtype is not None else source
+    target = target.subdtype[0] if target.subdtype is not None else target
+    if target.names is not None:
+        source_fields: Any = source.fields
+        target_fields: Any = target.fields
+        for name in target.names:
+            _check_ranges(rows, source_fields[name][0], target_fields[name][0],
+                          (*path, name), record)
+        return
+    if not len(rows) or source.kind not in "iu" or target.kind not in "iu":
+        return
+    column = _at(rows, path).reshape(len(rows), -1)
+    bad = first_outside(column, target)
+    if bad is not None:
+        row = bad // column.shape[1]
+        info = np.iinfo(target)
+        raise FieldValueError(f"record {row} of the batch: {column.reshape(-1)[bad]} is "
+                              f"outside the range of {target.name} ({info.min} to "
+                              f"{info.max})", record, ".".join(path), target.name, rows)
 
 
 def _at(wire: np.ndarray, path: tuple[str, ...]) -> np.ndarray:

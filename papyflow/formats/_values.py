@@ -175,6 +175,39 @@ def _fits(low: Any, high: Any, target: np.dtype[Any]) -> bool:
     return bool(info.min <= low and high <= info.max)
 
 
+def first_outside(array: np.ndarray, target: np.dtype[Any]) -> int | None:
+    """The flat index of the first integer or float element of ``array`` whose
+    integer part is outside the integer type ``target``; ``None`` if there is none.
+
+    numpy's casts wrap such values (70000 becomes 4464 as an int16) under any
+    rule that lets them through, so they are checked first: one min and one max
+    unless a value is out of range. NaN and infinities are left to the cast.
+    """
+    kind = array.dtype.kind
+    if target.kind not in "iu" or kind not in "iuf" or not array.size \
+            or np.can_cast(array.dtype, target, "safe"):
+        return None
+    info = np.iinfo(target)
+    if kind == "f":  # fmin/fmax skip NaN; a float truncates towards zero
+        low, high = np.fmin.reduce(array, axis=None), np.fmax.reduce(array, axis=None)
+        if not (np.trunc(low) < info.min or np.trunc(high) > info.max):
+            return None
+        with np.errstate(invalid="ignore"):
+            whole = np.trunc(array)
+    else:
+        low, high = array.min(), array.max()
+        if info.min <= low and high <= info.max:
+            return None
+        whole = array
+    outside = (whole < info.min) | (whole > info.max)
+    return int(np.argmax(outside.reshape(-1)))
+
+
+def _range_text(target: np.dtype[Any]) -> str:
+    info = np.iinfo(target)
+    return f"outside the range of {target.name} ({info.min} to {info.max})"
+
+
 def cast_scalar(kind: ScalarKind, value: Any, casting: str, record: str = "",
                 path: str = "") -> np.generic:
     """``value`` as a numpy scalar of ``kind``, under ``casting``."""
@@ -195,6 +228,9 @@ def cast_scalar(kind: ScalarKind, value: Any, casting: str, record: str = "",
     elif not np.can_cast(source, kind.dtype, _rule(casting)):
         raise FieldValueError(f"expected {kind.name}, got {show(value)}: cannot be cast "
                               f"with casting={casting!r}", record, path, kind.name, value)
+    elif isinstance(value, np.generic) and first_outside(np.asarray(value), kind.dtype) is not None:
+        raise FieldValueError(f"expected {kind.name}, got {show(value)}: "
+                              f"{_range_text(kind.dtype)}", record, path, kind.name, value)
     try:
         if source is not None and source.kind in "fc" and kind.dtype.kind not in "fc":
             with np.errstate(all="raise"):
@@ -380,6 +416,14 @@ def _cast_numeric(kind: ArrayKind, element: ScalarKind, value: Any, casting: str
         raise FieldValueError(f"expected {describe(kind)}, got {show(value)}: cannot be "
                               f"cast with casting={casting!r}", record, path, describe(kind),
                               value)
+    if source is None or not np.can_cast(source, element.dtype, "safe"):
+        bad = first_outside(array, element.dtype)
+        if bad is not None:
+            index = tuple(int(i) for i in np.unravel_index(bad, array.shape))
+            raise FieldValueError(f"expected {describe(kind)}, got {show(value)}: element "
+                                  f"{array.reshape(-1)[bad].item()!r} at {list(index)} is "
+                                  f"{_range_text(element.dtype)}", record, path,
+                                  describe(kind), value)
     try:
         if array.dtype.kind in "fcOUS" and element.dtype.kind not in "fc":
             with np.errstate(all="raise"):

@@ -230,7 +230,7 @@ class baseformat(metaclass=_RecordType):
         def __getattr__(self, name: str) -> Any: ...
         def __setattr__(self, name: str, value: Any) -> None: ...
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, /, **kwargs: Any) -> None:
         _values.fill(self, kwargs, "unsafe", True, self._name, "")
 
     # -- building ----------------------------------------------------------------------------

@@ -35,6 +35,7 @@ import copy
 import difflib
 import json
 import keyword
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -45,6 +46,7 @@ from .. import hash as _hash
 from .._declarations import Described, load_declaration
 from ..utils import NumpyJSONEncoder, Prefix, hashed_or_simple
 from ..utils import Storage as _AssetStorage
+from ._fields import EMPTY_ELEMENT_LIMIT, MAX_ELEMENTS
 from ._system import SYSTEM_PREFIX
 from .baseformat import RESERVED_FIELD_NAMES, baseformat, make_type
 
@@ -380,6 +382,9 @@ class DataFormat(Described):
             self._error(path, f"invalid array {_show(value)}: no element type "
                               "(the last item must be a type)")
             return None
+        if good and math.prod(d for d in dimensions if d) > MAX_ELEMENTS:
+            self._error(path, f"invalid array {_show(value)}: more than 2**56 elements")
+            good = False
         if not good:
             return None
         parsed: str | DataFormat | None
@@ -387,7 +392,16 @@ class DataFormat(Described):
             parsed = self._parse_type_name(element, path, stack)
         else:
             parsed = self._inline(key, element, stack)
-        return None if parsed is None else _Array(tuple(dimensions), parsed)
+        if parsed is None:
+            return None
+        # the limit make_type sets: checked here so that a valid format always has a type
+        # (the element's type is made only for an array this large)
+        if math.prod(dimensions) > EMPTY_ELEMENT_LIMIT and isinstance(parsed, DataFormat) \
+                and parsed.type._min_size == 0:
+            self._error(path, f"invalid array {_show(value)}: an array of records that pack "
+                              f"to zero bytes holds at most {EMPTY_ELEMENT_LIMIT} elements")
+            return None
+        return _Array(tuple(dimensions), parsed)
 
     def _inline(self, key: str, value: Mapping[str, Any],
                 stack: tuple[str, ...]) -> DataFormat | None:
