@@ -89,6 +89,7 @@ class Dagger:
             if xtra:
                 self.graph.nodes[found]["xtra"].update(xtra)
             return False, found
+        self._refuse_while_running(f"add {getattr(piper, 'name', piper)!r}")
         created = False
         if not isinstance(piper, Piper):
             if not create:
@@ -132,14 +133,18 @@ class Dagger:
         would keep it from taking new ones. ``connect`` (``Plumber.start``)
         makes them again for the graph as it is.
         """
-        running = [p.name for p in self.postorder() if p.phase is Phase.STARTED]
-        if running:
-            raise DaggerError(f"Dagger: cannot {action} while the pipeline runs "
-                              f"({', '.join(running)} started); stop it first")
+        self._refuse_while_running(action)
         try:
             self.disconnect()
         except PiperError as exc:  # a NuMap holds tasks after this Dagger's
             raise DaggerError(f"Dagger: cannot {action}: {exc}") from exc
+
+    def _refuse_while_running(self, action: str) -> None:
+        """A change to the graph while Pipers run would not reach them: refuse it."""
+        running = [p.name for p in self.graph if p.phase is Phase.STARTED]
+        if running:
+            raise DaggerError(f"Dagger: cannot {action} while the pipeline runs "
+                              f"({', '.join(running)} started); stop it first")
 
     def del_pipers(self, pipers: Sequence[Any], *args: Any, **kwargs: Any) -> None:
         """Remove ``pipers`` in the reverse of the given order."""
@@ -160,6 +165,8 @@ class Dagger:
             for upstream, downstream in itertools.pairwise(pipers):
                 if self.graph.has_edge(upstream, downstream):
                     continue
+                self._refuse_while_running(f"add the pipe {upstream.name!r} -> "
+                                           f"{downstream.name!r}")
                 if upstream is downstream or nx.has_path(self.graph, downstream, upstream):
                     path = ([upstream] if upstream is downstream
                             else nx.shortest_path(self.graph, downstream, upstream))

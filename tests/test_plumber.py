@@ -186,6 +186,33 @@ def test_a_stopped_pipeline_starts_again_after_a_deletion(delete):
         p.stop()
 
 
+def test_pipers_and_pipes_are_added_only_while_the_pipeline_does_not_run():
+    with NuMap(worker_type="thread", worker_num=2) as nm:
+        p = Plumber()
+        a = Piper(inc, parallel=nm, name="a")
+        b = Piper(inc, parallel=nm, name="b", branch=1)
+        c = Piper(double, parallel=nm, name="c", branch=2)
+        p.add_pipes([(a, b), (a, c)])
+        p.start([range(3)])
+        # started (not yet running), running, paused: a change would not reach the Pipers
+        for step in (lambda: None, p.run, p.pause):
+            step()
+            with pytest.raises(DaggerError, match=r"cannot add 'd' while the pipeline runs"):
+                p.add_pipe((b, Piper(inc, name="d")))
+            with pytest.raises(DaggerError, match=r"cannot add the pipe 'b' -> 'c' while"):
+                p.add_pipe((b, c))
+            assert len(p) == 3 and not p.graph.has_edge(b, c)
+            p.add_pipe((a, b))  # nothing new: allowed
+        p.stop()
+        d = Piper(inc, parallel=nm, name="d", track=True)
+        p.add_pipe((b, d))
+        p.start([range(3)])
+        p.run()
+        p.wait(30)
+        assert p.stats["pipers_tracked"][d] == [{0: 3, 1: 4, 2: 5}]
+        p.stop()
+
+
 def test_run_again_after_pause():
     with NuMap(worker_type="thread", worker_num=1) as nm:
         p = Plumber()
