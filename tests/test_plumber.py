@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import time
 
 import pytest
@@ -98,22 +99,42 @@ def test_pause_then_stop_loses_nothing_that_was_taken():
         assert p.stats["pipers_tracked"][a][0] == {i: i for i in range(taken)}
 
 
+_STARTED = threading.Event()
+_RELEASE = threading.Event()
+
+
+def _held(inbox):
+    """Evaluates its item only once the test lets it (thread workers share these)."""
+    _STARTED.set()
+    assert _RELEASE.wait(60)
+    return inbox[0]
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 def test_pause_returns_at_once_and_the_item_in_flight_is_kept(parallel):
+    _STARTED.clear()
+    _RELEASE.clear()
     with NuMap(worker_type="thread", worker_num=1, stride=1) as nm:
         p = Plumber()
-        a = Piper(sleep_for, parallel=nm if parallel else False, name="a", track=True)
+        a = Piper(_held, parallel=nm if parallel else False, name="a", track=True)
         p.add_piper(a)
-        p.start([[0.6] * 4])
+        p.start([range(100)])
         p.run()
-        time.sleep(0.2)  # the first item is being evaluated
-        began = time.monotonic()
-        p.pause()
-        assert time.monotonic() - began < 0.3 and p.state.value == "paused"
-        p.stop()
+        assert _STARTED.wait(30)  # the first item is being evaluated, and cannot finish
+        pausing = threading.Thread(target=p.pause)
+        pausing.start()
+        pausing.join(30)  # a pause that waited for the held item would never return
+        returned = not pausing.is_alive()
+        _RELEASE.set()  # let the item in flight (and a stuck pause) end
+        pausing.join(30)
+        assert returned and p.state.value == "paused"
         taken = p.stats["inputs_taken"][0]
-        assert 1 <= taken < 4
-        assert p.stats["pipers_tracked"][a] == [{i: 0.6 for i in range(taken)}]
+        if not parallel:  # the Plumber's own thread holds the one item it took
+            assert taken == 1
+        p.stop()
+        # nothing was taken after the pause, and every item taken has its result
+        assert p.stats["inputs_taken"][0] == taken
+        assert p.stats["pipers_tracked"][a] == [{i: i for i in range(taken)}]
 
 
 def _both(inbox):

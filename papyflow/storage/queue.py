@@ -202,6 +202,18 @@ def _header(buffer: bytearray, number: int, start: int = 0) -> int:
     return int(size)
 
 
+def _record(data: Any, kinds: tuple[type, ...], what: str) -> Any:
+    """Unpickle one of our own records, which must be one of ``kinds``; ``_Garbled``
+    (naming ``what``) for anything else, since only garbage fails here."""
+    try:
+        item = pickle.loads(data)
+    except Exception as exc:  # noqa: BLE001 - our own records: only garbage fails
+        raise _Garbled(f"{what} does not unpickle: {type(exc).__name__}: {exc}") from None
+    if not isinstance(item, kinds):
+        raise _Garbled(f"{what} holds a {type(item).__name__}")
+    return item
+
+
 def _unframe(buffer: bytearray, number: int, kinds: tuple[type, ...],
              ) -> tuple[list[Any], str | None]:
     """Take the complete frames out of ``buffer``, numbered from ``number + 1`` on, each
@@ -215,15 +227,8 @@ def _unframe(buffer: bytearray, number: int, kinds: tuple[type, ...],
             end = start + _HEADER.size + size
             if end > len(buffer):
                 break
-            try:
-                item = pickle.loads(memoryview(buffer)[start + _HEADER.size:end])
-            except Exception as exc:  # noqa: BLE001 - our own records: only garbage fails
-                raise _Garbled(f"frame #{number + len(items) + 1} does not unpickle: "
-                               f"{type(exc).__name__}: {exc}") from None
-            if not isinstance(item, kinds):
-                raise _Garbled(f"frame #{number + len(items) + 1} holds a "
-                               f"{type(item).__name__}")
-            items.append(item)
+            items.append(_record(memoryview(buffer)[start + _HEADER.size:end], kinds,
+                                 f"frame #{number + len(items) + 1}"))
             start = end
     except _Garbled as garbled:
         buffer.clear()
@@ -375,13 +380,9 @@ class QueueStorageServiceSender:
         body = bytes(self._replies[_HEADER.size:_HEADER.size + size])
         del self._replies[:_HEADER.size + size]
         try:
-            failure = pickle.loads(body)
-        except Exception as exc:  # noqa: BLE001 - our own record: only garbage fails
-            raise WriterLostError(f"the queue writer's failure report #{number} does not "
-                                  f"unpickle: {type(exc).__name__}: {exc}") from None
-        if not isinstance(failure, _Failure):
-            raise WriterLostError(f"the queue writer's reply #{number} is a "
-                                  f"{type(failure).__name__}, not a failure report")
+            failure: _Failure = _record(body, (_Failure,), f"the queue writer's reply #{number}")
+        except _Garbled as garbled:
+            raise WriterLostError(str(garbled)) from None
         return failure
 
     def _fill(self, size: int, number: int, began: float) -> None:
