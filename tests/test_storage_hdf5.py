@@ -461,6 +461,29 @@ def test_loading_reads_and_never_writes(service: HDF5StorageService, tmp_path: P
     assert not missing.exists()
 
 
+def test_a_session_to_read_opens_only_to_read(service: HDF5StorageService,
+                                              tmp_path: Path) -> None:
+    service.store(LEAF, Result("results.r", 1))
+    with h5py.File(service.filename, "r"), service.opened(write=False):
+        # the file is held open to read elsewhere: a session to write could not open it
+        assert load_data(service, "results.r") == {"r": 1}
+        assert load_data(service, "results.r") == {"r": 1}
+        with pytest.raises(PermissionError, match="only to read"):
+            service.store(LEAF, Result("results.s", 2))
+        with pytest.raises(ValueError, match="only to read"), service.opened():
+            pass
+        with service.opened(write=False):  # nested sessions to read are fine
+            assert load_data(service, "results.r") == {"r": 1}
+    with service.opened():  # a session to write after it works as before
+        service.store(LEAF, Result("results.s", 2))
+    assert load_data(service, "results.s") == {"s": 2}
+    missing = tmp_path / "missing.hdf5"
+    with pytest.raises(FileNotFoundError, match="missing.hdf5"), \
+            HDF5StorageService(missing).opened(write=False):
+        pass
+    assert not missing.exists()
+
+
 def test_groups_and_leaves_do_not_mix(service: HDF5StorageService) -> None:
     service.store(LEAF, Result("results.r", 1))
     with pytest.raises(ItemExistsError):

@@ -191,6 +191,7 @@ class HDF5StorageService:
         self._file: h5py.File | None = None
         self._groups: dict[str, h5py.Group] = {}  # groups of the open file, by path
         self._sessions = 0
+        self._writable = True  # the mode of the open file, inside opened()
         self.autoflush = True
         """Whether a call inside :meth:`opened` flushes the file when it is done."""
 
@@ -221,10 +222,20 @@ class HDF5StorageService:
         return handle
 
     @contextlib.contextmanager
-    def opened(self) -> Iterator[HDF5StorageService]:
-        """Keep the file open for the calls made inside (nestable); closed at the end."""
+    def opened(self, write: bool = True) -> Iterator[HDF5StorageService]:
+        """Keep the file open for the calls made inside (nestable); closed at the end.
+
+        With ``write=False`` the file is opened only to read: it must exist, it is
+        never changed, and a read-only file will do; a ``store`` inside raises
+        :class:`PermissionError`. A session to write cannot be nested inside a
+        session to read (:class:`ValueError`).
+        """
         if self._sessions == 0:
-            self._file = self._open()
+            self._file = self._open(write)
+            self._writable = write
+        elif write and not self._writable:
+            raise ValueError("opened(write=True) inside opened(write=False): the file "
+                             "is open only to read")
         self._sessions += 1
         try:
             yield self
@@ -241,7 +252,7 @@ class HDF5StorageService:
                 # Everything is clean now: start again with an empty cache (it never
                 # evicts, see _hold_metadata, so it only grows).
                 self.close()
-                self._file = self._open()
+                self._file = self._open(self._writable)
 
     def close(self) -> None:
         """Close the file (a later call opens it again)."""
@@ -264,6 +275,9 @@ class HDF5StorageService:
         if title is not None:
             self.file_title = title
         if self._file is not None:
+            if write and not self._writable:
+                raise PermissionError(f"{self.filename}: cannot store inside "
+                                      "opened(write=False): the file is open only to read")
             yield self._file
             if self.autoflush:
                 self.flush()
@@ -469,7 +483,7 @@ class HDF5StorageService:
             raise
         finally:
             if reopen:
-                self._file = self._open()
+                self._file = self._open(self._writable)
 
     def _backup(self, stuff: Any, backup_filename: str | os.PathLike[str] | None = None,
                 ) -> str:
