@@ -178,6 +178,22 @@ def test_unwritable_values_are_type_errors(tmp_path):
     assert not path.exists()
 
 
+def test_numpy_and_enum_keys_are_written_as_their_values(tmp_path):
+    path = tmp_path / "c.yaml"
+    table = {np.int64(3): 1, np.float32(0.5): "half", np.str_("name"): [np.bool_(True)],
+             Mode.FAST: 2}
+    MyConfig(string=table).to_yaml(path)
+    assert yaml.safe_load(path.read_text(encoding="utf-8"))["string"] == {
+        3: 1, 0.5: "half", "name": [True], "fast": 2}
+    assert MyConfig.from_yaml(path).string == {3: 1, 0.5: "half", "name": [True], "fast": 2}
+    path.unlink()
+    with pytest.raises(TypeError, match=r"MyConfig\.string has two keys written as 'fast'"):
+        MyConfig(string={"fast": 1, Mode.FAST: 2}).to_yaml(path)
+    with pytest.raises(TypeError, match=r"MyConfig\.string has the key b'ab'"):
+        MyConfig(string={b"ab": 1}).to_yaml(path)
+    assert not path.exists()
+
+
 def test_values_that_contain_themselves_are_type_errors(tmp_path):
     path = tmp_path / "c.yaml"
     looped: list = [1]

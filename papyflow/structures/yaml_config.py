@@ -237,10 +237,22 @@ def _container_to_plain(value: Any, where: str, enclosing: dict[int, str]) -> An
     if isinstance(value, dict):
         plain: dict[Any, Any] = {}
         for key, item in value.items():
-            if not (key is None or isinstance(key, (bool, int, float, str))):
+            # numpy scalars and enum members are keys as they are values: their
+            # plain Python value (np.int64(3) is written as 3)
+            if not (key is None or isinstance(key, (bool, int, float, str, enum.Enum))
+                    or (isinstance(key, np.generic) and not isinstance(key, np.void))):
                 raise TypeError(f"YamlConfig.to_yaml: {where} has the key {key!r}; YAML "
-                                "mappings here take None, bool, int, float or str keys")
-            plain[_to_plain(key, where)] = _to_plain(item, f"{where}[{key!r}]", enclosing)
+                                "mappings here take None, bool, int, float or str keys "
+                                "(numpy scalars and enum members as their values)")
+            plain_key = _to_plain(key, where)
+            if _is_container(plain_key) or (plain_key is not None and not isinstance(
+                    plain_key, (bool, int, float, str))):
+                raise TypeError(f"YamlConfig.to_yaml: {where} has the key {key!r}, whose "
+                                f"value {plain_key!r} cannot be a YAML mapping key")
+            if plain_key in plain:
+                raise TypeError(f"YamlConfig.to_yaml: {where} has two keys written as "
+                                f"{plain_key!r}; the second is {key!r}")
+            plain[plain_key] = _to_plain(item, f"{where}[{key!r}]", enclosing)
         return plain
     return {field.name: _to_plain(getattr(value, field.name), f"{where}.{field.name}",
                                   enclosing)
