@@ -229,3 +229,28 @@ def test_a_missing_file_does_not_raise(tmp_path):
     experiment = Experiment(PREFIX, tmp_path / "missing.json")
     (error,) = experiment.errors
     assert "cannot read the declaration" in error
+
+
+def test_a_key_given_twice_in_the_file_is_an_error_naming_it(tmp_path):
+    # json keeps the last of two equal keys: the first block's parameters were lost
+    path = tmp_path / "experiment.json"
+    text = json.dumps(toy()).replace(
+        '"algorithm": "toy/preprocess/1",',
+        '"algorithm": "toy/preprocess/1", "parameters": {"layers": 3}, "parameters": {},', 1)
+    path.write_text(text)
+    experiment = Experiment(PREFIX, path)
+    assert not experiment.valid
+    message = "key given more than once in the JSON object"
+    assert experiment.errors == [f"{path}: blocks.preprocess_train.parameters: {message}"]
+
+
+def test_a_parameter_without_a_default_left_out_is_an_error_naming_it(prefix):
+    # it was accepted, and every step of the block then failed in setup()
+    scale = copy.deepcopy(SCALE)
+    del scale["parameters"]["repeat"]["default"]
+    declare(prefix, "algorithms", "toy/scale/1", scale, SCALE_CODE)
+    errors = _errors(prefix, _scaled({"factor": 2}))
+    assert re.search(r"blocks\.scale\.parameters\.repeat: block 'scale': .*parameter "
+                     r"'repeat' has no default and is not given", errors), errors
+    declaration = _applied(_scaled({"repeat": 2}))
+    assert Experiment(prefix, declaration).valid

@@ -388,3 +388,19 @@ def test_several_analyzers_each_give_their_results_and_are_cached(prefix, tmp_pa
     assert calls()["enroll"] == 40  # enrolled once for both scoring blocks
     assert Experiment(prefix, declaration).plan(cache) == {"eer.results": "cached",
                                                           "eer_more.results": "cached"}
+
+
+def test_a_changed_view_makes_a_new_index_in_the_index_folder(tmp_path):
+    # The index folder keeps each view's index; one made by the view's old code
+    # must not serve the new code's data.
+    prefix = tmp_path / "prefix"
+    shutil.copytree(TOY / "prefix", prefix)
+    declaration = {**toy(), "keep": ["preprocess_train.features"]}
+    index = tmp_path / "index"
+    first = Experiment(prefix, declaration).run(index_folder=index)
+    assert len(first["preprocess_train.features"]) == 40
+    code = prefix / "databases" / "toy" / "1.py"
+    code.write_text(code.read_text().replace('for s in range(parameters["samples"])]',
+                                             'for s in range(parameters["samples"] // 2)]'))
+    again = Experiment(prefix, declaration).run(index_folder=index)
+    assert len(again["preprocess_train.features"]) == 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from papyflow import Dagger, DaggerError, PiperError, WorkerError
 from papyflow.blocks import pipers as pipers_module
 from papyflow.blocks.algorithm import Algorithm
 from papyflow.blocks.database import Database
-from papyflow.blocks.errors import BlockError
+from papyflow.blocks.errors import BlockError, ParameterError
 from papyflow.blocks.pipers import (
     algorithm_piper,
     connect_blocks,
@@ -369,3 +370,50 @@ def test_database_inputs_refuse_other_input_pipers(prefix):
     dagger = Dagger([Piper(lambda inbox: inbox[0], name="plain")])
     with pytest.raises(DaggerError, match="'plain' is not a database piper"):
         database_inputs(dagger)
+
+
+INPUT_LIST_API = '''
+class Algorithm:
+    def process(self, inputs, data_loaders, outputs):
+        # the InputList API of the BEAT backend: nbGroups() is a method, slices give lists
+        assert inputs.nbGroups() == 1
+        (first,) = inputs[0:1]
+        (same,) = inputs.main_group[0:1]
+        assert first is same is inputs["features"]
+        outputs["features"].write({"value": -first.data.value})
+        return True
+'''
+
+
+def test_inputs_follow_the_input_list_api(prefix, tmp_path):
+    declare(prefix, "algorithms", "toy/listapi/1", {
+        "schema_version": 2, "language": "python", "api_version": 2, "type": "sequential",
+        "groups": [{"name": "main", "inputs": {"features": {"type": "toy/features/1"}},
+                    "outputs": {"features": {"type": "toy/features/1"}}}]}, INPUT_LIST_API)
+    sources = _database(prefix, tmp_path, outputs=["features"])
+    piper = algorithm_piper(Algorithm(str(prefix), "toy/listapi/1"))
+    dagger = Dagger()
+    connect_blocks(dagger, piper, {"features": sources["features"]})
+    out = _run(dagger, piper)
+    assert all(isinstance(u, Unit) and not isinstance(u.data, PiperError) for u in out), out[0]
+    assert len(out) == 40
+
+
+def test_an_unknown_input_name_is_a_key_error_naming_the_inputs():
+    group = pipers_module.StepGroup("main")
+    group._inputs["features"] = pipers_module.StepInput("features", "toy/features/1", group)
+    inputs = pipers_module.StepInputs(group)
+    with pytest.raises(KeyError, match="no input 'feature'.*'features'"):
+        inputs["feature"]
+
+
+def test_a_parameter_without_a_default_must_be_given(prefix):
+    path = prefix / "algorithms" / "toy" / "preprocess" / "1.json"
+    declaration = json.loads(path.read_text())
+    del declaration["parameters"]["layers"]["default"]
+    path.write_text(json.dumps(declaration))
+    algorithm = Algorithm(str(prefix), "toy/preprocess/1")
+    with pytest.raises(ParameterError, match="parameter 'layers' has no default and is not "
+                                             "given"):
+        algorithm_piper(algorithm)
+    assert algorithm_piper(algorithm, parameters={"layers": 1}).algorithm is algorithm

@@ -416,6 +416,36 @@ def test_binding_beyond_loopback_needs_a_key():
         MessageHandler("tcp://192.0.2.1:5000")
 
 
+def test_an_address_in_use_is_an_os_error_naming_it():
+    handler = MessageHandler()
+    try:
+        with pytest.raises(OSError, match=rf"host_address '{handler.address}': cannot bind"):
+            MessageHandler(handler.address)
+    finally:
+        handler.destroy()
+
+
+def test_a_db_executor_that_fails_frees_its_handler_address(tmp_path):
+    handler = MessageHandler()
+    config = {"algorithm": "toy/preprocess/1",
+              "inputs": {"features": {"database": "toy/1", "protocol": "main", "set": "nope",
+                                      "output": "features"}},
+              "outputs": {"features": {"path": "pr/ep"}}}
+    with pytest.raises(KeyError, match="no set 'nope'"):
+        DBExecutor(handler, TOY, str(tmp_path / "cache"), config)
+    MessageHandler(handler.address).destroy()  # the address is free again
+
+
+def test_a_loop_executor_that_fails_frees_its_handler_address(tmp_path):
+    prefix = loop_prefix(tmp_path)
+    handler = LoopMessageHandler()
+    config = {"algorithm": "test/processor/1", "inputs": {"x": {"path": "x"}},
+              "outputs": {"y": {"path": "y"}}}
+    with pytest.raises(ValueError, match="not a loop evaluator"):
+        LoopExecutor(handler, config, cache_root=str(tmp_path / "cache"), prefix=prefix)
+    MessageHandler(handler.address).destroy()  # the address is free again
+
+
 def test_no_key_or_the_wrong_key_is_refused(tmp_path, context, key_file):
     prefix, filename = floats_in_cache(tmp_path)
     source = CachedDataSource()

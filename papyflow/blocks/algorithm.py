@@ -712,6 +712,27 @@ class Algorithm(Asset):
                                  f"{refused}", algorithm=self.name,
                                  parameter=parameter) from None
 
+    def complete_parameters(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """Every parameter's value: those of ``parameters`` cleaned (see
+        :meth:`clean_parameter`), the defaults for the others.
+
+        Raises:
+            UnknownParameterError: a parameter given is not declared.
+            ParameterError: a value does not fit, or a parameter without a
+                default is not given (the message names it).
+        """
+        cleaned = {name: self.clean_parameter(name, value)
+                   for name, value in parameters.items()}
+        for name, spec in self.parameters.items():
+            if name in cleaned:
+                continue
+            if not isinstance(spec, dict) or "default" not in spec:
+                raise ParameterError(f"algorithm {self.name!r}: parameter {name!r} has no "
+                                     "default and is not given", algorithm=self.name,
+                                     parameter=name)
+            cleaned[name] = self.clean_parameter(name, spec["default"])
+        return cleaned
+
     def result_dataformat(self) -> DataFormat:
         """The dataformat of an analyzer's results: an anonymous format with one field
         per result, in declared order. Made once.
@@ -865,20 +886,6 @@ class Runner:
             return self.exc(text, block=f"algorithm {self.name!r}", method=method)
         return self.exc(text)
 
-    def _complete(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
-        """The parameters cleaned, with the defaults of those not given."""
-        cleaned = {name: self.algorithm.clean_parameter(name, value)
-                   for name, value in parameters.items()}
-        for name, spec in self.algorithm.parameters.items():
-            if name in cleaned:
-                continue
-            if not isinstance(spec, dict) or "default" not in spec:
-                raise ParameterError(f"algorithm {self.name!r}: parameter {name!r} has no "
-                                     "default and is not given", algorithm=self.name,
-                                     parameter=name)
-            cleaned[name] = self.algorithm.clean_parameter(name, spec["default"])
-        return cleaned
-
     def setup(self, parameters: Mapping[str, Any] | None = None) -> bool:
         """Clean the parameters, fill in the defaults, and call the code's ``setup``.
 
@@ -896,7 +903,7 @@ class Runner:
         """
         if self._setup_called:
             return self.ready
-        cleaned = self._complete(parameters or {})
+        cleaned = self.algorithm.complete_parameters(parameters or {})
         self._setup_called = True
         self.parameters = cleaned
         answer = loader.run(self.obj, "setup", self.exc, cleaned)

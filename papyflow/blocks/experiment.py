@@ -44,7 +44,6 @@ Outputs are cached by their hashes (see :meth:`Experiment.hashes` and
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -52,6 +51,7 @@ from typing import Any
 
 from numap import NuMap
 
+from .._declarations import read_declaration
 from ..errors import PiperError, PlumberError
 from ..plumber import Plumber, State
 from ._cache import CachedOutput
@@ -134,14 +134,16 @@ class Experiment:
         else:
             self.file = os.fspath(declaration)
             try:
-                with open(self.file, encoding="utf-8") as stream:
-                    data = json.load(stream)
+                with open(self.file, "rb") as stream:
+                    data, duplicates = read_declaration(stream.read())
             except OSError as error:
                 self._error("", f"cannot read the declaration: {error.strerror or error}")
                 return
-            except ValueError as error:
+            except ValueError as error:  # not JSON, or not UTF-8
                 self._error("", f"not valid JSON: {error}")
                 return
+            for path in duplicates:  # json would keep the last silently
+                self._error(path, "key given more than once in the JSON object")
         if parameters:
             data = self._override(data, parameters)
         self.declaration = data
@@ -273,6 +275,12 @@ class Experiment:
             except (ValueError, RuntimeError) as error:
                 message = str(error.args[0]) if error.args else str(error)
                 self._error(f"{field}.parameters.{key}", f"block {name!r}: {message}")
+                ok = False
+        for key, spec in algorithm.parameters.items():
+            if key not in parameters and not (isinstance(spec, Mapping) and "default" in spec):
+                self._error(f"{field}.parameters.{key}", f"block {name!r}: algorithm "
+                            f"{algorithm.name!r}: parameter {key!r} has no default and is "
+                            "not given")
                 ok = False
         if not ok:
             return
@@ -517,8 +525,11 @@ class Experiment:
                 reads.setdefault(source, []).append(output)
         for name, outputs in reads.items():
             dataset = self.datasets[name]
-            index = None if index_folder is None else \
-                os.path.join(os.fspath(index_folder), f"{name}.index.json")
+            # Named after the database's hash (its code included): a changed view
+            # makes a new index instead of reusing the old one.
+            index = None if index_folder is None else os.path.join(
+                os.fspath(index_folder),
+                f"{name}-{self.databases[name].hash()[:16]}.index.json")
             made = database_pipers(self.databases[name], dataset["protocol"], dataset["set"],
                                    outputs=sorted(outputs), index_file=index)
             for output, database_piper in made.items():

@@ -420,10 +420,15 @@ class StepGroup:
     def __iter__(self) -> Iterator[StepInput]:
         return iter(self._inputs.values())
 
-    def __getitem__(self, key: int | str) -> StepInput:
-        if isinstance(key, int):
-            return list(self._inputs.values())[key]
-        return self._inputs[key]
+    def __getitem__(self, key: int | str | slice) -> Any:
+        """The input named ``key``, or at position ``key``; a list of inputs for a slice."""
+        if isinstance(key, str):
+            try:
+                return self._inputs[key]
+            except KeyError:
+                raise KeyError(f"no input {key!r} (inputs: "
+                               f"{', '.join(map(repr, self._inputs)) or 'none'})") from None
+        return list(self._inputs.values())[key]
 
 
 class StepInputs:
@@ -433,19 +438,23 @@ class StepInputs:
     def __init__(self, group: StepGroup) -> None:
         self.main_group = group
 
-    @property
     def nbGroups(self) -> int:
+        """The number of groups: 1 (the secondary groups come as data loaders)."""
         return 1
 
     def hasMoreData(self) -> bool:
+        """Whether the main group has a step after the current one."""
         return self.main_group.hasMoreData()
 
     def group(self, name_or_index: str | int) -> StepGroup:
+        """The main group, by its channel or position 0."""
         if name_or_index in (0, self.main_group.channel):
             return self.main_group
-        raise KeyError(f"no group {name_or_index!r}")
+        raise KeyError(f"no input group {name_or_index!r} (groups: "
+                       f"{self.main_group.channel!r})")
 
     def groupOf(self, input_name: str) -> StepGroup | None:
+        """The group of the input ``input_name`` (``None`` when there is no such input)."""
         return self.main_group if input_name in self.main_group._inputs else None
 
     def __len__(self) -> int:
@@ -454,7 +463,8 @@ class StepInputs:
     def __iter__(self) -> Iterator[StepInput]:
         return iter(self.main_group)
 
-    def __getitem__(self, key: int | str) -> StepInput:
+    def __getitem__(self, key: int | str | slice) -> Any:
+        """An input by name or position; a list of inputs for a slice."""
         return self.main_group[key]
 
 
@@ -866,7 +876,8 @@ def algorithm_piper(algorithm: Algorithm, *, parameters: Mapping[str, Any] | Non
         ValueError: it is a loop algorithm, or a legacy one with secondary
             groups; the output is unknown or not given; or it is not
             splittable and ``parallel`` is a NuMap.
-        ParameterError: a parameter is unknown, of the wrong type or out of range.
+        ParameterError: a parameter is unknown, of the wrong type or out of range,
+            or one without a default is not given.
     """
     if not algorithm.valid:
         raise RuntimeError(f"algorithm {algorithm.name!r} is not valid: "
@@ -880,8 +891,7 @@ def algorithm_piper(algorithm: Algorithm, *, parameters: Mapping[str, Any] | Non
     if parallel is not False and not algorithm.splittable:
         raise ValueError(f"algorithm {algorithm.name!r} is not splittable: it cannot run on "
                          "a NuMap")
-    for key, value in (parameters or {}).items():
-        algorithm.clean_parameter(key, value)
+    algorithm.complete_parameters(parameters or {})
     if algorithm.isAnalyzer:
         output = "results"
     else:

@@ -44,6 +44,8 @@ class DBExecutor:
             not load (the message names it).
         BlockError: a view's code failed while setting up.
 
+    On any of these the message handler is destroyed (its address is free again).
+
     Attributes:
         data: the configuration.
         databases: the databases used, by name.
@@ -58,11 +60,20 @@ class DBExecutor:
                  database_cache: dict[str, Database] | None = None) -> None:
         self.message_handler = message_handler
         self.prefix = prefix
-        self.data, _ = load_configuration(data)
         self.databases: dict[str, Database] = database_cache if database_cache is not None \
             else {}
         self.views: dict[tuple[str, str, str], Any] = {}
         self.data_sources: dict[str, DatabaseOutputDataSource] = {}
+        try:
+            self.data, _ = load_configuration(data)
+            self._serve(prefix, cache_root, dataformat_cache)
+        except BaseException:
+            message_handler.destroy()  # its socket is bound: free the address
+            raise
+
+    def _serve(self, prefix: Any, cache_root: Any,
+               dataformat_cache: dict[str, DataFormat] | None) -> None:
+        """Set up the views and sources of the database inputs; hand them to the handler."""
         for spec in parse_inputs(self.data.get("inputs", {})).values():
             if not spec.from_database:
                 continue
@@ -78,7 +89,7 @@ class DBExecutor:
             source.setup(view, spec.output, dataformat, prefix, spec.start_index,
                          spec.end_index, pack=True, dataformat_cache=dataformat_cache)
             self.data_sources[spec.name] = source
-        message_handler.set_data_sources(self.data_sources)
+        self.message_handler.set_data_sources(self.data_sources)
 
     @property
     def address(self) -> str:

@@ -128,7 +128,8 @@ class LoopExecutor(BlockRun):
     processor's ``don``, and :meth:`close` (commits the evaluator's outputs).
 
     Raises:
-        ValueError: a wrong configuration, or an algorithm that is not a loop evaluator.
+        ValueError: a wrong configuration, or an algorithm that is not a loop evaluator;
+            the message handler is then destroyed (its address is free again).
     """
 
     def __init__(self, message_handler: LoopMessageHandler,
@@ -138,11 +139,24 @@ class LoopExecutor(BlockRun):
                  library_cache: dict[str, Library] | None = None,
                  cache_root: Any = None, db_socket: Any = None, *, prefix: Any = None,
                  auth: Auth = None) -> None:
+        self.message_handler = message_handler
+        try:
+            self._open(directory, dataformat_cache, database_cache, library_cache, cache_root,
+                       db_socket, prefix, auth)
+        except BaseException:
+            message_handler.destroy()  # its socket is bound: free the address
+            raise
+
+    def _open(self, directory: Mapping[str, Any] | str | os.PathLike[str],
+              dataformat_cache: dict[str, DataFormat] | None,
+              database_cache: dict[str, Database] | None,
+              library_cache: dict[str, Library] | None, cache_root: Any, db_socket: Any,
+              prefix: Any, auth: Auth) -> None:
+        """Load the evaluator, its inputs and outputs; set the handler up to serve them."""
         config, folder = load_configuration(directory)
         loop = config.get("loop")
         self.data = dict(loop) if isinstance(loop, Mapping) else config
         self.prefix = prefix_of(prefix, folder)
-        self.message_handler = message_handler
         self._load("evaluator", dataformat_cache, library_cache)
         name = self.algorithm.name
         if not self.algorithm.is_loop_evaluator:
@@ -156,8 +170,8 @@ class LoopExecutor(BlockRun):
         else:
             self.output_list, self.data_sinks = OutputList(), []
         self._closed = False
-        message_handler.setup(self.algorithm, self.prefix)
-        message_handler.set_executor(self)
+        self.message_handler.setup(self.algorithm, self.prefix)
+        self.message_handler.set_executor(self)
 
     @property
     def address(self) -> str:

@@ -130,6 +130,8 @@ class MessageHandler(threading.Thread):
         self.data_sources: dict[str, DataSource] = dict(data_sources or {})
         self.statistics: Any = None
         self.last_error: tuple[str, str] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
         self._own_context = context is None
         self.context = zmq.Context() if context is None else context
         self.socket = self.context.socket(zmq.ROUTER)
@@ -151,8 +153,6 @@ class MessageHandler(threading.Thread):
         self._sessions: OrderedDict[bytes, Session] = OrderedDict()
         self._stop_event = threading.Event()
         self._pending_error: tuple[str, str] | None = None
-        self._lock = threading.Lock()
-        self._closed = False
         self._commands: dict[bytes, Callable[..., list[bytes]]] = {
             b"ifo": self.infos, b"get": self.get_data, b"don": self.done,
             b"err": self.error}
