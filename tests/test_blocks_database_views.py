@@ -587,3 +587,18 @@ def test_a_view_may_return_records_of_its_own(tmp_path):
     source = DatabaseOutputDataSource()
     source.setup(runner, "sample", "system/float64/1", str(tmp_path))
     assert type(source[1][0]) is not Record and float(source[1][0].value) == 1.5
+
+
+def test_the_tester_refuses_what_cannot_be_tested(prefix):
+    # No output: nothing would be run, and the view would pass.
+    assert DatabaseTester("none", clients_view(), {}, {}, prefix=prefix).errors == [
+        "none: outputs_declaration is empty: no output to test"]
+    # A dataformat that is not a name: an error naming the output, like one that does not load.
+    tester = DatabaseTester("formats", clients_view(), {**FORMATS, "client": 5}, {},
+                            prefix=prefix)
+    assert tester.errors == [("formats: output 'client': the dataformat must be a name "
+                              "'user/name/version', not 5")]
+    # An instance given for the class.
+    with pytest.raises(TypeError, match=r"view_class: expected the view class \(a View "
+                                        r"subclass\), got an instance of Generated"):
+        DatabaseTester("instance", clients_view()(), FORMATS, {}, prefix=prefix)

@@ -254,3 +254,25 @@ def test_a_parameter_without_a_default_left_out_is_an_error_naming_it(prefix):
                      r"'repeat' has no default and is not given", errors), errors
     declaration = _applied(_scaled({"repeat": 2}))
     assert Experiment(prefix, declaration).valid
+
+
+def test_a_loop_algorithm_is_an_error_on_its_block(prefix):
+    declare(prefix, "algorithms", "toy/guess/1", {
+        "schema_version": 2, "language": "python", "api_version": 2,
+        "type": "sequential_loop_processor",
+        "groups": [{"name": "main", "inputs": {"features": {"type": "toy/features/1"}},
+                    "outputs": {"features": {"type": "toy/features/1"}},
+                    "loop": {"request": {"type": "toy/features/1"},
+                             "answer": {"type": "toy/client/1"}}}]}, """\
+        class Algorithm:
+            def process(self, inputs, data_loaders, outputs, loop_channel):
+                return True
+        """)
+    declaration = toy()
+    declaration["blocks"]["preprocess_test"]["algorithm"] = "toy/guess/1"
+    experiment = Experiment(prefix, declaration)
+    assert "<declaration>: blocks.preprocess_test.algorithm: algorithm 'toy/guess/1' is a " \
+        "loop algorithm (sequential_loop_processor): not supported in experiments yet " \
+        "(papyflow.execution runs loops)" in experiment.errors
+    with pytest.raises(ExperimentError, match="blocks.preprocess_test.algorithm"):
+        experiment.build()

@@ -346,6 +346,9 @@ def test_kept_outputs_are_returned_and_cached(prefix, tmp_path, calls):
     (["train.features"], "keep[0]: 'train' is a dataset: its outputs are read, not kept"),
     (["enroll.scores"], "keep[0]: block 'enroll' has no output 'scores' (outputs: model)"),
     (["nothing.model"], "keep[0]: 'nothing' is not a block"),
+    # an analyzer's results are returned under its name already, never under this one
+    (["eer.results"], ("keep[0]: 'eer.results' is the results of the analyzer 'eer': "
+                       "they are returned as 'eer' without keeping them")),
 ])
 def test_bad_kept_outputs_name_the_field(keep, message):
     declaration = toy()

@@ -417,3 +417,36 @@ def test_a_parameter_without_a_default_must_be_given(prefix):
                                              "given"):
         algorithm_piper(algorithm)
     assert algorithm_piper(algorithm, parameters={"layers": 1}).algorithm is algorithm
+
+
+def _loop_algorithm(prefix, kind):
+    """A ``kind`` loop algorithm (``sequential_loop_processor``, ...) on the toy formats."""
+    name = f"toy/{kind}/1"
+    group = {"name": "main", "inputs": {"features": {"type": "toy/features/1"}},
+             "loop": {"request": {"type": "toy/features/1"}, "answer": {"type": "toy/client/1"}}}
+    if kind.endswith("processor"):
+        group["outputs"] = {"features": {"type": "toy/features/1"}}
+    declare(prefix, "algorithms", name, {
+        "schema_version": 2, "language": "python", "api_version": 2, "type": kind,
+        "groups": [group]}, """\
+        class Algorithm:
+            def validate(self, request):
+                return True, {"value": 0}
+
+            def process(self, *args):
+                return True
+        """)
+    algorithm = Algorithm(str(prefix), name)
+    assert algorithm.valid, algorithm.errors
+    return algorithm
+
+
+@pytest.mark.parametrize("kind", ["sequential_loop_processor", "autonomous_loop_processor",
+                                  "sequential_loop_evaluator", "autonomous_loop_evaluator"])
+def test_a_loop_algorithm_is_refused_saying_what_runs_it(prefix, kind):
+    algorithm = _loop_algorithm(prefix, kind)
+    with pytest.raises(ValueError, match=rf"algorithm 'toy/{kind}/1' \({kind}\): loop "
+                                         r"algorithms do not run as Pipers yet: run them with "
+                                         r"papyflow\.execution\.LoopExecutor \(the evaluator\) "
+                                         r"and AlgorithmExecutor \(the processor\)"):
+        algorithm_piper(algorithm)

@@ -265,6 +265,8 @@ def test_an_algorithm_failure_is_reported_as_usr(tmp_path, context):
             executor.process()
         supervisor.join(5)
         assert supervisor.last_error[0] == "usr" and "boom" in supervisor.last_error[1]
+    # the input's files are closed too, not left open until garbage collection
+    assert [i.data_source.ready for i in executor.input_list] == [False]
     assert not os.path.exists(tmp_path / "cache" / "out.data")
     assert not [p for p in os.listdir(tmp_path / "cache") if p.startswith("out")]
 
@@ -336,6 +338,7 @@ def test_a_loop_validates_through_the_loop_executor(tmp_path, context):
                                       prefix=prefix)
         assert processor.process()
         assert loop.wait(5)
+        assert loop.message_handler.finished
     finally:
         loop.close()
     y = cached_values(prefix, str(cache / "y.data"))
@@ -580,3 +583,106 @@ def test_a_failing_loop_processor_tells_its_evaluator(tmp_path, context):
     finally:
         loop.close()
     assert not (cache / "y.data").exists()
+
+
+def test_an_evaluator_whose_processor_failed_commits_nothing(tmp_path, context):
+    # The evaluator wrote in step with the processor until it failed: what it
+    # wrote is part of an output, which close() must not commit as a whole.
+    prefix = loop_prefix(tmp_path)
+    cache = tmp_path / "cache"
+    loop_inputs(prefix, cache)
+    declaration = json.loads((Path(prefix) / "algorithms/test/processor/1.json").read_text())
+    declare(Path(prefix), "algorithms", "test/lateprocessor/1", declaration, """\
+        class Algorithm:
+            def process(self, inputs, data_loaders, outputs, loop_channel):
+                if inputs["x"].data_index == 2:
+                    raise ValueError("sample 2 is unreadable")
+                ok, answer = loop_channel.validate({"value": inputs["x"].data.value})
+                outputs["y"].write({"value": float(answer.label)})
+                return True
+        """)
+    evaluator_config = {"algorithm": "test/evaluator/1", "inputs": {"x": {"path": "x"}},
+                        "outputs": {"seen": {"path": "seen"}}}
+    processor_config = {"algorithm": "test/lateprocessor/1", "inputs": {"x": {"path": "x"}},
+                        "outputs": {"y": {"path": "y"}}}
+    loop = LoopExecutor(LoopMessageHandler(), evaluator_config, cache_root=str(cache),
+                        prefix=prefix)
+    try:
+        assert loop.setup() and loop.prepare() and loop.process()
+        processor = AlgorithmExecutor(None, processor_config, cache_root=str(cache),
+                                      loop_socket=dealer(context, loop.address),
+                                      prefix=prefix)
+        with pytest.raises(Exception, match="sample 2 is unreadable"):
+            processor.process()
+        assert loop.wait(5)
+        assert loop.message_handler.last_error[0] == "usr"
+        assert not loop.message_handler.finished
+    finally:
+        loop.close()
+    assert sorted(p.name for p in cache.glob("seen*")) == []
+    assert sorted(p.name for p in cache.glob("y*")) == []
+
+
+def test_a_processor_whose_outputs_fail_to_commit_releases_its_evaluator(tmp_path, context):
+    # Committing the outputs is part of the run: when it fails (a full disk),
+    # the evaluator waiting for ``don`` must hear ``err``, not wait forever.
+    prefix = loop_prefix(tmp_path)
+    cache = tmp_path / "cache"
+    loop_inputs(prefix, cache)
+    evaluator_config = {"algorithm": "test/evaluator/1", "inputs": {"x": {"path": "x"}},
+                        "outputs": {"seen": {"path": "seen"}}}
+    processor_config = {"algorithm": "test/processor/1", "inputs": {"x": {"path": "x"}},
+                        "outputs": {"y": {"path": "y"}}}
+    loop = LoopExecutor(LoopMessageHandler(), evaluator_config, cache_root=str(cache),
+                        prefix=prefix)
+    try:
+        assert loop.setup() and loop.prepare() and loop.process()
+        processor = AlgorithmExecutor(None, processor_config, cache_root=str(cache),
+                                      loop_socket=dealer(context, loop.address),
+                                      prefix=prefix)
+        (sink,) = processor.data_sinks
+
+        def full_disk():
+            raise OSError(28, "No space left on device")
+
+        sink.close = full_disk
+        with pytest.raises(OSError, match="No space left"):
+            processor.process()
+        assert loop.wait(5)
+        assert loop.message_handler.last_error[0] == "sys"
+        assert "No space left" in loop.message_handler.last_error[1]
+    finally:
+        loop.close()
+    assert sorted(p.name for p in cache.glob("seen*")) == []
+    assert sorted(p.name for p in cache.glob("y*")) == []
+
+
+def test_a_processor_with_more_steps_than_its_evaluator_is_refused_at_the_step(tmp_path,
+                                                                               context):
+    # Its fifth step would be judged by an evaluator still on its fourth unit.
+    prefix = loop_prefix(tmp_path)
+    cache = tmp_path / "cache"
+    loop_inputs(prefix, cache)
+    sink = CachedDataSink()
+    sink.setup(str(cache / "x5.data"), DataFormat(prefix, NUMBER), 0, 4)
+    for k, value in enumerate([1.0, 2.0, 4.0, 3.0, 0.5]):
+        sink.write({"value": value}, k, k)
+    sink.close()
+    evaluator_config = {"algorithm": "test/evaluator/1", "inputs": {"x": {"path": "x"}},
+                        "outputs": {"seen": {"path": "seen"}}}
+    processor_config = {"algorithm": "test/processor/1", "inputs": {"x": {"path": "x5"}},
+                        "outputs": {"y": {"path": "y"}}}
+    loop = LoopExecutor(LoopMessageHandler(), evaluator_config, cache_root=str(cache),
+                        prefix=prefix)
+    try:
+        assert loop.setup() and loop.prepare() and loop.process()
+        processor = AlgorithmExecutor(None, processor_config, cache_root=str(cache),
+                                      loop_socket=dealer(context, loop.address),
+                                      prefix=prefix)
+        with pytest.raises(RemoteError, match=r"refused red: .*the evaluator's main group "
+                                              r"'main' has no data after data index 3"):
+            processor.process()
+        assert loop.wait(5)
+    finally:
+        loop.close()
+    assert sorted(p.name for p in cache.glob("seen*")) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from papyflow import Plumber
 from papyflow.blocks.experiment import Experiment, ExperimentPlumber
 from papyflow.blocks.pipers import database_inputs
 from papyflow.cli import main
+from tests.blocks_helpers import declare
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -145,6 +147,60 @@ def test_an_experiment_saves_as_a_pipeline_file_that_runs(tmp_path, capsys):
     assert loaded.stats["pipers"][loaded.get_outputs()[0]]["results"] == 1
 
 
+SCALE = {
+    "schema_version": 2, "language": "python", "api_version": 2, "type": "sequential",
+    "splittable": True,
+    "groups": [{"name": "main", "inputs": {"features": {"type": "toy/features/1"}},
+                "outputs": {"features": {"type": "toy/features/1"}}}],
+    "parameters": {"low": {"type": "float64", "default": 0},
+                   "high": {"type": "float64", "default": 1},
+                   "note": {"type": "string", "default": ""}},
+}
+
+# Writes the parameters it got (as JSON: NaN and Infinity too) to $SCALE_SEEN.
+SCALE_CODE = """\
+import json
+import os
+
+
+class Algorithm:
+    def setup(self, parameters):
+        with open(os.environ["SCALE_SEEN"], "w") as stream:
+            json.dump({key: value.item() if hasattr(value, "item") else value
+                       for key, value in parameters.items()}, stream)
+        return True
+
+    def process(self, inputs, data_loaders, outputs):
+        outputs["features"].write(inputs["features"].data)
+        return True
+"""
+
+
+def test_a_saved_experiment_gives_back_nan_infinities_and_any_text(
+        tmp_path, capsys, monkeypatch):
+    # NaN and infinities are read from a declaration file (as json reads them),
+    # so the saved file must give them back: repr() wrote ``nan``, a NameError.
+    prefix = tmp_path / "prefix"
+    shutil.copytree(PREFIX, prefix)
+    declare(prefix, "algorithms", "toy/scale/1", SCALE, SCALE_CODE)
+    declaration = json.loads(DECLARATION.read_text())
+    declaration["blocks"]["scale"] = {
+        "algorithm": "toy/scale/1",
+        "parameters": {"low": float("nan"), "high": float("-inf"), "note": "it'''s \\ \"x\""},
+        "inputs": {"features": "preprocess_test.features"}}
+    declaration["blocks"]["score"]["inputs"]["probe"] = "scale.features"
+    plumber, _ = Experiment(prefix, declaration).build(index_folder=tmp_path)
+    path = tmp_path / "experiment_pipeline.py"
+    plumber.save(path)
+    seen = tmp_path / "seen.json"
+    monkeypatch.setenv("SCALE_SEEN", str(seen))
+    assert main(["run", str(path), "--no-progress"]) == 0, capsys.readouterr().err
+    parameters = json.loads(seen.read_text())
+    assert math.isnan(parameters["low"])
+    assert parameters["high"] == float("-inf")
+    assert parameters["note"] == "it'''s \\ \"x\""
+
+
 def test_parameters_set_on_the_command_line(tmp_path, capsys):
     cache = tmp_path / "cache"
     code, out, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--cache", cache,
@@ -164,6 +220,6 @@ def test_parameters_set_on_the_command_line(tmp_path, capsys):
     ("preprocess_test.layers", "preprocess_test.layers"),
 ])
 def test_bad_parameters_on_the_command_line_name_what_is_wrong(tmp_path, capsys, pair, message):
-    code, out, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--set", pair)
+    code, _, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--set", pair)
     assert code == 2
     assert message in err

@@ -31,7 +31,7 @@ def experiment_source(plumber: ExperimentPlumber) -> str:
             neither ``False`` nor a NuMap.
     """
     experiment = plumber.experiment
-    declaration = json.loads(json.dumps(experiment.declaration))  # JSON data only
+    declaration = _json_literal(experiment.declaration)
     if isinstance(plumber.parallel, NuMap):
         settings = {k: v for k, v in plumber.parallel.settings.items() if v is not None}
         parallel = f"NuMap(**{settings!r})"
@@ -47,6 +47,7 @@ def experiment_source(plumber: ExperimentPlumber) -> str:
         "Load it: papyflow.Plumber().load(THIS_FILE).",
         '"""',
         "",
+        "import json",
         "import sys",
         "",
         "from numap import NuMap",
@@ -55,7 +56,7 @@ def experiment_source(plumber: ExperimentPlumber) -> str:
         f"PREFIX = {experiment.prefix!r}",
         f"INDEX_FOLDER = {plumber.index_folder!r}",
         f"CACHE = {plumber.cache!r}",
-        f"DECLARATION = {declaration!r}",
+        f"DECLARATION = json.loads({declaration})",
         "",
         "experiment = Experiment(PREFIX, DECLARATION)",
         f"plumber, pipers = experiment.build(parallel={parallel}, index_folder=INDEX_FOLDER,",
@@ -74,3 +75,18 @@ def experiment_source(plumber: ExperimentPlumber) -> str:
     ]
     return "\n".join(lines)
 
+
+def _json_literal(value: object) -> str:
+    """Python source of a string holding ``value`` as JSON text, for ``json.loads``.
+
+    The declaration is written as JSON rather than as a Python literal: JSON,
+    as :mod:`json` reads declaration files, holds ``NaN`` and ``Infinity``,
+    which ``repr`` writes as names that are not defined (``nan``, ``inf``).
+    The text is ASCII and has no quote ``'`` (it is escaped as ``\\u0027``, all
+    the same to JSON), so it fits a raw triple-quoted string as it is.
+
+    Raises:
+        TypeError: ``value`` is not JSON data.
+    """
+    text = json.dumps(value, indent=4, ensure_ascii=True).replace("'", "\\u0027")
+    return f"r'''\n{text}\n'''"

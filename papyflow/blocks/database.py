@@ -1137,6 +1137,7 @@ class DatabaseTester:
     all; only all of them when ``all_combinations`` is false). What is
     checked, each problem becoming one message in :attr:`errors`:
 
+    * there is an output to test, each with a dataformat (a name) that loads;
     * the view can be instantiated, indexed and set up, and its index is not
       empty;
     * every output's field exists in the index entries;
@@ -1170,6 +1171,9 @@ class DatabaseTester:
             units and data (:meth:`report_text`).
         dataformat_cache: as for :class:`Database`.
 
+    Raises:
+        TypeError: ``view_class`` is not a class (an instance of one, say).
+
     Attributes:
         errors: the problems found.
         combinations: the combinations of connected outputs that were run.
@@ -1184,6 +1188,9 @@ class DatabaseTester:
                  all_combinations: bool = True, *, prefix: PrefixLike | None = None,
                  root_folder: str | None = None, report: str | os.PathLike[str] | None = None,
                  dataformat_cache: dict[str, DataFormat] | None = None) -> None:
+        if not isinstance(view_class, type):
+            raise TypeError(f"view_class: expected the view class (a View subclass), got an "
+                            f"instance of {type(view_class).__name__}")
         self.name = name
         self.view_class = view_class
         self.outputs = dict(outputs_declaration)
@@ -1231,7 +1238,15 @@ class DatabaseTester:
             if output not in self.outputs:
                 self.errors.append(f"{self.name}: irregular_outputs names {output!r}, "
                                    f"which is not an output ({', '.join(self.outputs)})")
+        if not self.outputs:
+            self.errors.append(f"{self.name}: outputs_declaration is empty: no output to "
+                               "test")
+            return
         for output, dataformat_name in self.outputs.items():
+            if not isinstance(dataformat_name, str):
+                self.errors.append(f"{self.name}: output {output!r}: the dataformat must be "
+                                   f"a name 'user/name/version', not {_show(dataformat_name)}")
+                continue
             dataformat = self._cache.get(dataformat_name) or DataFormat(
                 self.prefix, dataformat_name, dataformat_cache=self._cache)
             if not dataformat.valid:

@@ -32,6 +32,8 @@ A declaration (a JSON file or a dict) looks like this::
   feed some block, or be kept.
 - ``keep`` (optional) lists other outputs to keep, ``["enroll.model"]``:
   :meth:`Experiment.run` returns their records too, by ``"<block>.<output>"``.
+  An analyzer's results are returned already (by the block's name): keeping
+  them, ``"eer.results"``, is an error.
 
 Loading never raises: :attr:`Experiment.valid` and :attr:`Experiment.errors`
 (each error names the file and the field path, ``blocks.score.inputs.model``)
@@ -266,7 +268,8 @@ class Experiment:
             return
         if algorithm.is_loop:
             self._error(f"{field}.algorithm", f"algorithm {algorithm.name!r} is a loop "
-                        "algorithm: not supported in experiments yet")
+                        f"algorithm ({algorithm.type}): not supported in experiments yet "
+                        "(papyflow.execution runs loops)")
             return
         ok = True
         for key, value in parameters.items():
@@ -379,6 +382,9 @@ class Experiment:
                 what = "a dataset: its outputs are read, not kept" \
                     if source[0] in self.datasets else "not a block"
                 self._error(field, f"{source[0]!r} is {what}")
+            elif source[0] in self.analyzers:
+                self._error(field, f"{text!r} is the results of the analyzer {source[0]!r}: "
+                            f"they are returned as {source[0]!r} without keeping them")
             elif source not in self._outputs:
                 outputs = [o for s, o in self._outputs if s == source[0]]
                 self._error(field, f"block {source[0]!r} has no output {source[1]!r} "

@@ -57,7 +57,8 @@ Piper whose dataformat is not the input's, raises
 :class:`~papyflow.DaggerError` naming both ends.
 
 Not supported yet: loop algorithms (:func:`algorithm_piper` refuses them with
-a ValueError), saving block Pipers with ``Plumber.save``.
+a ValueError; :mod:`papyflow.execution` runs them), saving block Pipers with
+``Plumber.save``.
 """
 
 from __future__ import annotations
@@ -884,7 +885,9 @@ def algorithm_piper(algorithm: Algorithm, *, parameters: Mapping[str, Any] | Non
                            + "; ".join(algorithm.errors))
     if algorithm.is_loop:
         raise ValueError(f"algorithm {algorithm.name!r} ({algorithm.type}): loop algorithms "
-                         "do not run as Pipers yet")
+                         "do not run as Pipers yet: run them with "
+                         "papyflow.execution.LoopExecutor (the evaluator) and "
+                         "AlgorithmExecutor (the processor)")
     if len(algorithm.groups) != 1 and algorithm.type == Algorithm.LEGACY:
         raise ValueError(f"algorithm {algorithm.name!r} has {len(algorithm.groups)} groups: "
                          "secondary groups of legacy algorithms are not supported by pipers")

@@ -50,6 +50,14 @@ class BlockRun:
             db_access=AccessMode.REMOTE if db_channel is not None else AccessMode.LOCAL,
             socket=db_channel, databases=database_cache, auth=auth)
 
+    def _close_inputs(self) -> None:
+        """Close the data sources of the inputs and of the data loaders (their files)."""
+        for input_ in self.input_list:
+            input_.data_source.close()
+        for loader in self.data_loaders:
+            for name in loader.input_names():
+                loader._source(name).close()
+
     @property
     def runner(self) -> Any:
         """The algorithm's :class:`~papyflow.blocks.algorithm.Runner` (made when first asked)."""

@@ -116,10 +116,12 @@ class AlgorithmExecutor(BlockRun):
         return arguments
 
     def process(self) -> bool:
-        """Run the algorithm over all its data, then :meth:`done`.
+        """Run the algorithm over all its data, commit its outputs, then :meth:`done`.
 
-        A failure is reported to the supervisor (``err``, ``usr`` for the
-        user's code) before it is raised; the outputs are then discarded.
+        A failure (of the code, or of committing the outputs) is reported to
+        the supervisor and to a loop's evaluator (``err``, ``usr`` for the
+        user's code) before it is raised; the outputs not committed yet are
+        then discarded.
 
         Returns:
             ``True``.
@@ -141,10 +143,10 @@ class AlgorithmExecutor(BlockRun):
                     if self.loop_channel is not None:
                         self.loop_channel.read()
                     self.runner.process(inputs=self.input_list, **arguments)
+            self.close()  # the sinks count their bytes as they commit
         except BaseException as error:
             self._fail(error)
             raise
-        self.close()  # the sinks count their bytes as they commit
         self.done(self.statistics())
         return True
 
@@ -154,6 +156,7 @@ class AlgorithmExecutor(BlockRun):
             if discard is not None:
                 discard()
         self._closed = True
+        self._close_inputs()
         kind = b"usr" if isinstance(error, BlockError) else b"sys"
         report = [b"err", kind, str(error).encode("utf-8")]
         loop = self.loop_channel.channel if self.loop_channel is not None else None
@@ -179,25 +182,29 @@ class AlgorithmExecutor(BlockRun):
                                                for o in self.output_list)}}
 
     def done(self, statistics: Mapping[str, Any] | None = None) -> None:
-        """Close the outputs (committing them to the cache) and tell the supervisor."""
+        """Close the outputs (committing them to the cache) and tell the supervisor,
+        then the loop's evaluator (told even when telling the supervisor fails)."""
         self.close()
-        if self.socket is not None:
-            parts = [b"don"]
-            if statistics is not None:
-                parts.append(json.dumps(statistics).encode())
-            _tell(self.socket, parts)
-        if self.loop_channel is not None:
-            self.loop_channel.done()
+        try:
+            if self.socket is not None:
+                parts = [b"don"]
+                if statistics is not None:
+                    parts.append(json.dumps(statistics).encode())
+                _tell(self.socket, parts)
+        finally:
+            if self.loop_channel is not None:
+                self.loop_channel.done()
 
     def close(self) -> None:
-        """Close the outputs and the inputs' sources (once)."""
+        """Close the outputs (committing them) and the inputs' sources (once)."""
         if self._closed:
             return
         self._closed = True
-        for output in self.output_list:
-            output.close()
-        for input_ in self.input_list:
-            input_.data_source.close()
+        try:
+            for output in self.output_list:
+                output.close()
+        finally:
+            self._close_inputs()
 
     def __repr__(self) -> str:
         return f"<AlgorithmExecutor of {self.algorithm.name!r}>"

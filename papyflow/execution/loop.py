@@ -125,7 +125,8 @@ class LoopExecutor(BlockRun):
 
     Use: :meth:`setup`, :meth:`prepare`, :meth:`process` (runs the code's
     ``process`` once, then starts the handler), then :meth:`wait` for the
-    processor's ``don``, and :meth:`close` (commits the evaluator's outputs).
+    processor's ``don``, and :meth:`close` (commits the evaluator's outputs
+    when the processor said ``don``, discards them otherwise).
 
     Raises:
         ValueError: a wrong configuration, or an algorithm that is not a loop evaluator;
@@ -198,9 +199,18 @@ class LoopExecutor(BlockRun):
 
     def read(self) -> Any:
         """Move the evaluator's main group to its next step (a sequential evaluator)
-        and let its code read."""
+        and let its code read.
+
+        Raises:
+            ValueError: the main group has no more data: the processor takes
+                more steps than the evaluator has (their inputs differ).
+        """
         group = self.input_list.main_group
-        if group is not None and group.hasMoreData():
+        if group is not None:
+            if not group.hasMoreData():
+                raise ValueError(f"the processor took a step beyond the evaluator's data: "
+                                 f"the evaluator's main group {group.channel!r} has no data "
+                                 f"after data index {group.data_index_end}")
             group.next()
         return self.runner.read(self.input_list)
 
@@ -210,15 +220,28 @@ class LoopExecutor(BlockRun):
         return not self.message_handler.is_alive()
 
     def close(self) -> None:
-        """Stop the handler, close the outputs (committing them) and the inputs."""
+        """Stop the handler, close the outputs and the inputs.
+
+        The outputs are committed when the processor finished (it said
+        ``don``); when it failed (``err``) or did not finish, what the
+        evaluator wrote covers part of its data only, and is discarded.
+        """
         self.message_handler.destroy()
         if self._closed:
             return
         self._closed = True
-        for output in self.output_list:
-            output.close()
-        for input_ in self.input_list:
-            input_.data_source.close()
+        handler = self.message_handler
+        try:
+            if handler.finished and handler.last_error is None:
+                for output in self.output_list:
+                    output.close()
+            else:
+                for sink in self.data_sinks:
+                    discard = getattr(sink, "discard", None)
+                    if discard is not None:
+                        discard()
+        finally:
+            self._close_inputs()
 
     def __repr__(self) -> str:
         return f"<LoopExecutor of {self.algorithm.name!r} at {self.address}>"

@@ -109,6 +109,7 @@ class MessageHandler(threading.Thread):
     Attributes:
         address: the bound endpoint, ``tcp://host:port``: give it to clients.
         statistics: what the peer sent with ``don`` (``None`` before).
+        finished: whether a peer said ``don`` (it ended without a failure).
         last_error: ``(kind, message)`` a peer reported with ``err`` (``None``).
         data_sources: the sources served.
     """
@@ -129,6 +130,7 @@ class MessageHandler(threading.Thread):
         self.kill_callback = kill_callback
         self.data_sources: dict[str, DataSource] = dict(data_sources or {})
         self.statistics: Any = None
+        self.finished = False
         self.last_error: tuple[str, str] | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -323,12 +325,13 @@ class MessageHandler(threading.Thread):
 
     def done(self, statistics: bytes | None = None) -> list[bytes]:
         """``don [statistics]``: the peer is done (it may send its statistics as
-        JSON); the handler acknowledges and stops."""
+        JSON); :attr:`finished` is set, the handler acknowledges and stops."""
         if statistics:
             try:
                 self.statistics = json.loads(statistics)
             except ValueError:
                 raise _Failed("don: the statistics are not JSON") from None
+        self.finished = True
         return [b"ack"]
 
     def error(self, t: bytes, msg: bytes = b"") -> list[bytes]:
