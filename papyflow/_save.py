@@ -28,7 +28,9 @@ __all__ = ["pipeline_source"]
 _NUMAP_DEFAULTS = {name: parameter.default for name, parameter in
                    inspect.signature(NuMap).parameters.items()
                    if parameter.default is not inspect.Parameter.empty}
-_FIXED = ("NuMap", "Piper", "Plumber", "Worker", "plumber", "DATA", "sys", "main")
+# Names the file binds itself, or that a pipeline file is read for (``inputs``:
+# a saved function of that name would be taken for the maker of the inputs).
+_FIXED = ("NuMap", "Piper", "Plumber", "Worker", "plumber", "DATA", "inputs", "sys", "main")
 
 
 class _Writer:
@@ -84,6 +86,9 @@ def pipeline_source(plumber: Plumber) -> str:
     for piper in pipers:
         imap = piper.imap
         if isinstance(imap, NuMap) and id(imap) not in numap_names:
+            if imap.executor is not None:  # its settings would not rebuild it
+                raise ValueError(f"NuMap {imap.name!r} of piper {piper.name!r} runs on an "
+                                 f"executor, which cannot be written to a file")
             name = writer.name("numap")
             numap_names[id(imap)] = name
             # What differs from NuMap's own default (None too: shared_memory=None is

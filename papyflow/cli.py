@@ -38,7 +38,7 @@ from typing import IO, Any
 
 from . import __version__
 from .errors import PlumberError
-from .pipefile import PipelineFile, load_file
+from .pipefile import PipelineFile, folder_on_path, load_file
 from .plumber import Plumber, State
 
 __all__ = ["main"]
@@ -178,9 +178,11 @@ def _report(args: argparse.Namespace, exc: BaseException) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    pipeline = load_file(args.file)
-    with _plain_logging():
-        return _run_loaded(args, pipeline)
+    # The file's folder stays on sys.path while the pipeline runs, as in ``python FILE.py``.
+    with folder_on_path(args.file):
+        pipeline = load_file(args.file)
+        with _plain_logging():
+            return _run_loaded(args, pipeline)
 
 
 @contextlib.contextmanager

@@ -96,7 +96,9 @@ def to_dot(dagger: Dagger, title: str | None = None) -> str:
 
     Nodes are ``p0``, ``p1``, ... in the Dagger's order, labelled with the
     Pipers' names; the Pipers of each NuMap form a cluster ``cluster_numap<k>``
-    labelled with the NuMap's name and workers.
+    labelled with the NuMap's name and workers; the Pipers of each of
+    :func:`layers` share a rank (``newrank=true`` keeps the ranks across the
+    clusters), so that every input is at the top, as in :func:`draw`.
     """
     order = dagger.postorder()
     node_id = {piper: f"p{i}" for i, piper in enumerate(order)}
@@ -105,10 +107,10 @@ def to_dot(dagger: Dagger, title: str | None = None) -> str:
     lines = [
         "// papyflow pipeline: edges follow the data; pipers of one NuMap share a cluster",
         "digraph pipeline {",
-        "  graph [rankdir=TB, ordering=out, fontname=Helvetica, fontsize=11"
+        "  graph [rankdir=TB, ordering=out, newrank=true, fontname=Helvetica, fontsize=11"
         + (f", label={_quote(title)}, labelloc=t" if title else "") + "];",
-        "  node [shape=box, style=\"rounded,filled\", fontname=Helvetica, fontsize=11, "
-        f"fillcolor={_quote(_LINEAR)}];",
+        ("  node [shape=box, style=\"rounded,filled\", fontname=Helvetica, fontsize=11, "
+         f"fillcolor={_quote(_LINEAR)}];"),
         f"  edge [color={_quote(_EDGE)}, arrowsize=0.7];",
     ]
     # Nodes first, in the Dagger's order: dot keeps that order within a rank.
@@ -124,6 +126,10 @@ def to_dot(dagger: Dagger, title: str | None = None) -> str:
         lines.append(f"    style=\"rounded,dashed\"; color={_quote(group.colour)}; penwidth=2;")
         lines.append(f"    {'; '.join(node_id[p] for p in group.pipers)};")
         lines.append("  }")
+    # Left to itself, dot puts a Piper just above the Piper that reads it: an input
+    # read only far down would sit there, not at the top with the other inputs.
+    for row in layers(dagger):
+        lines.append(f"  {{rank=same; {'; '.join(node_id[p] for p in row)};}}")
     for upstream, downstream in _edges(dagger, order):
         lines.append(f"  {node_id[upstream]} -> {node_id[downstream]};")
     lines.append("}")
@@ -196,8 +202,10 @@ def draw(dagger: Dagger, path: str | os.PathLike[str], title: str | None = None)
     boxes = {}
     for piper in order:
         x, y = position[piper]
+        # parse_math=False: a name is text, "$...$" in it is not matplotlib's mathtext.
         boxes[piper] = axes.text(
             x, y, piper.name, ha="center", va="center", fontsize=10, zorder=3,
+            parse_math=False,
             bbox={"boxstyle": "round,pad=0.4", "facecolor": colour.get(piper, _LINEAR),
                   "edgecolor": "#333333", "linewidth": 1.0})
     for upstream, downstream in _edges(dagger, order):
@@ -214,10 +222,12 @@ def draw(dagger: Dagger, path: str | os.PathLike[str], title: str | None = None)
     if any(not piper.parallel for piper in order):
         handles.append(Patch(facecolor=_LINEAR, edgecolor="#333333",
                              label="linear (in the thread that reads results)"))
-    axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
-                fontsize=9, frameon=False)
+    legend = axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                         fontsize=9, frameon=False)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
     if title:
-        axes.set_title(title, fontsize=11)
+        axes.set_title(title, fontsize=11, parse_math=False)
     # No date in the file, and SVG ids from a fixed salt: the same pipeline, the same file.
     metadata = {"Date": None} if suffix == ".svg" else None
     with matplotlib.rc_context({"svg.hashsalt": "papyflow"}):

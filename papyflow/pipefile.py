@@ -14,18 +14,20 @@ A pipeline file is a plain Python module. Run (not as ``__main__``), it binds:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import runpy
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import PlumberError
 
-__all__ = ["PipelineFile", "load_file"]
+__all__ = ["PipelineFile", "folder_on_path", "load_file"]
 
 
 @dataclass
@@ -52,13 +54,71 @@ class PipelineFile:
 
 
 def _lines(path: str) -> Iterable[str]:
+    if os.path.isdir(path):
+        raise PlumberError(f"input is a folder, not a file: {path} (this file has no "
+                           f"inputs(paths) to read folders)")
     if not os.path.isfile(path):
         raise PlumberError(f"input file not found: {path}")
+    return _Lines(path)
 
-    def lines() -> Iterable[str]:
-        with open(path, encoding="utf-8") as handle:
-            yield from handle
-    return lines()
+
+# The characters that errors="surrogateescape" puts in place of bytes that are not UTF-8.
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+class _Lines:
+    """The lines of a UTF-8 text file, opened when the first one is read.
+
+    A line that is not UTF-8 fails alone, as an item of an input may: its
+    ``next()`` raises a ValueError naming the file and line, and the next one
+    goes on with the line after it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._handle: TextIO | None = None
+        self._number = 0
+        self._ended = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self._ended:
+            raise StopIteration
+        if self._handle is None:
+            # Open across calls of next(), closed at the end of the file.
+            self._handle = open(self.path, encoding="utf-8",  # noqa: SIM115
+                                errors="surrogateescape")
+        line = self._handle.readline()
+        if not line:
+            self._ended = True
+            self._handle.close()
+            raise StopIteration
+        self._number += 1
+        if _UNDECODED.search(line):
+            raise ValueError(f"{self.path}, line {self._number}: not UTF-8 text")
+        return line
+
+
+@contextlib.contextmanager
+def folder_on_path(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Put the folder of the file ``path`` first on ``sys.path`` for the ``with`` block.
+
+    A folder already there is left alone. ``papyflow run`` keeps it there while
+    the pipeline runs too, so that a function of the file may import a module
+    beside it when it is called, as it could in ``python FILE.py``.
+    """
+    directory = str(Path(path).resolve().parent)
+    added = directory not in sys.path
+    if added:
+        sys.path.insert(0, directory)
+    try:
+        yield
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):  # the block may have taken it out
+                sys.path.remove(directory)
 
 
 def load_file(path: str | os.PathLike[str]) -> PipelineFile:
@@ -72,12 +132,9 @@ def load_file(path: str | os.PathLike[str]) -> PipelineFile:
     path = Path(path)
     if not path.is_file():
         raise PlumberError(f"pipeline file not found: {path}")
-    directory = str(path.resolve().parent)
-    added = directory not in sys.path
-    if added:  # so the file can import its neighbours, as a script would
-        sys.path.insert(0, directory)
     try:
-        namespace = runpy.run_path(str(path), run_name="__papyflow_pipeline__")
+        with folder_on_path(path):  # so the file can import its neighbours, as a script would
+            namespace = runpy.run_path(str(path), run_name="__papyflow_pipeline__")
     except SyntaxError as exc:
         raise PlumberError(_syntax_error(exc, path)) from exc
     except SystemExit as exc:  # not KeyboardInterrupt: Ctrl-C still stops the caller
@@ -86,9 +143,6 @@ def load_file(path: str | os.PathLike[str]) -> PipelineFile:
                            f"if __name__ == '__main__':") from exc
     except Exception as exc:
         raise PlumberError(f"{_where(exc, path)}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        if added:
-            sys.path.remove(directory)
     plumber = namespace.get("plumber")
     if not isinstance(plumber, Plumber):
         raise PlumberError(f"{path}: the file must bind 'plumber' to a papyflow.Plumber")
@@ -122,9 +176,9 @@ def _syntax_error(exc: SyntaxError, path: Path) -> str:
 
 def _line_in(exc: BaseException, path: Path) -> int | None:
     """The last line of ``path`` in the traceback of ``exc``."""
-    target = str(path.resolve())
+    target = os.path.realpath(path)  # the frames name it as it was given: symlinks too
     line = None
     for frame in traceback.extract_tb(exc.__traceback__):
-        if os.path.abspath(frame.filename) == target:
+        if os.path.realpath(frame.filename) == target:
             line = frame.lineno
     return line

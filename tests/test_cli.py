@@ -141,6 +141,49 @@ def test_lines_of_input_files_without_an_inputs_function(tmp_path, capsys):
     assert table["parse"][:2] == ["4", "0"] and table["check"][:2] == ["4", "1"]
 
 
+
+def test_the_folder_of_the_file_is_on_sys_path_while_it_runs(tmp_path, capsys):
+    # As with ``python FILE.py``: a module beside the file imports while the
+    # pipeline runs, not only while the file is loaded.
+    (tmp_path / "neighbour_at_run_time.py").write_text("def f(x):\n    return x + 1000\n")
+    source = _write(tmp_path, "lazy.py", """
+        from papyflow import Piper, Plumber
+
+        def lazy(inbox):
+            import neighbour_at_run_time
+            return neighbour_at_run_time.f(inbox[0])
+
+        plumber = Plumber()
+        plumber.add_pipe((Piper(lazy, name="lazy", debug=True),))
+        DATA = [range(3)]
+    """)
+    try:
+        assert cli.main(["run", str(source), "--no-progress"]) == 0, capsys.readouterr().err
+    finally:
+        sys.modules.pop("neighbour_at_run_time", None)
+    assert _table(capsys.readouterr().out)["lazy"][:2] == ["3", "0"]
+    assert str(tmp_path) not in sys.path
+
+
+
+def test_a_line_of_an_input_file_that_is_not_utf8_fails_alone(tmp_path, capsys):
+    source = _write(tmp_path, "small.py", SMALL)
+    lines = tmp_path / "lines.txt"
+    lines.write_bytes(b"1\n2\n\xff4\n5\n6\n")
+    assert cli.main(["run", str(source), "-i", str(lines), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert _table(out)["parse"][:2] == ["5", "0"]  # the other four lines went through
+    assert "inputs taken: 5" in out and "items the inputs raised: 1" in out
+
+
+def test_a_folder_given_to_a_file_without_inputs_is_named(tmp_path, capsys):
+    source = _write(tmp_path, "small.py", SMALL)
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    assert cli.main(["run", str(source), "--input", str(folder)]) == 2
+    _one_error_line(capsys.readouterr().err, str(source), "is a folder", str(folder))
+
+
 # -- --workers ------------------------------------------------------------------------
 
 

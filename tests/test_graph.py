@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,13 +40,13 @@ def _fan() -> tuple[Plumber, dict[str, Piper]]:
 
 def _nodes(dot: str) -> dict[str, str]:
     """DOT node id -> label."""
-    return dict(re.findall(r'^  (p\d+) \[label="([^"]*)"', dot, re.M))
+    return dict(re.findall(r'^  (p\d+) \[label="([^"]*)"', dot, re.MULTILINE))
 
 
 def _clusters(dot: str) -> dict[str, list[str]]:
     """Cluster label -> the node ids it holds."""
     found = {}
-    for body in re.findall(r"subgraph cluster_numap\d+ \{(.*?)\n  \}", dot, re.S):
+    for body in re.findall(r"subgraph cluster_numap\d+ \{(.*?)\n  \}", dot, re.DOTALL):
         label = re.search(r'label="([^"]*)"', body).group(1)
         members = body.strip().splitlines()[-1].strip().rstrip(";").split("; ")
         found[label] = members
@@ -52,7 +54,7 @@ def _clusters(dot: str) -> dict[str, list[str]]:
 
 
 def test_dot_names_every_piper_in_the_dagger_order():
-    plumber, pipers = _fan()
+    plumber, _ = _fan()
     dot = to_dot(plumber)
     assert dot.startswith("// papyflow pipeline") and dot.rstrip().endswith("}")
     assert "digraph pipeline {" in dot
@@ -64,7 +66,7 @@ def test_dot_edges_follow_the_data():
     plumber, _ = _fan()
     dot = to_dot(plumber)
     ids = {label: node for node, label in _nodes(dot).items()}
-    edges = re.findall(r"^  (p\d+) -> (p\d+);$", dot, re.M)
+    edges = re.findall(r"^  (p\d+) -> (p\d+);$", dot, re.MULTILINE)
     named = [(_nodes(dot)[a], _nodes(dot)[b]) for a, b in edges]
     assert named == [("src", "left"), ("src", "right"), ("left", "join"), ("right", "join"),
                      ("join", "out")]
@@ -79,7 +81,7 @@ def test_dot_has_one_cluster_per_numap_naming_its_workers():
     assert clusters == {"threads: thread x3": [ids["left"]],
                         "procs: process x2": [ids["right"], ids["join"]]}
     # Linear pipers are in no cluster, and the pipers of one NuMap share its colour.
-    colours = dict(re.findall(r'^  (p\d+) \[.*fillcolor="(#[0-9a-f]{6})"', dot, re.M))
+    colours = dict(re.findall(r'^  (p\d+) \[.*fillcolor="(#[0-9a-f]{6})"', dot, re.MULTILINE))
     assert ids["src"] not in colours and ids["out"] not in colours
     assert colours[ids["right"]] == colours[ids["join"]] != colours[ids["left"]]
 
@@ -99,6 +101,33 @@ def test_layers_put_a_piper_below_the_deepest_piper_it_reads():
     plumber.add_pipe((p["src"], shortcut, p["out"]))  # out reads join and shortcut
     assert [[x.name for x in row] for row in layers(plumber)] == [
         ["src"], ["left", "right", "shortcut"], ["join"], ["out"]]
+
+
+def test_dot_puts_each_layer_on_one_rank():
+    # As in the drawn picture: a second input that only the last Piper reads is
+    # drawn at the top with the first input, not beside the Piper above its reader.
+    plumber, p = _fan()
+    late = Piper(inc, name="late_input")
+    plumber.add_pipe((late, p["out"]))
+    dot = to_dot(plumber)
+    labels = _nodes(dot)
+    ranks = [[labels[n] for n in re.findall(r"p\d+", body)]
+             for body in re.findall(r"^  \{rank=same; (.*)\}$", dot, re.MULTILINE)]
+    assert ranks == [[x.name for x in row] for row in layers(plumber)]
+    assert ranks[0] == ["src", "late_input"]
+    assert "newrank=true" in dot  # ranks hold across the NuMap clusters
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is not installed")
+def test_graphviz_draws_the_layers_of_the_dot_text(tmp_path):
+    plumber, p = _fan()
+    plumber.add_pipe((Piper(inc, name="late_input"), p["out"]))
+    done = subprocess.run(["dot", "-Tplain"], input=to_dot(plumber), capture_output=True,
+                          text=True, timeout=60, check=True)
+    height = {line.split()[6]: float(line.split()[3])
+              for line in done.stdout.splitlines() if line.startswith("node ")}
+    assert height["late_input"] == height["src"] > height["left"] == height["right"]
+    assert height["right"] > height["join"] > height["out"]
 
 
 def test_the_shared_numap_example_is_one_cluster():
@@ -133,6 +162,17 @@ def test_png_is_a_valid_png(tmp_path):
     length, kind, width, height = struct.unpack(">I4sII", data[8:24])
     assert (length, kind) == (13, b"IHDR") and width > 100 and height > 100
     assert data.endswith(b"IEND\xaeB`\x82")
+
+
+def test_names_with_dollar_signs_are_drawn_as_they_are(tmp_path):
+    # Not as matplotlib's mathtext: "$...$" would be typeset, "$\\frac$" would not draw.
+    pool = NuMap(worker_type="thread", worker_num=1, name="pool $x$")
+    plumber = Plumber()
+    plumber.add_pipe((Piper(inc, parallel=pool, name="price $usd$"),
+                      Piper(double, name=r"bad $\frac$")))
+    text = draw(plumber, tmp_path / "dollars.svg", title="$title$").read_text(encoding="utf-8")
+    for name in ("price $usd$", r"bad $\frac$", "pool $x$: thread x1", "$title$"):
+        assert f"<!-- {name} -->" in text
 
 
 def test_draw_refuses_other_formats_and_empty_pipelines(tmp_path):

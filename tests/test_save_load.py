@@ -7,11 +7,13 @@ import subprocess
 import sys
 import textwrap
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from numap import NuMap
 from papyflow import Piper, Plumber, PlumberError, Worker
+from papyflow.pipefile import load_file
 from tests.pipeline_helpers import add, double, inc
 
 BUILD = """
@@ -177,3 +179,43 @@ def test_numap_settings_that_differ_from_the_defaults_are_saved(tmp_path):
     assert loaded.settings == nm.settings
     saved = path.read_text()
     assert "shared_memory=None" in saved and "keep_freed=None" in saved
+
+
+def test_a_worker_function_named_inputs_is_not_read_as_the_inputs(tmp_path):
+    # A pipeline file's ``inputs`` makes the inputs from the paths of --input: a
+    # worker function of that name, saved by its source, must not be taken for it.
+    _python("""
+        from papyflow import Piper, Plumber
+
+        def inputs(inbox):
+            return inbox[0] + 1
+
+        plumber = Plumber()
+        plumber.add_piper(Piper(inputs, name="a"))
+        plumber.save("saved.py")
+    """, cwd=tmp_path)
+    loaded = load_file(tmp_path / "saved.py")
+    assert loaded.inputs is None
+    assert loaded.plumber.pipers[0].worker((41,)) == 42
+
+
+def test_a_file_reached_through_a_symlink_is_named_with_its_line(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "bad.py").write_text("from papyflow import Plumber\nplumber = Plumber()\nx = 1 / 0\n")
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    with pytest.raises(PlumberError, match=r"bad.py, line 3: ZeroDivisionError"):
+        Plumber().load(tmp_path / "link" / "bad.py")
+
+
+def test_a_numap_on_an_executor_is_refused_at_save_naming_it(tmp_path):
+    # The executor cannot be written to the file: a file that would fail to load
+    # is not written.
+    with ThreadPoolExecutor(1) as executor:
+        nm = NuMap(executor=executor, name="on_executor")
+        plumber = Plumber()
+        plumber.add_pipe((Piper(inc, parallel=nm, name="a"),))
+        path = tmp_path / "pipe.py"
+        with pytest.raises(PlumberError, match="on_executor.*executor"):
+            plumber.save(path)
+    assert not path.exists()
