@@ -47,9 +47,14 @@ def run_batch(call: Callable[[Any], Any], items: Iterable[Any]
     """Evaluate ``call`` on each item, in order.
 
     Returns the values (``None`` where an item failed), the failures and the
-    seconds spent. An exception stops nothing: evaluation resumes with the next
-    item, and no item is evaluated twice.
+    seconds spent: one value per item. An exception stops nothing: evaluation
+    resumes with the next item, and no item is evaluated twice. A
+    ``StopIteration`` raised by ``call`` fails its item with a ``RuntimeError``
+    (as in a generator, PEP 479) instead of ending the batch early.
     """
+    if not isinstance(items, list):
+        items = list(items)
+    count = len(items)
     values: list[Any] = []
     failures: list[ItemFailure] = []
     it = iter(items)
@@ -59,8 +64,16 @@ def run_batch(call: Callable[[Any], Any], items: Iterable[Any]
             # extend keeps what map produced before an exception, and the
             # shared iterator has already moved past the failing item.
             values.extend(map(call, it))
-            break
         except BaseException as exc:  # noqa: BLE001 - every failure is the item's result
             failures.append(ItemFailure(len(values), exc))
             values.append(None)
+            continue
+        if len(values) == count:
+            break
+        # map ended early: the function raised StopIteration, which map takes for
+        # its own end (the item was taken from ``it`` already).
+        failures.append(ItemFailure(len(values), RuntimeError(
+            "the function raised StopIteration (it must not escape a mapped function: "
+            "it would end the map of its batch)")))
+        values.append(None)
     return values, failures, time.perf_counter() - began

@@ -93,7 +93,7 @@ class Inlet:
         feed = self.feed
         try:
             source = iter(self.source)
-        except Exception as exc:  # noqa: BLE001 - the task's first item fails with it
+        except BaseException as exc:  # noqa: BLE001 - the task's first item fails with it
             source = _raising(exc)
         hint = 0
         for told in (self.source, source):  # the iterable may know when its iterator does not
@@ -119,7 +119,7 @@ class Inlet:
             error: BaseException | None = None
             try:
                 feed.extend(itertools.islice(source, n))
-            except Exception as exc:  # noqa: BLE001 - an input's error is that item's result
+            except BaseException as exc:  # noqa: BLE001 - an input's error is that item's result
                 error = exc
             with self._lock:
                 got = self.taken + len(feed) - start
@@ -129,8 +129,10 @@ class Inlet:
                     self._in_row = 1 if got else self._in_row + 1
                     got += 1
                     # An upstream NuMap that broke would raise for ever, and so
-                    # would an input that raises again and again.
-                    ended = isinstance(error, BrokenPoolError)
+                    # would an input that raises again and again. One that raises
+                    # SystemExit (or another BaseException) means to end.
+                    ended = (isinstance(error, BrokenPoolError)
+                             or not isinstance(error, Exception))
                     if self._in_row >= INPUT_FAILURES_IN_ROW:
                         error.add_note(f"numap: the input raised {INPUT_FAILURES_IN_ROW} "
                                        f"times in a row and was closed")

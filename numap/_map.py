@@ -9,16 +9,16 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, Self
 
+from ._auth import resolve_key
 from ._execute import TaskSpec
 from ._heap import KEEP_FREED
+from ._remote import endpoint
 from ._scheduler import Scheduler
 from ._tasks import NuMapTask, Raise, TaskState, make_stream
 from .backends.base import Backend
 from .backends.executor import ExecutorBackend, check_executor, default_workers
-from ._auth import resolve_key
-from ._remote import endpoint
 from .backends.mixed import MixedBackend
 from .backends.process import ProcessBackend
 from .backends.remote import RemoteBackend
@@ -61,6 +61,16 @@ def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return int(value)
+
+
+def _check_timeout(name: str, timeout: Any) -> None:
+    """Raise for a ``timeout`` that is neither ``None`` nor a number of seconds >= 0."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"{name}: timeout must be a number, got {timeout!r}")
+    if timeout < 0:
+        raise ValueError(f"{name}: timeout must not be negative, got {timeout}")
 
 
 def _remote_hosts(worker_remote: Any) -> tuple[tuple[str, int], ...]:
@@ -160,6 +170,9 @@ class NuMap:
                     endpoint(address)
                 except ValueError as error:
                     raise ValueError(f"worker_remote: {error}") from None
+        if remote_auth is not None and not isinstance(remote_auth, (str, os.PathLike)):
+            raise TypeError(f"remote_auth must be the path of a key file, not "
+                            f"{type(remote_auth).__name__}: {remote_auth!r}")
         # The key is read now: a missing or open key file fails here, not at start.
         self._remote_key = resolve_key(remote_auth) if self.worker_remote else None
         self.remote_auth = None if remote_auth is None else os.fspath(remote_auth)
@@ -171,6 +184,8 @@ class NuMap:
         self.stride = (_STRIDE_PER_WORKER * self._all_workers if stride is None
                        else _positive_int("stride", stride))
         self._buffer = None if buffer is None else _positive_int("buffer", buffer)
+        if stride is None and self._buffer is not None:
+            self.stride = min(self.stride, self._buffer)  # an automatic stride fits the buffer
         if self._buffer is not None and self._buffer < self.stride:
             raise ValueError(f"buffer ({self._buffer}) must not be smaller than stride "
                              f"({self.stride})")
@@ -191,6 +206,7 @@ class NuMap:
         self._stages: set[int] = set()
         self._start_lock = threading.Lock()
         self._tasks_tracked: dict[int, dict[int, Any]] = {}
+        self._finalizer: weakref.finalize | None = None
         if (func is None) != (iterable is None):
             missing = "iterable" if iterable is None else "func"
             raise ValueError(f"NuMap: func and iterable go together; {missing} is missing")
@@ -303,11 +319,7 @@ class NuMap:
             kwargs = {}
         elif not isinstance(kwargs, Mapping):
             raise TypeError(f"add_task: kwargs must be a dict, got {kwargs!r}")
-        if timeout is not None:
-            if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-                raise TypeError(f"add_task: timeout must be a number, got {timeout!r}")
-            if timeout < 0:
-                raise ValueError(f"add_task: timeout must not be negative, got {timeout}")
+        _check_timeout("add_task", timeout)
         tid = len(self._tasks)
         state = TaskState(tid, TaskSpec(func, tuple(args), dict(kwargs)), source, upstream,
                           timeout=timeout, block=bool(block), tracked={} if track else None)
@@ -342,6 +354,7 @@ class NuMap:
     def get_task(self, task: int = 0, timeout: float | None = None,
                  block: bool = True) -> NuMapTask:
         """An iterator over the results of task number ``task``."""
+        _check_timeout("get_task", timeout)
         return NuMapTask(self, self._state(task), timeout, block)
 
     def get_tracked(self, task: int = 0) -> dict[int, Any]:
@@ -370,6 +383,7 @@ class NuMap:
         ``StopIteration`` when the task has no more results.
         """
         state = self._state(task)
+        _check_timeout("next", timeout)
         state.call = (timeout, block)
         try:
             return next(self._streams[task])
@@ -408,6 +422,9 @@ class NuMap:
         return self._streams[0]
 
     def __next__(self) -> Any:
+        """Task 0's next result."""
+        if not self._streams:
+            raise RuntimeError(f"{self.name}: there is no task to take a result of")
         return next(self._streams[0])
 
     # -- lifecycle ------------------------------------------------------------
@@ -434,7 +451,11 @@ class NuMap:
                     max_batch=max(1, self.stride // max(self._all_workers, 1)),
                     ordered=self.ordered, skip=self.skip, name=self.name,
                     memory=_MEMORY if self._buffer is None else None)
-                scheduler.start_pool()
+                try:
+                    scheduler.start_pool()
+                except BaseException:
+                    backend.stop(forced=True)  # what it opened before it failed
+                    raise
                 self._scheduler = scheduler
                 self._stages.add(1)
                 _live.add(scheduler)
@@ -463,8 +484,11 @@ class NuMap:
                 scheduler.drain([self._streams[t] for t in ends])
         scheduler.stop(forced)
         _live.discard(scheduler)
+        if self._finalizer is not None:  # it held the stopped pool (a NuMap may start again)
+            self._finalizer.detach()
+            self._finalizer = None
 
-    def __enter__(self) -> NuMap:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

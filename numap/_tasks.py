@@ -33,7 +33,7 @@ __all__ = ["NuMapTask", "Raise", "TaskState"]
 class Raise:
     """A chunk that raises ``exc`` the first time it is advanced, then ends."""
 
-    __slots__ = ("exc", "_done")
+    __slots__ = ("_done", "exc")
 
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
@@ -109,6 +109,9 @@ class _Chunks:
         except StopIteration:
             self._numap = None
             raise
+        except BaseException as exc:  # noqa: BLE001 - raised once, by a chunk (Ctrl-C too)
+            # Raised here, it would end the stream for good (chain drops its source).
+            return Raise(exc)
 
 
 def make_stream(numap: NuMap, state: TaskState) -> Iterator[Any]:
@@ -125,7 +128,7 @@ class NuMapTask:
     different tasks may be read by different threads.
     """
 
-    __slots__ = ("_numap", "_state", "timeout", "block")
+    __slots__ = ("_numap", "_state", "block", "timeout")
 
     def __init__(self, numap: NuMap, state: TaskState, timeout: float | None,
                  block: bool) -> None:

@@ -48,6 +48,8 @@ def test_bad_values_raise_value_error_naming_the_argument(kwargs, message):
     ({"ordered": 1}, "ordered"),
     ({"skip": "no"}, "skip"),
     ({"name": 3}, "name"),
+    ({"worker_num": 0, "worker_remote": [("127.0.0.1:5555", 1)], "remote_auth": 123},
+     "remote_auth"),
 ])
 def test_bad_types_raise_type_error_naming_the_argument(kwargs, message):
     with pytest.raises(TypeError, match=message):
@@ -86,6 +88,14 @@ def test_next_before_start_raises_runtime_error():
         nm.next()
     with pytest.raises(RuntimeError, match=r"next\(\) before start"):
         next(task)
+
+
+def test_a_numap_without_tasks_says_so_when_iterated():
+    nm = NuMap(worker_type="thread", worker_num=1)
+    with pytest.raises(RuntimeError, match="there is no task"):
+        iter(nm)
+    with pytest.raises(RuntimeError, match="there is no task"):
+        next(nm)  # not an IndexError
 
 
 def test_start_needs_a_task_and_valid_stages():
@@ -172,3 +182,43 @@ def test_resize_is_refused_after_start_and_checks_its_argument():
         NuMap(worker_type="thread").resize(0)
     with pytest.raises(TypeError, match="worker_num"):
         NuMap(worker_type="thread").resize("2")
+
+
+def test_a_given_buffer_bounds_an_automatic_stride():
+    # Only the buffer is given: the automatic stride (4096 per worker) fits in it, as it
+    # does after resize(), instead of a ValueError about a stride nobody gave.
+    nm = NuMap(worker_type="thread", worker_num=2, buffer=100)
+    assert (nm.stride, nm.buffer) == (100, 100)
+    assert nm.settings["stride"] is None
+    with NuMap(double, range(500), worker_type="thread", worker_num=2, buffer=10) as small:
+        assert list(small) == [2 * x for x in range(500)]
+
+
+@pytest.mark.timeout(60)
+def test_a_bad_timeout_of_next_names_it_and_loses_no_result():
+    with NuMap(double, range(3), worker_type="thread", worker_num=1) as nm:
+        with pytest.raises(TypeError, match="next: timeout must be a number"):
+            nm.next(timeout="1")
+        with pytest.raises(ValueError, match="next: timeout must not be negative"):
+            nm.next(timeout=-1)
+        with pytest.raises(TypeError, match="get_task: timeout must be a number"):
+            nm.get_task(0, timeout="1")
+        assert list(nm) == [0, 2, 4]  # the task's stream is still whole
+
+
+def test_an_exception_while_waiting_for_a_chunk_does_not_end_the_stream(monkeypatch):
+    # Ctrl-C (or any error) while next() waits must not end the task for good.
+    with NuMap(double, range(3), worker_type="thread", worker_num=1) as nm:
+        real = nm._next_chunk
+        calls = []
+
+        def interrupted(*args):
+            if not calls:
+                calls.append(1)
+                raise KeyboardInterrupt
+            return real(*args)
+
+        monkeypatch.setattr(nm, "_next_chunk", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            nm.next()
+        assert list(nm) == [0, 2, 4]

@@ -58,9 +58,9 @@ def test_an_unpicklable_exception_still_comes_back(worker_type):
                 super().__init__(f"{a}-{b}")
         raise Local(x, x)
 
-    with NuMap(boom, [1], worker_type=worker_type, worker_num=1) as nm:
-        with pytest.raises(Exception, match="1-1") as info:
-            nm.next(timeout=10)
+    with (NuMap(boom, [1], worker_type=worker_type, worker_num=1) as nm,
+          pytest.raises(Exception, match="1-1") as info):
+        nm.next(timeout=10)
     assert "boom" in _formatted(info.value)
 
 
@@ -97,6 +97,36 @@ def test_an_input_that_raises_fails_that_item_and_ends(worker_type):
         nm.next(timeout=10)
     with pytest.raises(StopIteration):
         nm.next(timeout=10)
+    nm.stop()
+
+
+class _ExitingInput:
+    """An iterator (not a generator) that gives two items, then raises SystemExit."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.calls += 1
+        if self.calls > 2:
+            raise SystemExit(3)
+        return self.calls
+
+
+@pytest.mark.timeout(60)
+def test_an_input_that_raises_systemexit_fails_that_item_and_ends(worker_type):
+    source = _ExitingInput()
+    nm = NuMap(double, source, worker_type=worker_type, worker_num=2)
+    assert nm.next(timeout=10) == 2
+    assert nm.next(timeout=10) == 4
+    with pytest.raises(SystemExit):
+        nm.next(timeout=10)  # not a wait for ever: the input's thread must not die silently
+    with pytest.raises(StopIteration):
+        nm.next(timeout=10)
+    assert source.calls == 3
     nm.stop()
 
 
@@ -210,3 +240,27 @@ def test_tasks_read_out_of_step_still_flow_within_bounds(worker_type):
     assert first.taken <= 6 + 2
     assert [nm.next(task=0, timeout=30) for _ in range(1000)] == [2 * i for i in range(1000)]
     nm.stop()
+
+
+def _stops_on(x, bad=frozenset({3, 2000})):
+    if x in bad:
+        raise StopIteration  # a bug in the function: map would take it for its own end
+    return x
+
+
+@pytest.mark.timeout(60)
+def test_a_function_raising_stopiteration_fails_its_item_and_loses_no_other(worker_type):
+    # Small batches first, then large ones: neither loses the items after the culprit.
+    nm = NuMap(_stops_on, range(4000), worker_type=worker_type, worker_num=2)
+    out = []
+    stream = nm.get_task(0, timeout=30)
+    while True:
+        try:
+            out.append(next(stream))
+        except StopIteration:
+            break
+        except RuntimeError as error:
+            assert "raised StopIteration" in str(error)
+            out.append(None)
+    nm.stop()
+    assert out == [None if i in (3, 2000) else i for i in range(4000)]

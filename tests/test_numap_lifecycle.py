@@ -56,10 +56,9 @@ def test_with_block_stops_on_exit_and_on_error():
     with NuMap(pid, range(4), worker_num=2) as nm:
         pids = set(nm)
     assert len(pids) >= 1 and _gone(pids)
-    with pytest.raises(KeyError):
-        with NuMap(pid, range(4), worker_num=2) as nm:
-            pids = {nm.next(timeout=10)}
-            raise KeyError("boom")
+    with pytest.raises(KeyError), NuMap(pid, range(4), worker_num=2) as nm:
+        pids = {nm.next(timeout=10)}
+        raise KeyError("boom")
     assert _gone(pids)
 
 
@@ -209,3 +208,61 @@ def test_a_worker_runs_its_own_exit_handlers_and_not_the_parents(tmp_path):
         atexit.unregister(_note_pid)
     # every worker that registered a handler ran it when it left; none ran the parent's
     assert sorted(os.listdir(tmp_path)) == sorted(f"worker-{p}" for p in pids)
+
+
+def _with_extra(x, extra):
+    return x
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("local", [0, 1], ids=["remote", "local-and-remote"])
+def test_a_start_that_fails_leaks_no_descriptor(local):
+    # The task cannot be sent (dill cannot pickle a generator): start fails before it
+    # connects, and whatever the pool opened before that is closed again.
+    gc.collect()
+    fds = psutil.Process().num_fds()
+    for _ in range(3):
+        with pytest.raises(TypeError, match="cannot be sent"):
+            NuMap(_with_extra, [1], args=((i for i in ()),), worker_num=local,
+                  worker_remote=(("127.0.0.1:9", 1),))
+    gc.collect()
+    assert psutil.Process().num_fds() <= fds
+
+
+def test_a_numap_started_again_keeps_no_stopped_pool_alive():
+    import weakref
+
+    nm = NuMap(worker_type="thread", worker_num=1)
+    pools = []
+    for _ in range(3):
+        nm.add_task(double, range(5))
+        nm.start()
+        pools.append(weakref.ref(nm._scheduler))
+        assert list(nm) == [2 * i for i in range(5)]
+        nm.stop()
+        nm.pop_task(True)
+    gc.collect()
+    assert [pool() for pool in pools] == [None, None, None]
+
+
+@pytest.mark.timeout(60)
+def test_a_thread_worker_may_stop_its_own_numap():
+    nm = NuMap(worker_type="thread", worker_num=2)
+    raised = []
+
+    def stops_on_three(x):
+        if x == 3:
+            try:
+                nm.stop()
+            except Exception as error:  # noqa: BLE001 - what the test looks for
+                raised.append(error)
+        return x
+
+    nm.add_task(stops_on_three, range(10))
+    nm.start()
+    assert set(nm) <= set(range(10))
+    deadline = time.monotonic() + 10
+    while not nm._scheduler.stopped and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert raised == []  # "cannot join current thread" stopped it half-way
+    assert nm._scheduler.stopped

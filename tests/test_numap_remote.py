@@ -206,6 +206,26 @@ def test_the_server_refuses_a_public_address_without_a_key(tmp_path):
     assert "is not a loopback address" in done.stderr and "--auth" in done.stderr
 
 
+@pytest.mark.parametrize("option", [("--max-message", "-1"), ("--max-message", "0"),
+                                    ("--workers", "0")])
+def test_the_server_refuses_a_bad_limit_before_it_serves(option):
+    # --max-message -1 used to start, then die at the first client's handshake.
+    done = subprocess.run([sys.executable, "-m", "numap.worker", "serve", "--bind",
+                           "tcp://127.0.0.1:0", *option], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert f"{option[0][2:].replace('-', '_')} must be at least 1" in done.stderr
+
+
+def test_the_server_checks_the_types_of_its_arguments():
+    from numap.worker import WorkerServer
+
+    with pytest.raises(TypeError, match="workers must be an int"):
+        WorkerServer("tcp://127.0.0.1:0", workers="2")
+    with pytest.raises(TypeError, match="max_message must be an int"):
+        WorkerServer("tcp://127.0.0.1:0", workers=1, max_message=1.5)
+
+
 def test_keygen_writes_a_private_key_and_never_overwrites(tmp_path):
     path = tmp_path / "k"
     done = subprocess.run([sys.executable, "-m", "numap.worker", "keygen", str(path)],
@@ -290,6 +310,84 @@ def test_a_worker_process_that_dies_fails_its_batch_and_the_server_goes_on(serve
     again = NuMap(square, range(20), worker_num=0, worker_remote=((server.address, 1),))
     assert list(again) == [x * x for x in range(20)]
     again.stop()
+
+
+class _Unloadable:
+    """Pickled in the worker, it cannot be unpickled back in the client."""
+
+    def __reduce__(self):
+        return (_refuse_to_load, ())
+
+
+def _refuse_to_load():
+    raise RuntimeError("this result cannot be rebuilt here")
+
+
+def unloadable_on_two(x):
+    return _Unloadable() if x == 2 else x
+
+
+def test_a_result_that_cannot_be_unpickled_fails_its_batch_and_nothing_hangs(servers):
+    server = servers.start(workers=1)
+    numap = NuMap(unloadable_on_two, range(6), worker_num=0, stride=1,  # one item a batch
+                  worker_remote=((server.address, 1),))
+    out = []
+    stream = numap.get_task(0, timeout=30)
+    while True:  # the remote I/O thread must survive it: a hang times out instead
+        try:
+            out.append(next(stream))
+        except StopIteration:
+            break
+        except RuntimeError as error:
+            out.append(str(error))
+    numap.stop()
+    assert out[:2] == [0, 1] and out[3:] == [3, 4, 5]
+    assert "could not be unpickled" in out[2] and "cannot be rebuilt here" in out[2]
+
+
+def exits_on_zero(x):
+    if x == 0:
+        time.sleep(0.5)  # meanwhile the next batch waits in the same worker process
+        os._exit(3)
+    return x
+
+
+def test_a_worker_process_that_dies_fails_only_the_batch_it_ran(servers):
+    server = servers.start(workers=1)
+    numap = NuMap(exits_on_zero, range(4), worker_num=0, stride=1,
+                  worker_remote=((server.address, 1),))
+    out = _drain(numap)
+    numap.stop()
+    assert "exit code 3" in str(out[0])
+    assert out[1:] == [1, 2, 3]  # the batches it had not started run elsewhere
+
+
+def test_a_malformed_message_does_not_bring_the_server_down(servers):
+    import zmq
+
+    from numap._auth import Session
+    from numap._remote import Message
+
+    server = servers.start(workers=1)
+    context = zmq.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(server.endpoint)
+        session = Session(None, "test")
+        sock.send_multipart(session.hello())
+        assert sock.poll(10_000)
+        session.accept(sock.recv_multipart())
+        assert sock.poll(10_000)
+        session.open(sock.recv_multipart())  # its limits
+        sock.send_multipart(session.sign(Message.TASK, []))  # no frame at all
+        assert sock.poll(10_000)
+        assert sock.recv_multipart()[0] == b"DENIED"
+    finally:
+        sock.close()
+        context.term()
+    with NuMap(abs, [-1, -2], worker_num=0, worker_remote=((server.address, 1),)) as numap:
+        assert list(numap) == [1, 2]
 
 
 CLIENT = """

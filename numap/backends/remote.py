@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import threading
 import time
 from collections import deque
@@ -48,7 +49,7 @@ from .._remote import (
     Message,
     endpoint,
 )
-from .._wire import Codec, Kind, decode, encode
+from .._wire import Codec, Kind, decode, encode, peek
 from .base import Backend, Batch, Done, Lane, LaneLoss, Sink
 from .process import prepare_batch, spread
 
@@ -181,6 +182,15 @@ class RemoteBackend(Backend):
     # -- the I/O thread ------------------------------------------------------------------
 
     def _loop(self) -> None:
+        try:
+            self._serve()
+        except Exception as exc:  # noqa: BLE001 - an I/O thread that dies must not hang NuMap
+            for host in list(self._hosts):
+                with contextlib.suppress(Exception):
+                    self._lose(host, f"remote worker {host.address}: the I/O thread of "
+                                     f"{self.name} failed: {exc!r}")
+
+    def _serve(self) -> None:
         last_ping = 0.0
         while not self._stopping:
             poller = zmq.Poller()
@@ -256,19 +266,31 @@ class RemoteBackend(Backend):
                 self._result(host, body)
 
     def _result(self, host: _Host, body: list[Any]) -> None:
-        frame = decode(body)
-        entry = host.batches.pop(frame.batch, None)
+        try:
+            head = peek(body)
+        except (IndexError, ValueError, struct.error):
+            return  # signed by the server but not a frame: nothing to deliver it to
+        entry = host.batches.pop(head.batch, None)
         if entry is None:
             return  # not ours any more
         lane, batch = entry
-        values, failures = frame.payload
+        try:
+            values, failures = decode(body).payload
+        except Exception as exc:  # noqa: BLE001 - its items fail; the I/O thread goes on
+            failure = ItemFailure(0, RuntimeError(
+                f"the results of a batch from remote worker {host.address} could not be "
+                f"unpickled: {exc!r}"))
+            self.sink.done(lane, Done(batch, [None] * len(batch.items),
+                                      [spread(failure, i) for i in range(len(batch.items))],
+                                      0.0))
+            return
         for failure in failures:
             with_remote_traceback(failure.exc, failure.traceback or "")
         if values is None:  # the whole batch failed (its worker process died)
             failures = [spread(failures[0], i) for i in range(len(batch.items))]
             values = [None] * len(batch.items)
         nbytes = batch.nbytes + sum(memoryview(part).nbytes for part in body)
-        self.sink.done(lane, Done(batch, values, failures, frame.seconds, nbytes))
+        self.sink.done(lane, Done(batch, values, failures, head.seconds, nbytes))
 
     def _lose(self, host: _Host, reason: str) -> None:
         if not host.alive:

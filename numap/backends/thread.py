@@ -55,6 +55,8 @@ class ThreadBackend(Backend):
             self._queue.put(None)
         # A thread busy in a long call cannot be interrupted; it is a daemon
         # and its late result is ignored by the stopped scheduler.
+        current = threading.current_thread()  # a task's function may stop its own NuMap
         for thread in self._threads:
-            thread.join(0 if forced else 0.2)
+            if thread is not current:
+                thread.join(0 if forced else 0.2)
         self._threads.clear()

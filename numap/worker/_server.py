@@ -30,8 +30,10 @@ import contextlib
 import itertools
 import logging
 import os
+import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -45,7 +47,7 @@ import zmq
 from .._auth import AuthenticationError, Session
 from .._errors import WorkerLostError
 from .._remote import CLIENT_TIMEOUT, LIMITS, MAX_MESSAGE, Message, is_loopback
-from .._wire import _HEADER, Channel, Kind, encode, peek, pipe
+from .._wire import _HEADER, Channel, Frame, Kind, encode, peek, pipe
 from ..backends.process import _failure, _worker_main
 
 __all__ = ["WorkerServer"]
@@ -85,6 +87,15 @@ class _Process:
     held: deque[int] = field(default_factory=deque)
 
 
+def _at_least_one(name: str, value: object) -> int:
+    """``value`` if it is an int of at least 1, else a TypeError or ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}: {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    return value
+
+
 def _retag(parts: list[Any], task: int, batch: int) -> list[Any]:
     """A :mod:`numap._wire` frame with other task and batch numbers."""
     first = memoryview(parts[0])
@@ -106,7 +117,9 @@ class WorkerServer:
             larger one is disconnected by zmq.
 
     Raises:
-        ValueError: a bad endpoint, or a non-loopback address without a key.
+        ValueError: a bad endpoint, a non-loopback address without a key, or
+            ``workers`` or ``max_message`` below 1.
+        TypeError: ``workers`` or ``max_message`` that is not an int.
     """
 
     def __init__(self, bind: str = "tcp://127.0.0.1:5555", workers: int | None = None,
@@ -119,11 +132,12 @@ class WorkerServer:
                              "reachable from other hosts needs a key (--auth KEYFILE; make "
                              "one with 'numap-worker keygen PATH')")
         self.bind = bind
-        self.workers = workers if workers is not None else (os.cpu_count() or 1)
-        if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        self.workers = _at_least_one("workers",
+                                     workers if workers is not None else (os.cpu_count() or 1))
         self.key = key
-        self.max_message = max_message
+        self.max_message = _at_least_one("max_message", max_message)
+        if self.max_message >= 2**63:  # zmq's limit is a signed 64-bit number
+            raise ValueError(f"max_message must be below 2**63, got {max_message}")
         self.endpoint = ""
         self.host = socket.gethostname()
         self._context: zmq.Context[Any] | None = None
@@ -280,26 +294,31 @@ class WorkerServer:
         client.last_heard = time.monotonic()
         if kind == Message.PING:
             self._send(identity, client.session.sign(Message.PONG, []))
-        elif kind == Message.TASK:
-            self._add_task(client, body)
-        elif kind == Message.BATCH:
-            self._add_batch(client, body)
+        elif kind in (Message.TASK, Message.BATCH):
+            try:
+                head = peek(body)
+            except (IndexError, ValueError, struct.error):  # not a frame: never served
+                self._forget(client, "sent a malformed message")
+                self._deny(identity, f"a malformed message of kind {kind}")
+                return
+            if kind == Message.TASK:
+                self._add_task(client, head, body)
+            else:
+                self._add_batch(client, head, body)
         elif kind == Message.BYE:
             self._forget(client, "said goodbye")
         else:
             self._forget(client, f"sent a message of unknown kind {kind}")
             self._deny(identity, f"unknown message kind {kind}")
 
-    def _add_task(self, client: _Client, body: list[Any]) -> None:
-        head = peek(body)
+    def _add_task(self, client: _Client, head: Frame, body: list[Any]) -> None:
         if head.kind is not Kind.TASK:
             return
         server_task = next(self._ids)
         client.tasks[head.task] = server_task
         self._tasks[server_task] = (client.identity, _retag(body, server_task, 0))
 
-    def _add_batch(self, client: _Client, body: list[Any]) -> None:
-        head = peek(body)
+    def _add_batch(self, client: _Client, head: Frame, body: list[Any]) -> None:
         server_task = client.tasks.get(head.task)
         if head.kind is not Kind.BATCH or server_task is None:
             return
@@ -353,6 +372,10 @@ class WorkerServer:
         except (EOFError, OSError):
             self._worker_died(worker)
             return
+        self._deliver(worker, parts)
+
+    def _deliver(self, worker: _Process, parts: list[Any]) -> None:
+        """Send the RESULT a worker process wrote to the client of its batch."""
         head = peek(parts)
         with contextlib.suppress(ValueError):
             worker.held.remove(head.batch)
@@ -365,6 +388,10 @@ class WorkerServer:
                                                        _retag(parts, job.task, job.batch)))
 
     def _worker_died(self, worker: _Process) -> None:
+        # The results it sent before it died are still in the pipe: deliver them first.
+        with contextlib.suppress(EOFError, OSError):
+            while select.select([worker.outbox.fd], [], [], 0)[0]:
+                self._deliver(worker, worker.outbox.recv())
         worker.process.join(1.0)
         code = worker.process.exitcode
         self._processes.remove(worker)
@@ -372,7 +399,11 @@ class WorkerServer:
         worker.outbox.close()
         how = f"exit code {code}" if code is None or code >= 0 else \
             f"signal {signal.Signals(-code).name}"
-        for server_batch in worker.held:
+        # It runs its batches in order: the first it held was running, the others had
+        # not started and go to another worker process as they are.
+        running, waiting = list(worker.held)[:1], list(worker.held)[1:]
+        self._queue.extendleft(reversed(waiting))
+        for server_batch in running:
             job = self._jobs.pop(server_batch, None)
             client = self._clients.get(job.client) if job else None
             if job is None or client is None:
