@@ -331,7 +331,7 @@ def test_an_unsynchronized_writer_holds_the_lock_until_closed(tmp_path):
         with pytest.raises(LockTimeoutError, match=r"\.lock.*timeout=0.2") as info:
             DataSet("held", "w", path=tmp_path, timeout=0.2)
         assert isinstance(info.value, TimeoutError)
-        assert 0.15 < time.monotonic() - started < 5
+        assert time.monotonic() - started > 0.15  # it waited for the lock
         assert DataSet("held", path=tmp_path).a == 1  # readers do not wait
     other = DataSet("held", "w", path=tmp_path, timeout=0.2)
     other.b = 2

@@ -324,16 +324,15 @@ def test_send_done_raises_when_the_writer_is_gone(filename: str) -> None:
     assert stored_names(filename) == {"a.b"}
 
 
+@pytest.mark.timeout(30)  # without its timeout, the sender would wait for ever
 def test_a_sender_with_a_timeout_stops_waiting(filename: str) -> None:
     queue = StorageQueue(1, FORK)
     sender = QueueStorageServiceSender(queue, 0, timeout=0.3)
     queue.writer_state.value = 1  # a writer that says it runs ...
     queue.writer_pid.value = os.getpid()  # ... and lives, but never reads
     sender.store(LEAF, Result("a.b", 1))
-    began = time.monotonic()
     with pytest.raises(WriterLostError, match="waited 0.3"):
         sender.send_done()
-    assert time.monotonic() - began < 5
     queue.close()
 
 

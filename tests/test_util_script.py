@@ -6,7 +6,6 @@ import os
 import pickle
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -150,14 +149,13 @@ def test_an_unknown_encoding_is_refused_before_the_script_runs(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.timeout(25)  # a call that waited for the sleeps (30 s) runs into it
 def test_a_script_that_runs_too_long_is_killed_with_its_children():
     # The background sleep holds the output pipe: only killing the whole
     # session lets the call return (the shared fixture checks no process is left).
     cfg = get_config("bash") | {"code": "echo started >&2; sleep 30 & sleep 30", "timeout": 0.5}
-    started = time.monotonic()
     with pytest.raises(ScriptTimeoutError, match="ran longer than 0.5 s") as info:
         script(("x",), cfg)
-    assert time.monotonic() - started < 10
     assert isinstance(info.value, subprocess.TimeoutExpired)
     assert "started" in info.value.stderr
     assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)
