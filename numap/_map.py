@@ -158,6 +158,7 @@ class NuMap:
         else:
             self.executor = None
         self.worker_remote = _remote_hosts(worker_remote)
+        self._given_worker_num = worker_num  # None: as many as where it runs (settings)
         if worker_num is None:
             worker_num = _cpu_count() if self.executor is None else default_workers(self.executor)
         self.worker_num = _positive_int("worker_num", worker_num,
@@ -248,10 +249,13 @@ class NuMap:
     def settings(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this NuMap (automatic ones as ``None``).
 
+        An automatic ``worker_num`` stays automatic: a NuMap rebuilt on another
+        machine has as many workers as that machine has CPUs.
+
         An ``executor`` is not among them (it cannot be saved): a NuMap rebuilt
         from the settings of one with ``worker_type='executor'`` needs it again.
         """
-        return {"worker_type": self.worker_type, "worker_num": self.worker_num,
+        return {"worker_type": self.worker_type, "worker_num": self._given_worker_num,
                 "worker_remote": self.worker_remote or None, "remote_auth": self.remote_auth,
                 "shared_memory": self.shared_memory, "keep_freed": self.keep_freed,
                 "stride": self._given_stride,
@@ -280,7 +284,7 @@ class NuMap:
         if self.started:
             raise RuntimeError(f"{self.name}: cannot resize after start "
                                f"(it has {self.worker_num} workers)")
-        self.worker_num = worker_num
+        self.worker_num = self._given_worker_num = worker_num
         if self._given_stride is None:
             stride = _STRIDE_PER_WORKER * self._all_workers
             self.stride = stride if self._buffer is None else min(stride, self._buffer)

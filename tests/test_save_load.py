@@ -181,6 +181,29 @@ def test_numap_settings_that_differ_from_the_defaults_are_saved(tmp_path):
     assert "shared_memory=None" in saved and "keep_freed=None" in saved
 
 
+def test_an_automatic_worker_count_is_saved_automatic(tmp_path, monkeypatch):
+    # Saved on a 2-CPU machine, loaded on an 8-CPU one: 8 workers, not 2.
+    import numap._map as numap_map
+
+    monkeypatch.setattr(numap_map, "_cpu_count", lambda: 2)
+    automatic, resized = NuMap(name="auto"), NuMap(name="resized")
+    resized.resize(3)
+    assert automatic.worker_num == 2 and automatic.settings["worker_num"] is None
+    assert resized.settings["worker_num"] == 3
+    plumber = Plumber()
+    plumber.add_pipe((Piper(inc, parallel=automatic, name="a"),
+                      Piper(double, parallel=resized, name="b")))
+    path = tmp_path / "pipe.py"
+    plumber.save(path)
+    lines = [line for line in path.read_text().splitlines() if "= NuMap(" in line]
+    assert [("worker_num" in line) for line in lines] == [False, True]
+    monkeypatch.setattr(numap_map, "_cpu_count", lambda: 8)
+    again = Plumber()
+    again.load(path)
+    loaded = {p.name: p.imap for p in again.postorder()}
+    assert loaded["a"].worker_num == 8 and loaded["b"].worker_num == 3
+
+
 def test_a_worker_function_named_inputs_is_not_read_as_the_inputs(tmp_path):
     # A pipeline file's ``inputs`` makes the inputs from the paths of --input: a
     # worker function of that name, saved by its source, must not be taken for it.
