@@ -24,12 +24,23 @@ and where each output goes (JSON, or the same as a dict)::
     }
 
 ``path`` is relative to the cache root (``.data`` is added unless there);
-``channel`` names the synchronization group an input belongs to (by
-default the algorithm's group that declares it); ``hash`` is kept for the
-caller's bookkeeping. An input names either a ``path`` in the cache or a
-``database``/``protocol``/``set``/``output``; an input with both is read from
-the database. ``start_index``/``end_index`` in an input, or ``range`` at the
-top, restrict the data read. Unknown keys are errors, named with their path.
+``hash`` is kept for the caller's bookkeeping. An input names either a
+``path`` in the cache or a ``database``/``protocol``/``set``/``output``; an
+input with both is read from the database. ``start_index``/``end_index`` in
+an input, or ``range`` at the top, restrict the data read, wherever the
+input is read from. Unknown keys are errors, named with their path.
+
+Channels, as in BEAT: the inputs of a group of the algorithm are
+synchronized on one data *channel*, and the
+:class:`~papyflow.dataflow.inputs.InputGroup` or
+:class:`~papyflow.dataflow.data_loaders.DataLoader` made of them is named
+after it. A group's channel is the ``channel`` of its inputs (all that give
+one must give the same); when none does, it is the top-level ``channel``
+for the main group (the algorithm's first), else the group's ``name``, else
+``"main"`` for the main group and ``"groups[<i>]"`` for group ``i``. Two
+groups may not share a channel. The top-level ``channel``, the block's
+channel, must be the main group's, and an output's ``channel`` (or that of
+``result``) the block's: outputs are written in step with the main group.
 
 Where data is read is a matter of :class:`AccessMode`: ``LOCAL`` reads the
 cache's files, or runs the view in this process; ``REMOTE`` asks a
@@ -68,7 +79,7 @@ from .dataflow.outputs import (
 
 __all__ = ["AccessMode", "InputSpec", "OutputSpec", "cache_filename",
            "create_inputs_from_configuration", "create_outputs_from_configuration",
-           "parse_inputs", "parse_outputs", "setup_view", "view_index_filename"]
+           "group_channels", "parse_inputs", "parse_outputs", "setup_view", "view_index_filename"]
 
 
 class AccessMode(enum.IntEnum):
@@ -178,20 +189,88 @@ def parse_inputs(inputs: Any) -> dict[str, InputSpec]:
     return specs
 
 
+def _output_spec(name: str, entry: Mapping[str, Any], where: str) -> OutputSpec:
+    path = _string(entry, "path", where, required=True)
+    assert path is not None
+    return OutputSpec(name, _string(entry, "channel", where), path,
+                      _string(entry, "hash", where))
+
+
 def parse_outputs(outputs: Any) -> dict[str, OutputSpec]:
     """The ``outputs`` of an execution configuration, checked, by name.
 
     Raises:
         ValueError, TypeError: as :func:`parse_inputs` (an output needs a ``path``).
     """
-    specs = {}
-    for name, entry in _entries(outputs, "outputs", _OUTPUT_KEYS).items():
-        where = f"outputs.{name}"
-        path = _string(entry, "path", where, required=True)
-        assert path is not None
-        specs[name] = OutputSpec(name, _string(entry, "channel", where), path,
-                                 _string(entry, "hash", where))
-    return specs
+    return {name: _output_spec(name, entry, f"outputs.{name}")
+            for name, entry in _entries(outputs, "outputs", _OUTPUT_KEYS).items()}
+
+
+def _parse_result(result: Any) -> OutputSpec:
+    """An analyzer's ``result`` (an output named ``result``), checked; errors name
+    ``result.<field>``."""
+    if not isinstance(result, Mapping):
+        raise TypeError(f"result: expected an object, got {type(result).__name__}")
+    for key in result:
+        if key not in _OUTPUT_KEYS:
+            raise ValueError(f"result.{key}: unknown field (known: {', '.join(_OUTPUT_KEYS)})")
+    return _output_spec("result", result, "result")
+
+
+def _block_channel(config: Mapping[str, Any]) -> str | None:
+    """The configuration's top-level ``channel``, checked."""
+    channel = config.get("channel")
+    if channel is not None and (not isinstance(channel, str) or not channel):
+        raise ValueError(f"channel: expected a non-empty string, got {channel!r}")
+    return channel
+
+
+def group_channels(config: Mapping[str, Any], algorithm: Algorithm) -> list[str]:
+    """The channel of each group of ``algorithm`` (in the order of its groups), as
+    the configuration ``config`` gives them (see the module).
+
+    Raises:
+        ValueError: two inputs of one group on different channels, two groups on
+            one channel, or a top-level ``channel`` that is not the main group's;
+            the message names the field (``inputs.<name>.channel``, ``channel``).
+        TypeError: ``inputs``, or an input's settings, is not an object.
+    """
+    specs = parse_inputs(config.get("inputs", {}))
+    block = _block_channel(config)
+    channels: list[str] = []
+    owners: dict[str, int] = {}
+    for index, group in enumerate(algorithm.groups):
+        names = list(group.get("inputs", {}))
+        given = [(name, specs[name].channel) for name in names
+                 if name in specs and specs[name].channel is not None]
+        if given:
+            first, channel = given[0]
+            for name, other in given[1:]:
+                if other != channel:
+                    raise ValueError(
+                        f"inputs.{name}.channel: {other!r} differs from {channel!r}, the "
+                        f"channel of input {first!r}: the inputs of one group (groups[{index}]"
+                        f" of {algorithm.name!r}) are synchronized on one channel")
+        else:
+            default = group.get("name") or ("main" if index == 0 else f"groups[{index}]")
+            channel = block if index == 0 and block is not None else str(default)
+        assert channel is not None
+        if channel in owners:
+            where = f"inputs.{given[0][0]}.channel" if given else \
+                f"inputs.{names[0]}.channel" if names else f"groups[{index}]"
+            raise ValueError(
+                f"{where}: groups[{index}] of {algorithm.name!r} is on channel {channel!r}, "
+                f"the channel of groups[{owners[channel]}]: each group of inputs has a "
+                "channel of its own")
+        owners[channel] = index
+        channels.append(channel)
+    if block is not None and channels and channels[0] != block:
+        also = f"; {block!r} is the channel of groups[{owners[block]}]" \
+            if block in owners else ""
+        raise ValueError(
+            f"channel: the block's channel {block!r} is not that of its main group "
+            f"(groups[0] of {algorithm.name!r}, on {channels[0]!r}){also}")
+    return channels
 
 
 def cache_filename(cache_root: str | os.PathLike[str] | None, path: str, what: str) -> str:
@@ -276,13 +355,23 @@ def _source(spec: InputSpec, dataformat: str, prefix: Any, cache_root: Any,
         if socket is None:
             raise ValueError(f"{where}: {kind} is REMOTE but no socket is given")
         remote = RemoteDataSource()
-        remote.setup(socket, spec.name, dataformat, prefix, unpack, auth=auth)
+        remote.setup(socket, spec.name, dataformat, prefix, unpack, auth=auth,
+                     start_index=start, end_index=end)
         return remote
     if mode != AccessMode.LOCAL:
         raise ValueError(f"{where}: {kind} is NONE: this block may not read "
                          f"{'a database' if spec.from_database else 'the cache'}")
     if spec.from_database:
         view = setup_view(spec, prefix, cache_root, databases, views)
+        served = view.outputs.get(spec.output)
+        if served is None:
+            raise ValueError(f"{where}.output: the set {spec.protocol}/{spec.set} of "
+                             f"{spec.database} has no output {spec.output!r} (outputs: "
+                             f"{', '.join(view.outputs)})")
+        if served != dataformat:
+            raise ValueError(f"{where}.output: {spec.output!r} of {spec.database} "
+                             f"{spec.protocol}/{spec.set} is of dataformat {served!r}; the "
+                             f"algorithm reads {spec.name!r} as {dataformat!r}")
         db_source = DatabaseOutputDataSource()
         db_source.setup(view, str(spec.output), dataformat, prefix, start, end,
                         pack=not unpack)
@@ -310,11 +399,13 @@ def create_inputs_from_configuration(
     :class:`~papyflow.dataflow.outputs.SynchronizationListener` unless
     ``no_synchronisation_listeners``); every other group, and every group
     of an autonomous algorithm, becomes a
-    :class:`~papyflow.dataflow.data_loaders.DataLoader`.
+    :class:`~papyflow.dataflow.data_loaders.DataLoader`. Each is named after
+    its channel (see :func:`group_channels`). On an error, the sources
+    already opened are closed.
 
     Args:
-        config: the configuration (see the module); only ``inputs`` and
-            ``range`` are read.
+        config: the configuration (see the module); only ``inputs``,
+            ``channel`` and ``range`` are read.
         algorithm: the block's algorithm (its groups and dataformats).
         prefix: where dataformats and databases are looked up.
         cache_root: the cache's folder (for cached inputs, and the index of
@@ -333,8 +424,11 @@ def create_inputs_from_configuration(
 
     Raises:
         ValueError: the configuration lacks an input of the algorithm, has
-            one it does not declare, or an access mode refuses an input
-            (each message names the input and the field).
+            one it does not declare, its channels do not fit the algorithm's
+            groups (see :func:`group_channels`), an access mode refuses an
+            input, or a database input read here names an output its view
+            lacks or serves in another dataformat (each message names the
+            input and the field).
         FileNotFoundError: a cached input is not in the cache.
         AuthenticationError, RemoteError: a remote input is refused.
     """
@@ -344,31 +438,40 @@ def create_inputs_from_configuration(
         if name not in declared:
             raise ValueError(f"inputs.{name}: algorithm {algorithm.name!r} has no such input "
                              f"(inputs: {', '.join(declared) or 'none'})")
+    for index, group in enumerate(algorithm.groups):
+        for name in group.get("inputs", {}):
+            if name not in specs:
+                raise ValueError(f"inputs.{name}: missing: algorithm {algorithm.name!r} "
+                                 f"reads it (groups[{index}])")
+    channels = group_channels(config, algorithm)
     span = _range(config)
     views: dict[tuple[str, str, str], Any] = {}
     input_list, loaders = InputList(), DataLoaderList()
-    for position, group in enumerate(algorithm.groups):
-        channel = str(group.get("name", "main"))
-        names = list(group.get("inputs", {}))
-        for name in names:
-            if name not in specs:
-                raise ValueError(f"inputs.{name}: missing: algorithm {algorithm.name!r} "
-                                 f"reads it (group {channel!r})")
-        sources = {name: _source(specs[name], declared[name], prefix, cache_root,
-                                 AccessMode(cache_access), AccessMode(db_access), unpack,
-                                 socket, databases, views, span, auth) for name in names}
-        steps = position == 0 and not algorithm.is_autonomous
-        if steps:
-            listener = None if no_synchronisation_listeners else SynchronizationListener()
-            input_group = InputGroup(channel, listener)
-            for name, source in sources.items():
-                input_group.add(Input(name, declared[name], source))
-            input_list.add(input_group)
-        else:
-            loader = DataLoader(channel)
-            for name, source in sources.items():
-                loader.add(name, source)
-            loaders.add(loader)
+    opened: list[DataSource] = []
+    try:
+        for position, (group, channel) in enumerate(zip(algorithm.groups, channels,
+                                                        strict=True)):
+            sources = {}
+            for name in group.get("inputs", {}):
+                sources[name] = _source(specs[name], declared[name], prefix, cache_root,
+                                        AccessMode(cache_access), AccessMode(db_access),
+                                        unpack, socket, databases, views, span, auth)
+                opened.append(sources[name])
+            if position == 0 and not algorithm.is_autonomous:
+                listener = None if no_synchronisation_listeners else SynchronizationListener()
+                input_group = InputGroup(channel, listener)
+                for name, source in sources.items():
+                    input_group.add(Input(name, declared[name], source))
+                input_list.add(input_group)
+            else:
+                loader = DataLoader(channel)
+                for name, source in sources.items():
+                    loader.add(name, source)
+                loaders.add(loader)
+    except BaseException:
+        for source in opened:  # the files of the inputs set up so far
+            source.close()
+        raise
     return input_list, loaders
 
 
@@ -412,7 +515,11 @@ def create_outputs_from_configuration(
 
     Raises:
         ValueError: an output missing from or unknown to the configuration,
-            no ``cache_root``, no range (each message names the field).
+            an output on another channel than the block's (the top-level
+            ``channel``, else that of the main group: of ``input_list``, or
+            the main loader of an autonomous algorithm), no
+            ``cache_root``, no range (each message names the field).
+        TypeError: ``outputs`` or ``result`` is not an object.
     """
     listener = None
     group = input_list.main_group if input_list is not None else None
@@ -423,7 +530,7 @@ def create_outputs_from_configuration(
         if not isinstance(result, Mapping):
             raise ValueError(f"result: algorithm {algorithm.name!r} is an analyzer: the "
                              "configuration needs 'result': {'path': ...}")
-        specs = {"result": parse_outputs({"result": result})["result"]}
+        specs = {"result": _parse_result(result)}
         formats = {"result": algorithm.result_dataformat()}
     else:
         specs = parse_outputs(config.get("outputs", {}))
@@ -437,6 +544,17 @@ def create_outputs_from_configuration(
                 raise ValueError(f"outputs.{name}: missing: algorithm {algorithm.name!r} "
                                  "writes it")
         formats = {name: algorithm.dataformats[declared[name]] for name in specs}
+    block = _block_channel(config)
+    main_loader = data_loaders.main_loader if data_loaders is not None else None
+    if block is None and group is not None:
+        block = group.channel
+    elif block is None and algorithm.is_autonomous and main_loader is not None:
+        block = main_loader.channel
+    for name, spec in specs.items():
+        if block is not None and spec.channel is not None and spec.channel != block:
+            where = "result" if algorithm.isAnalyzer else f"outputs.{name}"
+            raise ValueError(f"{where}.channel: {spec.channel!r} is not the block's channel "
+                             f"{block!r}: outputs are written in step with the main group")
     start, end = _data_range(input_list, data_loaders, config)
     channel = None
     if loop_socket is not None:

@@ -276,3 +276,28 @@ def test_a_producer_process_reconnects_after_a_restart(tmp_path):
     logger.shutdown()
     assert worker.exitcode == 0
     assert len(_npy(logger.output_directory)) == 3
+
+
+def _log_one(worker) -> None:
+    worker([41])
+
+
+def test_a_child_forked_while_a_stamp_is_taken_still_logs(tmp_path):
+    from papyflow.datalogger import adapter
+
+    logger = DataLogger(tmp_path)
+    logger.start()
+    worker = log_results(logger, source_id=4)
+    try:
+        # Forked while another thread of the parent holds the clock's lock.
+        with adapter._clock_lock:
+            child = FORK.Process(target=_log_one, args=(worker,))
+            child.start()
+        child.join(20)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    finally:
+        logger.shutdown()
+    assert child.exitcode == 0
+    assert _load_results(logger.output_directory, 4) == [41]

@@ -35,6 +35,7 @@ Errors seen by a client:
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -307,12 +308,18 @@ class RemoteDataSource(_PlainRemoteDataSource):
         [b"ifo", name]            -> [b"ok", JSON list of [start, end]]
         [b"get", name, position]  -> [b"ok", start, end, packed record]
 
-    Records arrive packed and are unpacked and checked as from a file.
+    Records arrive packed and are unpacked and checked as from a file; a
+    reply of another shape raises :class:`RemoteError` naming the input.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._first = 0  # the handler's position of this source's first unit
 
     def setup(self, socket: Any, input_name: str, dataformat_name: str, prefix: Any,
               unpack: bool = True, *, auth: Auth = None,
-              dataformat_cache: dict[str, DataFormat] | None = None) -> bool:
+              dataformat_cache: dict[str, DataFormat] | None = None,
+              start_index: int | None = None, end_index: int | None = None) -> bool:
         """Ask the handler for the units of ``input_name``.
 
         Args:
@@ -324,6 +331,10 @@ class RemoteDataSource(_PlainRemoteDataSource):
             auth: the key, for a zmq socket met for the first time (see
                 :func:`resolve_auth`).
             dataformat_cache: as for :class:`~papyflow.formats.dataformat.DataFormat`.
+            start_index: the first data index wanted (``None``: from the
+                first served); units with some index in
+                ``start_index..end_index`` are kept, as for a cached input.
+            end_index: the last data index wanted (``None``: to the last).
 
         Returns:
             ``True``.
@@ -331,9 +342,75 @@ class RemoteDataSource(_PlainRemoteDataSource):
         Raises:
             AuthenticationError: the handler refuses this client (in about
                 :data:`HANDSHAKE_TIMEOUT` seconds at most).
-            RemoteError: the handler has no such input, or failed.
+            RemoteError: the handler has no such input, failed, or sent a
+                malformed reply.
             ValueError: the dataformat does not load, or the ranges have a
                 gap or an overlap.
+            IndexError: ``start_index..end_index`` is not wholly in the
+                handler's range of the input.
         """
-        return super().setup(as_channel(socket, auth), input_name, dataformat_name, prefix,
-                             unpack, dataformat_cache=dataformat_cache)
+        self._first = 0
+        super().setup(as_channel(socket, auth), input_name, dataformat_name, prefix,
+                      unpack, dataformat_cache=dataformat_cache)
+        if len(self.units) and (start_index is not None or end_index is not None):
+            table = self.units
+            lo = table.first_index if start_index is None else start_index
+            hi = table.last_index if end_index is None else end_index
+            if lo < table.first_index or hi > table.last_index or hi < lo:
+                raise IndexError(f"{self._describe()}: data indices {lo}..{hi} are outside "
+                                 f"the range served, {table.first_index}..{table.last_index}")
+            first, stop = table.window(lo, hi)
+            self._first = first
+            self.units = table.sub(first, stop)
+        return True
+
+    def _describe(self) -> str:
+        label = getattr(self.socket, "label", None)
+        described = super()._describe()
+        return f"{described} from {label}" if self.input_name and label else described
+
+    def _malformed(self, command: bytes, why: str) -> RemoteError:
+        return RemoteError(f"{self._describe()}: a malformed reply to {command.decode()}: "
+                           f"{why}", "sys")
+
+    def _ask(self, *parts: bytes) -> list[bytes]:
+        reply = super()._ask(*parts)
+        command = parts[0]
+        wanted = 1 if command == b"ifo" else 3
+        if len(reply) != wanted:
+            raise self._malformed(command, f"{len(reply)} frames after 'ok', not {wanted}")
+        if command == b"ifo":
+            try:
+                ranges = json.loads(reply[0])
+            except ValueError as exc:
+                raise self._malformed(command, f"not JSON ({exc})") from None
+            if not isinstance(ranges, list) or not all(
+                    isinstance(pair, list) and len(pair) == 2 and all(
+                        isinstance(v, int) and not isinstance(v, bool) for v in pair)
+                    for pair in ranges):
+                raise self._malformed(command, "expected a JSON list of [start, end] pairs, "
+                                               f"got {bytes(reply[0])[:80]!r}")
+        return reply
+
+    def _get(self, position: int) -> tuple[Any, int, int]:
+        began = time.perf_counter()
+        expected = self.units.range(position)
+        served = position + self._first
+        command = b"get"
+        start, end, packed = self._ask(command, str(served).encode())
+        try:
+            got = int(start), int(end)
+        except ValueError:
+            raise self._malformed(command, f"unit {served}: the range {bytes(start)[:20]!r}.."
+                                           f"{bytes(end)[:20]!r} is not two numbers") from None
+        if got != expected:
+            raise RemoteError(f"{self._describe()}: asked for unit {served} ({expected[0]}.."
+                              f"{expected[1]}), the handler sent {got[0]}..{got[1]}", "sys")
+        try:
+            data: Any = self._record_type.unpack(packed) if self.unpack else bytes(packed)
+        except ValueError as exc:
+            raise self._malformed(command, f"unit {served}: the record does not unpack: "
+                                           f"{exc}") from None
+        self.nb_bytes_read += len(packed)
+        self.read_duration += time.perf_counter() - began
+        return data, expected[0], expected[1]

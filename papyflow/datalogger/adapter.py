@@ -11,6 +11,7 @@ a process so two results never share a file) and the serialized result.
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import time
@@ -46,6 +47,15 @@ def _pickled(value: Any) -> np.ndarray:
 
 _clock_lock = threading.Lock()
 _last_stamp = 0
+
+
+def _reset_clock_lock() -> None:
+    """In a forked child: a new lock (the parent's may have been copied while held)."""
+    global _clock_lock
+    _clock_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_clock_lock)
 
 
 def _stamp() -> int:
