@@ -455,13 +455,11 @@ def test_no_key_or_the_wrong_key_is_refused(tmp_path, context, key_file):
     source.setup(filename, prefix, unpack=False)
     other = keygen(tmp_path / "other")
     with MessageHandler(data_sources={"x": source}, auth=key_file) as handler:
-        began = time.monotonic()
         with pytest.raises(AuthenticationError, match="refused the handshake"):
             RemoteDataSource().setup(dealer(context, handler.address), "x", FLOAT, prefix)
         with pytest.raises(AuthenticationError, match="wrong signature"):
             RemoteDataSource().setup(dealer(context, handler.address), "x", FLOAT, prefix,
                                      auth=other)
-        assert time.monotonic() - began < 10
         remote = RemoteDataSource()  # the right key
         remote.setup(dealer(context, handler.address), "x", FLOAT, prefix, auth=key_file)
         assert len(remote) == 5

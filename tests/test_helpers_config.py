@@ -280,6 +280,8 @@ def test_a_configurations_range_restricts_a_database_input_read_remotely(tmp_pat
     expected = local["features"].data_source.data_indices()
     assert expected[0] == (10, 10) and expected[-1] == (19, 19)
     with DBExecutor(MessageHandler(), TOY, cache, config) as executor:
+        # the executor serves only the range, too
+        assert executor.data_sources["features"].data_indices() == expected
         executor.process()
         channel = RemoteChannel(context(executor.address))
         remote, _ = create_inputs_from_configuration(config, algorithm, TOY, cache,

@@ -18,6 +18,7 @@ from ..blocks.database import Database
 from ..dataflow.data import DatabaseOutputDataSource
 from ..formats.dataformat import DataFormat
 from ..helpers import parse_inputs, setup_view
+from ..helpers import _range as block_range
 from ._config import load_configuration
 from .messagehandlers import MessageHandler
 
@@ -74,6 +75,7 @@ class DBExecutor:
     def _serve(self, prefix: Any, cache_root: Any,
                dataformat_cache: dict[str, DataFormat] | None) -> None:
         """Set up the views and sources of the database inputs; hand them to the handler."""
+        span = block_range(self.data)  # the block's range, unless an input gives its own
         for spec in parse_inputs(self.data.get("inputs", {})).values():
             if not spec.from_database:
                 continue
@@ -86,8 +88,10 @@ class DBExecutor:
                                  f"{spec.set} of {spec.database} has no output {spec.output!r} "
                                  f"(outputs: {', '.join(view.outputs)})")
             source = DatabaseOutputDataSource()
-            source.setup(view, spec.output, dataformat, prefix, spec.start_index,
-                         spec.end_index, pack=True, dataformat_cache=dataformat_cache)
+            start = spec.start_index if spec.start_index is not None else span[0]
+            end = spec.end_index if spec.end_index is not None else span[1]
+            source.setup(view, spec.output, dataformat, prefix, start, end, pack=True,
+                         dataformat_cache=dataformat_cache)
             self.data_sources[spec.name] = source
         self.message_handler.set_data_sources(self.data_sources)
 
