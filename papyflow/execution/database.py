@@ -17,8 +17,8 @@ from typing import Any, Self
 from ..blocks.database import Database
 from ..dataflow.data import DatabaseOutputDataSource
 from ..formats.dataformat import DataFormat
-from ..helpers import parse_inputs, setup_view
 from ..helpers import _range as block_range
+from ..helpers import parse_inputs, setup_view
 from ._config import load_configuration
 from .messagehandlers import MessageHandler
 
