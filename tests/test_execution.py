@@ -621,6 +621,33 @@ def test_an_evaluator_whose_processor_failed_commits_nothing(tmp_path, context):
     assert sorted(p.name for p in cache.glob("y*")) == []
 
 
+def test_a_processor_that_fails_to_build_releases_its_evaluator(tmp_path, context):
+    # The processor met its evaluator (loop setup), then one of its inputs is
+    # missing: the evaluator must hear ``err`` instead of waiting for ever.
+    prefix = loop_prefix(tmp_path)
+    cache = tmp_path / "cache"
+    loop_inputs(prefix, cache)
+    evaluator_config = {"algorithm": "test/evaluator/1", "inputs": {"x": {"path": "x"}},
+                        "outputs": {"seen": {"path": "seen"}}}
+    processor_config = {"algorithm": "test/processor/1",
+                        "inputs": {"x": {"path": "no/such/input"}},
+                        "outputs": {"y": {"path": "y"}}}
+    loop = LoopExecutor(LoopMessageHandler(), evaluator_config, cache_root=str(cache),
+                        prefix=prefix)
+    try:
+        assert loop.setup() and loop.prepare() and loop.process()
+        with pytest.raises(Exception, match="no/such/input"):
+            AlgorithmExecutor(None, processor_config, cache_root=str(cache),
+                              loop_socket=dealer(context, loop.address), prefix=prefix)
+        assert loop.wait(30)
+        assert loop.message_handler.last_error[0] == "sys"
+        assert "no/such/input" in loop.message_handler.last_error[1]
+        assert not loop.message_handler.finished
+    finally:
+        loop.close()
+    assert sorted(p.name for p in cache.glob("seen*")) == []
+
+
 def test_a_processor_whose_outputs_fail_to_commit_releases_its_evaluator(tmp_path, context):
     # Committing the outputs is part of the run: when it fails (a full disk),
     # the evaluator waiting for ``don`` must hear ``err``, not wait forever.

@@ -87,11 +87,24 @@ class AlgorithmExecutor(BlockRun):
                                  "needs a socket to its evaluator")
             self.loop_channel = LoopChannel(loop_socket, auth=auth)
             self.loop_channel.setup(self.algorithm, self.prefix)
-        self._open_inputs(cache_root, db_socket, database_cache, auth)
-        synced = self.loop_channel.channel if self.loop_channel is not None else None
-        self.output_list, self.data_sinks = create_outputs_from_configuration(
-            self.data, self.algorithm, self.prefix, cache_root, self.input_list,
-            self.data_loaders, loop_socket=synced)
+        try:
+            self._open_inputs(cache_root, db_socket, database_cache, auth)
+            synced = self.loop_channel.channel if self.loop_channel is not None else None
+            self.output_list, self.data_sinks = create_outputs_from_configuration(
+                self.data, self.algorithm, self.prefix, cache_root, self.input_list,
+                self.data_loaders, loop_socket=synced)
+        except BaseException as error:
+            # The evaluator already knows this processor: without a word it would
+            # wait for ever for steps that never come.
+            if hasattr(self, "input_list"):
+                self._close_inputs()
+            if self.loop_channel is not None:
+                try:
+                    _tell(self.loop_channel.channel,
+                          [b"err", b"sys", str(error).encode("utf-8")])
+                except Exception as failure:  # noqa: BLE001 - the error itself matters more
+                    error.add_note(f"(and telling the evaluator failed: {failure})")
+            raise
         self._closed = False
 
     @property
