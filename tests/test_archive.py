@@ -764,3 +764,20 @@ def test_the_example_runs():
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "restored in a fresh interpreter: True" in done.stdout
+
+
+def test_restore_of_a_str_that_names_a_saved_file_says_to_pass_a_path(tmp_path, monkeypatch):
+    archive = Archive()
+    archive.insert(x=3)
+    saved = archive.save(tmp_path / "state.py")
+    monkeypatch.chdir(tmp_path)
+    for given, kind in ((str(saved), SyntaxError), ("state.py", NameError)):
+        with pytest.raises(kind) as caught:
+            restore(given)  # a str is source: the text of the path is run
+        assert (f"the str {given!r} was run as source; it names a file: to restore that "
+                f"file, pass a path object, restore(pathlib.Path({given!r}))"
+                in caught.value.__notes__)
+    assert restore(saved) == {"x": 3}
+    with pytest.raises(NameError) as caught:  # source that names no file gets no such note
+        restore("y")
+    assert not any("names a file" in note for note in caught.value.__notes__)

@@ -228,6 +228,54 @@ def test_log_results_is_picklable_and_validates(tmp_path):
         log_results(object(), 1)
 
 
+_EXIT_WITHOUT_SHUTDOWN = """
+import sys
+from papyflow.datalogger import DataLogger, LogPackage
+logger = DataLogger(sys.argv[1], instance_name="left", thread_count=1)
+logger.start()
+for stamp in range(int(sys.argv[2])):
+    logger.input_queue.put(LogPackage(1, stamp, b"x" * 100))
+print(logger.input_queue._address)
+"""
+
+
+def test_a_logger_left_running_at_exit_saves_what_it_accepted(tmp_path):
+    import subprocess
+    import sys
+
+    count = 3000
+    done = subprocess.run([sys.executable, "-c", _EXIT_WITHOUT_SHUTDOWN, str(tmp_path),
+                           str(count)], check=False, capture_output=True, text=True,
+                          timeout=50)
+    assert done.returncode == 0, done.stderr
+    assert len(_npy(tmp_path / "left_data_log")) == count
+    assert not Path(done.stdout.strip()).parent.exists()  # the socket's folder is gone
+
+
+def test_an_exit_handler_in_a_forked_worker_leaves_the_parents_logger_alone(tmp_path):
+    logger = DataLogger(tmp_path, thread_count=1)
+    logger.start()
+    try:
+        with NuMap(inc, [(1,), (2,)], worker_type="process", worker_num=1) as results:
+            assert list(results) == [2, 3]  # the worker ran its exit handlers as it left
+        assert logger.started
+        logger.input_queue.put(LogPackage(1, 1, b"still here"))
+    finally:
+        logger.shutdown()
+    assert len(_npy(logger.output_directory)) == 1
+
+
+def test_a_log_queue_refuses_to_be_written_as_source(tmp_path):
+    from papyflow.archive import Archive, UnarchivableError
+
+    archive = Archive(allow_dill=True)
+    archive.insert(worker=log_results(DataLogger(tmp_path), 1))
+    with pytest.raises(UnarchivableError, match=r"input of a DataLogger of this process "
+                                                r"\(a socket it serves while it runs\), which "
+                                                r"a saved file cannot hold"):
+        archive.source()
+
+
 def _load_results(directory: Path, source: int) -> list:
     return sorted(pickle.loads(np.load(p).tobytes()) for p in directory.glob(f"{source}_*.npy"))
 
@@ -301,3 +349,12 @@ def test_a_child_forked_while_a_stamp_is_taken_still_logs(tmp_path):
         logger.shutdown()
     assert child.exitcode == 0
     assert _load_results(logger.output_directory, 4) == [41]
+
+
+def test_the_logger_itself_does_not_pickle_and_says_what_does(tmp_path):
+    logger = DataLogger(tmp_path)
+    with pytest.raises(TypeError, match=r"cannot be pickled \(it owns its saver processes and "
+                                        r"their socket\): give other processes its "
+                                        r"input_queue"):
+        pickle.dumps(logger)
+    pickle.dumps(logger.input_queue)  # that does

@@ -95,6 +95,43 @@ def test_two_sender_processes_one_writer(filename: str) -> None:
     assert back["r199"] == 199 and np.array_equal(back["x"], np.arange(3) + 199)
 
 
+_SPAWNED_SENDER = """
+import multiprocessing, sys
+from papyflow.storage import HDF5StorageService, QueueStorageServiceWriter, StorageQueue
+from tests.test_storage_queue import _send
+
+if __name__ == "__main__":
+    spawn = multiprocessing.get_context("spawn")
+    queue = StorageQueue(1, spawn)
+    sender = spawn.Process(target=_send, args=(queue.sender(0), 0, 5))
+    sender.start()
+    print(QueueStorageServiceWriter(HDF5StorageService(sys.argv[1]), queue).run())
+    sender.join()
+"""
+
+
+def test_a_sender_goes_to_a_spawned_process_and_nowhere_else(filename: str) -> None:
+    import pickle
+    import subprocess
+    import sys
+
+    # In a child interpreter: spawning starts a resource tracker that outlives the test.
+    script = Path(filename).with_name("spawned.py")
+    script.write_text(_SPAWNED_SENDER, encoding="utf-8")
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run([sys.executable, str(script), filename], check=False,
+                          capture_output=True, text=True, timeout=50, cwd=root,
+                          env={**os.environ, "PYTHONPATH": root})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "WriterReport(stored=5, failed=0, done=(0,), lost=())"
+    # Anything else (a NuMap worker's task, a queue, a file) is told why, not a ctypes error.
+    queue = StorageQueue(1, FORK)
+    for what in (queue, queue.sender(0)):
+        with pytest.raises(TypeError, match=r"can be given to a process only as it starts "
+                                            r"\(Process\(args=\.\.\.\)\)"):
+            pickle.dumps(what)
+
+
 def test_writer_in_its_own_process(filename: str) -> None:
     queue = StorageQueue(1, FORK)
     writer = _start(_writer, filename, queue)

@@ -349,9 +349,14 @@ def test_numpy_auto_widths():
 
 
 def test_numpy_fixed_widths_and_overflow():
-    with pytest.raises(ValueError, match="does not fit in a 8-bit signed integer"):
+    with pytest.raises(ValueError, match=r"200 does not fit in a 8-bit signed integer "
+                                         r"\(it holds -128\.\.127\)$"):
         _numpy(NumericConverter(allow_float_output=False), output_bit_width=8).\
             convert_value_to_numpy(200)
+    with pytest.raises(ValueError, match=r"\(the values range from -1 to 2; it holds "
+                                         r"0\.\.18446744073709551615\)$"):
+        _numpy(NumericConverter(allow_float_output=False), signed=False).\
+            convert_value_to_numpy([-1, 2])
     with pytest.raises(ValueError, match="64-bit unsigned integer"):
         _numpy(NumericConverter(allow_float_output=False), signed=False).\
             convert_value_to_numpy([-1, 2])

@@ -253,6 +253,24 @@ def test_find_and_extract_details():
         nested.find_nested_variable_path(["x"])
 
 
+def test_string_paths_that_would_name_another_path_are_refused():
+    nested = NestedDictionary({"model.v1": {"rate": 0.5}, "plain": {"": 1}})
+    with pytest.raises(ValueError, match=r"extract_nested_variable_paths: the key 'model\.v1' "
+                                         r"\(in \['model\.v1', 'rate'\]\) holds the path "
+                                         r"delimiter '\.', so no string path can name it"):
+        nested.extract_nested_variable_paths()
+    with pytest.raises(ValueError, match=r"find_nested_variable_path: the key 'model\.v1'"):
+        nested.find_nested_variable_path("rate")
+    with pytest.raises(ValueError, match=r"the key '' \(in \['plain', ''\]\) is empty"):
+        nested.find_nested_variable_path("")
+    assert nested.extract_nested_variable_paths(return_raw=True) == (
+        ("model.v1", "rate"), ("plain", ""))
+    assert nested.find_nested_variable_path("rate", return_raw=True) == ("model.v1", "rate")
+    nested.set_path_delimiter("/")
+    assert nested.find_nested_variable_path("rate") == "model.v1/rate"
+    assert nested.read_nested_value(nested.find_nested_variable_path("rate")) == 0.5
+
+
 def test_bad_construction_and_delimiter():
     with pytest.raises(TypeError, match="seed_dictionary must be a dict or None, got list"):
         NestedDictionary([1, 2])

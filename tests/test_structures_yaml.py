@@ -194,6 +194,40 @@ def test_numpy_and_enum_keys_are_written_as_their_values(tmp_path):
     assert not path.exists()
 
 
+class Caseless(enum.Enum):
+    FAST = "fast"
+
+    @classmethod
+    def _missing_(cls, value):
+        return cls(value.lower()) if isinstance(value, str) and value != value.lower() else None
+
+
+@dataclass
+class Keyed(YamlConfig):
+    by_mode: dict[Mode, int] = field(default_factory=dict)
+    by_name: dict[str, list[Mode]] = field(default_factory=dict)
+    by_rate: dict[float, str] = field(default_factory=dict)
+    by_case: dict[Caseless, int] = field(default_factory=dict)
+
+
+def test_dict_keys_are_rebuilt_from_their_type_hint(tmp_path):
+    path = tmp_path / "c.yaml"
+    config = Keyed(by_mode={Mode.FAST: 1, Mode.SLOW: 2},
+                   by_name={"a": [Mode.SLOW]}, by_rate={1.0: "one", 0.5: "half"})
+    config.to_yaml(path)
+    back = Keyed.from_yaml(path)
+    assert back == config
+    assert [type(key) for key in back.by_mode] == [Mode, Mode]
+    assert back.by_name == {"a": [Mode.SLOW]} and back.by_rate == {1.0: "one", 0.5: "half"}
+    path.write_text("by_mode:\n  fast: 1\n  warp: 2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"Keyed\.by_mode key 'warp' must be a value of Mode"):
+        Keyed.from_yaml(path)
+    path.write_text("by_case:\n  fast: 1\n  FAST: 2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"Keyed\.by_case has two keys that load as "
+                                         r"<Caseless\.FAST: 'fast'>"):
+        Keyed.from_yaml(path)
+
+
 def test_values_that_contain_themselves_are_type_errors(tmp_path):
     path = tmp_path / "c.yaml"
     looped: list = [1]

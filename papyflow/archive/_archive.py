@@ -253,7 +253,23 @@ def restore(archive: str | os.PathLike[str],
                         f"{type(archive).__name__}")
     if env is not None and not isinstance(env, Mapping):
         raise TypeError(f"env must be a mapping or None, got {type(env).__name__}")
-    return run(text, filename, env, file=isinstance(archive, os.PathLike))
+    try:
+        return run(text, filename, env, file=isinstance(archive, os.PathLike))
+    except Exception as exc:
+        if isinstance(archive, str) and _names_a_file(archive):
+            exc.add_note(f"the str {archive!r} was run as source; it names a file: to restore "
+                         f"that file, pass a path object, restore(pathlib.Path({archive!r}))")
+        raise
+
+
+def _names_a_file(text: str) -> bool:
+    """Whether ``text`` (given as source) is rather the path of an existing file."""
+    if "\n" in text.strip() or "\0" in text:
+        return False
+    try:
+        return os.path.isfile(text)
+    except (OSError, ValueError):
+        return False
 
 
 def run(text: str, filename: str, env: Mapping[str, object] | None = None, *,

@@ -155,6 +155,17 @@ class LogQueue:
     def __repr__(self) -> str:
         return f"LogQueue({self._address!r})"
 
+    def archive_1(self) -> tuple[str, dict[str, object], list[tuple[str, str, str]]]:
+        """Refuse to be written as source (``Plumber.save``, ``papyflow.archive``).
+
+        A LogQueue is a connection to a logger running in this process: the file
+        would name a socket that is gone when it runs, and every ``put`` would fail.
+        """
+        raise TypeError(f"{self!r} is the input of a DataLogger of this process (a socket "
+                        "it serves while it runs), which a saved file cannot hold; make the "
+                        "DataLogger (and log_results) in the file that runs the pipeline "
+                        "instead")
+
     def _connect(self) -> _Link:
         link = self._link
         pid = os.getpid()

@@ -9,15 +9,18 @@ The pieces: producers put :class:`LogPackage` records to ``input_queue`` (a
 
 from __future__ import annotations
 
+import atexit
 import enum
+import functools
 import os
 import secrets
 import shutil
 import sys
 import tempfile
+import weakref
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import multiprocess
 
@@ -40,6 +43,15 @@ class Phase(enum.Enum):
     STOPPED = "stopped"
 
 
+def _shutdown_at_exit(ref: weakref.ref[DataLogger], pid: int) -> None:
+    """``shutdown()`` a logger still running when its process exits (only in the
+    process that started it: a forked child that runs exit handlers, such as a NuMap
+    worker, inherits the registration but not the logger)."""
+    logger = ref()
+    if logger is not None and os.getpid() == pid:
+        logger.shutdown()
+
+
 def _positive(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"DataLogger: {name} must be an integer >= 1, got {value!r}")
@@ -59,9 +71,10 @@ class DataLogger:
     and its unacknowledged packages are saved by the others.
 
     ``shutdown()`` saves everything put so far, stops the savers, and raises
-    :class:`LogWriteError` if any package could not be saved. Always call it (or
-    use the logger as a context manager): packages still unsaved when the
-    process exits without it are lost with the process.
+    :class:`LogWriteError` if any package could not be saved. Call it (or use the
+    logger as a context manager) to see that report; a logger still running when
+    its process exits normally is shut down then (an exit handler), so that what
+    it accepted is saved; a failure is then printed on standard error.
     """
 
     def __init__(self, output_directory: str | os.PathLike[str],
@@ -88,9 +101,16 @@ class DataLogger:
         self._queue = LogQueue(str(self._socket_dir / "in"))
         self._phase = Phase.NEW
         self._dispatcher: Dispatcher | None = None
+        self._at_exit: functools.partial[None] | None = None
         self._failures: tuple[FailedPackage, ...] = ()
         self._statistics = LoggerStatistics()
         self._context = multiprocess.get_context("fork" if sys.platform != "win32" else None)
+
+    def __reduce__(self) -> Any:
+        # Only its input travels: the logger owns the saver processes and the socket.
+        raise TypeError(f"{self!r} cannot be pickled (it owns its saver processes and their "
+                        "socket): give other processes its input_queue, which pickles, or "
+                        "log_results(logger, source_id) as a Piper's worker")
 
     def __repr__(self) -> str:
         return (f"DataLogger({str(self._directory)!r}, processes={self._process_count}, "
@@ -153,6 +173,10 @@ class DataLogger:
         self._dispatcher = dispatcher
         self._failures = ()
         self._phase = Phase.RUNNING
+        # Registered after multiprocess's own exit handler, so it runs before that one
+        # terminates the (daemonic) savers.
+        self._at_exit = functools.partial(_shutdown_at_exit, weakref.ref(self), os.getpid())
+        atexit.register(self._at_exit)
 
     def shutdown(self) -> None:
         """Save every package put so far, stop the savers, then report failures.
@@ -165,6 +189,9 @@ class DataLogger:
         dispatcher = self._dispatcher
         if self._phase is not Phase.RUNNING or dispatcher is None:
             return
+        if self._at_exit is not None:
+            atexit.unregister(self._at_exit)
+            self._at_exit = None
         dispatcher.stop()
         dispatcher.join()
         self._phase = Phase.STOPPED

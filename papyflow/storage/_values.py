@@ -143,6 +143,15 @@ def _sequence(where: str, value: list | tuple) -> tuple[np.ndarray, dict[str, An
     if isinstance(first, np.generic) and type(first) is not np.str_ \
             and len({item.dtype for item in value}) > 1:
         raise _fail(where, f"a {container} of numpy scalars of different dtypes")
+    if not (type(first) in _PY_SCALARS or type(first) is np.str_
+            or (isinstance(first, np.generic) and not isinstance(first, np.bytes_ | np.void)
+                and first.dtype.kind in "biufc")):
+        # Stored alone, a list, a bytes or a dict is fine: say that it is the element
+        # that cannot be, not the value.
+        nested = " (nested lists and tuples)" if isinstance(first, list | tuple) else ""
+        raise _fail(where, f"a {container} of {type(first).__name__}{nested}: the elements "
+                    "of a list or tuple must be Python or numpy scalars, strings, or numpy "
+                    "arrays of one shape and dtype")
     parts = [_scalar(where, item) for item in value]
     element = parts[0][1]
     if element["t"] in ("str", "np.str"):

@@ -265,6 +265,18 @@ class StorageQueue:
         self.writer_state = ctx.Value("b", _NOT_STARTED, lock=False)
         self.writer_phase = ctx.Value("b", WAITING, lock=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pipes and shared cells travel only to a process being started: say so, rather
+        # than let pickle fail on a ctypes class (a NuMap worker, a queue, a file...).
+        if not _spawning():
+            raise TypeError(
+                "a StorageQueue (and its senders) can be given to a process only as it "
+                "starts (Process(args=...)): its pipes and shared memory cannot be pickled "
+                "for anything else, such as a NuMap worker or a queue; store from a process "
+                "that got its sender so, or from the parent (a linear Piper that reads the "
+                "results)")
+        return self.__dict__
+
     def sender(self, slot: int) -> QueueStorageServiceSender:
         """The sender of slot ``slot`` (0 ... ``senders - 1``), for one process."""
         if not 0 <= slot < self.n:
@@ -281,6 +293,18 @@ class StorageQueue:
         for pair in (*self._requests, *self._replies):
             for end in pair:
                 end.close()
+
+
+def _spawning() -> bool:
+    """Whether this pickling is for a process being started (``multiprocessing`` or
+    ``multiprocess``, whichever context made it)."""
+    import sys
+
+    for name in ("multiprocessing.context", "multiprocess.context"):
+        module = sys.modules.get(name)
+        if module is not None and module.get_spawning_popen() is not None:
+            return True
+    return False
 
 
 # -- the sender ----------------------------------------------------------------------------

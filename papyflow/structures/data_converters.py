@@ -317,8 +317,10 @@ class NumpyDataConverter:
                     return candidate
             kind = "signed" if self._signed else "unsigned"
             width = "64-bit" if self._width == "auto" else f"{self._width}-bit"
+            widest = np.iinfo(candidates[-1])
+            spread = "" if low == high else f"the values range from {low} to {high}; "
             raise ValueError(f"{where}: {original!r} does not fit in a {width} {kind} integer "
-                             f"(values range from {low} to {high})")
+                             f"({spread}it holds {widest.min}..{widest.max})")
 
         candidates = _FLOAT_TYPES
         if self._width != "auto":

@@ -134,7 +134,8 @@ class NestedDictionary:
         keys' datatypes.
         """
         paths = tuple(path for path, value in self._walk() if not _is_section(value) or not value)
-        return paths if return_raw else tuple(self._join(path) for path in paths)
+        where = "NestedDictionary.extract_nested_variable_paths"
+        return paths if return_raw else tuple(self._join(path, where) for path in paths)
 
     def find_nested_variable_path(
         self, target_key: Hashable, *,
@@ -167,7 +168,8 @@ class NestedDictionary:
             if (search_mode == "all" or (search_mode == "intermediate_only" and section)
                     or (search_mode == "terminal_only" and not section)):
                 found.append(path)
-        results: tuple[Any, ...] = tuple(found) if return_raw else tuple(map(self._join, found))
+        results: tuple[Any, ...] = (tuple(found) if return_raw
+                                    else tuple(self._join(path, where) for path in found))
         if not results:
             return None
         return results[0] if len(results) == 1 else results
@@ -406,8 +408,19 @@ class NestedDictionary:
             return f"path {self._delimiter.join(map(str, keys))!r}"
         return f"path {list(keys)!r}"
 
-    def _join(self, path: RawPath) -> str:
-        return self._delimiter.join(map(str, path))
+    def _join(self, path: RawPath, where: str) -> str:
+        """The string path of ``path``; refused when it would name another path (or
+        none): a key that is empty or holds the delimiter cannot be told apart."""
+        parts = [str(key) for key in path]
+        for key, part in zip(path, parts):
+            if not part or self._delimiter in part:
+                raise ValueError(
+                    f"{where}: the key {key!r} (in {list(path)!r}) "
+                    + ("is empty" if not part else f"holds the path delimiter "
+                                                   f"{self._delimiter!r}")
+                    + ", so no string path can name it; pass return_raw=True for tuples of "
+                    "keys, or choose another delimiter with set_path_delimiter()")
+        return self._delimiter.join(parts)
 
     def _convert_keys(self, where: str, section: dict[Any, Any], datatype: str,
                       prefix: RawPath) -> dict[Any, Any]:

@@ -367,8 +367,16 @@ def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
         return [_from_plain(args[0], item, source, f"{where}[{index}]")
                 for index, item in enumerate(value)]
     if origin is dict and len(args) == 2 and isinstance(value, dict):
-        return {key: _from_plain(args[1], item, source, f"{where}[{key!r}]")
-                for key, item in value.items()}
+        rebuilt: dict[Any, Any] = {}
+        for key, item in value.items():
+            # Keys are written as their plain values (an enum member as its value, a
+            # path as its text): rebuild them from the key's type hint as well.
+            new_key = _from_plain(args[0], key, source, f"{where} key {key!r}")
+            if new_key in rebuilt:
+                raise ValueError(f"{source}: {where} has two keys that load as "
+                                 f"{new_key!r}")
+            rebuilt[new_key] = _from_plain(args[1], item, source, f"{where}[{key!r}]")
+        return rebuilt
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(hint, type) and issubclass(hint, PurePath) and isinstance(value, str):
