@@ -91,7 +91,7 @@ def _fusable_linear(up: Piper, down: Piper) -> bool:
             and down.plain and up.plain and down.consume == 1 and down.spawn == 1
             and not down.debug
             and up.produce == 1 and up.spawn == 1 and not up.track and not up.debug
-            and len(up._sources) == 1 and up.consume == 1
+            and len(up._sources) == 1 and up.consume == 1 and not up._reads_units
             and up._fanout.readers == 1)
 
 

@@ -40,6 +40,26 @@ __all__ = ["Piper"]
 # The types of failed items, checked once per item by linear Pipers.
 _PIPER_ERRORS = frozenset({PiperError, PiperTimeoutError})
 
+# Set on an error that ends a Piper's results (see ``_ending``).
+_ENDS = "_papyflow_ends"
+
+
+def _ending(error: BaseException) -> BaseException:
+    """Mark ``error`` as the end of a Piper's results, not one item's failure.
+
+    A parallel Piper downstream meets it as the failure of an input item (its
+    NuMap pulled the inboxes); the mark tells it to raise the error again, as
+    a linear Piper would, instead of passing on one failed item and ending.
+    """
+    setattr(error, _ENDS, True)
+    return error
+
+
+def _watched(source: Iterator[Any], k: int, ended: list[int]) -> Iterator[Any]:
+    """The items of ``source``; ``k`` goes to ``ended`` when it ends."""
+    yield from source
+    ended.append(k)
+
 
 class Phase(enum.Enum):
     NEW = "new"
@@ -62,10 +82,15 @@ class PiperStats:
     errors: int = 0
     first: float | None = None  # when its first result came
     last: float | None = None  # when its results ended
+    # While a fused run of linear Pipers goes, its Pipers count their results
+    # with the last one's (``results`` is set when the run ends).
+    follows: PiperStats | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The statistics as a dict (``Plumber.stats['pipers']``), counted up to now."""
         seconds = (self.last - self.first) if self.first and self.last else None
-        return {"results": self.results, "errors": self.errors, "first": self.first,
+        results = self.results if self.follows is None else self.follows.results
+        return {"results": results, "errors": self.errors, "first": self.first,
                 "last": self.last, "seconds": seconds}
 
 
@@ -142,7 +167,9 @@ class Piper:
     - ``branch``: orders Pipers that are not upstream of one another (see Dagger).
     - ``debug``: raise a failed item's PiperError instead of passing it on.
     - ``name``: a name for logs, statistics and saved pipelines.
-    - ``track``: keep ``{index: result}`` of each task (see ``tracked``).
+    - ``track``: keep ``{index: result}`` of each task (see ``tracked``): what
+      the Worker returned (a failed item's ``WorkerError``), as a NuMap keeps
+      it; a linear Piper keeps one dict per spawned copy too.
     - ``synchronized``: the inputs are streams of ``(data, start, end)`` data
       units, read as one synchronization group
       (:func:`papyflow.dataflow.units.synchronize`) instead of one item from
@@ -196,6 +223,8 @@ class Piper:
         self._fused: list[Piper] = []  # the Pipers whose Workers this one's task runs first
         self._fused_into: Piper | None = None  # the Piper whose task runs this one's Worker
         self._ranges: deque[tuple[int, int] | None] = deque()  # synchronized: steps in flight
+        # Set by Plumber.stop: inputs may end unevenly (a synchronized Piper then ends quietly).
+        self._stopping = False
         self.stats = PiperStats()
 
     # -- state ------------------------------------------------------------------
@@ -235,6 +264,8 @@ class Piper:
         if not inbox:
             raise PiperError(f"piper {self.name!r}: connect needs at least one input")
         for upstream in inbox:
+            if isinstance(upstream, Piper) and upstream.phase is Phase.STARTED:
+                upstream._reader()  # raises: no reader is added to a started Piper
             if isinstance(upstream, Piper) and not self.synchronized:
                 rate = upstream.produce * upstream.spawn
                 if rate != self.consume * self.spawn:
@@ -246,18 +277,21 @@ class Piper:
             elif not isinstance(upstream, Iterable):
                 raise PiperError(f"piper {self.name!r}: an input must be a Piper or an "
                                  f"iterable, got {upstream!r}")
-        # Readers now (each upstream must know how many read it); the streams
-        # themselves when the Piper starts, when a reader without company can
-        # read its upstream's results directly.
-        self._sources = [u._reader() if isinstance(u, Piper) else u for u in inbox]
         if isinstance(self.imap, NuMap):
+            # First: a NuMap that has started refuses the first task, before
+            # anything is changed (a reader left on an upstream would keep all
+            # of its results for nobody).
             inboxes = _Inboxes(self)
             self._tasks = [self.imap.add_task(self.worker, inboxes.part(k), track=self.track)
                            for k in range(self.spawn)]
             if self.track:
                 self.tracked = [self.imap.get_tracked(t.task) for t in self._tasks]
         else:
-            self.tracked = [{}] if self.track else []
+            self.tracked = [{} for _ in range(self.spawn)] if self.track else []
+        # Readers now (each upstream must know how many read it); the streams
+        # themselves when the Piper starts, when a reader without company can
+        # read its upstream's results directly.
+        self._sources = [u._reader() if isinstance(u, Piper) else u for u in inbox]
         self.inbox = list(inbox)
         self.phase = Phase.CONNECTED
 
@@ -285,6 +319,7 @@ class Piper:
         self._fused = []
         self._fused_into = None
         self._own = None
+        self._stopping = False
         self.stats = PiperStats()
         self._fanout = Fanout()
         self.inbox = []
@@ -352,13 +387,22 @@ class Piper:
         from .dataflow.units import synchronize  # the dataflow layer, only when used
 
         ranges = self._ranges
-        for step in synchronize(sources):
-            if isinstance(step, PiperError):  # an upstream failure without a range
-                ranges.append(None)
-                yield (step,)
-            else:
-                ranges.append((step.start, step.end))
-                yield step.inbox
+        ended: list[int] = []  # the inputs that have ended
+        try:
+            for step in synchronize([_watched(s, k, ended) for k, s in enumerate(sources)]):
+                if isinstance(step, PiperError):  # an upstream failure without a range
+                    ranges.append(None)
+                    yield (step,)
+                else:
+                    ranges.append((step.start, step.end))
+                    yield step.inbox
+        except Exception as exc:  # a gap, an overlap, an upstream that ended failing
+            if ended and self._stopping and not getattr(exc, _ENDS, False):
+                # Plumber.stop cut the inputs short, each where it was: the
+                # steps they covered have their results, and that is the end.
+                return
+            _ending(exc)
+            raise
 
     def _units(self, results: Iterator[Any]) -> Iterator[Any]:
         """A synchronized Piper's results as Units, each with the range of its step."""
@@ -388,10 +432,16 @@ class Piper:
             source = self._fused[0]._sources[0]
             return self._plain_run(source.resolve() if isinstance(source, _Reader)
                                    else iter(source))
-        if self.plain and len(self._sources) == 1 and self.consume == 1 and not self.track:
+        if (self.plain and len(self._sources) == 1 and self.consume == 1 and not self.track
+                and not self._reads_units):
             source = self._sources[0]
             return self._plain(source.resolve() if isinstance(source, _Reader) else iter(source))
         return self._linear(self._inboxes())
+
+    @property
+    def _reads_units(self) -> bool:
+        """Whether an upstream Piper is synchronized: its results are Units, failed ones too."""
+        return any(isinstance(u, Piper) and u.synchronized for u in self.inbox)
 
     @property
     def plain(self) -> bool:
@@ -405,11 +455,14 @@ class Piper:
         run = [*self._fused, self]
         stages = tuple((p.worker.task[0], k) for k, p in enumerate(run))
         stats = [p.stats for p in run]
+        own = self.stats
         began = time.monotonic()
         for entry in stats:
             entry.first = began
+            entry.follows = None if entry is own else own
         failed = _PIPER_ERRORS
         tracked = self.tracked[0] if self.tracked else None
+        last = len(run) - 1
         count = 0
         try:
             for item in items:
@@ -420,20 +473,22 @@ class Piper:
                             result = func((result,))
                         except Exception as exc:  # noqa: BLE001 - the item fails, as a value
                             stats[k].errors += 1
-                            result = run[k]._failed(worker_error(func, (result,), exc))
+                            error = worker_error(func, (result,), exc)
+                            if k == last and tracked is not None:  # as _linear keeps it
+                                tracked[count] = error
+                            result = run[k]._failed(error)
                             break
                 if tracked is not None:
-                    tracked[count] = result
+                    tracked.setdefault(count, result)
                 count += 1
-                if not count & 255:
-                    for entry in stats:
-                        entry.results = count
+                own.results = count  # the others follow it
                 yield result
         finally:
             ended = time.monotonic()
             for entry in stats:
                 entry.results = count
                 entry.last = ended
+                entry.follows = None
 
     def _plain(self, items: Iterator[Any]) -> Iterator[Any]:
         """``_linear`` for the usual case: one function, one upstream Piper, nothing else.
@@ -461,7 +516,7 @@ class Piper:
         error = PiperError(cause)
         if self.debug:  # raise, with the original exception (and its traceback) as the cause
             original = cause.exception if isinstance(cause, WorkerError) else cause
-            raise error from (original or cause)
+            raise _ending(error) from (original or cause)
         return error
 
     def _unproduced(self, cause: BaseException) -> PiperError:
@@ -472,12 +527,15 @@ class Piper:
     def _broken(self, cause: BaseException) -> PiperError:
         # Not one item's failure: the NuMap would raise it again for every next
         # item, so the stream ends here with it instead of failing without end.
-        return PiperError(f"piper {self.name!r}: its NuMap cannot go on: {cause}")
+        error = PiperError(f"piper {self.name!r}: its NuMap cannot go on: {cause}")
+        _ending(error)
+        return error
 
     def _linear(self, stream: Iterator[Any]) -> Iterator[Any]:
         """Evaluate the Worker here, one inbox at a time, as results are read."""
         worker = self.worker
-        tracked = self.tracked[0] if self.tracked else None
+        tracked = self.tracked or None
+        copies = len(self.tracked)
         single = worker.task[0] if (len(worker.task) == 1 and not worker.args[0]
                                     and not worker.kwargs[0]) else None
         stats = self.stats
@@ -491,11 +549,11 @@ class Piper:
                     result = worker_error(single, inbox, exc)
             else:
                 result = worker(inbox)
+            if tracked is not None:  # what the Worker gave, as a NuMap keeps it
+                tracked[index % copies][index // copies] = result
             if isinstance(result, WorkerError):
                 stats.errors += 1
                 result = self._failed(result)
-            if tracked is not None:
-                tracked[index] = result
             stats.results += 1
             yield result
         stats.last = time.monotonic()
@@ -526,8 +584,11 @@ class Piper:
                 stats.errors += 1
                 result = PiperTimeoutError(exc)
                 if self.debug:
-                    raise result from exc
-            except Exception as exc:  # noqa: BLE001 - a lost worker, an unpicklable item
+                    raise _ending(result) from exc
+            except Exception as exc:  # a lost worker, an unpicklable item, an upstream end
+                if getattr(exc, _ENDS, False):  # an upstream Piper's results ended so
+                    stats.last = time.monotonic()
+                    raise
                 stats.errors += 1
                 result = self._failed(exc)
             else:
@@ -551,7 +612,10 @@ class Piper:
             except numap.BrokenPoolError as exc:
                 stats.last = time.monotonic()
                 raise self._broken(exc) from exc
-            except Exception as exc:  # noqa: BLE001 - a lost worker, an unpicklable item
+            except Exception as exc:  # a lost worker, an unpicklable item, an upstream end
+                if getattr(exc, _ENDS, False):  # an upstream Piper's results ended so
+                    stats.last = time.monotonic()
+                    raise
                 stats.errors += 1
                 result = self._failed(exc)
             else:

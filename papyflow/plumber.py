@@ -140,6 +140,15 @@ class _Gate:
         self._checked = True
 
 
+class _Count:
+    """The results pulled from one output Piper, set once per result."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class Plumber(Dagger):
     """A pipeline with its runtime.
 
@@ -171,7 +180,7 @@ class Plumber(Dagger):
         self._draining = False  # stop() lets the taken items through the pulling thread
         self._done = threading.Event()
         self._error: BaseException | None = None
-        self._results: dict[Piper, int] = {}
+        self._results: dict[Piper, _Count] = {}  # results pulled, per output Piper
         self._run_seconds = 0.0
         self._started_at: float | None = None
         self._finished_at: float | None = None
@@ -203,7 +212,7 @@ class Plumber(Dagger):
         except BaseException:
             self.disconnect(forced=True)
             raise
-        self._results = {piper: 0 for piper in self.get_outputs()}
+        self._results = {piper: _Count() for piper in self.get_outputs()}
         self._thread = None
         self._pausing = False
         self._draining = False
@@ -259,6 +268,8 @@ class Plumber(Dagger):
                 gate.hold()
             for gate, level in zip(self._gates, self._levels(), strict=True):
                 gate.close(level)
+            for piper in self.graph:  # inputs closed unevenly end synchronized Pipers quietly
+                piper._stopping = True
             for gate in self._gates:
                 gate.release()
             draining = self.state is State.PAUSED and self._thread is not None
@@ -332,16 +343,13 @@ class Plumber(Dagger):
         counts = self._results
         if len(active) == 1:  # the usual case, kept to a short loop per item
             piper, results = active[0]
-            count = counts[piper]
-            try:
-                for _ in results:
-                    count += 1
-                    if not count & 255:
-                        counts[piper] = count
-                    if self._pausing:
-                        return False
-            finally:
-                counts[piper] = count
+            tally = counts[piper]
+            count = tally.n
+            for _ in results:
+                count += 1
+                tally.n = count  # an attribute: as cheap as counting alone
+                if self._pausing:
+                    return False
             return True
         while active:
             if self._pausing:
@@ -354,7 +362,7 @@ class Plumber(Dagger):
                     continue
                 if isinstance(result, PiperError):
                     log.debug("%s: failed item: %r", piper.name, result)
-                counts[piper] += 1
+                counts[piper].n += 1
                 still.append((piper, results))
             active = still
         return True
@@ -495,12 +503,12 @@ class Plumber(Dagger):
             "run_time": self._run_seconds,
             "inputs_taken": [gate.taken for gate in self._gates],
             "input_errors": [gate.failed for gate in self._gates],
-            "results": dict(self._results),
+            "results": {piper: count.n for piper, count in self._results.items()},
             "pipers": {p: p.stats.as_dict() for p in self.postorder()},
             "pipers_tracked": {p: list(p.tracked) for p in self.postorder() if p.track},
         }
 
     def _stats_line(self) -> str:
-        results = sum(self._results.values())
+        results = sum(count.n for count in self._results.values())
         errors = sum(p.stats.errors for p in self.graph)
         return f"{results} results, {errors} failed items, {self._run_seconds:.2f} s"

@@ -79,7 +79,8 @@ class Worker:
     - ``Worker((f1, f2), ((a,), ()), ({}, {'k': 1}))``: functions with one
       arguments tuple and one kwargs dict each;
     - ``Worker(other_worker)``: the same composition;
-    - ``Worker((worker1, worker2))``: the compositions joined.
+    - ``Worker((worker1, worker2))``: the compositions joined (Workers among
+      functions join with their own steps and arguments too).
 
     An exception in a function does not escape: the call returns a
     :class:`WorkerError` naming the function, with the inbox and the traceback.
@@ -146,7 +147,26 @@ class Worker:
         n = len(items)
         args = Worker._per_function("arguments", arguments, n, tuple, ())
         kws = Worker._per_function("kwargs", kwargs, n, dict, {})
-        return tuple(items), args, kws
+        if not any(isinstance(f, Worker) for f in items):
+            return tuple(items), args, kws
+        # Workers among functions join with their own steps, so that their
+        # failures stay WorkerErrors instead of values handed to the next function.
+        task: list[Callable[..., Any]] = []
+        task_args: list[tuple[Any, ...]] = []
+        task_kws: list[dict[str, Any]] = []
+        for position, (func, arg, kw) in enumerate(zip(items, args, kws, strict=True)):
+            if not isinstance(func, Worker):
+                task.append(func)
+                task_args.append(arg)
+                task_kws.append(kw)
+            elif arg or kw:
+                raise ValueError(f"Worker: functions[{position}] is a Worker, which brings its "
+                                 f"own arguments; give it () and {{}}")
+            else:
+                task += func.task
+                task_args += func.args
+                task_kws += func.kwargs
+        return tuple(task), tuple(task_args), tuple(task_kws)
 
     @staticmethod
     def _per_function(label: str, given: Any, n: int, kind: type, empty: Any) -> tuple[Any, ...]:

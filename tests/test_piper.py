@@ -186,6 +186,24 @@ def test_tracking_keeps_index_to_result(parallel):
     assert piper.tracked == [{i: i + 1 for i in range(5)}]
 
 
+@pytest.mark.parametrize("linear_run", [False, True])
+def test_tracking_is_the_same_linear_or_parallel_spawned_or_failed(parallel, linear_run):
+    # One dict per spawned copy, and a failed item as the Worker returned it
+    # (its WorkerError), whether the Piper is linear, parallel, or ends a fused run.
+    spawn = 1 if linear_run else 2
+    head = Piper(inc, parallel=parallel if linear_run else False, spawn=spawn, name="head")
+    piper = Piper(fail_on_three, parallel=parallel, track=True, spawn=spawn, name="tracked")
+    out = _run(head, piper, data=range(-1, 5))
+    assert [isinstance(r, PiperError) for r in out] == [i == 3 for i in range(6)]
+    if linear_run:
+        kept = piper.tracked[0]
+    else:
+        assert [sorted(t) for t in piper.tracked] == [[0, 1, 2], [0, 1, 2]]
+        kept = {2 * k + copy: r for copy, t in enumerate(piper.tracked) for k, r in t.items()}
+    assert [kept[i] for i in (0, 1, 2, 4, 5)] == [0, 1, 2, 4, 5]
+    assert isinstance(kept[3], WorkerError) and "three" in str(kept[3])
+
+
 def test_phases_and_their_errors():
     piper = Piper(inc)
     with pytest.raises(PiperError, match="connect it before start"):
@@ -247,3 +265,77 @@ def test_pipers_share_a_numap_and_stage_starts():
         second = Piper(inc, parallel=nm)
         assert _run(first, second, data=range(50)) == [i + 1 for i in range(50)]
         assert first.task_ids == [0] and second.task_ids == [1]
+
+
+def _units_upper(inbox):
+    return inbox[0].data.upper()
+
+
+def _label_or_fail(inbox):
+    image, client = inbox
+    if image.data == "img3":
+        raise ValueError("bad image")
+    return f"{client.data}:{image.data}"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("worker_type", [None, "thread"])
+@pytest.mark.parametrize("reader", [None, "thread"])
+def test_a_failed_unit_passes_through_the_piper_after_a_synchronized_one(worker_type, reader):
+    # A failed step leaves as Unit(PiperError, ...): the Piper reading it passes
+    # the failure on (linear or parallel alike) instead of calling its function.
+    from papyflow.dataflow.units import Unit
+
+    numap = NuMap(worker_type=worker_type, worker_num=2) if worker_type else False
+    after_map = NuMap(worker_type=reader, worker_num=2) if reader else False
+    images = [Unit(f"img{i}", i, i) for i in range(6)]
+    clients = [Unit("c0", 0, 2), Unit("c1", 3, 5)]
+    label = Piper(_label_or_fail, parallel=numap, synchronized=True, name="label")
+    upper = Piper(_units_upper, parallel=after_map, name="upper")
+    label.connect([images, clients])
+    upper.connect([label])
+    try:
+        for piper in (label, upper):
+            piper.start(stages=(0, 1) if piper.parallel else (0,))
+        for piper in (label, upper):
+            if piper.parallel:
+                piper.start(stages=(2,))
+        out = list(upper)
+    finally:
+        for m in (numap, after_map):
+            if m:
+                m.stop()
+    assert out[:3] == ["C0:IMG0", "C0:IMG1", "C0:IMG2"]
+    assert isinstance(out[3], PiperError) and isinstance(out[3].args[0], WorkerError)
+    assert "bad image" in str(out[3].args[0])
+    assert upper.stats.errors == 0 and label.stats.errors == 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("worker_type", [None, "thread"])
+def test_a_gap_in_the_units_of_a_synchronized_piper_is_raised_named(worker_type):
+    from papyflow.dataflow.units import Unit
+
+    numap = NuMap(worker_type=worker_type, worker_num=2) if worker_type else False
+    step = Piper(add, parallel=numap, synchronized=True, name="step")
+    step.connect([[Unit(1, 0, 1), Unit(2, 3, 4)], [Unit(3, 0, 4)]])
+    try:
+        step.start()
+        with pytest.raises(ValueError, match="a gap at data index 2"):
+            list(step)
+    finally:
+        if numap:
+            numap.stop()
+
+
+def test_a_connect_that_fails_leaves_no_reader_on_its_upstream():
+    # A reader left behind would keep every result of the upstream Piper for nobody.
+    with NuMap(worker_type="thread", worker_num=1) as running:
+        running.add_task(abs, [1])
+        running.start()
+        upstream = Piper(inc, name="upstream")
+        upstream.connect([range(3)])
+        with pytest.raises(RuntimeError, match="after start"):
+            Piper(inc, parallel=running, spawn=1).connect([upstream])
+        upstream.start()  # read directly: nothing else reads it
+        assert list(upstream) == [1, 2, 3]

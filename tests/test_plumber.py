@@ -214,7 +214,13 @@ def test_pipers_and_pipes_are_added_only_while_the_pipeline_does_not_run():
         b = Piper(inc, parallel=nm, name="b", branch=1)
         c = Piper(double, parallel=nm, name="c", branch=2)
         p.add_pipes([(a, b), (a, c)])
-        p.start([range(3)])
+        release = threading.Event()
+
+        def held():  # keeps the pipeline running (not finished) until released
+            yield from range(3)
+            release.wait(30)
+
+        p.start([held()])
         # started (not yet running), running, paused: a change would not reach the Pipers
         for step in (lambda: None, p.run, p.pause):
             step()
@@ -224,6 +230,7 @@ def test_pipers_and_pipes_are_added_only_while_the_pipeline_does_not_run():
                 p.add_pipe((b, c))
             assert len(p) == 3 and not p.graph.has_edge(b, c)
             p.add_pipe((a, b))  # nothing new: allowed
+        release.set()
         p.stop()
         d = Piper(inc, parallel=nm, name="d", track=True)
         p.add_pipe((b, d))
@@ -406,3 +413,111 @@ def test_an_input_that_raises_now_and_then_goes_on_to_its_end():
     assert [tracked[i] for i in range(3, 1000, 4)] == [k + 1 for k in range(4, 1001, 4)]
     assert sum(isinstance(r, PiperError) for r in tracked.values()) == 750
     p.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("upstream", ["linear", "same numap", "other numap"])
+def test_a_debug_piper_upstream_of_a_parallel_one_fails_the_run(upstream):
+    # The raised PiperError must end the run, not become a failed input item
+    # of the parallel Piper downstream (which then ended as if all was well).
+    nm = NuMap(worker_type="thread", worker_num=2, stride=1)
+    other = NuMap(worker_type="thread", worker_num=2, stride=1)
+    up_map = {"linear": False, "same numap": nm, "other numap": other}[upstream]
+    a = Piper(fail_on_three, parallel=up_map, debug=True, name="a")
+    b = Piper(inc, parallel=nm, name="b", track=True)
+    p = Plumber()
+    p.add_pipe((a, b))
+    p.start([range(8)])
+    p.run()
+    with pytest.raises(PlumberError, match="three") as raised:
+        p.wait(30)
+    assert isinstance(raised.value.__cause__, PiperError)
+    assert [p.stats["pipers_tracked"][b][0][i] for i in range(3)] == [1, 2, 3]
+    p.stop()
+    other.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_numap_that_cannot_go_on_fails_the_run_through_a_parallel_piper_downstream():
+    dying = NuMap(worker_type="process", worker_num=2)
+    nm = NuMap(worker_type="thread", worker_num=2)
+    dies = Piper(exit_now, parallel=dying, name="dies")
+    after = Piper(inc, parallel=nm, name="after")
+    p = Plumber()
+    p.add_pipe((dies, after))
+    p.start([range(50)])
+    p.run()
+    with pytest.raises(PlumberError, match="'dies': its NuMap cannot go on"):
+        p.wait(60)
+    p.stop()
+
+
+def _image_label(inbox):
+    image, client = inbox
+    return f"{client.data}:{image.data}"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("worker_type", [None, "thread"])
+def test_stop_ends_a_synchronized_piper_whose_inputs_stopped_at_different_indices(worker_type):
+    # Stopped mid-way, the images end at index 7 while the client's unit goes on to 9:
+    # that is the stop, not a broken input; each image taken has its result.
+    from papyflow.dataflow.units import Unit
+
+    reached, go = threading.Event(), threading.Event()
+
+    def images():
+        for i in range(1000):
+            if i == 7:
+                reached.set()
+                go.wait(30)
+            yield Unit(f"img{i}", i, i)
+
+    clients = (Unit(f"c{c}", 10 * c, 10 * c + 9) for c in range(100))
+    numap = NuMap(worker_type=worker_type, worker_num=2) if worker_type else False
+    label = Piper(_image_label, parallel=numap, synchronized=True, name="label", track=True)
+    p = Plumber()
+    p.add_pipe((Piper(_first, name="images", branch=1), label))
+    p.add_pipe((Piper(_first, name="clients", branch=2), label))
+    p.start([images(), clients])
+    p.run()
+    assert reached.wait(30)
+    p.pause()
+    go.set()
+    p.stop()
+    assert p.stats["inputs_taken"] == [8, 1]
+    assert p.stats["pipers_tracked"][label][0] == {i: f"c0:img{i}" for i in range(8)}
+    assert p.state.value == "stopped"
+
+
+def _first(inbox):
+    return inbox[0]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("fused", [True, False])
+def test_stats_count_each_result_while_the_pipeline_runs(fused):
+    # A slow input: the counts must not wait for a batch of results to move.
+    reached, go = threading.Event(), threading.Event()
+
+    def slow():
+        for i in range(20):
+            if i == 5:
+                reached.set()
+                go.wait(30)
+            yield i
+
+    p = Plumber()
+    pipers = [Piper(inc, name=name, track=not fused and name == "b") for name in "abc"]
+    p.add_pipe(pipers)
+    p.start([slow()])
+    p.run()
+    assert reached.wait(30)
+    running = p.stats  # items 0..4 have gone through; item 5 is being taken
+    go.set()
+    p.wait(30)
+    p.stop()
+    assert bool(pipers[2]._fused) is fused
+    assert {q.name: s["results"] for q, s in running["pipers"].items()} == dict.fromkeys("abc", 5)
+    assert running["results"] == {pipers[2]: 5}
+    assert p.stats["results"] == {pipers[2]: 20}

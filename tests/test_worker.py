@@ -38,6 +38,18 @@ def test_from_a_worker_and_from_workers():
     assert joined((4,)) == 10
 
 
+def test_workers_among_functions_join_in_place_and_their_errors_stay_theirs():
+    # A Worker in a sequence of functions brings its own steps: its failure is
+    # the item's WorkerError, not a value handed to the next function.
+    w = Worker((inc, Worker(fail_on_three), double), ((1,), (), ()))
+    assert w.task == (inc, fail_on_three, double) and w.args == ((1,), (), ())
+    assert w((1,)) == 4
+    failed = w((2,))
+    assert isinstance(failed, WorkerError) and failed.function == "fail_on_three"
+    with pytest.raises(ValueError, match=r"functions\[1\] is a Worker"):
+        Worker((inc, Worker(double)), ((), (2,)))
+
+
 def test_equality_is_by_functions_and_arguments():
     assert Worker(inc, (1,)) == Worker((inc,), ((1,),))
     assert Worker(inc, (1,)) != Worker(inc, (2,))
