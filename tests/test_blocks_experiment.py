@@ -276,3 +276,33 @@ def test_a_loop_algorithm_is_an_error_on_its_block(prefix):
         "(papyflow.execution runs loops)" in experiment.errors
     with pytest.raises(ExperimentError, match="blocks.preprocess_test.algorithm"):
         experiment.build()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stopping_in_the_middle_finishes_what_was_taken(prefix, tmp_path, workers):
+    # Stopped while the preprocessing runs, the inputs of the blocks end where
+    # each was cut, unevenly: the steps they cover go through and the stop ends
+    # the rest, instead of failing the pipeline.
+    import time
+
+    slow = {"preprocess_train": {"layers": 100_000}, "preprocess_test": {"layers": 100_000}}
+    experiment = Experiment(prefix, toy(), parameters=slow)
+    numap = NuMap(worker_num=workers) if workers else False
+    plumber, pipers = experiment.build(parallel=numap, index_folder=tmp_path,
+                                       cache=tmp_path / "cache")
+    preprocess = next(p for name, p in pipers.items() if name.startswith("preprocess_train"))
+    plumber.start(plumber.inputs())
+    plumber.run()
+    try:
+        while plumber.stats["pipers"][preprocess]["results"] < 2:
+            time.sleep(0.01)  # mid-run: some samples preprocessed, most not
+        plumber.pause()
+        plumber.stop()
+    finally:
+        if numap:
+            numap.stop()
+    stats = plumber.stats["pipers"]
+    assert 2 <= stats[preprocess]["results"] < 40
+    assert all(entry["errors"] == 0 for entry in stats.values())
+    assert not list((tmp_path / "cache").rglob("*.data"))  # no partial output committed

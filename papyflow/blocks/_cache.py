@@ -20,7 +20,7 @@ import datetime
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,12 +114,15 @@ class CachedOutput:
         finally:
             source.close()
 
-    def write(self, units: Iterator[Any]) -> Iterator[Any]:
+    def write(self, units: Iterator[Any], cut: Callable[[], bool] | None = None,
+              ) -> Iterator[Any]:
         """Pass ``units`` on, storing them; commit when the stream ends without a failure.
 
         A failure among the units (a ``PiperError``), a stream closed before
-        its end, or an error of the cache itself (logged, kept in
-        :attr:`error`) leaves the cache as it was; the units go on regardless.
+        its end, a stream that ends because it was cut short (``cut()`` is true
+        when it ends: ``Plumber.stop`` ended its inputs early), or an error of
+        the cache itself (logged, kept in :attr:`error`) leaves the cache as it
+        was; the units go on regardless.
         """
         sink: CachedDataSink | None = None
         count = 0
@@ -147,7 +150,7 @@ class CachedOutput:
                             keep = False
                             self._dropped(error)
                 yield unit
-            ended = True
+            ended = cut is None or not cut()
         finally:
             if sink is not None and not (keep and ended):
                 sink.discard()

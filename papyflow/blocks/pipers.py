@@ -83,7 +83,7 @@ from ..dataflow.units import SyncedInput, Unit
 from ..errors import DaggerError, PiperError
 from ..formats.baseformat import baseformat
 from ..formats.dataformat import DataFormat
-from ..piper import Piper
+from ..piper import _ENDS, Piper, _ending, _watched
 from ..worker import Worker
 from ._cache import CachedOutput
 from .algorithm import Algorithm, _as_record
@@ -734,42 +734,55 @@ class AlgorithmPiper(BlockPiper):
             return
         pending: list[_Step] = []
         failed_through = -1
-        for step, last in _with_last(synchronize(ordered)):
-            if isinstance(step, PiperError):  # an upstream failure without a range
-                if pending:
+        ended: list[int] = []  # the main inputs that have ended
+        ordered = [_watched(source, k, ended) for k, source in enumerate(ordered)]
+        try:
+            for step, last in _with_last(synchronize(ordered)):
+                if isinstance(step, PiperError):  # an upstream failure without a range
+                    if pending:
+                        spans.append((pending[0].start, pending[-1].end))
+                        yield (_Chunk(tuple(pending), packed, run, secondary,
+                                      failed_through),)
+                        pending = []
+                    spans.append(None)
+                    yield (step,)
+                    continue
+                failed = failure or next(
+                    (u.data for u in step.inbox if isinstance(u.data, PiperError)), None)
+                if failed is not None:  # a unit that failed upstream: its range fails here
+                    if pending:
+                        spans.append((pending[0].start, pending[-1].end))
+                        yield (_Chunk(tuple(pending), packed, run, secondary,
+                                      failed_through),)
+                        pending = []
+                    spans.append((step.start, step.end))
+                    failed_through = step.end
+                    yield (failed,)
+                    continue
+                pending.append(_Step(step.start, step.end, tuple(
+                    _outgoing(u, packed, bool(pending)) for u in step.inbox), last))
+                # Linear: one step at a time. Parallel: up to where every unit ends.
+                if not packed or last or all(u.data_index_end == step.end for u in step.inbox):
                     spans.append((pending[0].start, pending[-1].end))
                     yield (_Chunk(tuple(pending), packed, run, secondary,
-                                  failed_through),)
+                                      failed_through),)
                     pending = []
-                spans.append(None)
-                yield (step,)
-                continue
-            failed = failure or next(
-                (u.data for u in step.inbox if isinstance(u.data, PiperError)), None)
-            if failed is not None:  # a unit that failed upstream: its range fails here
-                if pending:
-                    spans.append((pending[0].start, pending[-1].end))
-                    yield (_Chunk(tuple(pending), packed, run, secondary,
-                                  failed_through),)
-                    pending = []
-                spans.append((step.start, step.end))
-                failed_through = step.end
-                yield (failed,)
-                continue
-            pending.append(_Step(step.start, step.end, tuple(
-                _outgoing(u, packed, bool(pending)) for u in step.inbox), last))
-            # Linear: one step at a time. Parallel: up to where every unit ends.
-            if not packed or last or all(u.data_index_end == step.end for u in step.inbox):
+        except Exception as exc:  # a gap, an overlap, an upstream that ended failing
+            if not (ended and self._stopping and not getattr(exc, _ENDS, False)):
+                _ending(exc)
+                raise
+            # Plumber.stop cut the inputs short, each where it was: the steps they
+            # covered have their results, and that is the end.
+            if pending:
                 spans.append((pending[0].start, pending[-1].end))
-                yield (_Chunk(tuple(pending), packed, run, secondary,
-                                  failed_through),)
-                pending = []
+                yield (_Chunk(tuple(pending), packed, run, secondary, failed_through),)
 
     def _results(self) -> Iterator[Any]:
         self._spans = deque()
         self._run = uuid.uuid4().hex
         units = self._emit(self._evaluated())
-        return self._keeping(units if self.cache is None else self.cache.write(units))
+        return self._keeping(units if self.cache is None else self.cache.write(
+            units, cut=lambda: self._stopping))
 
     def _emit(self, results: Iterator[Any]) -> Iterator[Any]:
         spans = self._spans
@@ -832,13 +845,24 @@ def _drained(sources: list[Iterator[Any]], packed: bool
 
 
 def _with_last(items: Iterator[Any]) -> Iterator[tuple[Any, bool]]:
-    """Each item with whether it is the last (one item of lookahead)."""
+    """Each item with whether it is the last (one item of lookahead).
+
+    When ``items`` raises while looking ahead, the item already read comes
+    first, as the last: it is whole, and goes through before the error.
+    """
     iterator = iter(items)
     try:
         previous = next(iterator)
     except StopIteration:
         return
-    for item in iterator:
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            break
+        except Exception:
+            yield previous, True
+            raise
         yield previous, False
         previous = item
     yield previous, True
