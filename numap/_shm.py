@@ -19,6 +19,11 @@ Reusing segments matters: a fresh segment costs the kernel a zeroed page per
 4 KiB, which is slower than a pipe; a reused one costs only the copy. A pool
 keeps at most :data:`KEEP_FREE` bytes of free segments and removes the rest.
 
+A worker that returns an array it received, whole, sends back that segment
+(:meth:`Pool.claim`) instead of a copy, unless it keeps an array on it after
+the message is pickled: then a copy goes, so that what it changes later is
+never the receiver's array.
+
 Every segment is named ``numap-<parent pid>-<token>-...`` after the pool of
 the NuMap that made it, so that :func:`sweep` finds and removes what is left
 when the pool stops or loses a worker (a process that holds an array keeps
@@ -36,14 +41,14 @@ import threading
 import weakref
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 try:  # the module behind multiprocessing.shared_memory on POSIX systems
     import _posixshmem
 except ImportError:  # pragma: no cover - not a POSIX system
     _posixshmem = None
 
-__all__ = ["KEEP_FREE", "RECEIVER", "SHM_FOLDER", "Pool", "Receiver", "available",
+__all__ = ["KEEP_FREE", "RECEIVER", "SHM_FOLDER", "Lease", "Pool", "Receiver", "available",
            "new_prefix", "sweep"]
 
 SHM_FOLDER = "/dev/shm"
@@ -60,6 +65,15 @@ def available() -> bool:
 def new_prefix() -> str:
     """A name prefix for the segments of one NuMap's pool."""
     return f"numap-{os.getpid()}-{secrets.token_hex(4)}-"
+
+
+class Lease(NamedTuple):
+    """A segment this process received and maps: where an array built on it starts."""
+
+    name: str
+    size: int
+    capacity: int
+    array: weakref.ref[Any]  # the array over its bytes, alive while any view of it is
 
 
 @dataclass(eq=False, slots=True)
@@ -90,25 +104,30 @@ class Pool:
         self._free: list[_Segment] = []
         self._used: dict[str, _Segment] = {}
         self._refs: dict[str, int] = {}  # messages in flight and arrays alive, per segment
+        self._closed = False
         self._lock = threading.Lock()
         _LOCAL[prefix] = self
 
-    def put(self, buffer: memoryview) -> tuple[str, int, int] | None:
-        """``buffer`` in a segment: ``(name, size, capacity)``; ``None`` when no segment can
-        be had (then the buffer goes through the pipe).
+    def claim(self, buffer: memoryview) -> Lease | None:
+        """The lease of ``buffer`` when it is a whole segment received from the pool
+        ``forward_to`` (a worker returning an array it was given, changed in place).
+        It may go back as that segment, without a copy, if nothing in this process
+        holds an array on it once the message is pickled (see
+        :meth:`numap._wire.Pickled.parts`): an array this process keeps, to change it
+        later, must not be the receiver's array too."""
+        if self.forward_to is None:
+            return None
+        lease = RECEIVER.lease_of(buffer)
+        if lease is not None and lease.size == buffer.nbytes and \
+                lease.name.startswith("/" + self.forward_to) and \
+                "w" not in lease.name[len(self.forward_to) + 1:]:
+            return lease
+        return None
 
-        A buffer that is a whole segment received from the pool ``forward_to``
-        (a worker returning an array it was given, changed in place) goes back
-        as that segment, without a copy; anything else is copied into a
-        segment of this pool.
-        """
+    def put(self, buffer: memoryview) -> tuple[str, int, int] | None:
+        """``buffer`` copied into a segment: ``(name, size, capacity)``; ``None`` when no
+        segment can be had (then the buffer goes through the pipe)."""
         size = buffer.nbytes
-        if self.forward_to is not None:
-            lease = RECEIVER.lease_of(buffer)
-            if lease is not None and lease[1] == size and \
-                    lease[0].startswith("/" + self.forward_to) and \
-                    "w" not in lease[0][len(self.forward_to) + 1:]:
-                return lease
         with self._lock:
             segment = self._reuse(size)
         if segment is None:
@@ -121,6 +140,9 @@ class Pool:
         _copy(np.frombuffer(segment.view, dtype=np.uint8, count=size),
               np.frombuffer(buffer.cast("B"), dtype=np.uint8), self.split_copies)
         with self._lock:
+            if self._closed:  # closed meanwhile (NuMap stopped): nothing may outlive close()
+                _drop(segment)
+                return None
             self._used[segment.name] = segment
             self._refs[segment.name] = 1
         return segment.name, size, segment.capacity
@@ -186,6 +208,7 @@ class Pool:
     def close(self) -> None:
         """Remove every segment of this pool (arrays that receivers hold stay valid)."""
         with self._lock:
+            self._closed = True  # a segment being filled now is removed by put()
             for segment in [*self._free, *self._used.values()]:
                 _drop(segment)
             self._free.clear()
@@ -237,7 +260,7 @@ class Receiver:
         # by pool prefix; deques, because the finalizers run in whatever thread
         # drops an array, and may run while freed() is reading
         self._freed: dict[str, deque[str]] = {}
-        self._leases: dict[int, tuple[str, int, int]] = {}  # by address: name, size, capacity
+        self._leases: dict[int, Lease] = {}  # by address
         # Mappings kept for the next time a (reused) segment comes: mapping and
         # unmapping cost more than the copy. Least recently used first.
         self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
@@ -268,6 +291,8 @@ class Receiver:
         with self._lock:
             for name in [n for n in self._maps if n.startswith("/" + prefix)]:
                 self._mapped -= len(self._maps.pop(name))
+            for owner in [o for o in self._freed if o.startswith(prefix)]:
+                del self._freed[owner]  # nobody will be told any more
 
     def take(self, name: str, size: int, capacity: int) -> Any:
         """A writable buffer over the segment's first ``size`` bytes, mapped here; when the
@@ -279,7 +304,7 @@ class Receiver:
         lease = np.frombuffer(mapping, dtype=np.uint8, count=size)
         owner = name[1:name.rfind("-") + 1]
         address = lease.__array_interface__["data"][0]
-        self._leases[address] = (name, size, capacity)
+        self._leases[address] = Lease(name, size, capacity, weakref.ref(lease))
         local = _LOCAL.get(owner)
         if local is not None and local.adopt(name):
             weakref.finalize(lease, _forget_local, self._leases, address, local, name)
@@ -288,8 +313,8 @@ class Receiver:
                              self._freed.setdefault(owner, deque()), name)
         return lease
 
-    def lease_of(self, buffer: memoryview) -> tuple[str, int, int] | None:
-        """``(name, size, capacity)`` when ``buffer`` starts where a received segment does."""
+    def lease_of(self, buffer: memoryview) -> Lease | None:
+        """The lease of the received segment ``buffer`` starts where, if any."""
         if not self._leases:
             return None
         import numpy as np

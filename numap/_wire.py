@@ -29,10 +29,10 @@ from typing import Any
 import dill
 
 from . import _shm
-from ._shm import Pool
+from ._shm import Lease, Pool
 
-__all__ = ["Channel", "Codec", "Frame", "Kind", "decode", "encode", "frame_bytes", "peek",
-           "pipe"]
+__all__ = ["Channel", "Codec", "Frame", "Kind", "Pickled", "decode", "encode", "frame_bytes",
+           "peek", "pickled", "pipe", "segment_names"]
 
 # Buffers at least this large travel out of band.
 OUT_OF_BAND_MIN = 64 * 1024
@@ -83,6 +83,15 @@ def encode(kind: Kind, task: int, batch: int, payload: Any, *,
     (see :mod:`numap._shm`): part 1 is then the table of where each
     out-of-band buffer is.
     """
+    return pickled(kind, task, batch, payload, seconds=seconds, codec=codec).parts(segments)
+
+
+def pickled(kind: Kind, task: int, batch: int, payload: Any, *,
+            seconds: float = 0.0, codec: Codec | None = None) -> Pickled:
+    """:func:`encode` in two steps: ``payload`` pickled, its large buffers not yet
+    placed. A sender that drops its own references to ``payload`` before
+    :meth:`Pickled.parts` lets a received segment it no longer holds go back as it
+    is (see :meth:`numap._shm.Pool.claim`)."""
     if codec is not Codec.DILL:
         buffers: list[pickle.PickleBuffer] = []
 
@@ -97,35 +106,65 @@ def encode(kind: Kind, task: int, batch: int, payload: Any, *,
         except Exception:
             pass
         else:
-            if segments is not None and any(buf.raw().nbytes >= segments.threshold
-                                            for buf in buffers):
-                return _with_segments(kind, task, batch, seconds, body, buffers, segments)
-            head = _HEADER.pack(kind, Codec.PICKLE, task, batch, seconds)
-            return [head + body, *(buf.raw() for buf in buffers)]
+            return Pickled(_HEADER.pack(kind, Codec.PICKLE, task, batch, seconds), body,
+                           buffers)
     # recurse: a function from __main__ takes the globals it uses, not all of __main__.
     body = dill.dumps(payload, protocol=5, recurse=True)
-    return [_HEADER.pack(kind, Codec.DILL, task, batch, seconds) + body]
+    return Pickled(_HEADER.pack(kind, Codec.DILL, task, batch, seconds), body, [])
 
 
 _SEGMENTS = 0x10  # in the codec byte: part 1 is the table of out-of-band buffers
 
 
-def _with_segments(kind: Kind, task: int, batch: int, seconds: float, body: bytes,
-                   buffers: list[pickle.PickleBuffer], segments: Pool) -> list[Any]:
-    """A frame whose large out-of-band buffers are in shared-memory segments."""
-    # per buffer: its index among the pipe parts, or [name, size, capacity]
-    piped: list[Any] = []
-    table: list[Any] = []
-    for buf in buffers:
-        raw = buf.raw()
-        placed = segments.put(raw) if raw.nbytes >= segments.threshold else None
-        if placed is None:
+@dataclass(slots=True, eq=False)
+class Pickled:
+    """A frame's header and pickle stream, and the out-of-band buffers of the stream."""
+
+    head: bytes
+    body: bytes
+    buffers: list[pickle.PickleBuffer]
+
+    def parts(self, segments: Pool | None = None) -> list[Any]:
+        """The parts of the frame (once: its buffers are handed over); with ``segments``,
+        buffers of at least ``segments.threshold`` bytes go into shared memory."""
+        buffers, self.buffers = self.buffers, []
+        if segments is None or not any(buf.raw().nbytes >= segments.threshold
+                                       for buf in buffers):
+            return [self.head + self.body, *(buf.raw() for buf in buffers)]
+        # per buffer: its index among the pipe parts, or [name, size, capacity]
+        piped: list[Any] = []
+        table: list[Any] = []
+        claimed: list[tuple[int, Lease]] = []
+        for buf in buffers:
+            raw = buf.raw()
+            if raw.nbytes >= segments.threshold:
+                lease = segments.claim(raw)
+                placed = None if lease is not None else segments.put(raw)
+                if lease is not None or placed is not None:
+                    if lease is not None:
+                        claimed.append((len(table), lease))
+                    table.append(None if placed is None else list(placed))
+                    raw.release()  # what the frame holds of the array ends here
+                    buf.release()
+                    continue
             table.append(len(piped))
             piped.append(raw)
-        else:
-            table.append(list(placed))
-    head = _HEADER.pack(kind, Codec.PICKLE | _SEGMENTS, task, batch, seconds)
-    return [head + body, json.dumps(table).encode(), *piped]
+        del buffers, buf, raw
+        for position, lease in claimed:
+            array = lease.array()  # still alive: something here keeps it, to change it later
+            if array is None:
+                table[position] = [lease.name, lease.size, lease.capacity]
+                continue
+            data = memoryview(array)
+            placed = segments.put(data)  # a copy, or it would be the receiver's array too
+            if placed is None:
+                table[position] = len(piped)
+                piped.append(data)
+            else:
+                table[position] = list(placed)
+        head = bytearray(self.head)
+        head[1] |= _SEGMENTS
+        return [bytes(head) + self.body, json.dumps(table).encode(), *piped]
 
 
 def _buffers(parts: list[memoryview]) -> list[Any]:
@@ -144,6 +183,14 @@ def frame_bytes(parts: list[Any]) -> int:
         total += sum(entry[1] for entry in json.loads(bytes(parts[1]))
                      if not isinstance(entry, int))
     return total
+
+
+def segment_names(parts: list[Any]) -> list[str]:
+    """The names of the shared-memory segments a frame made by :func:`encode` places its
+    large buffers in (none for a frame without them)."""
+    if not _HEADER.unpack_from(parts[0])[1] & _SEGMENTS:
+        return []
+    return [entry[0] for entry in json.loads(bytes(parts[1])) if not isinstance(entry, int)]
 
 
 def peek(parts: list[memoryview]) -> Frame:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
+import sys
+import time
 
 import psutil
 import pytest
@@ -94,3 +97,60 @@ def test_chained_tasks_survive_a_worker_death():
             out.append(None)
     nm.stop()
     assert out == [None if i == 50 else str(i) for i in range(100)]
+
+
+def _own_outbox() -> int:
+    """In a worker process: the descriptor its results go back through."""
+    frame = sys._getframe()
+    while frame.f_code.co_name != "_worker_main":
+        frame = frame.f_back
+    return frame.f_locals["outbox"].fd
+
+
+MALFORMED = {
+    "no parts": struct.pack("<IQ", 0, 5) + b"12345",
+    "a short header": struct.pack("<IQ", 1, 3) + b"abc",
+    "an unknown kind": struct.pack("<IQ", 1, 22) + struct.pack("<BBIQd", 99, 0, 0, 0, 0.0),
+    "an impossible length": struct.pack("<IQ", 1, 1 << 62),
+}
+
+
+def write_malformed(x, what=""):
+    if x == 2:
+        os.write(_own_outbox(), MALFORMED[what])
+        time.sleep(60)  # it would answer properly later: the parent must not wait for that
+    return x
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("what", MALFORMED)
+def test_a_malformed_message_from_a_worker_fails_its_item_instead_of_hanging(what):
+    nm = NuMap(write_malformed, range(6), kwargs={"what": what}, worker_num=1, stride=1)
+    out = _collect(nm, 6)
+    nm.stop()
+    assert out[:2] + out[3:] == [0, 1, 3, 4, 5]
+    assert isinstance(out[2], WorkerLostError) and "malformed message" in str(out[2])
+    assert out[2].index == 2
+
+
+def break_reading(x):
+    if x == 0:  # from now on this worker cannot read a batch (as if out of memory)
+        from numap import _wire
+
+        def recv(self):
+            raise MemoryError("no room for the next batch")
+
+        _wire.Channel.recv = recv
+    return x
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_cannot_read_its_inbox_any_more_is_lost_instead_of_hanging():
+    nm = NuMap(break_reading, range(6), worker_num=1, stride=1)
+    out = _collect(nm, 6)
+    nm.stop()
+    lost = [x for x in out if isinstance(x, WorkerLostError)]
+    assert len(lost) <= 1  # the item it held when it left, if any
+    assert all("exited with code 1" in str(x) for x in lost)
+    assert [x for x in out if not isinstance(x, WorkerLostError)] == [
+        i for i in range(6) if not lost or i != lost[0].index]

@@ -85,6 +85,39 @@ def test_an_array_changed_in_place_comes_back_and_the_input_is_untouched():
     assert np.all(second == 11)
 
 
+_TOTAL = []
+
+
+def running_total(a):
+    # Keeps the first array it was given as its running total, and adds to it in place.
+    if not _TOTAL:
+        _TOTAL.append(a)
+    else:
+        _TOTAL[0] += a
+    return _TOTAL[0]
+
+
+def worker_segments() -> list[str]:
+    return [name for name in ours() if "w" in name.rsplit("-", 2)[1]]
+
+
+def test_an_array_the_worker_keeps_and_changes_later_comes_back_as_a_copy():
+    # Each result is the total so far, as through the pipe; not one array that the
+    # worker goes on changing under the caller.
+    with NuMap(running_total, [np.ones(MIB // 8) for _ in range(5)], worker_num=1,
+               stride=1) as numap:
+        out = [a for a in numap]
+    assert [float(a[0]) for a in out] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert not any(np.shares_memory(out[0], a) for a in out[1:])
+
+
+def test_an_array_changed_in_place_goes_back_without_a_copy():
+    with NuMap(in_place, [np.zeros(MIB // 8) for _ in range(6)], worker_num=2) as numap:
+        out = list(numap)
+        assert worker_segments() == []  # every result is in the segment its item came in
+    assert [float(a[0]) for a in out] == [1.0] * 6
+
+
 def test_results_stay_valid_after_stop():
     numap = NuMap(doubled, [np.ones(MIB // 8) * k for k in range(4)], worker_num=2)
     out = list(numap)
@@ -181,11 +214,58 @@ def test_ctrl_c_leaves_no_segment(tmp_path):
     assert ours(process.pid) == []
 
 
+def test_a_segment_being_filled_when_numap_stops_is_not_left_behind(monkeypatch):
+    # stop() closes the pool while the feeding thread may still be copying an item
+    # into a segment it just made: that segment must go too.
+    from numap import _shm
+
+    pool = _shm.Pool(_shm.new_prefix(), 1)
+    copy = _shm._copy
+
+    def copy_while_stopping(target, source, split):
+        copy(target, source, split)
+        pool.close()  # stop() runs meanwhile
+
+    monkeypatch.setattr(_shm, "_copy", copy_while_stopping)
+    try:
+        assert pool.put(memoryview(np.ones(MIB // 8))) is None  # not sent: stopped
+        assert ours() == []
+    finally:
+        _shm.sweep(pool.prefix)
+
+
 @pytest.mark.parametrize("value, error", [(0, ValueError), (-1, ValueError),
                                           ("1MiB", TypeError), (1.5, TypeError)])
 def test_a_bad_threshold_is_refused_naming_the_argument(value, error):
     with pytest.raises(error, match="shared_memory"):
         NuMap(worker_num=1, shared_memory=value)
+
+
+def dies_on_fives(a):
+    if a[0] % 5 == 4:
+        os._exit(1)
+    return float(a[0])
+
+
+def test_the_segments_a_dead_worker_held_are_used_again():
+    # A worker that dies never says it dropped the arrays it was given: the parent
+    # takes their segments back itself, or each death costs /dev/shm one more.
+    arrays = [np.full(MIB // 8, float(k)) for k in range(60)]
+    numap = NuMap(dies_on_fives, arrays, worker_num=2, stride=1, buffer=2)
+    out = []
+    stream = iter(numap)
+    while True:
+        try:
+            out.append(next(stream))
+        except StopIteration:
+            break
+        except Exception as error:  # noqa: BLE001 - the items that killed their worker
+            out.append(type(error).__name__)
+    parents = [name for name in ours() if "w" not in name.rsplit("-", 2)[1]]
+    numap.stop()
+    assert out == ["WorkerLostError" if k % 5 == 4 else float(k) for k in range(60)]
+    assert len(parents) <= 6, parents  # items in flight at once, not one per death
+    assert ours() == []
 
 
 def test_a_replaced_worker_gives_segments_back_too():

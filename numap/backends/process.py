@@ -36,8 +36,9 @@ import select
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import multiprocess
@@ -50,7 +51,19 @@ from .._heap import KEEP_FREED
 from .._heap import keep_freed as set_keep_freed
 from .._shm import Pool, forget_inherited, new_prefix, sweep
 from .._shm import available as shm_available
-from .._wire import Channel, Codec, Kind, decode, encode, frame_bytes, peek, pipe
+from .._wire import (
+    Channel,
+    Codec,
+    Kind,
+    Pickled,
+    decode,
+    encode,
+    frame_bytes,
+    peek,
+    pickled,
+    pipe,
+    segment_names,
+)
 from .base import Backend, Batch, Done, Lane, LaneLoss, Sink
 
 __all__ = ["ProcessBackend", "prepare_batch", "spread"]
@@ -85,6 +98,9 @@ class _Worker:
     inbox: Channel  # parent writes
     outbox: Channel  # parent reads
     pid: int = 0
+    # The parent's segments sent to it that it has not given back: if it dies,
+    # nobody else will.
+    segments: set[str] = field(default_factory=set)
 
 
 class ProcessBackend(Backend):
@@ -183,15 +199,22 @@ class ProcessBackend(Backend):
             self.sink.done(lane, Done(batch, [], [], 0.0))
             return
         self._batches[batch.id] = batch
+        worker: _Worker = lane.handle
+        names = segment_names(prepared) if self.segments is not None else []
         with self._send_lock:
             if self._closed:
                 return
+            if worker.inbox.fd < 0:  # lost already: nobody will give these back
+                if names and self.segments is not None:
+                    self.segments.release(names)
+                return
+            worker.segments.update(names)
             try:
                 if self.segments is not None:  # its results dropped here: it may reuse them
-                    freed = _shm.RECEIVER.freed(f"{self.segments.prefix}w{lane.handle.pid}-")
+                    freed = _shm.RECEIVER.freed(f"{self.segments.prefix}w{worker.pid}-")
                     if freed:
-                        lane.handle.inbox.send(encode(Kind.FREE, 0, 0, freed))
-                lane.handle.inbox.send(prepared)
+                        worker.inbox.send(encode(Kind.FREE, 0, 0, freed))
+                worker.inbox.send(prepared)
             except OSError:
                 pass  # the worker is gone: the getter sees its sentinel and reports it
 
@@ -216,6 +239,8 @@ class ProcessBackend(Backend):
                         self._receive(lane)
                     except (EOFError, OSError):
                         self._lost(lane)
+                    except Exception as exc:  # noqa: BLE001 - not a message numap wrote
+                        self._lost(lane, f"sent a malformed message ({exc!r})")
                 else:
                     self._lost(lane)
 
@@ -225,7 +250,7 @@ class ProcessBackend(Backend):
             frame = decode(parts)
         except Exception as exc:
             # The header is plain bytes and intact; the payload is not.
-            batch = self._batches.pop(peek(parts).batch, None)
+            batch = self._take_batch(lane, peek(parts).batch)
             if batch is not None:
                 failure = ItemFailure(0, RuntimeError(
                     f"the results of a batch could not be unpickled: {exc!r}"))
@@ -235,9 +260,10 @@ class ProcessBackend(Backend):
             return
         if frame.kind is Kind.FREE:  # our segments it dropped
             if self.segments is not None:
+                lane.handle.segments.difference_update(frame.payload)
                 self.segments.release(frame.payload)
             return
-        batch = self._batches.pop(frame.batch, None)
+        batch = self._take_batch(lane, frame.batch)
         if batch is None:
             return
         values, failures = frame.payload
@@ -249,12 +275,29 @@ class ProcessBackend(Backend):
         nbytes = batch.nbytes + frame_bytes(parts)
         self.sink.done(lane, Done(batch, values, failures, frame.seconds, nbytes))
 
-    def _lost(self, lane: Lane) -> None:
+    def _take_batch(self, lane: Lane, batch_id: int) -> Batch | None:
+        """The batch ``batch_id`` that ``lane`` holds, no longer waited for; ``None`` if
+        ``lane`` holds no such batch."""
+        batch = self._batches.get(batch_id)
+        if batch is None or batch.lane is not lane:
+            return None
+        del self._batches[batch_id]
+        return batch
+
+    def _lost(self, lane: Lane, why: str | None = None) -> None:
+        """``lane``'s worker is gone (or, with ``why``, is ended for it): tell the sink."""
         worker: _Worker = lane.handle
         # Results it sent before it died are still in the pipe: take them first.
-        with contextlib.suppress(EOFError, OSError):
-            while _readable(worker.outbox):
-                self._receive(lane)
+        if why is None:
+            try:
+                while _readable(worker.outbox):
+                    self._receive(lane)
+            except (EOFError, OSError):
+                pass
+            except Exception as exc:  # noqa: BLE001 - not a message numap wrote
+                why = f"sent a malformed message ({exc!r})"
+        if why is not None:  # it runs, but what it sends cannot be trusted
+            _signal(worker.process, signal.SIGKILL)
         worker.process.join(_GRACE)
         if worker.process.exitcode is None:  # its pipe broke but it still runs: end it
             _signal(worker.process, signal.SIGKILL)
@@ -264,7 +307,9 @@ class ProcessBackend(Backend):
         if code is not None and code < 0:
             with contextlib.suppress(ValueError):
                 name = signal.Signals(-code).name
-        if name:
+        if why:
+            reason = f"worker process {worker.process.pid} ({lane.name}) {why}"
+        elif name:
             reason = f"worker process {worker.process.pid} ({lane.name}) was killed by {name}"
         elif code is None:
             reason = f"worker process {worker.process.pid} ({lane.name}) stopped answering"
@@ -275,6 +320,9 @@ class ProcessBackend(Backend):
             _close_owned(worker.inbox)
             _close_owned(worker.outbox)
             _close(worker.process)
+            if self.segments is not None and worker.segments:  # what it held of ours
+                self.segments.release(list(worker.segments))
+                worker.segments.clear()
         if lane in self._lanes:
             self._lanes.remove(lane)
         if self.segments is not None:  # what it made and nobody took
@@ -422,6 +470,9 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
                 frames.put(inbox.recv())
             except (EOFError, OSError):
                 _leave()
+            except BaseException:  # noqa: BLE001 - no room for a frame: the parent must know
+                traceback.print_exc()
+                _leave(1)  # a worker that reads nothing more would hold its batches for ever
 
     threading.Thread(target=read, daemon=True, name="numap-reader").start()
     calls: dict[int, Callable[[Any], Any] | ItemFailure] = {}
@@ -437,7 +488,8 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
                     f"process: {type(exc).__name__}: {exc}"))
                 continue
             # A batch whose items cannot be unpickled here fails as a whole.
-            _send_result(outbox, head.task, head.batch, None, [_failure(0, exc)], 0.0)
+            _send(outbox, _pickle_result(head.task, head.batch, None, [_failure(0, exc)],
+                                         0.0).parts())
             continue
         if frame.kind is Kind.FREE:  # our segments the parent dropped
             if segments is not None:
@@ -451,13 +503,17 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
         elif frame.kind is Kind.BATCH:
             call = calls[frame.task]  # its TASK frame always comes first
             if isinstance(call, ItemFailure):  # the task's function did not load here
-                _send_result(outbox, frame.task, frame.batch, None, [call], 0.0)
+                _send(outbox, _pickle_result(frame.task, frame.batch, None, [call], 0.0).parts())
                 continue
+            task, batch = frame.task, frame.batch
             values, failures, seconds = run_batch(call, frame.payload)
+            del frame, parts  # the items: what the function returned or kept stays alive
             failures = [_failure(f.position, f.exc) for f in failures]
-            _send_result(outbox, frame.task, frame.batch, values, failures, seconds, segments)
+            result = _pickle_result(task, batch, values, failures, seconds)
+            del values, failures  # a received array only the result holds may go back as it is
+            _send(outbox, result.parts(segments))
+            del result
             if shm is not None:  # the items are dropped now: the parent may reuse them
-                del frame, parts, values
                 freed = _shm.RECEIVER.freed(shm[0])
                 if freed:
                     _send(outbox, encode(Kind.FREE, 0, 0, freed))
@@ -475,8 +531,8 @@ def _own_exit_handlers() -> None:
         clear()
 
 
-def _leave() -> None:
-    """End this worker: run the exit handlers registered in it, flush, and exit.
+def _leave(code: int = 0) -> None:
+    """End this worker with ``code``: run the exit handlers registered in it, flush, exit.
 
     Called by the reader thread when the inbox ends (NuMap stops, or the parent
     died) or by the main thread when the outbox is gone; the first caller leaves,
@@ -490,7 +546,7 @@ def _leave() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 def _failure(position: int, exc: BaseException) -> ItemFailure:
@@ -503,12 +559,12 @@ def _failure(position: int, exc: BaseException) -> ItemFailure:
     return ItemFailure(position, exc, tb)
 
 
-def _send_result(outbox: Channel, task: int, batch: int, values: list[Any] | None,
-                 failures: list[ItemFailure], seconds: float,
-                 segments: Pool | None = None) -> None:
+def _pickle_result(task: int, batch: int, values: list[Any] | None,
+                   failures: list[ItemFailure], seconds: float) -> Pickled:
+    """The RESULT frame of a batch, pickled; a value that cannot be pickled becomes that
+    item's failure."""
     try:
-        parts = encode(Kind.RESULT, task, batch, (values, failures), seconds=seconds,
-                       segments=segments)
+        return pickled(Kind.RESULT, task, batch, (values, failures), seconds=seconds)
     except Exception:
         # Some value cannot be pickled: it becomes that item's failure.
         assert values is not None
@@ -519,9 +575,7 @@ def _send_result(outbox: Channel, task: int, batch: int, values: list[Any] | Non
                 values[position] = None
                 failures.append(_failure(position, TypeError(
                     f"the result cannot be sent back from the worker process: {exc}")))
-        parts = encode(Kind.RESULT, task, batch, (values, failures), seconds=seconds,
-                       segments=segments)
-    _send(outbox, parts)
+        return pickled(Kind.RESULT, task, batch, (values, failures), seconds=seconds)
 
 
 def _send(outbox: Channel, parts: list[Any]) -> None:
