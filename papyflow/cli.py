@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import __version__
-from .errors import PlumberError
+from .errors import PlumberError, WorkerError
 from .pipefile import PipelineFile, folder_on_path, load_file
 from .plumber import Plumber, State
 
@@ -427,6 +427,13 @@ def _summary(path: str, run: _Run, outcome: str) -> str:
                  f"failed items: {sum(stats['pipers'][p]['errors'] for p in plumber.graph)}"
                  + (f"; items the inputs raised: {failed_inputs}" if failed_inputs else ""))
     lines.append(f"numaps: {numaps or 'none'}")
+    for piper in plumber.postorder():  # a hint of why, for each Piper where items failed
+        error = stats["pipers"][piper]["first_error"]
+        if error is not None:
+            named = isinstance(error, WorkerError)  # its message names the function and type
+            text = " ".join((str(error) if named else f"{type(error).__name__}: {error}").split())
+            lines.append(f"first failed item in {piper.name}: "
+                         f"{text[:197] + '...' if len(text) > 200 else text}")
     return "\n".join(lines) + "\n"
 
 

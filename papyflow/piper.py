@@ -85,13 +85,20 @@ class PiperStats:
     # While a fused run of linear Pipers goes, its Pipers count their results
     # with the last one's (``results`` is set when the run ends).
     follows: PiperStats | None = None
+    first_error: BaseException | None = None  # the cause of its first failed item
+
+    def failed(self, error: BaseException) -> None:
+        """Count a failed item (only failures pay for this); the first one's cause is kept."""
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = error
 
     def as_dict(self) -> dict[str, Any]:
         """The statistics as a dict (``Plumber.stats['pipers']``), counted up to now."""
         seconds = (self.last - self.first) if self.first and self.last else None
         results = self.results if self.follows is None else self.follows.results
         return {"results": results, "errors": self.errors, "first": self.first,
-                "last": self.last, "seconds": seconds}
+                "last": self.last, "seconds": seconds, "first_error": self.first_error}
 
 
 class _Inboxes:
@@ -210,6 +217,10 @@ class Piper:
         if self.synchronized and self.consume != 1:
             raise PiperError("Piper: a synchronized Piper takes one step of its inputs at a "
                              f"time; consume must be 1, got {self.consume}")
+        if self.synchronized and self.produce != 1:
+            # produce would split each Unit it gives (data, start, end) into three items
+            raise PiperError("Piper: a synchronized Piper gives one Unit per step; produce "
+                             f"must be 1, got {self.produce}")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Piper: name must be a str, got {name!r}")
         self.name = name or f"{self.worker.name}_{id(self):x}"
@@ -472,7 +483,7 @@ class Piper:
                         try:
                             result = func((result,))
                         except Exception as exc:  # noqa: BLE001 - the item fails, as a value
-                            stats[k].errors += 1
+                            stats[k].failed(exc)
                             error = worker_error(func, (result,), exc)
                             if k == last and tracked is not None:  # as _linear keeps it
                                 tracked[count] = error
@@ -506,7 +517,7 @@ class Piper:
                 try:
                     result = func((item,))
                 except Exception as exc:  # noqa: BLE001 - the item fails, as a value
-                    stats.errors += 1
+                    stats.failed(exc)
                     result = self._failed(worker_error(func, (item,), exc))
             stats.results += 1
             yield result
@@ -521,7 +532,7 @@ class Piper:
 
     def _unproduced(self, cause: BaseException) -> PiperError:
         """The failure of a result that ``produce`` cannot split: an item failed here."""
-        self.stats.errors += 1
+        self.stats.failed(cause)
         return self._failed(cause)
 
     def _broken(self, cause: BaseException) -> PiperError:
@@ -552,7 +563,7 @@ class Piper:
             if tracked is not None:  # what the Worker gave, as a NuMap keeps it
                 tracked[index % copies][index // copies] = result
             if isinstance(result, WorkerError):
-                stats.errors += 1
+                stats.failed(result)
                 result = self._failed(result)
             stats.results += 1
             yield result
@@ -581,7 +592,7 @@ class Piper:
             except numap.TimeoutError as exc:
                 if not imap.skip:
                     imap._skip_oldest(tid)
-                stats.errors += 1
+                stats.failed(exc)
                 result = PiperTimeoutError(exc)
                 if self.debug:
                     raise _ending(result) from exc
@@ -589,11 +600,11 @@ class Piper:
                 if getattr(exc, _ENDS, False):  # an upstream Piper's results ended so
                     stats.last = time.monotonic()
                     raise
-                stats.errors += 1
+                stats.failed(exc)
                 result = self._failed(exc)
             else:
                 if isinstance(result, WorkerError):
-                    stats.errors += 1
+                    stats.failed(result)
                     result = self._failed(result)
             stats.results += 1
             yield result
@@ -616,14 +627,14 @@ class Piper:
                 if getattr(exc, _ENDS, False):  # an upstream Piper's results ended so
                     stats.last = time.monotonic()
                     raise
-                stats.errors += 1
+                stats.failed(exc)
                 result = self._failed(exc)
             else:
                 if isinstance(result, WorkerError):
-                    stats.errors += 1
+                    stats.failed(result)
                     result = self._failed(result)
                 elif isinstance(result, PiperError) and "stage" in result.__dict__:
-                    run[result.__dict__.pop("stage")].stats.errors += 1
+                    run[result.__dict__.pop("stage")].stats.failed(result.args[0])
             for piper in run:
                 piper.stats.results += 1
             stats.results += 1

@@ -161,7 +161,8 @@ class Plumber(Dagger):
     (per input: items taken, and how many of them the input raised instead of
     giving), ``'results'`` (per
     output Piper), ``'pipers'`` (per Piper: results, errors, first, last,
-    seconds) and ``'pipers_tracked'`` (per tracked Piper: a list with one
+    seconds, and first_error: the cause of its first failed item) and
+    ``'pipers_tracked'`` (per tracked Piper: a list with one
     ``{index: result}`` per task).
     """
 
