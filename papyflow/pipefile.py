@@ -50,6 +50,10 @@ class PipelineFile:
         if data is None:
             raise PlumberError(f"{self.path}: give the input files (--input PATH ...); the "
                                f"file defines no DATA")
+        if isinstance(data, str | bytes) or not isinstance(data, Iterable):
+            raise PlumberError(f"{self.path}: DATA must hold one iterable of items per input "
+                               f"Piper (DATA = [items] for one input), got "
+                               f"{type(data).__name__} {data!r:.60}")
         return list(data)
 
 

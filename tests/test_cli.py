@@ -337,6 +337,13 @@ def test_no_input_and_no_data(tmp_path, capsys):
     _one_error_line(capsys.readouterr().err, str(source), "--input")
 
 
+@pytest.mark.parametrize("data", ['"abc"', "42"])
+def test_data_that_is_not_a_list_of_inputs_is_named(tmp_path, capsys, data):
+    source = _write(tmp_path, "flat.py", SMALL.replace("DATA = [range(8)]", f"DATA = {data}"))
+    assert cli.main(["run", str(source)]) == 2
+    _one_error_line(capsys.readouterr().err, str(source), "DATA must hold one iterable")
+
+
 def test_inputs_that_do_not_fit_the_pipeline(tmp_path, capsys):
     source = _write(tmp_path, "two.py", SMALL.replace("DATA = [range(8)]",
                                                       "DATA = [range(8), range(8)]"))
