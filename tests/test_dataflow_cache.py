@@ -355,3 +355,15 @@ def test_stdout_sink_prints_units():
     sink.display_data = False
     sink.write(None, 5, 5)
     assert stream.getvalue().splitlines() == ["(3-4): system/float64/1(value=2.5)", "(5-5)"]
+
+
+def test_stdout_sink_prints_a_batch_as_records():
+    float64 = fmt(".", "system/float64/1")
+    rows = np.zeros(2, float64.type.batch_dtype)
+    rows["value"] = [1.5, 2.5]
+    stream = io.StringIO()
+    sink = StdoutDataSink()
+    sink.setup(float64, stream=stream)
+    sink.write_batch(rows, [0, 1])
+    assert stream.getvalue().splitlines() == ["(0-0): system/float64/1(value=1.5)",
+                                              "(1-1): system/float64/1(value=2.5)"]

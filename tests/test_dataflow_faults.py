@@ -8,13 +8,14 @@ import os
 import random
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from papyflow.dataflow import _atomic
+from papyflow.dataflow import _atomic, _cache_reader
 from papyflow.dataflow._cache_format import RUN_DTYPE
 from papyflow.dataflow.data import (
     CachedDataSink,
@@ -104,6 +105,97 @@ def test_a_flipped_bit_in_the_header_or_the_index(prefix, cache):
         CachedDataSource().setup(str(cache / "out.data"), prefix)
     with pytest.raises(CorruptCacheError):
         load_data_index(str(cache), "out.data")
+
+
+def test_every_flipped_byte_of_every_file_is_an_error_naming_the_file(prefix, cache):
+    write_floats(prefix, str(cache / "out.data"), [(0, 2), (3, 3), (4, 4), (5, 5)])
+    for name in files_of(cache):
+        path = cache / name
+        original = path.read_bytes()
+        checked = name.removesuffix(".checksum")
+        for offset in range(len(original)):
+            for bit in (0, 5):  # bit 5 turns "a" into "A" in a checksum file
+                flip_bit(path, offset, bit)
+                try:
+                    with pytest.raises(CorruptCacheError) as caught:
+                        read_values(cache / "out.data", prefix)
+                    assert name in str(caught.value) or checked in str(caught.value)
+                finally:
+                    path.write_bytes(original)
+
+
+@pytest.mark.parametrize("moment", ["after listing", "between an index and its checksums"])
+@pytest.mark.parametrize("new_ranges", [[(0, 0), (1, 3)], [(0, 0), (1, 1), (2, 3)]])
+def test_a_reader_opening_while_a_writer_commits_sees_one_version(prefix, cache, monkeypatch,
+                                                                    moment, new_ranges):
+    # the new version has the same file names; with the same data size, its
+    # records would read with the old ranges, otherwise as a damaged cache
+    filename = str(cache / "out.data")
+    write_floats(prefix, filename, [(0, 1), (2, 3)], [1.0, 2.0])
+    new_values = [10.0 * (k + 1) for k in range(len(new_ranges))]
+    commits = []
+
+    def commit() -> None:
+        if not commits:
+            commits.append(1)
+            write_floats(prefix, filename, new_ranges, new_values)
+
+    if moment == "after listing":
+        find_pieces = _cache_reader.find_pieces
+
+        def racing_find_pieces(name):
+            found = find_pieces(name)
+            commit()
+            return found
+
+        monkeypatch.setattr(_cache_reader, "find_pieces", racing_find_pieces)
+    else:
+        checksums_of = _cache_reader._checksums_of
+
+        def racing_checksums_of(path, checksum_path):
+            if checksum_path.endswith(".index.checksum"):
+                commit()
+            return checksums_of(path, checksum_path)
+
+        monkeypatch.setattr(_cache_reader, "_checksums_of", racing_checksums_of)
+    source = CachedDataSource()
+    assert source.setup(filename, prefix)
+    assert [(float(d.value), start, end) for d, start, end in source] == \
+        [(value, *r) for value, r in zip(new_values, new_ranges, strict=True)]
+    source.close()
+
+
+def test_readers_beside_a_writer_rewriting_see_whole_versions(prefix, cache):
+    filename = str(cache / "out.data")
+    versions = [([(0, 1), (2, 3)], [1.0, 2.0]), ([(0, 0), (1, 3)], [10.0, 20.0]),
+                ([(0, 0), (1, 1), (2, 3)], [100.0, 200.0, 300.0])]
+    wholes = [[(v, *r) for v, r in zip(values, ranges, strict=True)]
+              for ranges, values in versions]
+    write_floats(prefix, filename, *versions[0], sync=False)
+    stop = threading.Event()
+
+    def rewrite() -> None:
+        k = 0
+        while not stop.is_set():
+            k += 1
+            write_floats(prefix, filename, *versions[k % 3], sync=False)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        for _ in range(300):
+            source = CachedDataSource()
+            try:
+                if source.setup(filename, prefix):  # False: caught between versions
+                    read = [(float(d.value), start, end) for d, start, end in source]
+                    assert read in wholes
+            except MissingCacheFileError:
+                pass  # replaced three times over while opening: said so, never torn
+            finally:
+                source.close()
+    finally:
+        stop.set()
+        writer.join()
 
 
 def test_a_truncated_file_names_where_it_ends(prefix, cache):

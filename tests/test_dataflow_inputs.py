@@ -25,6 +25,7 @@ from papyflow.dataflow.outputs import (
     RemotelySyncedOutput,
     SynchronizationListener,
 )
+from papyflow.dataflow.units import Unit, synchronize
 from tests.dataflow_helpers import fmt, make_prefix
 
 
@@ -131,6 +132,18 @@ def test_a_group_that_starts_past_zero():
     assert group["x"].data == "x" and group["x"].nb_data_blocks_read == 3
 
 
+def test_streams_of_units_that_start_past_zero():
+    images = [Unit(f"img{i}", i, i) for i in range(10, 13)]
+    steps = list(synchronize([images, [Unit("c", 10, 12)]]))
+    assert [(s.start, s.end) for s in steps] == [(10, 10), (11, 11), (12, 12)]
+    assert [s.inbox[1].data_same_as_previous for s in steps] == [False, True, True]
+    with pytest.raises(ValueError, match="input 1 starts at data index 11, input 0 at 10"):
+        list(synchronize([[Unit("a", 10, 10)], [Unit("b", 11, 11)]]))
+    with pytest.raises(ValueError, match="input 0 has no unit but input 1 goes on with 0..0"):
+        list(synchronize([[], [Unit("b", 0, 0)]]))
+    assert list(synchronize([[], []])) == []
+
+
 def test_inputs_that_are_not_synchronized_are_named():
     group = group_of(("short", MemoryDataSource([("s", 0, 4)])),
                      ("long", MemoryDataSource([("l", 0, 4), ("m", 5, 9)])))
@@ -233,6 +246,19 @@ def test_outputs_end_where_the_group_step_ends():
         assert output.isConnected()
         output.close()
     assert per_image.closed and not features.isConnected()
+
+
+def test_a_unit_written_past_the_step_leaves_nothing_missing():
+    listener = SynchronizationListener()
+    group = group_of(("image", images()), ("client", clients()), listener=listener)
+    summary = Output("summary", ListSink(), listener)
+    missing = []
+    while group.hasMoreData():
+        group.next()
+        if group["client"].hasDataChanged():  # written at the client's first step
+            summary.write(f"s({group['client'].data})", group["client"].data_index_end)
+        missing.append(summary.isDataMissing())
+    assert missing == [False] * 6
 
 
 def test_output_end_indices_and_their_errors():

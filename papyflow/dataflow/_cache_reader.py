@@ -47,7 +47,7 @@ from ._cache_format import (
 from ._checksums import Checksums, hash_blocks, hash_later, read_checksums
 from ._json_codec import record_from_json
 from ._units import UnitTable
-from .errors import CorruptCacheError, MissingCacheFileError
+from .errors import CacheError, CorruptCacheError, MissingCacheFileError
 
 __all__ = ["CacheReader", "IndexedPiece", "find_pieces"]
 
@@ -97,14 +97,46 @@ def _read_into(fd: int, path: str, view: memoryview, offset: int) -> None:
         got += n
 
 
+class _Replaced(MissingCacheFileError):
+    """A committed piece was replaced while it was being opened (a writer committed
+    a new version of its range): the reader lists the pieces again."""
+
+
+def _identity(stat: os.stat_result) -> tuple[int, ...]:
+    """What tells one file from another put under the same name later (a rename
+    changes ``st_ctime``, so a new file on a reused inode differs too)."""
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+def _same_file(path: str, identity: tuple[int, ...]) -> bool:
+    """Whether ``path`` is still the file of that identity.
+
+    A writer removes a piece's index before it touches the piece's other
+    files (``docs/dataflow.md``, the commit protocol), so the files of a piece
+    opened before its index is found unchanged are of the version whose
+    index was read.
+    """
+    try:
+        return _identity(os.stat(path)) == identity
+    except FileNotFoundError:
+        return False
+
+
+def _replaced(index_path: str) -> _Replaced:
+    return _Replaced(f"{index_path}: replaced by a writer while it was being opened (a new "
+                     "version was committed; listed again, in vain)", index_path)
+
+
 @dataclass
 class IndexedPiece:
-    """A committed piece whose index was read and verified."""
+    """A committed piece whose index was read and verified; ``identity`` is that of
+    the index file read."""
 
     files: PieceFiles
     footer: Footer
     runs: np.ndarray
     index_bytes: int
+    identity: tuple[int, ...] = ()
 
 
 def _checksums_of(path: str, checksum_path: str) -> Checksums:
@@ -117,11 +149,17 @@ def _checksums_of(path: str, checksum_path: str) -> Checksums:
 
 
 def _read_index(files: PieceFiles) -> IndexedPiece:
-    checksums = _checksums_of(files.index, files.index_checksum)
     with open(files.index, "rb") as f:
         blob = f.read()
-    checksums.check_size(len(blob))
-    checksums.verify(blob, 0, range(len(checksums.ends)))
+        identity = _identity(os.fstat(f.fileno()))
+    try:
+        checksums = _checksums_of(files.index, files.index_checksum)
+        checksums.check_size(len(blob))
+        checksums.verify(blob, 0, range(len(checksums.ends)))
+    except CacheError:  # the checksum file read may be that of a newer index
+        if not _same_file(files.index, identity):
+            raise _replaced(files.index) from None
+        raise
     footer = parse_footer(files.index, blob)
     if (footer.start, footer.end) != (files.start, files.end):
         raise CorruptCacheError(f"{files.index}: the footer describes the piece "
@@ -129,7 +167,7 @@ def _read_index(files: PieceFiles) -> IndexedPiece:
                                 f"{files.start}..{files.end}", files.index,
                                 len(blob) - FOOTER.size)
     runs = np.frombuffer(blob, RUN_DTYPE, footer.runs)
-    return IndexedPiece(files, footer, runs, len(blob))
+    return IndexedPiece(files, footer, runs, len(blob), identity)
 
 
 def find_pieces(filename: str) -> tuple[list[IndexedPiece], int]:
@@ -281,12 +319,20 @@ class _Piece:
 
 def _open_piece(indexed: IndexedPiece) -> _Piece:
     files = indexed.files
-    checksums = _checksums_of(files.data, files.data_checksum)
     try:
-        fd = os.open(files.data, os.O_RDONLY)
-    except FileNotFoundError:
-        raise MissingCacheFileError(f"{files.data}: missing: the data file of the committed "
-                                    f"piece {files.index}", files.data) from None
+        checksums = _checksums_of(files.data, files.data_checksum)
+        try:
+            fd = os.open(files.data, os.O_RDONLY)
+        except FileNotFoundError:
+            raise MissingCacheFileError(f"{files.data}: missing: the data file of the "
+                                        f"committed piece {files.index}", files.data) from None
+    except MissingCacheFileError:
+        if not _same_file(files.index, indexed.identity):
+            raise _replaced(files.index) from None
+        raise
+    if not _same_file(files.index, indexed.identity):  # what was opened may be newer
+        os.close(fd)
+        raise _replaced(files.index)
     try:
         checksums.check_size(os.fstat(fd).st_size)
         if checksums.size != indexed.footer.data_size:

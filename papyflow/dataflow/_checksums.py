@@ -1,4 +1,4 @@
-"""Checksums of cache files: CRC-32 digests of blocks, and the checksum files that list them.
+"""Checksums of cache files: XXH3 digests of blocks, and the checksum files that list them.
 
 A cache file is checksummed in *blocks*: consecutive byte ranges that never
 cut a record in two (a block holds whole small records, or one slice of a
@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import re
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -64,6 +65,12 @@ BLOCK_SIZE = 1 << 20
 _MAGIC = "papyflow-checksum"
 _VERSION = 1
 _PARALLEL_FROM = 4 * BLOCK_SIZE  # less than this is hashed in the calling thread
+
+# The lines of a checksum file exactly as the writer makes them (ASCII digits,
+# single spaces, lowercase hex), so that a damaged byte never reads as an
+# equivalent spelling ("A" for "a", say) and goes unnoticed.
+_HEAD = re.compile(rf"{_MAGIC} {_VERSION} ([a-z0-9_]+) (0|[1-9][0-9]*)", re.ASCII)
+_BLOCK = re.compile(r"([1-9][0-9]*) ([0-9a-f]+)", re.ASCII)
 
 _IDLE = 0.5  # seconds a hashing thread waits for work before it ends
 
@@ -312,24 +319,20 @@ def read_checksums(path: str, checksum_path: str) -> Checksums:
         lines.pop()
     else:
         raise bad(len(lines), "the file does not end with a newline (truncated?)")
-    head = lines[0].split() if lines else []
-    if len(head) != 4 or head[0] != _MAGIC or head[1] != str(_VERSION) \
-            or head[2] not in ALGORITHMS or not head[3].isdigit():
+    head = _HEAD.fullmatch(lines[0]) if lines else None
+    if head is None or head[1] not in ALGORITHMS:
         raise bad(1, f"expected '{_MAGIC} {_VERSION} <{' or '.join(ALGORITHMS)}> <size>', "
                      f"got {lines[0][:80] if lines else ''!r}")
-    algorithm, size = head[2], int(head[3])
+    algorithm, size = head[1], int(head[2])
     digits = 2 * ALGORITHMS[algorithm][1]
     ends: list[int] = []
     digests: list[bytes] = []
     for number, line in enumerate(lines[1:], start=2):
-        fields = line.split()
-        try:
-            if len(fields) != 2 or len(fields[1]) != digits:
-                raise ValueError
-            end, digest = int(fields[0]), bytes.fromhex(fields[1])
-        except ValueError:
-            raise bad(number, f"expected '<end offset> <{digits} hex digits>', "
-                              f"got {line[:80]!r}") from None
+        block = _BLOCK.fullmatch(line)
+        if block is None or len(block[2]) != digits:
+            raise bad(number, f"expected '<end offset> <{digits} lowercase hex digits>', "
+                              f"got {line[:80]!r}")
+        end, digest = int(block[1]), bytes.fromhex(block[2])
         if end <= (ends[-1] if ends else 0):
             raise bad(number, f"block end {end} does not follow the previous one")
         ends.append(end)

@@ -114,6 +114,7 @@ class StdoutDataSink(DataSink):
 
     def __init__(self) -> None:
         self.dataformat: DataFormat | None = None
+        self.record_type: type[baseformat] | None = None
         self.prefix: Any = None
         self.display_data = True
         self.stream: TextIO | None = None
@@ -125,6 +126,7 @@ class StdoutDataSink(DataSink):
         ``prefix`` is accepted for symmetry with the other sinks and unused.
         """
         self.dataformat = dataformat
+        self.record_type = dataformat.type  # write_batch prints rows as records
         self.prefix = prefix
         self.display_data = display_data
         self.stream = stream

@@ -23,7 +23,7 @@ The cache on disk (``docs/dataflow.md`` describes every byte): an output
 ``<path>/<hash>.<start>.<end>.{data,index,data.checksum,index.checksum}``,
 written under temporary names and renamed in an order that never lets a
 reader take a half-written version for a whole one; every byte read is
-checked against its block's SHA-256 digest.
+checked against its block's XXH3 checksum.
 """
 
 from __future__ import annotations

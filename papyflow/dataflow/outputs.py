@@ -99,10 +99,14 @@ class Output:
         self.nb_data_blocks_written += 1
 
     def isDataMissing(self) -> bool:
-        """Whether the output has not written up to the end of the group's current step."""
+        """Whether the output has not written up to the end of the group's current step.
+
+        A unit written past the step (a per-client result written at the
+        client's first step, say) leaves nothing missing at the steps it covers.
+        """
         listener = self._synchronization_listener
         return listener is not None and listener.data_index_end >= 0 and \
-            self.last_written_data_index != listener.data_index_end
+            self.last_written_data_index < listener.data_index_end
 
     def isConnected(self) -> bool:
         """Whether the sink takes data."""

@@ -74,9 +74,11 @@ def _unit(item: Any, position: int) -> Unit:
 def synchronize(streams: Sequence[Iterable[Any]]) -> Iterator[SyncStep | PiperError]:
     """Steps through ``streams`` of units as one synchronization group.
 
-    Every step starts where the previous one ended; it ends where the first
-    of the current units ends. Each stream must cover the indices without a
-    gap or an overlap, and all must end at the same index: a stream that
+    The first step starts where the streams' first units start (0, or the
+    start of the range a block processes); every other step starts right
+    after the previous one ends; a step ends where the first of the current
+    units ends. The streams must start at the same index, cover the indices
+    without a gap or an overlap, and end at the same index: a stream that
     breaks these rules raises ValueError naming it and the index.
     """
     if not streams:
@@ -84,7 +86,8 @@ def synchronize(streams: Sequence[Iterable[Any]]) -> Iterator[SyncStep | PiperEr
     sources = [iter(s) for s in streams]
     current: list[Unit | None] = [None] * len(sources)
     fresh = [True] * len(sources)
-    position = 0  # the first index of the next step
+    position = -1  # the first index of the next step (-1: where the first units start)
+    origin: tuple[int, int] | None = None  # the first stream's first start, and the stream
     while True:
         for k, source in enumerate(sources):
             unit = current[k]
@@ -103,7 +106,15 @@ def synchronize(streams: Sequence[Iterable[Any]]) -> Iterator[SyncStep | PiperEr
                 unit = _unit(item, k)
                 break
             previous = current[k]
-            expected = 0 if previous is None else previous.end + 1
+            if previous is None:
+                if origin is None:
+                    origin = (unit.start, k)
+                elif unit.start != origin[0]:
+                    raise ValueError(f"synchronized input {k} starts at data index "
+                                     f"{unit.start}, input {origin[1]} at {origin[0]}")
+                expected = origin[0]
+            else:
+                expected = previous.end + 1
             if unit.start != expected:
                 kind = "a gap" if unit.start > expected else "an overlap"
                 raise ValueError(f"synchronized input {k}: {kind} at data index {expected}: "
@@ -111,6 +122,8 @@ def synchronize(streams: Sequence[Iterable[Any]]) -> Iterator[SyncStep | PiperEr
             current[k] = unit
             fresh[k] = True
         units = [u for u in current if u is not None]
+        if position < 0:
+            position = units[0].start
         end = min(u.end for u in units)
         yield SyncStep(tuple(SyncedInput(u.data, u.start, u.end, not f)
                              for u, f in zip(units, fresh, strict=True)), position, end)
@@ -119,11 +132,13 @@ def synchronize(streams: Sequence[Iterable[Any]]) -> Iterator[SyncStep | PiperEr
 
 def _check_all_ended(sources: list[Iterator[Any]], current: list[Unit | None], ended: int,
                      position: int) -> None:
-    """Input ``ended`` has no unit at ``position``: the others must end there too."""
+    """Input ``ended`` has no unit at ``position`` (-1: it has no unit at all): the
+    others must end there too."""
+    stopped = f"ended at data index {position - 1}" if position >= 0 else "has no unit"
     for k, unit in enumerate(current):
         if k != ended and unit is not None and unit.end >= position:
-            raise ValueError(f"synchronized input {ended} ended at data index {position - 1} "
-                             f"but input {k} goes on to {unit.end}")
+            raise ValueError(f"synchronized input {ended} {stopped} but input {k} goes on "
+                             f"to {unit.end}")
     for k, source in enumerate(sources):
         unit = current[k]
         if k == ended or (unit is not None and unit.end >= position):
@@ -132,5 +147,5 @@ def _check_all_ended(sources: list[Iterator[Any]], current: list[Unit | None], e
             if isinstance(item, PiperError):
                 continue
             unit = _unit(item, k)
-            raise ValueError(f"synchronized input {ended} ended at data index {position - 1} "
-                             f"but input {k} goes on with {unit.start}..{unit.end}")
+            raise ValueError(f"synchronized input {ended} {stopped} but input {k} goes on "
+                             f"with {unit.start}..{unit.end}")
