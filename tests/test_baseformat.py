@@ -202,6 +202,17 @@ def test_a_field_may_be_named_self():
     assert r.self == 3 and T.unpack(r.pack()).self == 3
 
 
+def test_field_names_python_would_read_as_other_names_are_refused():
+    # Python reads the attribute 'ｘ' (fullwidth) as 'x': generated code would mix them up
+    with pytest.raises(SpecError, match="NFKC form: Python reads 'ｘ' as 'x'"):
+        make_type("user/nfkc/1", {"x": "int8", "\uff58": "int8"})
+    with pytest.raises(SpecError, match="NFKC"):
+        make_type("user/nfkc/1", {"\ufb01le": "int8"})  # the ligature 'ﬁ'
+    T = make_type("user/nfkc/1", {"\u00e9t\u00e9": "int8"})  # composed: its own NFKC form
+    r = T.from_dict({"\u00e9t\u00e9": 5})
+    assert T.unpack(r.pack()) == r and r.as_dict() == {"\u00e9t\u00e9": 5}
+
+
 def test_slots_catch_misspelt_attributes():
     r = XY()
     with pytest.raises(AttributeError):
@@ -240,6 +251,22 @@ def test_from_dict_errors_name_record_field_expected_and_value(field, value, wor
     assert info.value.record == "user/meta/1" and info.value.path == field
     for word in words:
         assert word in str(info.value)
+
+
+def test_uint64_lists_keep_every_value():
+    # numpy makes [0, 2**63 + 1] a float64 array: the values must not be rounded
+    T = make_type("user/u64/1", {"a": [0, "uint64"], "m": [0, 2, "uint64"]})
+    values = [0, 2**63 + 1, 2**64 - 1]
+    for casting in ("safe", "unsafe"):
+        r = T.from_dict({"a": values, "m": [[1, 2**64 - 1]]}, casting=casting)
+        assert r.a.tolist() == values and r.m.tolist() == [[1, 2**64 - 1]]
+    assert T(a=values).a.tolist() == values and T(a=[]).a.tolist() == []
+    assert T.unpack(T(a=values).pack()).a.tolist() == values
+    assert bf.setup_array("user/u64/1", "a", [0], np.uint64, values, "safe",
+                          False).tolist() == values
+    for bad in ([-1, 2**64 - 1], [1, 2**64]):
+        with pytest.raises(FieldValueError, match="field 'a'"):
+            T(a=bad)
 
 
 def test_from_dict_nested_paths():
@@ -522,6 +549,22 @@ def test_unpack_views_bytes_that_cannot_change_and_copies_the_rest():
         A.unpack("text")
 
 
+def test_unpack_from_gives_writable_arrays_of_fixed_and_variable_size_types():
+    Fixed = make_type("user/fixed/1", {"v": [3, "float64"], "b": [2, "bool"], "p": [1, Pixel]})
+    Varying = make_type("user/varying/1", {"v": [0, "float64"], "b": [2, "bool"]})
+    for T in (Fixed, Varying):
+        data = T(v=[1, 2, 3], b=[True, False]).pack()
+        for r in (T.unpack_from(io.BytesIO(data)), T().unpack_from(io.BytesIO(data)),
+                  T.unpack_from(Chunky(data))):
+            assert r.v.flags.writeable and r.b.flags.writeable, T
+            r.v[0] = 5.0
+            assert r.v.tolist() == [5.0, 2.0, 3.0]
+        if T is Fixed:
+            r = T.unpack_from(io.BytesIO(data))
+            r.p[0].rgb[0] = 9
+            assert r.p[0].rgb[0] == 9
+
+
 def test_pack_casts_reassigned_fields_or_names_them():
     r = sample_point()
     r.x = "3.5"
@@ -661,6 +704,10 @@ HOSTILE = [
     ("empty records array of 10**9", make_type("user/h5/1", {"v": [0, Empty]}), u64(10**9)),
     ("empty 2-D array of 2**62 x 0", make_type("user/h6/1", {"v": [0, 0, "float64"]}),
      u64(2**62) + u64(0)),
+    ("2-D strings array of 2**40 x 1", make_type("user/h7/1", {"v": [0, 0, "string"]}),
+     u64(2**40) + u64(1) + u64(1) + b"a"),
+    ("2-D records array of 1 x 2**56", make_type("user/h8/1", {"v": [0, 0, Meta]}),
+     u64(1) + u64(2**56)),
 ]
 
 
@@ -672,6 +719,24 @@ def test_huge_prefixes_fail_before_allocating(what, cls, data):
         assert isinstance(error, DecodeError), (what, error)
         assert str(error).startswith(f"{cls._name}: field 'v")
         assert peak < 1 << 20, (what, peak)
+
+
+@pytest.mark.parametrize("element", ["string", "user/meta/1"])
+def test_an_empty_array_with_a_huge_dimension_reads_without_allocating(element):
+    T = make_type("user/h8/1", {"v": [0, 0, Meta if element == "user/meta/1" else element],
+                                "s": "string"})
+    empty = u64(2**56) + u64(0)
+    good = empty + u64(1) + b"a"
+    bad = empty + u64(1) + b"\xff"  # the careful reader walks the array again
+    for read in (lambda: T.unpack(good), lambda: T.unpack_from(io.BytesIO(good)),
+                 lambda: T.unpack_from(Chunky(good))):
+        peak, error = _peak(read)
+        assert error is None and peak < 1 << 20
+    assert T.unpack(good).v.shape == (2**56, 0)
+    for read in (lambda: T.unpack(bad), lambda: T.unpack_from(io.BytesIO(bad))):
+        peak, error = _peak(read)
+        assert isinstance(error, DecodeError) and "field 's'" in str(error)
+        assert peak < 1 << 20
 
 
 def test_a_huge_string_from_an_endless_looking_stream_reads_only_what_arrives():
@@ -816,6 +881,20 @@ def test_batch_bytes_equal_one_by_one():
     assert Tile.pack_batch([]) == b"" and len(Tile.unpack_batch(b"")) == 0
 
 
+def test_pack_batch_of_strided_rows_writes_the_dimensions():
+    # numpy copies strided rows field by field: the gaps (array dimensions) are not copied
+    records = tiles(8)
+    rows = Tile.unpack_batch(Tile.pack_batch(records))
+    expected = b"".join(r.pack() for r in records[::2])
+    for _ in range(3):
+        assert Tile.pack_batch(rows[::2]) == expected
+        assert bytes(Tile.batch_buffer(rows[::2])) == expected
+        assert Tile.from_batch(rows[::2]) == records[::2]
+    spaced = np.zeros(16, Tile.batch_dtype)
+    spaced[::2] = rows
+    assert Tile.pack_batch(spaced[::2]) == Tile.pack_batch(records)
+
+
 def test_pack_batch_refuses_integers_a_narrower_field_cannot_hold():
     Small = make_type("user/small/1", {"v": "int8"})
     T = make_type("user/ids/1", {"id": "uint16", "at": XY, "vs": [2, Small]})
@@ -923,6 +1002,24 @@ def test_records_of_the_same_declaration_loaded_twice_compare_equal():
     assert a != b
     other = make_type("user/a/1", {"p": X2, "v": [0, "int8"]})
     assert a != other() and not a.isclose(other())
+
+
+def test_a_record_of_the_same_declaration_loaded_twice_is_taken_as_a_field():
+    X1, X2 = (make_type("user/xy/1", {"x": "int8"}) for _ in range(2))
+    A = make_type("user/a/1", {"p": X1, "v": [0, X1]})
+    twin = X2(x=5)
+    for r in (A(p=twin, v=[twin]), A.from_dict({"p": twin, "v": [twin]})):
+        assert type(r.p) is X1 and type(r.v[0]) is X1 and r.p == twin
+        assert r.pack() == A(p={"x": 5}, v=[{"x": 5}]).pack()
+    r = A()
+    r.p = twin
+    assert r.pack() == A(p={"x": 5}).pack()
+    assert X1.pack_batch([twin, X1(x=1)]) == b"\x05\x01"
+    Other = make_type("user/xy/1", {"x": "int16"})  # the same name, other fields
+    with pytest.raises(FieldValueError, match="field 'p': expected record user/xy/1"):
+        A(p=Other(x=5))
+    with pytest.raises(FieldValueError, match="expected a user/xy/1 record or a dict"):
+        X1.pack_batch([Other(x=5)])
 
 
 def test_batch_buffer_views_rows_that_need_nothing_and_copies_the_rest():

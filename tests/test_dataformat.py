@@ -267,6 +267,7 @@ BAD_FIELDS = [
     ({"two words": "int8"}, "two words", "invalid field name: not a Python identifier"),
     ({"1st": "int8"}, "1st", "not a Python identifier"),
     ({"class": "int8"}, "class", "invalid field name: a Python keyword"),
+    ({"\uff58": "int8"}, "\uff58", "not in Unicode NFKC form (Python reads it as 'x')"),
     ({"_x": "int8"}, "_x", "names starting with '_' are reserved"),
     ({"pack": "int8"}, "pack", "invalid field name: 'pack' is an attribute of records"),
     ({"meta": {"as_dict": "int8"}}, "meta.as_dict", "'as_dict' is an attribute of records"),

@@ -307,10 +307,13 @@ def pack_rows(layout: BatchLayout, rows: np.ndarray) -> bytes:
     """The packed bytes of a 1-D array of ``layout.dtype``.
 
     The dimensions in the gaps are written into a copy unless they are already
-    right (as in arrays from ``unpack_batch`` or ``to_batch``). Bool bytes are
-    not checked: numpy bools are 0 or 1, and unpacking checks anyway.
+    right in C-contiguous rows (as in arrays from ``unpack_batch`` or
+    ``to_batch``): numpy copies other rows field by field, leaving the gaps
+    undefined. Bool bytes are not checked: numpy bools are 0 or 1, and
+    unpacking checks anyway.
     """
-    if layout.dims and any(_dims_differ(rows.view(layout.wire), c) for c in layout.dims):
+    if layout.dims and (not rows.flags.c_contiguous or any(
+            _dims_differ(rows.view(layout.wire), c) for c in layout.dims)):
         rows = copy_rows(rows)
         wire = rows.view(layout.wire)
         for check in layout.dims:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -276,6 +277,9 @@ def _name_problem(name: object, reserved: frozenset[str]) -> str | None:
         return "metadata keys ('#...') are not fields; remove them before making the type"
     if not name.isidentifier():
         return "a field name must be a Python identifier"
+    if unicodedata.normalize("NFKC", name) != name:
+        return (f"a field name must be in Unicode NFKC form: Python reads {name!r} as "
+                f"{unicodedata.normalize('NFKC', name)!r}")
     if keyword.iskeyword(name):
         return "a field name cannot be a Python keyword"
     if name.startswith("_"):

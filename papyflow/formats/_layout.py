@@ -26,10 +26,9 @@ that actually arrive.
 from __future__ import annotations
 
 import abc
-import itertools
 import math
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -350,11 +349,22 @@ def decode_array(kind: ArrayKind, source: Source, record: str = "", path: str = 
             return raw.view(element.dtype).reshape(dims)
         return source.take_array(count, element.dtype, record, path, copy).reshape(dims)
     items: list[Any] = []
-    indices = itertools.product(*map(range, dims)) if len(dims) > 1 else \
-        ((i,) for i in range(count))
-    for index in indices:
+    for index in _c_order(dims) if count else ():
         items.append(decode_element(element, source, record, _item(path, index), copy))
     return np.fromiter(items, _OBJECT, count).reshape(dims)
+
+
+def _c_order(dims: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """The indices of a non-empty array of shape ``dims`` in C order, made as needed.
+
+    (``itertools.product`` and ``numpy.ndindex`` first make a tuple of every
+    range: far too much for a corrupt dimension of a stream whose size is
+    unknown, or beside a dimension of 0, where the array is read only as far as
+    the bytes go.)
+    """
+    if len(dims) == 1:
+        return ((i,) for i in range(dims[0]))
+    return ((i, *rest) for i in range(dims[0]) for rest in _c_order(dims[1:]))
 
 
 def _item(path: str, index: tuple[int, ...]) -> str:

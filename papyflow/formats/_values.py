@@ -277,14 +277,20 @@ def cast_string(value: Any, casting: str, record: str = "", path: str = "") -> s
 
 def cast_record(cls: type[baseformat], value: Any, casting: str, add_defaults: bool,
                 record: str, path: str, deep: bool = False) -> baseformat:
-    """``value`` (a record of type ``cls``, or a mapping of its fields) as a new record."""
+    """``value`` (a record of type ``cls``, or a mapping of its fields) as a new record.
+
+    A record of another type made from the same declaration (the same name and
+    fields, loaded twice) is taken as one of ``cls``, as ``==`` does.
+    """
     if value.__class__ is cls and not deep:
         return value.copy()
     if isinstance(value, cls):  # a subclass (or deep): its field values, cast again
         value = {field.name: getattr(value, field.name, None) for field in cls._fields}
     elif not isinstance(value, Mapping):
-        raise FieldValueError(f"expected record {cls._name} (a record or a dict), "
-                              f"got {show(value)}", record, path, f"record {cls._name}", value)
+        if getattr(value.__class__, "_schema", None) != cls._schema:
+            raise FieldValueError(f"expected record {cls._name} (a record or a dict), got "
+                                  f"{show(value)}", record, path, f"record {cls._name}", value)
+        value = {field.name: getattr(value, field.name, None) for field in cls._fields}
     return fill(_new(cls), value, casting, add_defaults, record, path, deep)
 
 
@@ -410,6 +416,8 @@ def _cast_numeric(kind: ArrayKind, element: ScalarKind, value: Any, casting: str
                                   record, path, describe(kind), value) from exc
         if array.size == 0 and array.ndim < kind.ndim:  # [] for a 2-D array
             array = array.reshape(array.shape + kind.shape[array.ndim:])
+        elif array.size and array.dtype.kind in "fO" and element.name == "uint64":
+            array = _exact_uint64(value, array)
         source = _value_dtype(array, element.dtype)
     check_shape(kind, array.shape, value, record, path)
     if source is not None and not np.can_cast(source, element.dtype, _rule(casting)):
@@ -432,6 +440,23 @@ def _cast_numeric(kind: ArrayKind, element: ScalarKind, value: Any, casting: str
     except (TypeError, ValueError, OverflowError, ArithmeticError) as exc:
         raise FieldValueError(f"expected {describe(kind)}, got {show(value)}: {exc}", record,
                               path, describe(kind), value) from exc
+
+
+def _exact_uint64(value: Any, array: np.ndarray) -> np.ndarray:
+    """Python ints that fit a uint64, as a uint64 array; else ``array`` unchanged.
+
+    numpy makes ``[0, 2**63 + 1]`` a float64 array (it takes ``0`` as an int64,
+    and no integer type holds every int64 and ``2**63 + 1``), which rounds
+    large values.
+    """
+    objects = np.array(value, dtype=object)
+    if objects.shape != array.shape:
+        return array
+    items = objects.ravel().tolist()
+    if not all(isinstance(item, int) for item in items) or not _fits(
+            min(items), max(items), np.dtype(np.uint64)):
+        return array
+    return objects.astype(np.uint64)
 
 
 def _nested(value: Any, kind: ArrayKind, record: str, path: str

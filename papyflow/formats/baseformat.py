@@ -410,17 +410,18 @@ class baseformat(metaclass=_RecordType):
         """Read one record from a file object (anything with ``read``).
 
         Reads exactly the record's bytes, nothing after. ``RecordType.unpack_from(fd)``
-        returns a new record; ``record.unpack_from(fd)`` fills ``record``. Arrays
-        are read straight into their memory when ``fd`` has ``readinto`` and can
-        tell its size (seekable); from pipes and sockets they are read in chunks,
-        so a corrupt length can never allocate more than the bytes that arrive.
+        returns a new record; ``record.unpack_from(fd)`` fills ``record``. Its
+        arrays are writable and its own. They are read straight into their
+        memory when ``fd`` has ``readinto`` and can tell its size (seekable);
+        from pipes and sockets they are read in chunks, so a corrupt length can
+        never allocate more than the bytes that arrive.
 
         Raises:
             DecodeError: as :meth:`unpack`; :class:`TruncatedError` (an
                 ``EOFError``) when the stream ends before the record does.
         """
-        if cls.packed_size is not None:
-            return cls.unpack(read_exact(fd, cls.packed_size, cls._name))
+        if cls.packed_size is not None:  # arrays: views of bytes of their own, writable
+            return cls.unpack(bytearray(read_exact(fd, cls.packed_size, cls._name)), copy=False)
         return decode_record(cls, StreamSource(fd), cls._name, "", True)  # type: ignore[return-value]
 
     if not TYPE_CHECKING:  # (type checkers see _FillOrMake below)
@@ -533,7 +534,8 @@ class baseformat(metaclass=_RecordType):
             return pack_rows(layout, as_rows(layout, records, cls._name))
         parts = []
         for record in records:
-            if isinstance(record, cls):
+            if isinstance(record, cls) or (isinstance(record, baseformat)
+                                           and record._schema == cls._schema):
                 parts.append(record.pack())
             elif isinstance(record, Mapping):
                 parts.append(_values.fill(_new(cls), record, "unsafe", False, cls._name,

@@ -38,6 +38,7 @@ import keyword
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, TypeAlias
@@ -143,6 +144,9 @@ def _show(value: Any) -> str:
 def _field_name_problem(name: str) -> str | None:
     if not name.isidentifier():
         return "invalid field name: not a Python identifier"
+    normal = unicodedata.normalize("NFKC", name)
+    if normal != name:
+        return f"invalid field name: not in Unicode NFKC form (Python reads it as {normal!r})"
     if keyword.iskeyword(name):
         return "invalid field name: a Python keyword"
     if name.startswith("_"):
