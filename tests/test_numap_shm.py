@@ -75,6 +75,18 @@ def test_every_kind_of_array_survives():
                     True) for a in arrays]
 
 
+def test_a_read_only_array_arrives_read_only_as_through_pickle():
+    frozen = np.ones(MIB // 8)
+    frozen.flags.writeable = False
+    with NuMap(described, [frozen, np.ones(MIB // 8)], worker_num=1) as numap:
+        assert [flags for *_, flags in numap] == [False, True]  # in the worker
+    with NuMap(pid_and_array, [frozen], worker_num=1) as numap:
+        (_, back), = list(numap)
+    assert not back.flags.writeable and np.array_equal(back, frozen)  # and back here
+    del back
+    assert ours() == []
+
+
 def test_an_array_changed_in_place_comes_back_and_the_input_is_untouched():
     source = np.zeros(2 * MIB // 8)
     with NuMap(in_place, [source, source + 10], worker_num=1) as numap:
