@@ -408,12 +408,19 @@ class Piper:
                     ranges.append((step.start, step.end))
                     yield step.inbox
         except Exception as exc:  # a gap, an overlap, an upstream that ended failing
-            if ended and self._stopping and not getattr(exc, _ENDS, False):
-                # Plumber.stop cut the inputs short, each where it was: the
-                # steps they covered have their results, and that is the end.
-                return
-            _ending(exc)
-            raise
+            if not self._stopped_short(exc, ended):
+                raise
+
+    def _stopped_short(self, error: BaseException, ended: list[int]) -> bool:
+        """Whether ``error`` of a synchronization group only says that Plumber.stop
+        cut its inputs short, each where it was (``ended`` lists the inputs that
+        ended): the steps they covered have their results, and that is the end.
+        Any other error is marked as the end of this Piper's results (``_ending``).
+        """
+        if ended and self._stopping and not getattr(error, _ENDS, False):
+            return True
+        _ending(error)
+        return False
 
     def _units(self, results: Iterator[Any]) -> Iterator[Any]:
         """A synchronized Piper's results as Units, each with the range of its step."""

@@ -5,6 +5,7 @@ Loopback only; every handler, thread and socket a test makes is closed by it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -321,6 +322,39 @@ def loop_inputs(prefix, cache):
     sink.close()
 
 
+EVALUATOR = {"algorithm": "test/evaluator/1", "inputs": {"x": {"path": "x"}},
+             "outputs": {"seen": {"path": "seen"}}}
+
+
+def processor_config(algorithm="test/processor/1", x="x"):
+    """A loop processor's configuration: its input ``x`` read from the cache at ``x``."""
+    return {"algorithm": algorithm, "inputs": {"x": {"path": x}},
+            "outputs": {"y": {"path": "y"}}}
+
+
+def declare_processor(prefix, name, code):
+    """A processor algorithm ``name``: test/processor/1's declaration with ``code``."""
+    declaration = json.loads((Path(prefix) / "algorithms/test/processor/1.json").read_text())
+    declare(Path(prefix), "algorithms", name, declaration, code)
+
+
+@contextlib.contextmanager
+def running_evaluator(prefix, cache):
+    """The evaluator of EVALUATOR, set up and serving; closed at the end."""
+    loop = LoopExecutor(LoopMessageHandler(), EVALUATOR, cache_root=str(cache), prefix=prefix)
+    try:
+        assert loop.setup() and loop.prepare() and loop.process()
+        yield loop
+    finally:
+        loop.close()
+
+
+def processor_of(loop, config, cache, prefix, context):
+    """An AlgorithmExecutor for ``config`` that talks to ``loop``."""
+    return AlgorithmExecutor(None, config, cache_root=str(cache),
+                             loop_socket=dealer(context, loop.address), prefix=prefix)
+
+
 def test_a_loop_validates_through_the_loop_executor(tmp_path, context):
     prefix = loop_prefix(tmp_path)
     cache = tmp_path / "cache"
@@ -556,30 +590,19 @@ def test_a_failing_loop_processor_tells_its_evaluator(tmp_path, context):
     prefix = loop_prefix(tmp_path)
     cache = tmp_path / "cache"
     loop_inputs(prefix, cache)
-    declaration = json.loads((Path(prefix) / "algorithms/test/processor/1.json").read_text())
-    declare(Path(prefix), "algorithms", "test/badprocessor/1", declaration, """\
+    declare_processor(prefix, "test/badprocessor/1", """\
         class Algorithm:
             def process(self, inputs, data_loaders, outputs, loop_channel):
                 loop_channel.validate({"value": 1.0})
                 raise KeyError("no such thing")
         """)
-    evaluator_config = {"algorithm": "test/evaluator/1", "inputs": {"x": {"path": "x"}},
-                        "outputs": {"seen": {"path": "seen"}}}
-    processor_config = {"algorithm": "test/badprocessor/1", "inputs": {"x": {"path": "x"}},
-                        "outputs": {"y": {"path": "y"}}}
-    loop = LoopExecutor(LoopMessageHandler(), evaluator_config, cache_root=str(cache),
-                        prefix=prefix)
-    try:
-        assert loop.setup() and loop.prepare() and loop.process()
-        processor = AlgorithmExecutor(None, processor_config, cache_root=str(cache),
-                                      loop_socket=dealer(context, loop.address),
-                                      prefix=prefix)
+    with running_evaluator(prefix, cache) as loop:
+        processor = processor_of(loop, processor_config("test/badprocessor/1"), cache, prefix,
+                                 context)
         with pytest.raises(Exception, match="no such thing"):
             processor.process()
         assert loop.wait(5)
         assert loop.message_handler.last_error[0] == "usr"
-    finally:
-        loop.close()
     assert not (cache / "y.data").exists()
 
 
@@ -589,8 +612,7 @@ def test_an_evaluator_whose_processor_failed_commits_nothing(tmp_path, context):
     prefix = loop_prefix(tmp_path)
     cache = tmp_path / "cache"
     loop_inputs(prefix, cache)
-    declaration = json.loads((Path(prefix) / "algorithms/test/processor/1.json").read_text())
-    declare(Path(prefix), "algorithms", "test/lateprocessor/1", declaration, """\
+    declare_processor(prefix, "test/lateprocessor/1", """\
         class Algorithm:
             def process(self, inputs, data_loaders, outputs, loop_channel):
                 if inputs["x"].data_index == 2:
@@ -599,24 +621,14 @@ def test_an_evaluator_whose_processor_failed_commits_nothing(tmp_path, context):
                 outputs["y"].write({"value": float(answer.label)})
                 return True
         """)
-    evaluator_config = {"algorithm": "test/evaluator/1", "inputs": {"x": {"path": "x"}},
-                        "outputs": {"seen": {"path": "seen"}}}
-    processor_config = {"algorithm": "test/lateprocessor/1", "inputs": {"x": {"path": "x"}},
-                        "outputs": {"y": {"path": "y"}}}
-    loop = LoopExecutor(LoopMessageHandler(), evaluator_config, cache_root=str(cache),
-                        prefix=prefix)
-    try:
-        assert loop.setup() and loop.prepare() and loop.process()
-        processor = AlgorithmExecutor(None, processor_config, cache_root=str(cache),
-                                      loop_socket=dealer(context, loop.address),
-                                      prefix=prefix)
+    with running_evaluator(prefix, cache) as loop:
+        processor = processor_of(loop, processor_config("test/lateprocessor/1"), cache, prefix,
+                                 context)
         with pytest.raises(Exception, match="sample 2 is unreadable"):
             processor.process()
         assert loop.wait(5)
         assert loop.message_handler.last_error[0] == "usr"
         assert not loop.message_handler.finished
-    finally:
-        loop.close()
     assert sorted(p.name for p in cache.glob("seen*")) == []
     assert sorted(p.name for p in cache.glob("y*")) == []
 
@@ -627,24 +639,13 @@ def test_a_processor_that_fails_to_build_releases_its_evaluator(tmp_path, contex
     prefix = loop_prefix(tmp_path)
     cache = tmp_path / "cache"
     loop_inputs(prefix, cache)
-    evaluator_config = {"algorithm": "test/evaluator/1", "inputs": {"x": {"path": "x"}},
-                        "outputs": {"seen": {"path": "seen"}}}
-    processor_config = {"algorithm": "test/processor/1",
-                        "inputs": {"x": {"path": "no/such/input"}},
-                        "outputs": {"y": {"path": "y"}}}
-    loop = LoopExecutor(LoopMessageHandler(), evaluator_config, cache_root=str(cache),
-                        prefix=prefix)
-    try:
-        assert loop.setup() and loop.prepare() and loop.process()
+    with running_evaluator(prefix, cache) as loop:
         with pytest.raises(Exception, match="no/such/input"):
-            AlgorithmExecutor(None, processor_config, cache_root=str(cache),
-                              loop_socket=dealer(context, loop.address), prefix=prefix)
+            processor_of(loop, processor_config(x="no/such/input"), cache, prefix, context)
         assert loop.wait(30)
         assert loop.message_handler.last_error[0] == "sys"
         assert "no/such/input" in loop.message_handler.last_error[1]
         assert not loop.message_handler.finished
-    finally:
-        loop.close()
     assert sorted(p.name for p in cache.glob("seen*")) == []
 
 
@@ -654,17 +655,8 @@ def test_a_processor_whose_outputs_fail_to_commit_releases_its_evaluator(tmp_pat
     prefix = loop_prefix(tmp_path)
     cache = tmp_path / "cache"
     loop_inputs(prefix, cache)
-    evaluator_config = {"algorithm": "test/evaluator/1", "inputs": {"x": {"path": "x"}},
-                        "outputs": {"seen": {"path": "seen"}}}
-    processor_config = {"algorithm": "test/processor/1", "inputs": {"x": {"path": "x"}},
-                        "outputs": {"y": {"path": "y"}}}
-    loop = LoopExecutor(LoopMessageHandler(), evaluator_config, cache_root=str(cache),
-                        prefix=prefix)
-    try:
-        assert loop.setup() and loop.prepare() and loop.process()
-        processor = AlgorithmExecutor(None, processor_config, cache_root=str(cache),
-                                      loop_socket=dealer(context, loop.address),
-                                      prefix=prefix)
+    with running_evaluator(prefix, cache) as loop:
+        processor = processor_of(loop, processor_config(), cache, prefix, context)
         (sink,) = processor.data_sinks
 
         def full_disk():
@@ -676,8 +668,6 @@ def test_a_processor_whose_outputs_fail_to_commit_releases_its_evaluator(tmp_pat
         assert loop.wait(5)
         assert loop.message_handler.last_error[0] == "sys"
         assert "No space left" in loop.message_handler.last_error[1]
-    finally:
-        loop.close()
     assert sorted(p.name for p in cache.glob("seen*")) == []
     assert sorted(p.name for p in cache.glob("y*")) == []
 
@@ -693,21 +683,10 @@ def test_a_processor_with_more_steps_than_its_evaluator_is_refused_at_the_step(t
     for k, value in enumerate([1.0, 2.0, 4.0, 3.0, 0.5]):
         sink.write({"value": value}, k, k)
     sink.close()
-    evaluator_config = {"algorithm": "test/evaluator/1", "inputs": {"x": {"path": "x"}},
-                        "outputs": {"seen": {"path": "seen"}}}
-    processor_config = {"algorithm": "test/processor/1", "inputs": {"x": {"path": "x5"}},
-                        "outputs": {"y": {"path": "y"}}}
-    loop = LoopExecutor(LoopMessageHandler(), evaluator_config, cache_root=str(cache),
-                        prefix=prefix)
-    try:
-        assert loop.setup() and loop.prepare() and loop.process()
-        processor = AlgorithmExecutor(None, processor_config, cache_root=str(cache),
-                                      loop_socket=dealer(context, loop.address),
-                                      prefix=prefix)
+    with running_evaluator(prefix, cache) as loop:
+        processor = processor_of(loop, processor_config(x="x5"), cache, prefix, context)
         with pytest.raises(RemoteError, match=r"refused red: .*the evaluator's main group "
                                               r"'main' has no data after data index 3"):
             processor.process()
         assert loop.wait(5)
-    finally:
-        loop.close()
     assert sorted(p.name for p in cache.glob("seen*")) == []

@@ -83,7 +83,7 @@ from ..dataflow.units import SyncedInput, Unit
 from ..errors import DaggerError, PiperError
 from ..formats.baseformat import baseformat
 from ..formats.dataformat import DataFormat
-from ..piper import _ENDS, Piper, _ending, _watched
+from ..piper import Piper, _watched
 from ..worker import Worker
 from ._cache import CachedOutput
 from .algorithm import Algorithm, _as_record
@@ -768,12 +768,9 @@ class AlgorithmPiper(BlockPiper):
                                       failed_through),)
                     pending = []
         except Exception as exc:  # a gap, an overlap, an upstream that ended failing
-            if not (ended and self._stopping and not getattr(exc, _ENDS, False)):
-                _ending(exc)
+            if not self._stopped_short(exc, ended):
                 raise
-            # Plumber.stop cut the inputs short, each where it was: the steps they
-            # covered have their results, and that is the end.
-            if pending:
+            if pending:  # the steps gathered before the stop go through
                 spans.append((pending[0].start, pending[-1].end))
                 yield (_Chunk(tuple(pending), packed, run, secondary, failed_through),)
 
