@@ -115,6 +115,12 @@ class NuMap:
       trimmed only above this), so that stages making new large arrays reuse
       pages instead of faulting in fresh zeroed ones; ``None`` leaves the
       allocator as it is. 128 MiB by default.
+    - ``shared_arrays``: arrays of at least ``shared_memory`` bytes that the
+      tasks make in local worker processes are made in shared memory (numpy's
+      memory handler of the worker process), so that a result goes back
+      without a copy (``True``, the default, where numap's compiled allocator
+      is installed); ``False``: they are made in private memory and copied into
+      shared memory when sent. See ``docs/storage.md``.
     - ``remote_auth``: the key file shared with the servers (``$NUMAP_AUTH``
       by default; none for servers on loopback without a key).
     - ``stride``: the most items of one task asked for at a time, and the
@@ -145,7 +151,7 @@ class NuMap:
                  executor: Executor | None = None,
                  remote_auth: str | os.PathLike[str] | None = None,
                  shared_memory: int | None = SHARED_MEMORY,
-                 keep_freed: int | None = KEEP_FREED) -> None:
+                 keep_freed: int | None = KEEP_FREED, shared_arrays: bool = True) -> None:
         if worker_type is None:
             worker_type = "process" if executor is None else "executor"
         if worker_type not in WORKER_TYPES:
@@ -181,6 +187,10 @@ class NuMap:
             _positive_int("shared_memory", shared_memory)
         self.keep_freed = None if keep_freed is None else \
             _positive_int("keep_freed", keep_freed, minimum=0)
+        if not isinstance(shared_arrays, bool):
+            raise TypeError(f"shared_arrays must be True or False, not "
+                            f"{type(shared_arrays).__name__}: {shared_arrays!r}")
+        self.shared_arrays = shared_arrays
         self.worker_type = worker_type
         self.stride = (_STRIDE_PER_WORKER * self._all_workers if stride is None
                        else _positive_int("stride", stride))
@@ -236,14 +246,14 @@ class NuMap:
         if not self.worker_remote:
             if self.worker_type == "process":
                 return ProcessBackend(self.worker_num, self.name, self.shared_memory,
-                                      self.keep_freed)
+                                      self.keep_freed, self.shared_arrays)
             return WORKER_TYPES[self.worker_type](self.worker_num, self.name)
         remote = RemoteBackend(sum(n for _, n in self.worker_remote), self.name,
                                self.worker_remote, self._remote_key)
         if not self.worker_num:
             return remote
         return MixedBackend(ProcessBackend(self.worker_num, self.name, self.shared_memory,
-                                           self.keep_freed), remote)
+                                           self.keep_freed, self.shared_arrays), remote)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -258,6 +268,7 @@ class NuMap:
         return {"worker_type": self.worker_type, "worker_num": self._given_worker_num,
                 "worker_remote": self.worker_remote or None, "remote_auth": self.remote_auth,
                 "shared_memory": self.shared_memory, "keep_freed": self.keep_freed,
+                "shared_arrays": self.shared_arrays,
                 "stride": self._given_stride,
                 "buffer": self._buffer, "ordered": self.ordered, "skip": self.skip,
                 "name": self.name}

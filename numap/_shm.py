@@ -33,10 +33,13 @@ its mapping: removing a name never pulls memory from under an array).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import importlib.util
 import itertools
 import mmap
 import os
 import secrets
+import sys
 import threading
 import weakref
 from collections import OrderedDict, deque
@@ -47,6 +50,8 @@ try:  # the module behind multiprocessing.shared_memory on POSIX systems
     import _posixshmem
 except ImportError:  # pragma: no cover - not a POSIX system
     _posixshmem = None
+
+_alloc: Any = None  # numap._alloc, numap's numpy allocator, once numpy is loaded
 
 __all__ = ["KEEP_FREE", "RECEIVER", "SHM_FOLDER", "Lease", "Pool", "Receiver", "available",
            "new_prefix", "sweep"]
@@ -65,6 +70,24 @@ def available() -> bool:
 def new_prefix() -> str:
     """A name prefix for the segments of one NuMap's pool."""
     return f"numap-{os.getpid()}-{secrets.token_hex(4)}-"
+
+
+def allocator_available() -> bool:
+    """Whether this install has numap's allocator of arrays in shared memory (it is
+    compiled: an install made without a C compiler has none)."""
+    return importlib.util.find_spec("numap._alloc") is not None and available()
+
+
+class Lent(NamedTuple):
+    """A segment of this process's allocator that a message is about to name: the
+    array that owns it must be gone once the message is pickled (see
+    :meth:`Pool.lend`)."""
+
+    name: str
+    size: int
+    capacity: int
+    address: int
+    owner: weakref.ref[Any]
 
 
 class Lease(NamedTuple):
@@ -93,10 +116,15 @@ class Pool:
     """
 
     def __init__(self, prefix: str, threshold: int, forward_to: str | None = None, *,
-                 split_copies: bool = False) -> None:
+                 split_copies: bool = False, allocate: bool = False) -> None:
         self.prefix = prefix
         self.threshold = threshold
         self.forward_to = forward_to
+        # Arrays of at least ``threshold`` bytes that numpy makes here live in segments
+        # of their own, named ``<prefix>a<n>`` (only in a worker process: it sets numpy's
+        # allocator for the process's main thread), once numpy is loaded: see allocate().
+        self._allocate = allocate and allocator_available()
+        self.allocated: str | None = None
         # The NuMap's own process copies every large item on one thread, while the
         # workers run in parallel: there a copy in two halves on two threads pays.
         self.split_copies = split_copies and (os.cpu_count() or 1) > 1
@@ -123,6 +151,58 @@ class Pool:
                 "w" not in lease.name[len(self.forward_to) + 1:]:
             return lease
         return None
+
+    def allocate(self) -> None:
+        """Have numpy make this thread's large arrays in segments of this pool, if the
+        pool was made with ``allocate`` and numpy is loaded (a pipeline of plain
+        Python objects never loads it for this); called before each batch."""
+        global _alloc
+        if not self._allocate or "numpy" not in sys.modules:
+            return
+        self._allocate = False
+        from . import _alloc
+
+        self.allocated = f"{self.prefix}a"
+        _alloc.install(self.allocated, self.threshold, KEEP_FREE)
+
+    def lend(self, buffer: memoryview) -> Lent | None:
+        """The allocator's segment of ``buffer`` when the buffer is a whole one, now
+        reserved for a message: numpy may free the array, but the segment is not
+        reused until its receiver gives it back (:meth:`release`).
+
+        It may go without a copy only if the array that owns it is gone once the
+        message is pickled: :meth:`settle` says what the message carries.
+        """
+        if self.allocated is None:
+            return None
+        import numpy as np
+
+        address = np.frombuffer(buffer, dtype=np.uint8).__array_interface__["data"][0]
+        found = _alloc.block(address, buffer.nbytes)
+        owner: Any = buffer.obj
+        if found is None or not isinstance(owner, np.ndarray):
+            return None
+        while isinstance(owner.base, np.ndarray):  # a view: its base owns the memory
+            owner = owner.base
+        _alloc.lend(address)
+        return Lent(found[0], buffer.nbytes, found[1], address, weakref.ref(owner))
+
+    def settle(self, lent: Lent) -> tuple[str, int, int] | bytes:
+        """What a message carries for ``lent`` once it holds nothing more of the array:
+        the segment itself when numpy freed the array (nothing here can change it any
+        more); else a copy, in another segment (its name) or, when no segment can be
+        had, as bytes for the pipe."""
+        owner = lent.owner()
+        if owner is None:
+            return lent.name, lent.size, lent.capacity
+
+        # ``owner`` keeps the memory while it is read
+        data = memoryview((ctypes.c_ubyte * lent.size).from_address(lent.address)).cast("B")
+        placed = self.put(data)
+        copied = bytes(data) if placed is None else placed
+        del owner, data
+        _alloc.unlend(lent.address)
+        return copied
 
     def put(self, buffer: memoryview) -> tuple[str, int, int] | None:
         """``buffer`` copied into a segment: ``(name, size, capacity)``; ``None`` when no
@@ -188,6 +268,10 @@ class Pool:
 
     def release(self, names: list[str]) -> None:
         """The receivers dropped these segments: reuse them (keeping :data:`KEEP_FREE` bytes)."""
+        allocated = self.allocated
+        if allocated is not None:
+            names = [n for n in names if not (n.startswith("/" + allocated)
+                                              and _alloc.give_back(n))]
         with self._lock:
             for name in names:
                 left = self._refs.get(name, 0) - 1
@@ -214,6 +298,8 @@ class Pool:
             self._free.clear()
             self._used.clear()
             self._refs.clear()
+        if self.allocated is not None:
+            _alloc.close()
         _LOCAL.pop(self.prefix, None)
 
 

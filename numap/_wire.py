@@ -29,7 +29,7 @@ from typing import Any
 import dill
 
 from . import _shm
-from ._shm import Lease, Pool
+from ._shm import Lease, Lent, Pool
 
 __all__ = ["Channel", "Codec", "Frame", "Kind", "Pickled", "decode", "encode", "frame_bytes",
            "peek", "pickled", "pipe", "segment_names"]
@@ -135,14 +135,18 @@ class Pickled:
         piped: list[Any] = []
         table: list[Any] = []
         claimed: list[tuple[int, Lease]] = []
+        lent: list[tuple[int, Lent]] = []
         for buf in buffers:
             raw = buf.raw()
             if raw.nbytes >= segments.threshold:
                 lease = segments.claim(raw)
-                placed = None if lease is not None else segments.put(raw)
-                if lease is not None or placed is not None:
+                made = segments.lend(raw) if lease is None else None
+                placed = None if lease is not None or made is not None else segments.put(raw)
+                if lease is not None or made is not None or placed is not None:
                     if lease is not None:
                         claimed.append((len(table), lease))
+                    if made is not None:
+                        lent.append((len(table), made))
                     table.append(None if placed is None else list(placed))
                     raw.release()  # what the frame holds of the array ends here
                     buf.release()
@@ -150,6 +154,13 @@ class Pickled:
             table.append(len(piped))
             piped.append(raw)
         del buffers, buf, raw
+        for position, made in lent:  # an array numpy made here in a segment of its own
+            settled = segments.settle(made)
+            if isinstance(settled, bytes):
+                table[position] = len(piped)
+                piped.append(memoryview(settled))
+            else:
+                table[position] = list(settled)
         for position, lease in claimed:
             array = lease.array()  # still alive: something here keeps it, to change it later
             if array is None:

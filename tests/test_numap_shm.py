@@ -306,10 +306,21 @@ def _no_room(fd, offset, size):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+def doubled_without_room(a):
+    # No file of more than 1 MiB here: /dev/shm refuses the worker's allocator too
+    # (ftruncate fails with EFBIG instead of raising SIGXFSZ).
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (MIB, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return a * 2
+
+
 def test_a_full_dev_shm_sends_arrays_through_the_pipe(monkeypatch):
     monkeypatch.setattr(os, "posix_fallocate", _no_room)  # the parent and forked workers
     arrays = [np.full(2 * MIB // 8, float(k)) for k in range(6)]
-    with NuMap(doubled, arrays, worker_num=2) as numap:
+    with NuMap(doubled_without_room, arrays, worker_num=2) as numap:
         out = [float(a[0]) for a in numap]
         assert ours() == []  # no segment could be made: nothing half-made is left
     assert out == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]

@@ -168,7 +168,7 @@ def test_saving_into_a_folder_that_does_not_exist_names_the_file(tmp_path):
 def test_numap_settings_that_differ_from_the_defaults_are_saved(tmp_path):
     # None is a setting too: a NuMap without shared memory must not come back with it.
     nm = NuMap(worker_num=2, shared_memory=None, keep_freed=None, ordered=False, stride=7,
-               name="plain")
+               name="plain", shared_arrays=False)
     plumber = Plumber()
     plumber.add_pipe((Piper(inc, parallel=nm, name="a"), Piper(double, name="b")))
     path = tmp_path / "pipe.py"
@@ -179,6 +179,7 @@ def test_numap_settings_that_differ_from_the_defaults_are_saved(tmp_path):
     assert loaded.settings == nm.settings
     saved = path.read_text()
     assert "shared_memory=None" in saved and "keep_freed=None" in saved
+    assert "shared_arrays=False" in saved
 
 
 def test_an_automatic_worker_count_is_saved_automatic(tmp_path, monkeypatch):

@@ -110,9 +110,10 @@ class ProcessBackend(Backend):
     batch_stretch: ClassVar[float] = 8.0
 
     def __init__(self, workers: int, name: str, shared_memory: int | None = None,
-                 keep_freed: int | None = KEEP_FREED) -> None:
+                 keep_freed: int | None = KEEP_FREED, shared_arrays: bool = True) -> None:
         super().__init__(workers, name)
         self.keep_freed = keep_freed
+        self.shared_arrays = shared_arrays
         # Large arrays through shared memory (see numap._shm), when the system has it.
         self.segments = Pool(new_prefix(), shared_memory, split_copies=True) \
             if shared_memory is not None and shm_available() else None
@@ -161,7 +162,7 @@ class ProcessBackend(Backend):
             parent_fds = sorted((_PARENT_FDS | {self._wake_r, self._wake_w})
                                 - {inbox_r.fd, outbox_w.fd})
             shm = None if self.segments is None else \
-                (self.segments.prefix, self.segments.threshold)
+                (self.segments.prefix, self.segments.threshold, self.shared_arrays)
             process = self._context.Process(
                 target=_worker_main,
                 args=(inbox_r.fd, outbox_w.fd, parent_fds, shm, self.keep_freed),
@@ -444,11 +445,11 @@ def _reap(processes: list[Any]) -> None:
 
 
 def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
-                 shm: tuple[str, int] | None = None,
+                 shm: tuple[str, int, bool] | None = None,
                  keep_freed: int | None = KEEP_FREED) -> None:
     """Run batches from ``inbox_fd`` and write their results to ``outbox_fd``
-    (large arrays of results in shared memory, when ``shm`` gives the prefix and
-    threshold; up to ``keep_freed`` bytes of freed heap kept for new arrays, see
+    (large arrays of results in shared memory, when ``shm`` gives the prefix, the
+    threshold and whether numpy makes large arrays in segments; up to ``keep_freed`` bytes of freed heap kept for new arrays, see
     :mod:`numap._heap`)."""
     if keep_freed is not None:
         set_keep_freed(keep_freed)
@@ -461,7 +462,7 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
     _own_exit_handlers()
     inbox, outbox = Channel(inbox_fd), Channel(outbox_fd)
     segments = None if shm is None else \
-        Pool(f"{shm[0]}w{os.getpid()}-", shm[1], forward_to=shm[0])
+        Pool(f"{shm[0]}w{os.getpid()}-", shm[1], forward_to=shm[0], allocate=shm[2])
     frames: queue.SimpleQueue[list[memoryview]] = queue.SimpleQueue()
 
     def read() -> None:
@@ -506,6 +507,8 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
                 _send(outbox, _pickle_result(frame.task, frame.batch, None, [call], 0.0).parts())
                 continue
             task, batch = frame.task, frame.batch
+            if segments is not None:
+                segments.allocate()
             values, failures, seconds = run_batch(call, frame.payload)
             del frame, parts  # the items: what the function returned or kept stays alive
             failures = [_failure(f.position, f.exc) for f in failures]

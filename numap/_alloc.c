@@ -1,0 +1,455 @@
+/*
+ * numap._alloc: a numpy memory handler (NEP 49) that places a worker
+ * process's large arrays in POSIX shared-memory segments.
+ *
+ * A stage that makes a new array (``a + 1``) would otherwise build it in the
+ * worker's private memory, and the worker would then copy it into a segment
+ * to send it. With this handler installed, numpy allocates every array of at
+ * least ``threshold`` bytes in a segment of its own (reusing freed segments,
+ * whose pages are already mapped), so the result can go back as it is: the
+ * message names the segment, and nothing is copied.
+ *
+ * A segment, once made, is in one of three states:
+ *
+ *   live   an array of this process owns it (numpy has not freed it);
+ *   lent   a message named it and its receiver has not given it back;
+ *   free   neither: kept (mapped, pages in place) for the next allocation,
+ *          up to ``keep`` bytes of them; beyond that it is removed.
+ *
+ * live and lent may both hold: a segment is reused only when neither does.
+ * Smaller allocations, and every allocation once the handler is closed or in
+ * a child forked from this process (until it installs the handler itself),
+ * go to the C library as numpy's own handler would send them. A forked
+ * child's copies of the parent's segments are the parent's: the child unmaps
+ * them when numpy frees them there, and never reuses or removes them.
+ *
+ * Python side (see numap/_shm.py):
+ *   install(prefix, threshold, keep)  set the handler in the current context
+ *   block(address, nbytes)            (name, capacity) of a whole live segment
+ *   lend(address) / unlend(address)   a message names it / it does not after all
+ *   give_back(name)                   its receiver dropped it
+ *   close()                           remove every segment; allocate from the C library
+ *   stats()                           counts, for the tests
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_22_API_VERSION
+#define NPY_TARGET_VERSION NPY_1_22_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PAGE ((size_t)1 << 16)
+#define NAME_SIZE 96
+
+typedef struct segment {
+    void *address;
+    size_t size;      /* what the allocation asked for */
+    size_t capacity;  /* what is mapped */
+    int live;
+    int lent;
+    int foreign;      /* the parent's, in a forked child */
+    char name[NAME_SIZE];
+} segment;
+
+/* Segments in use (live or lent) and free ones: few at a time, scanned. */
+typedef struct {
+    segment **items;
+    size_t count;
+    size_t room;
+} segment_list;
+
+static struct {
+    pthread_mutex_t lock;
+    int installed;
+    int closed;
+    int forked;          /* in a child forked since install(): not installed here */
+    size_t threshold;
+    size_t keep;
+    size_t free_bytes;
+    unsigned long long serial;
+    char prefix[NAME_SIZE - 24];
+    segment_list used;
+    segment_list spare;
+    unsigned long long made, reused, removed, fallbacks;
+} S = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, (size_t)-1, 0, 0, 0, "", {0}, {0}, 0, 0, 0, 0};
+
+static int list_add(segment_list *list, segment *seg) {
+    if (list->count == list->room) {
+        size_t room = list->room ? 2 * list->room : 16;
+        segment **items = realloc(list->items, room * sizeof(segment *));
+        if (items == NULL) return -1;
+        list->items = items;
+        list->room = room;
+    }
+    list->items[list->count++] = seg;
+    return 0;
+}
+
+/* Keeps the order: the last added is the last, the most likely to be in cache still. */
+static void list_take(segment_list *list, size_t index) {
+    list->count--;
+    memmove(list->items + index, list->items + index + 1,
+            (list->count - index) * sizeof(segment *));
+}
+
+static long list_find(segment_list *list, void *address) {
+    for (size_t i = 0; i < list->count; i++)
+        if (list->items[i]->address == address) return (long)i;
+    return -1;
+}
+
+static void segment_remove(segment *seg) {
+    if (!seg->foreign) shm_unlink(seg->name);
+    munmap(seg->address, seg->capacity);
+    free(seg);
+    S.removed++;
+}
+
+static segment *segment_make(size_t size) {
+    size_t capacity = (size + PAGE - 1) / PAGE * PAGE;
+    segment *seg = calloc(1, sizeof(segment));
+    if (seg == NULL) return NULL;
+    snprintf(seg->name, NAME_SIZE, "/%s%llu", S.prefix, S.serial++);
+    int fd = shm_open(seg->name, O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0) {
+        free(seg);
+        return NULL;
+    }
+    /* Reserve the pages now: on a full /dev/shm this fails here (and the C
+       library serves the allocation) instead of a SIGBUS on first touch. */
+    void *address = MAP_FAILED;
+    if (ftruncate(fd, (off_t)capacity) == 0 && posix_fallocate(fd, 0, (off_t)capacity) == 0)
+        address = mmap(NULL, capacity, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    close(fd);
+    if (address == MAP_FAILED) {
+        shm_unlink(seg->name);
+        free(seg);
+        return NULL;
+    }
+    seg->address = address;
+    seg->capacity = capacity;
+    S.made++;
+    return seg;
+}
+
+/* Keep at most S.keep bytes of free segments, dropping the largest first. */
+static void spare_trim(void) {
+    while (S.free_bytes > S.keep && S.spare.count) {
+        size_t largest = 0;
+        for (size_t i = 1; i < S.spare.count; i++)
+            if (S.spare.items[i]->capacity > S.spare.items[largest]->capacity) largest = i;
+        segment *seg = S.spare.items[largest];
+        list_take(&S.spare, largest);
+        S.free_bytes -= seg->capacity;
+        segment_remove(seg);
+    }
+}
+
+/* A segment no longer live nor lent: kept for reuse, or removed. */
+static void segment_done(long index) {
+    segment *seg = S.used.items[index];
+    list_take(&S.used, (size_t)index);
+    if (S.closed || S.forked || seg->foreign || list_add(&S.spare, seg) != 0) {
+        segment_remove(seg);
+        return;
+    }
+    S.free_bytes += seg->capacity;
+    spare_trim();
+}
+
+/* A live segment of at least ``size`` bytes, or NULL (then the C library serves). */
+static void *segment_alloc(size_t size, int zeroed) {
+    pthread_mutex_lock(&S.lock);
+    segment *seg = NULL;
+    long best = -1;
+    for (long i = (long)S.spare.count - 1; i >= 0; i--) {  /* the last freed first */
+        size_t capacity = S.spare.items[i]->capacity;
+        if (size <= capacity && capacity <= 2 * size + PAGE &&
+            (best < 0 || capacity < S.spare.items[best]->capacity))
+            best = i;
+    }
+    if (best >= 0) {
+        seg = S.spare.items[best];
+        list_take(&S.spare, (size_t)best);
+        S.free_bytes -= seg->capacity;
+        S.reused++;
+        if (zeroed) memset(seg->address, 0, size);
+    } else {
+        seg = segment_make(size);  /* a fresh segment is zero-filled */
+    }
+    if (seg != NULL && list_add(&S.used, seg) != 0) {
+        segment_remove(seg);
+        seg = NULL;
+    }
+    if (seg == NULL) {
+        S.fallbacks++;
+        pthread_mutex_unlock(&S.lock);
+        return NULL;
+    }
+    seg->size = size;
+    seg->live = 1;
+    seg->lent = 0;
+    pthread_mutex_unlock(&S.lock);
+    return seg->address;
+}
+
+static int large(size_t size) {
+    return size >= S.threshold && !S.closed && !S.forked;
+}
+
+static void *handler_malloc(void *ctx, size_t size) {
+    (void)ctx;
+    if (large(size)) {
+        void *address = segment_alloc(size, 0);
+        if (address != NULL) return address;
+    }
+    return malloc(size ? size : 1);
+}
+
+static void *handler_calloc(void *ctx, size_t count, size_t each) {
+    (void)ctx;
+    if (each && count > SIZE_MAX / each) return NULL;
+    if (large(count * each)) {
+        void *address = segment_alloc(count * each, 1);
+        if (address != NULL) return address;
+    }
+    return calloc(count ? count : 1, each ? each : 1);
+}
+
+/* Whether ``address`` is a segment's; if so, ``*size`` is its size. */
+static int owned(void *address, size_t *size) {
+    if (S.used.count == 0) return 0;  /* no lock: only this thread adds, under the GIL */
+    pthread_mutex_lock(&S.lock);
+    long index = list_find(&S.used, address);
+    if (index >= 0 && size != NULL) *size = S.used.items[index]->size;
+    pthread_mutex_unlock(&S.lock);
+    return index >= 0;
+}
+
+static void handler_free(void *ctx, void *address, size_t size) {
+    (void)ctx;
+    (void)size;
+    if (address == NULL) return;
+    if (S.used.count) {
+        pthread_mutex_lock(&S.lock);
+        long index = list_find(&S.used, address);
+        if (index >= 0) {
+            segment *seg = S.used.items[index];
+            seg->live = 0;
+            if (!seg->lent) segment_done(index);
+            pthread_mutex_unlock(&S.lock);
+            return;
+        }
+        pthread_mutex_unlock(&S.lock);
+    }
+    free(address);
+}
+
+static void *handler_realloc(void *ctx, void *address, size_t size) {
+    size_t old = 0;
+    if (address != NULL && owned(address, &old)) {
+        void *moved = handler_malloc(ctx, size);
+        if (moved == NULL) return NULL;
+        memcpy(moved, address, old < size ? old : size);
+        handler_free(ctx, address, old);
+        return moved;
+    }
+    if (address == NULL) return handler_malloc(ctx, size);
+    return realloc(address, size ? size : 1);
+}
+
+static PyDataMem_Handler handler = {
+    "numap_shared_memory",
+    1,
+    {NULL, handler_malloc, handler_calloc, handler_realloc, handler_free},
+};
+
+static PyObject *capsule = NULL;
+
+/* The lock is held across fork(), so that the child's lists are whole. */
+static void before_fork(void) {
+    pthread_mutex_lock(&S.lock);
+}
+
+static void after_fork_parent(void) {
+    pthread_mutex_unlock(&S.lock);
+}
+
+static void after_fork_child(void) {
+    pthread_mutex_unlock(&S.lock);
+    S.forked = 1;  /* the segments are the parent's */
+    for (size_t i = 0; i < S.used.count; i++) S.used.items[i]->foreign = 1;
+    for (size_t i = 0; i < S.spare.count; i++) S.spare.items[i]->foreign = 1;
+}
+
+/* -- the Python side -------------------------------------------------------------------- */
+
+static PyObject *alloc_install(PyObject *self, PyObject *args) {
+    const char *prefix;
+    unsigned long long threshold, keep;
+    if (!PyArg_ParseTuple(args, "sKK:install", &prefix, &threshold, &keep)) return NULL;
+    if (strlen(prefix) >= sizeof(S.prefix)) {
+        PyErr_Format(PyExc_ValueError, "install: prefix longer than %zu characters: %s",
+                     sizeof(S.prefix) - 1, prefix);
+        return NULL;
+    }
+    if (threshold < 1) {
+        PyErr_SetString(PyExc_ValueError, "install: threshold must be at least 1 byte");
+        return NULL;
+    }
+    if (capsule == NULL) {
+        capsule = PyCapsule_New(&handler, "mem_handler", NULL);
+        if (capsule == NULL) return NULL;
+        pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    }
+    pthread_mutex_lock(&S.lock);
+    if (S.forked) {  /* installed again in a forked child: the parent's spares go */
+        while (S.spare.count) {
+            segment *seg = S.spare.items[--S.spare.count];
+            segment_remove(seg);
+        }
+        S.free_bytes = 0;
+        S.forked = 0;
+    }
+    memcpy(S.prefix, prefix, strlen(prefix) + 1);
+    S.threshold = (size_t)threshold;
+    S.keep = (size_t)keep;
+    S.closed = 0;
+    S.installed = 1;
+    pthread_mutex_unlock(&S.lock);
+    PyObject *old = PyDataMem_SetHandler(capsule);
+    if (old == NULL) return NULL;
+    Py_DECREF(old);
+    Py_RETURN_NONE;
+}
+
+static PyObject *alloc_block(PyObject *self, PyObject *args) {
+    unsigned long long address, nbytes;
+    if (!PyArg_ParseTuple(args, "KK:block", &address, &nbytes)) return NULL;
+    PyObject *found = NULL;
+    pthread_mutex_lock(&S.lock);
+    long index = list_find(&S.used, (void *)(uintptr_t)address);
+    if (index >= 0) {
+        segment *seg = S.used.items[index];
+        if (seg->live && !seg->lent && !seg->foreign && seg->size == nbytes)
+            found = Py_BuildValue("(sK)", seg->name, (unsigned long long)seg->capacity);
+    }
+    pthread_mutex_unlock(&S.lock);
+    if (found == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
+    return found;
+}
+
+static PyObject *set_lent(PyObject *args, const char *what, int lent) {
+    unsigned long long address;
+    if (!PyArg_ParseTuple(args, what, &address)) return NULL;
+    int done = 0;
+    pthread_mutex_lock(&S.lock);
+    long index = list_find(&S.used, (void *)(uintptr_t)address);
+    if (index >= 0) {
+        segment *seg = S.used.items[index];
+        seg->lent = lent;
+        done = 1;
+        if (!lent && !seg->live) segment_done(index);
+    }
+    pthread_mutex_unlock(&S.lock);
+    return PyBool_FromLong(done);
+}
+
+static PyObject *alloc_lend(PyObject *self, PyObject *args) {
+    return set_lent(args, "K:lend", 1);
+}
+
+static PyObject *alloc_unlend(PyObject *self, PyObject *args) {
+    return set_lent(args, "K:unlend", 0);
+}
+
+static PyObject *alloc_live(PyObject *self, PyObject *args) {
+    unsigned long long address;
+    if (!PyArg_ParseTuple(args, "K:live", &address)) return NULL;
+    int live = 0;
+    pthread_mutex_lock(&S.lock);
+    long index = list_find(&S.used, (void *)(uintptr_t)address);
+    if (index >= 0) live = S.used.items[index]->live;
+    pthread_mutex_unlock(&S.lock);
+    return PyBool_FromLong(live);
+}
+
+static PyObject *alloc_give_back(PyObject *self, PyObject *args) {
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s:give_back", &name)) return NULL;
+    int known = 0;
+    pthread_mutex_lock(&S.lock);
+    for (size_t i = 0; i < S.used.count; i++) {
+        segment *seg = S.used.items[i];
+        if (strcmp(seg->name, name) == 0 && seg->lent && !seg->foreign) {
+            seg->lent = 0;
+            known = 1;
+            if (!seg->live) segment_done((long)i);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&S.lock);
+    return PyBool_FromLong(known);
+}
+
+static PyObject *alloc_close(PyObject *self, PyObject *unused) {
+    pthread_mutex_lock(&S.lock);
+    S.closed = 1;
+    while (S.spare.count) {
+        segment *seg = S.spare.items[S.spare.count - 1];
+        S.spare.count--;
+        segment_remove(seg);
+    }
+    S.free_bytes = 0;
+    /* Segments in use keep their mapping (an array or a receiver is on them); their
+       names go now, and the mapping when numpy frees them. */
+    for (size_t i = 0; i < S.used.count; i++)
+        if (!S.used.items[i]->foreign) shm_unlink(S.used.items[i]->name);
+    pthread_mutex_unlock(&S.lock);
+    Py_RETURN_NONE;
+}
+
+static PyObject *alloc_stats(PyObject *self, PyObject *unused) {
+    pthread_mutex_lock(&S.lock);
+    PyObject *stats = Py_BuildValue(
+        "{s:n,s:n,s:K,s:K,s:K,s:K,s:K,s:i}", "used", (Py_ssize_t)S.used.count,
+        "spare", (Py_ssize_t)S.spare.count, "spare_bytes", (unsigned long long)S.free_bytes,
+        "made", S.made, "reused", S.reused, "removed", S.removed, "fallbacks", S.fallbacks,
+        "active", S.installed && !S.closed && !S.forked);
+    pthread_mutex_unlock(&S.lock);
+    return stats;
+}
+
+static PyMethodDef methods[] = {
+    {"install", alloc_install, METH_VARARGS, "Allocate large arrays in shared memory here."},
+    {"block", alloc_block, METH_VARARGS, "(name, capacity) of a whole live segment, or None."},
+    {"lend", alloc_lend, METH_VARARGS, "A message names the segment at this address."},
+    {"unlend", alloc_unlend, METH_VARARGS, "The message does not name it after all."},
+    {"live", alloc_live, METH_VARARGS, "Whether an array of this process owns the segment."},
+    {"give_back", alloc_give_back, METH_VARARGS, "The receiver dropped the named segment."},
+    {"close", alloc_close, METH_NOARGS, "Remove every segment; allocate from the C library."},
+    {"stats", alloc_stats, METH_NOARGS, "Counts of segments, for the tests."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "numap._alloc",
+    "A numpy memory handler that places large arrays in shared-memory segments.", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__alloc(void) {
+    import_array();
+    return PyModule_Create(&module);
+}
