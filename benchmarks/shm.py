@@ -154,8 +154,9 @@ def copy_bandwidth(mib: int, repeat: int = 10) -> dict[str, float]:
 _WORK = {
     # the parent's copy in; the stages; the result goes back in its segment
     "pipeline": ("copy", add_item, scale_item),
-    # the parent's copy in; the stages; the worker copies its new result into a segment
-    "pipeline-new": ("copy", lambda a: a + 1.0, lambda a: a * 2.0, "copy"),
+    # the parent's copy in; the stages, whose new arrays numpy makes in reused segments
+    # (numap's allocator in the workers): the result goes back in its own
+    "pipeline-new": ("copy", lambda a: a + 1.0, lambda a: a * 2.0),
     # the parent's copy in, a stage, the parent's copy of the result for the next task, a stage
     "chained": ("copy", add_item, "copy", scale_item),
 }
@@ -165,9 +166,16 @@ def _ceiling_process(scenario: str, mib: int, rounds: int, transport: bool, star
                      out: Any) -> None:
     import numpy as np
 
+    import os
+
     from numap._heap import KEEP_FREED, keep_freed
+    from numap._shm import KEEP_FREE, allocator_available
 
     keep_freed(KEEP_FREED)  # the C allocator's settings of a NuMap's worker processes
+    if allocator_available():  # and numpy's: new arrays in reused shared-memory segments
+        from numap import _alloc
+
+        _alloc.install(f"numap-ceiling-{os.getpid()}-a", MiB, KEEP_FREE)
     arrays = [np.full(mib * MiB // 8, float(k)) for k in range(16)]
     segments = [np.empty_like(a) for a in arrays]  # reused, as a pool reuses its segments
     for array, segment in zip(arrays, segments):  # touch every page before the clock
@@ -178,6 +186,8 @@ def _ceiling_process(scenario: str, mib: int, rounds: int, transport: bool, star
         for array, segment in zip(arrays, segments):
             memory_work(scenario, array, segment, transport)
     out.put(time.perf_counter() - began)
+    if allocator_available():
+        _alloc.close()  # no segment left behind
 
 
 def memory_work(scenario: str, array: Any, segment: Any, transport: bool) -> Any:

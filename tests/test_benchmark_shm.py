@@ -18,8 +18,12 @@ def test_memory_work_is_the_scenarios_arithmetic(scenario):
         segment = np.zeros(1024)
         result = shm.memory_work(scenario, array, segment, transport)
         assert np.array_equal(result, np.full(1024, 8.0))  # (3 + 1) * 2
-        # with transport the last copy or the stages in place leave the result in the
-        # segment, as on the path; without, the segment is never touched
+        if scenario == "pipeline-new":  # the parent's copy in; new arrays after it
+            assert result is not segment
+            assert np.array_equal(segment, np.full(1024, 3.0 if transport else 0.0))
+            continue
+        # with transport the stages in place leave the result in the segment, as on
+        # the path; without, the segment is never touched
         assert (result is segment) == transport
         assert np.array_equal(segment, np.full(1024, 8.0 if transport else 0.0))
 
