@@ -16,17 +16,31 @@
  *   free   neither: kept (mapped, pages in place) for the next allocation,
  *          up to ``keep`` bytes of them; beyond that it is removed.
  *
- * live and lent may both hold: a segment is reused only when neither does.
- * Smaller allocations, and every allocation once the handler is closed or in
- * a child forked from this process (until it installs the handler itself),
- * go to the C library as numpy's own handler would send them. A forked
- * child's copies of the parent's segments are the parent's: the child unmaps
- * them when numpy frees them there, and never reuses or removes them.
+ * live and lent may both hold: a segment is reused only when neither does,
+ * and a lent one stays mapped until it is given back.
+ *
+ * Smaller allocations, ``np.zeros`` of more than LAZY_ZEROS bytes (left to the
+ * C library, whose zero pages come only when touched), and every allocation
+ * once the handler is closed or in a child forked from this process (until
+ * it installs the handler itself), go to the C library as numpy's own handler
+ * would send them.
+ *
+ * fork(): a child must get a copy of the arrays, as with private memory, not
+ * a mapping shared with its parent. Before the fork every segment is marked
+ * not to be inherited, and the live ones are copied into private snapshots;
+ * in the child, each snapshot is moved to its segment's address (so the
+ * arrays on it stay valid, now private), and the others are forgotten. The
+ * parent drops its snapshots. A segment whose snapshot could not be made is
+ * inherited shared, as a last resort.
+ *
+ * No Python object is made while the lock is held: making one may run the
+ * garbage collector, which may free an array, which takes the lock.
  *
  * Python side (see numap/_shm.py):
  *   install(prefix, threshold, keep)  set the handler in the current context
  *   block(address, nbytes)            (name, capacity) of a whole live segment
  *   lend(address) / unlend(address)   a message names it / it does not after all
+ *   live(address)                     whether numpy still has the array
  *   give_back(name)                   its receiver dropped it
  *   close()                           remove every segment; allocate from the C library
  *   stats()                           counts, for the tests
@@ -48,9 +62,13 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #define PAGE ((size_t)1 << 16)
 #define NAME_SIZE 96
+#define LAZY_ZEROS ((size_t)64 << 20)
 
 typedef struct segment {
     void *address;
@@ -58,7 +76,9 @@ typedef struct segment {
     size_t capacity;  /* what is mapped */
     int live;
     int lent;
-    int foreign;      /* the parent's, in a forked child */
+    int foreign;      /* its name is not ours (a forked child's copy, or closed) */
+    int shared;       /* mapped from its segment (not a forked child's private copy) */
+    void *snapshot;   /* during fork(): the private copy the child takes */
     char name[NAME_SIZE];
 } segment;
 
@@ -139,6 +159,7 @@ static segment *segment_make(size_t size) {
     }
     seg->address = address;
     seg->capacity = capacity;
+    seg->shared = 1;
     S.made++;
     return seg;
 }
@@ -220,8 +241,9 @@ static void *handler_malloc(void *ctx, size_t size) {
 static void *handler_calloc(void *ctx, size_t count, size_t each) {
     (void)ctx;
     if (each && count > SIZE_MAX / each) return NULL;
-    if (large(count * each)) {
-        void *address = segment_alloc(count * each, 1);
+    size_t size = count * each;
+    if (large(size) && size <= LAZY_ZEROS) {
+        void *address = segment_alloc(size, 1);
         if (address != NULL) return address;
     }
     return calloc(count ? count : 1, each ? each : 1);
@@ -229,7 +251,7 @@ static void *handler_calloc(void *ctx, size_t count, size_t each) {
 
 /* Whether ``address`` is a segment's; if so, ``*size`` is its size. */
 static int owned(void *address, size_t *size) {
-    if (S.used.count == 0) return 0;  /* no lock: only this thread adds, under the GIL */
+    if (S.used.count == 0) return 0;  /* none: ``address`` cannot be one */
     pthread_mutex_lock(&S.lock);
     long index = list_find(&S.used, address);
     if (index >= 0 && size != NULL) *size = S.used.items[index]->size;
@@ -257,15 +279,26 @@ static void handler_free(void *ctx, void *address, size_t size) {
 }
 
 static void *handler_realloc(void *ctx, void *address, size_t size) {
+    if (address == NULL) return handler_malloc(ctx, size);
     size_t old = 0;
-    if (address != NULL && owned(address, &old)) {
+    if (owned(address, &old)) {  /* to a segment of the new size, or the C library */
         void *moved = handler_malloc(ctx, size);
         if (moved == NULL) return NULL;
         memcpy(moved, address, old < size ? old : size);
         handler_free(ctx, address, old);
         return moved;
     }
-    if (address == NULL) return handler_malloc(ctx, size);
+#ifdef __GLIBC__
+    if (large(size)) {  /* an array growing past the threshold moves to a segment */
+        size_t usable = malloc_usable_size(address);
+        void *moved = segment_alloc(size, 0);
+        if (moved != NULL) {
+            memcpy(moved, address, usable < size ? usable : size);
+            free(address);
+            return moved;
+        }
+    }
+#endif
     return realloc(address, size ? size : 1);
 }
 
@@ -277,35 +310,84 @@ static PyDataMem_Handler handler = {
 
 static PyObject *capsule = NULL;
 
-/* The lock is held across fork(), so that the child's lists are whole. */
+/* -- fork() ------------------------------------------------------------------------------ */
+
 static void before_fork(void) {
-    pthread_mutex_lock(&S.lock);
+    pthread_mutex_lock(&S.lock);  /* held across fork(): the child's lists are whole */
+    for (size_t i = 0; i < S.used.count; i++) {
+        segment *seg = S.used.items[i];
+        seg->snapshot = NULL;
+        if (!seg->shared) continue;  /* private already: inherited copy-on-write */
+        if (seg->live) {
+            void *copy = mmap(NULL, seg->capacity, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (copy == MAP_FAILED) continue;  /* inherited shared, as a last resort */
+            memcpy(copy, seg->address, seg->size);
+            seg->snapshot = copy;
+        }
+        madvise(seg->address, seg->capacity, MADV_DONTFORK);
+    }
+    for (size_t i = 0; i < S.spare.count; i++)
+        madvise(S.spare.items[i]->address, S.spare.items[i]->capacity, MADV_DONTFORK);
 }
 
 static void after_fork_parent(void) {
+    for (size_t i = 0; i < S.used.count; i++) {
+        segment *seg = S.used.items[i];
+        if (seg->shared && (seg->snapshot != NULL || !seg->live))
+            madvise(seg->address, seg->capacity, MADV_DOFORK);
+        if (seg->snapshot != NULL) munmap(seg->snapshot, seg->capacity);
+        seg->snapshot = NULL;
+    }
+    for (size_t i = 0; i < S.spare.count; i++)
+        madvise(S.spare.items[i]->address, S.spare.items[i]->capacity, MADV_DOFORK);
     pthread_mutex_unlock(&S.lock);
 }
 
 static void after_fork_child(void) {
+    size_t kept = 0;
+    for (size_t i = 0; i < S.used.count; i++) {
+        segment *seg = S.used.items[i];
+        seg->foreign = 1;  /* the names are the parent's */
+        if (seg->shared && seg->snapshot != NULL) {
+            /* the snapshot takes the segment's place: the arrays on it stay valid */
+            if (mremap(seg->snapshot, seg->capacity, seg->capacity,
+                       MREMAP_MAYMOVE | MREMAP_FIXED, seg->address) != MAP_FAILED)
+                seg->shared = 0;
+            seg->snapshot = NULL;
+        } else if (seg->shared && !seg->live) {
+            free(seg);  /* lent only: not inherited, no array of ours on it */
+            continue;
+        }
+        S.used.items[kept++] = seg;
+    }
+    S.used.count = kept;
+    for (size_t i = 0; i < S.spare.count; i++) free(S.spare.items[i]);  /* not inherited */
+    S.spare.count = 0;
+    S.free_bytes = 0;
+    S.forked = 1;
     pthread_mutex_unlock(&S.lock);
-    S.forked = 1;  /* the segments are the parent's */
-    for (size_t i = 0; i < S.used.count; i++) S.used.items[i]->foreign = 1;
-    for (size_t i = 0; i < S.spare.count; i++) S.spare.items[i]->foreign = 1;
 }
 
 /* -- the Python side -------------------------------------------------------------------- */
 
 static PyObject *alloc_install(PyObject *self, PyObject *args) {
     const char *prefix;
-    unsigned long long threshold, keep;
-    if (!PyArg_ParseTuple(args, "sKK:install", &prefix, &threshold, &keep)) return NULL;
-    if (strlen(prefix) >= sizeof(S.prefix)) {
-        PyErr_Format(PyExc_ValueError, "install: prefix longer than %zu characters: %s",
-                     sizeof(S.prefix) - 1, prefix);
+    Py_ssize_t threshold, keep;
+    if (!PyArg_ParseTuple(args, "snn:install", &prefix, &threshold, &keep)) return NULL;
+    if (prefix[0] == '\0' || strlen(prefix) >= sizeof(S.prefix) || strchr(prefix, '/')) {
+        PyErr_Format(PyExc_ValueError,
+                     "install: prefix must be 1 to %zu characters without '/', got %R",
+                     sizeof(S.prefix) - 1, PyTuple_GET_ITEM(args, 0));
         return NULL;
     }
     if (threshold < 1) {
-        PyErr_SetString(PyExc_ValueError, "install: threshold must be at least 1 byte");
+        PyErr_Format(PyExc_ValueError, "install: threshold must be at least 1 byte, got %zd",
+                     threshold);
+        return NULL;
+    }
+    if (keep < 0) {
+        PyErr_Format(PyExc_ValueError, "install: keep must not be negative, got %zd", keep);
         return NULL;
     }
     if (capsule == NULL) {
@@ -314,18 +396,11 @@ static PyObject *alloc_install(PyObject *self, PyObject *args) {
         pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     }
     pthread_mutex_lock(&S.lock);
-    if (S.forked) {  /* installed again in a forked child: the parent's spares go */
-        while (S.spare.count) {
-            segment *seg = S.spare.items[--S.spare.count];
-            segment_remove(seg);
-        }
-        S.free_bytes = 0;
-        S.forked = 0;
-    }
     memcpy(S.prefix, prefix, strlen(prefix) + 1);
     S.threshold = (size_t)threshold;
     S.keep = (size_t)keep;
     S.closed = 0;
+    S.forked = 0;
     S.installed = 1;
     pthread_mutex_unlock(&S.lock);
     PyObject *old = PyDataMem_SetHandler(capsule);
@@ -337,17 +412,20 @@ static PyObject *alloc_install(PyObject *self, PyObject *args) {
 static PyObject *alloc_block(PyObject *self, PyObject *args) {
     unsigned long long address, nbytes;
     if (!PyArg_ParseTuple(args, "KK:block", &address, &nbytes)) return NULL;
-    PyObject *found = NULL;
+    char name[NAME_SIZE] = "";
+    size_t capacity = 0;
     pthread_mutex_lock(&S.lock);
     long index = list_find(&S.used, (void *)(uintptr_t)address);
     if (index >= 0) {
         segment *seg = S.used.items[index];
-        if (seg->live && !seg->lent && !seg->foreign && seg->size == nbytes)
-            found = Py_BuildValue("(sK)", seg->name, (unsigned long long)seg->capacity);
+        if (seg->live && !seg->lent && !seg->foreign && seg->size == nbytes) {
+            memcpy(name, seg->name, NAME_SIZE);
+            capacity = seg->capacity;
+        }
     }
     pthread_mutex_unlock(&S.lock);
-    if (found == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
-    return found;
+    if (name[0] == '\0') Py_RETURN_NONE;
+    return Py_BuildValue("(sK)", name, (unsigned long long)capacity);
 }
 
 static PyObject *set_lent(PyObject *args, const char *what, int lent) {
@@ -356,7 +434,7 @@ static PyObject *set_lent(PyObject *args, const char *what, int lent) {
     int done = 0;
     pthread_mutex_lock(&S.lock);
     long index = list_find(&S.used, (void *)(uintptr_t)address);
-    if (index >= 0) {
+    if (index >= 0 && !S.used.items[index]->foreign) {
         segment *seg = S.used.items[index];
         seg->lent = lent;
         done = 1;
@@ -407,28 +485,39 @@ static PyObject *alloc_close(PyObject *self, PyObject *unused) {
     pthread_mutex_lock(&S.lock);
     S.closed = 1;
     while (S.spare.count) {
-        segment *seg = S.spare.items[S.spare.count - 1];
-        S.spare.count--;
+        segment *seg = S.spare.items[--S.spare.count];
         segment_remove(seg);
     }
     S.free_bytes = 0;
-    /* Segments in use keep their mapping (an array or a receiver is on them); their
-       names go now, and the mapping when numpy frees them. */
-    for (size_t i = 0; i < S.used.count; i++)
-        if (!S.used.items[i]->foreign) shm_unlink(S.used.items[i]->name);
+    /* Names go now. A segment lent only goes (its receiver has a mapping of its
+       own); one an array is on keeps its mapping until numpy frees it. */
+    size_t kept = 0;
+    for (size_t i = 0; i < S.used.count; i++) {
+        segment *seg = S.used.items[i];
+        if (!seg->foreign) shm_unlink(seg->name);
+        seg->foreign = 1;
+        seg->lent = 0;
+        if (!seg->live) {
+            segment_remove(seg);
+            continue;
+        }
+        S.used.items[kept++] = seg;
+    }
+    S.used.count = kept;
     pthread_mutex_unlock(&S.lock);
     Py_RETURN_NONE;
 }
 
 static PyObject *alloc_stats(PyObject *self, PyObject *unused) {
     pthread_mutex_lock(&S.lock);
-    PyObject *stats = Py_BuildValue(
-        "{s:n,s:n,s:K,s:K,s:K,s:K,s:K,s:i}", "used", (Py_ssize_t)S.used.count,
-        "spare", (Py_ssize_t)S.spare.count, "spare_bytes", (unsigned long long)S.free_bytes,
-        "made", S.made, "reused", S.reused, "removed", S.removed, "fallbacks", S.fallbacks,
-        "active", S.installed && !S.closed && !S.forked);
+    Py_ssize_t used = (Py_ssize_t)S.used.count, spare = (Py_ssize_t)S.spare.count;
+    unsigned long long spare_bytes = S.free_bytes, made = S.made, reused = S.reused,
+                       removed = S.removed, fallbacks = S.fallbacks;
+    int active = S.installed && !S.closed && !S.forked;
     pthread_mutex_unlock(&S.lock);
-    return stats;
+    return Py_BuildValue("{s:n,s:n,s:K,s:K,s:K,s:K,s:K,s:i}", "used", used, "spare", spare,
+                         "spare_bytes", spare_bytes, "made", made, "reused", reused,
+                         "removed", removed, "fallbacks", fallbacks, "active", active);
 }
 
 static PyMethodDef methods[] = {

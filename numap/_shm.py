@@ -60,6 +60,9 @@ SHM_FOLDER = "/dev/shm"
 KEEP_FREE = 512 << 20  # bytes of free segments a pool keeps for reuse
 KEEP_MAPPED = 1 << 30  # bytes of received segments a process keeps mapped for reuse
 _PAGE = 1 << 16
+SMALLEST_ALLOCATED = 64 * 1024
+"""The smallest array numap's allocator makes in a segment, whatever the threshold: a
+smaller buffer travels in the pickle itself (``numap._wire.OUT_OF_BAND_MIN``)."""
 
 
 def available() -> bool:
@@ -79,15 +82,14 @@ def allocator_available() -> bool:
 
 
 class Lent(NamedTuple):
-    """A segment of this process's allocator that a message is about to name: the
-    array that owns it must be gone once the message is pickled (see
-    :meth:`Pool.lend`)."""
+    """A segment of this process's allocator that a message is about to name: it goes
+    without a copy only if numpy has freed its array once the message is pickled
+    (see :meth:`Pool.lend`)."""
 
     name: str
     size: int
     capacity: int
     address: int
-    owner: weakref.ref[Any]
 
 
 class Lease(NamedTuple):
@@ -163,44 +165,39 @@ class Pool:
         from . import _alloc
 
         self.allocated = f"{self.prefix}a"
-        _alloc.install(self.allocated, self.threshold, KEEP_FREE)
+        # (smaller buffers travel in the pickle itself: a segment would gain nothing)
+        _alloc.install(self.allocated, max(self.threshold, SMALLEST_ALLOCATED), KEEP_FREE)
 
     def lend(self, buffer: memoryview) -> Lent | None:
         """The allocator's segment of ``buffer`` when the buffer is a whole one, now
-        reserved for a message: numpy may free the array, but the segment is not
-        reused until its receiver gives it back (:meth:`release`).
-
-        It may go without a copy only if the array that owns it is gone once the
-        message is pickled: :meth:`settle` says what the message carries.
-        """
+        reserved for a message: numpy may free the array, but the segment stays
+        mapped and is not reused until its receiver gives it back (:meth:`release`).
+        It may go without a copy only if numpy has freed the array once the message
+        is pickled: :meth:`settle` says what the message carries."""
         if self.allocated is None:
             return None
         import numpy as np
 
         address = np.frombuffer(buffer, dtype=np.uint8).__array_interface__["data"][0]
         found = _alloc.block(address, buffer.nbytes)
-        owner: Any = buffer.obj
-        if found is None or not isinstance(owner, np.ndarray):
+        if found is None:
             return None
-        while isinstance(owner.base, np.ndarray):  # a view: its base owns the memory
-            owner = owner.base
         _alloc.lend(address)
-        return Lent(found[0], buffer.nbytes, found[1], address, weakref.ref(owner))
+        return Lent(found[0], buffer.nbytes, found[1], address)
 
     def settle(self, lent: Lent) -> tuple[str, int, int] | bytes:
         """What a message carries for ``lent`` once it holds nothing more of the array:
         the segment itself when numpy freed the array (nothing here can change it any
         more); else a copy, in another segment (its name) or, when no segment can be
         had, as bytes for the pipe."""
-        owner = lent.owner()
-        if owner is None:
+        if not _alloc.live(lent.address):
             return lent.name, lent.size, lent.capacity
-
-        # ``owner`` keeps the memory while it is read
+        # Something here still has the array (whatever the objects between): a copy.
+        # Lent, the segment stays mapped while it is read, even if the array goes.
         data = memoryview((ctypes.c_ubyte * lent.size).from_address(lent.address)).cast("B")
         placed = self.put(data)
         copied = bytes(data) if placed is None else placed
-        del owner, data
+        del data
         _alloc.unlend(lent.address)
         return copied
 

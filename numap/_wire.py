@@ -35,7 +35,7 @@ __all__ = ["Channel", "Codec", "Frame", "Kind", "Pickled", "decode", "encode", "
            "peek", "pickled", "pipe", "segment_names"]
 
 # Buffers at least this large travel out of band.
-OUT_OF_BAND_MIN = 64 * 1024
+OUT_OF_BAND_MIN = _shm.SMALLEST_ALLOCATED
 # Asked of the kernel for each pipe: fewer wake-ups per large message.
 PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux; other systems keep their default size

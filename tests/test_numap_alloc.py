@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import numap._alloc  # noqa: F401 - built with the project: a missing build fails here
-from numap import NuMap, _shm
+from numap import NuMap, _shm, _wire
 from numap._shm import SHM_FOLDER
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,11 +35,12 @@ def fresh(code: str) -> dict:
     """Run ``code`` in a fresh interpreter with the allocator installed as ``A`` (prefix
     ``P``, threshold 1 MiB, keeping 8 MiB of free segments); what it prints last, as JSON."""
     head = textwrap.dedent("""
-        import json, os, sys
+        import atexit, json, os, sys
         import numpy as np
         import numap._alloc as A
         P = f"numap-test-{os.getpid()}-a"
         A.install(P, 1 << 20, 8 << 20)
+        atexit.register(A.close)  # no name left behind
         def names():
             return sorted(n for n in os.listdir("/dev/shm") if n.startswith(P))
     """)
@@ -149,24 +150,98 @@ def test_close_removes_the_names_and_stops_allocating():
     assert got["later"] is None and got["stats"]["active"] == 0
 
 
-def test_a_forked_child_leaves_the_parents_segments_alone():
+def test_a_forked_child_gets_copies_of_the_arrays_as_with_private_memory():
     got = fresh("""
         a = np.full((1 << 20) // 8, 3.0)
+        b = np.full((1 << 20) // 8, 5.0)
         spare = np.ones((1 << 20) // 8)
         del spare
+        read, write = os.pipe()
+        go_r, go_w = os.pipe()
         pid = os.fork()
-        if pid == 0:                              # the child frees its copies
-            b = np.ones((1 << 20) // 8)           # not in a segment here
-            inside = A.block(b.__array_interface__["data"][0], b.nbytes) is not None
-            del a
-            os._exit(10 + inside)
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"code": os.waitstatus_to_exitcode(status), "names": len(names()),
-                          "value": float(a.sum()), "stats": A.stats()}))
+        if pid == 0:                              # the child
+            a[:] = 99.0                           # its own copy
+            c = np.ones((1 << 20) // 8)           # from the C library here
+            inside = A.block(c.__array_interface__["data"][0], c.nbytes) is not None
+            os.read(go_r, 1)                      # the parent has reused b's segment
+            os.write(write, json.dumps([float(b[0]), float(a[0]), inside]).encode())
+            del a, b
+            os._exit(0)
+        del b
+        again = np.full((1 << 20) // 8, 42.0)     # b's segment, reused
+        os.write(go_w, b"x")
+        child = json.loads(os.read(read, 1000))
+        os.waitpid(pid, 0)
+        print(json.dumps({"child": child, "parent_a": float(a[0]), "names": len(names()),
+                          "stats": A.stats()}))
     """)
-    assert got["code"] == 10  # the child allocated from the C library
-    assert got["names"] == 2 and got["value"] == 3.0 * MIB / 8
-    assert got["stats"]["active"] == 1
+    assert got["child"] == [5.0, 99.0, False]  # its b unchanged, its a its own
+    assert got["parent_a"] == 3.0
+    assert got["names"] == 3 and got["stats"]["active"] == 1
+
+
+def test_a_child_forked_while_a_segment_is_lent_runs():
+    got = fresh("""
+        a = np.full((1 << 20) // 8, 3.0)
+        address = a.__array_interface__["data"][0]
+        name = A.block(address, a.nbytes)[0]
+        A.lend(address)
+        del a                                     # lent only: no array of ours on it
+        pid = os.fork()
+        if pid == 0:
+            b = np.ones((1 << 21) // 8)
+            os._exit(0 if float(b.sum()) == (1 << 21) // 8 else 1)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"code": os.waitstatus_to_exitcode(status), "back": A.give_back(name),
+                          "stats": A.stats()}))
+    """)
+    assert got["code"] == 0 and got["back"] and got["stats"]["spare"] == 1
+
+
+def test_making_objects_in_the_allocator_functions_never_deadlocks():
+    # A Python object made by block() or stats() may run the garbage collector, which
+    # may free an array in a segment: the allocator's lock must not be held then.
+    got = fresh("""
+        import gc
+
+        class Cycle:
+            def __init__(self):
+                self.me = self                    # freed by the collector only
+                self.data = np.ones((1 << 20) // 8)
+
+        a = np.ones((1 << 20) // 8)
+        address = a.__array_interface__["data"][0]
+        calls = 0
+        for threshold in range(1, 6):
+            for call, args in ((A.block, (address, a.nbytes)), (A.stats, ())):
+                gc.disable()
+                gc.collect()
+                Cycle()
+                gc.set_threshold(threshold)
+                gc.enable()
+                call(*args)
+                calls += 1
+        gc.set_threshold(700)
+        gc.collect()
+        print(json.dumps({"calls": calls, "stats": A.stats()}))
+    """)
+    assert got["calls"] == 10 and got["stats"]["used"] == 1
+
+
+def test_close_then_install_never_names_a_removed_segment():
+    got = fresh("""
+        kept = np.ones((1 << 20) // 8)
+        A.close()
+        A.install(P, 1 << 20, 8 << 20)
+        address = kept.__array_interface__["data"][0]
+        old = A.block(address, kept.nbytes)       # its name is gone: never named again
+        del kept                                  # unmapped, not reused
+        new = np.ones((1 << 20) // 8)
+        name = A.block(new.__array_interface__["data"][0], new.nbytes)[0]
+        print(json.dumps({"old": old, "there": name[1:] in names(), "stats": A.stats()}))
+    """)
+    assert got["old"] is None and got["there"]
+    assert got["stats"]["reused"] == 0 and got["stats"]["made"] == 2
 
 
 def test_no_room_in_dev_shm_falls_back_to_the_c_library():
@@ -184,14 +259,45 @@ def test_no_room_in_dev_shm_falls_back_to_the_c_library():
 def test_install_checks_its_arguments():
     got = fresh("""
         errors = []
-        for args in (("x" * 200, 1, 1), ("p", 0, 1)):
+        for args in (("x" * 200, 1, 1), ("", 1, 1), ("a/b", 1, 1), ("p", 0, 1), ("p", -1, 1),
+                     ("p", 1, -1), ("p", 2 ** 64, 1), ("p", "1", 1)):
             try:
                 A.install(*args)
-            except ValueError as error:
-                errors.append(str(error))
+                errors.append(None)
+            except (ValueError, OverflowError, TypeError) as error:
+                errors.append(f"{type(error).__name__}: {error}")
         print(json.dumps(errors))
     """)
-    assert "prefix longer than" in got[0] and "threshold must be at least 1" in got[1]
+    assert all("prefix must be 1 to" in e for e in got[:3]), got
+    assert "threshold must be at least 1 byte, got 0" in got[3]
+    assert "threshold must be at least 1 byte, got -1" in got[4]
+    assert "keep must not be negative" in got[5]
+    assert got[6].startswith("OverflowError") and got[7].startswith("TypeError")
+
+
+def test_an_array_growing_past_the_threshold_moves_to_a_segment():
+    got = fresh("""
+        a = np.ones(100)
+        a.resize((1 << 21) // 8, refcheck=False)  # from the C library to a segment
+        grown = A.block(a.__array_interface__["data"][0], a.nbytes) is not None
+        b = np.fromiter((float(k) for k in range((1 << 21) // 8)), dtype=np.float64)
+        print(json.dumps({"grown": grown, "head": a[:100].tolist(), "b": float(b.sum()),
+                          "stats": A.stats()}))
+    """)
+    n = 2 * MIB // 8
+    assert got["grown"] and got["head"] == [1.0] * 100
+    assert got["b"] == n * (n - 1) / 2 and got["stats"]["used"] == 2
+
+
+def test_large_zeros_stay_lazy_in_the_c_library():
+    got = fresh("""
+        big = np.zeros((256 << 20) // 8)          # above 64 MiB: zero pages when touched
+        small = np.zeros((2 << 20) // 8)
+        print(json.dumps({"big": A.block(big.__array_interface__["data"][0], big.nbytes),
+                          "small": A.block(small.__array_interface__["data"][0],
+                                           small.nbytes) is not None}))
+    """)
+    assert got["big"] is None and got["small"]
 
 
 # -- in NuMap's workers ---------------------------------------------------------------------
@@ -244,6 +350,56 @@ def test_an_array_the_worker_keeps_goes_back_as_a_copy():
         out = list(numap)  # the worker changed its total after returning each one
         assert [float(a[0]) for a in out] == [1.0, 2.0, 3.0, 4.0, 5.0]
         assert not any(np.shares_memory(out[0], a) for a in out[1:])
+
+
+def total_as_a_view(a, _kept={}):  # noqa: B006 - the worker's own state, on purpose
+    total = _kept.get("total")
+    if total is None:
+        total = _kept["total"] = np.zeros_like(a)
+    total += a
+    # the same bytes through objects that are not arrays: still the kept total
+    return np.frombuffer(memoryview(total), dtype=total.dtype)
+
+
+def test_a_kept_array_returned_through_other_objects_goes_back_as_a_copy():
+    arrays = [np.full(2 * MIB // 8, 1.0) for _ in range(5)]
+    with NuMap(total_as_a_view, arrays, worker_num=1, stride=1) as numap:
+        out = list(numap)
+        assert [float(a[0]) for a in out] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def forks_a_scribbler(x):
+    made = x * 2.0  # in a segment
+    pid = os.fork()
+    if pid == 0:  # a helper process with its own copy
+        made[:] = -1.0
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return made
+
+
+def test_a_task_that_forks_keeps_its_arrays_its_own():
+    arrays = [np.full(2 * MIB // 8, float(k)) for k in range(3)]
+    with NuMap(forks_a_scribbler, arrays, worker_num=1) as numap:
+        assert [float(a[0]) for a in numap] == [0.0, 2.0, 4.0]
+    assert ours() == []
+
+
+def in_segments(item):
+    from numap import _alloc
+
+    def placed(a):
+        return _alloc.block(a.__array_interface__["data"][0], a.nbytes) is not None
+
+    small = [np.ones(4) for _ in range(50)]  # 32 bytes each
+    return [sum(map(placed, small)), placed(np.ones(128 * 1024 // 8)), _alloc.stats()["active"]]
+
+
+def test_small_arrays_never_get_a_segment_whatever_the_threshold():
+    # below 64 KiB an array travels in the pickle anyway: a segment would only cost
+    assert _shm.SMALLEST_ALLOCATED == _wire.OUT_OF_BAND_MIN
+    with NuMap(in_segments, [np.ones(8)], worker_num=1, shared_memory=1) as numap:
+        assert list(numap) == [[0, True, 1]]
 
 
 def dies_on_three(a):
