@@ -64,14 +64,22 @@ def dask_client(request):
         return
     import psutil
 
+    from multiprocessing import resource_tracker
+
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
+    tracker_before = resource_tracker._resource_tracker._pid
     cluster = local_cluster()
     client = distributed.Client(cluster)
 
     def close():
         client.close()
         cluster.close()
+        # multiprocessing's resource tracker, started for dask's spawned processes,
+        # is stopped as it expects (killed, it would be reported dead to the next
+        # user of spawned processes, which then fails to start them)
+        if tracker_before is None and resource_tracker._resource_tracker._pid is not None:
+            resource_tracker._resource_tracker._stop()
         # dask's worker processes end a moment after close(): wait for them, so that
         # the tests of the next modules do not count them as theirs
         deadline = time.monotonic() + 10
