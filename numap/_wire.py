@@ -31,8 +31,8 @@ import dill
 from . import _shm
 from ._shm import Lease, Lent, Pool
 
-__all__ = ["Channel", "Codec", "Frame", "Kind", "Pickled", "decode", "encode", "frame_bytes",
-           "peek", "pickled", "pipe", "segment_names"]
+__all__ = ["Channel", "Codec", "Frame", "Kind", "Pickled", "carries_segments", "decode",
+           "encode", "frame_bytes", "peek", "pickled", "pipe", "segment_names"]
 
 # Buffers at least this large travel out of band.
 OUT_OF_BAND_MIN = _shm.SMALLEST_ALLOCATED
@@ -131,6 +131,7 @@ class Pickled:
         if segments is None or not any(buf.raw().nbytes >= segments.threshold
                                        for buf in buffers):
             return [self.head + self.body, *(buf.raw() for buf in buffers)]
+        segments.large_seen = True
         # per buffer: its index among the pipe parts, or [name, size, capacity]
         piped: list[Any] = []
         table: list[Any] = []
@@ -194,6 +195,11 @@ def frame_bytes(parts: list[Any]) -> int:
         total += sum(entry[1] for entry in json.loads(bytes(parts[1]))
                      if not isinstance(entry, int))
     return total
+
+
+def carries_segments(parts: list[Any]) -> bool:
+    """Whether a frame made by :func:`encode` places large buffers in segments."""
+    return bool(_HEADER.unpack_from(parts[0])[1] & _SEGMENTS)
 
 
 def segment_names(parts: list[Any]) -> list[str]:

@@ -398,8 +398,24 @@ def in_segments(item):
 def test_small_arrays_never_get_a_segment_whatever_the_threshold():
     # below 64 KiB an array travels in the pickle anyway: a segment would only cost
     assert _shm.SMALLEST_ALLOCATED == _wire.OUT_OF_BAND_MIN
-    with NuMap(in_segments, [np.ones(8)], worker_num=1, shared_memory=1) as numap:
+    with NuMap(in_segments, [np.ones(MIB)], worker_num=1, shared_memory=1) as numap:
         assert list(numap) == [[0, True, 1]]
+
+
+def test_numpy_keeps_its_own_handler_until_large_arrays_come():
+    # numpy's own handler is faster on small arrays: a worker that never sees a large
+    # one never changes it
+    with NuMap(in_segments, [np.ones(8), np.ones(8)], worker_num=1, stride=1) as numap:
+        assert [r[2] for r in numap] == [0, 0]
+    # a large result, then the next batch has numpy make large arrays in segments
+    with NuMap(made_large, [1, 2, 3], worker_num=1, stride=1) as numap:
+        out = list(numap)
+        assert [segment_of(a) is not None for a in out] == [True, True, True]
+        assert ["-a" in segment_of(a).rsplit("w", 1)[1] for a in out] == [False, True, True]
+
+
+def made_large(n):
+    return np.full(2 * MIB // 8, float(n))
 
 
 def dies_on_three(a):

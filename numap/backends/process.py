@@ -56,6 +56,7 @@ from .._wire import (
     Codec,
     Kind,
     Pickled,
+    carries_segments,
     decode,
     encode,
     frame_bytes,
@@ -508,6 +509,8 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
                 continue
             task, batch = frame.task, frame.batch
             if segments is not None:
+                if carries_segments(parts):
+                    segments.large_seen = True
                 segments.allocate()
             values, failures, seconds = run_batch(call, frame.payload)
             del frame, parts  # the items: what the function returned or kept stays alive
