@@ -348,12 +348,22 @@ static void after_fork_child(void) {
     size_t kept = 0;
     for (size_t i = 0; i < S.used.count; i++) {
         segment *seg = S.used.items[i];
-        seg->foreign = 1;  /* the names are the parent's */
+        seg->foreign = 1;  /* the names are the parent's, and so are its loans */
+        seg->lent = 0;
         if (seg->shared && seg->snapshot != NULL) {
             /* the snapshot takes the segment's place: the arrays on it stay valid */
             if (mremap(seg->snapshot, seg->capacity, seg->capacity,
-                       MREMAP_MAYMOVE | MREMAP_FIXED, seg->address) != MAP_FAILED)
+                       MREMAP_MAYMOVE | MREMAP_FIXED, seg->address) != MAP_FAILED) {
                 seg->shared = 0;
+            } else {  /* nothing is mapped there now (not inherited): a copy in place */
+                void *at = mmap(seg->address, seg->capacity, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+                if (at != MAP_FAILED) {
+                    memcpy(at, seg->snapshot, seg->size);
+                    seg->shared = 0;
+                }
+                munmap(seg->snapshot, seg->capacity);
+            }
             seg->snapshot = NULL;
         } else if (seg->shared && !seg->live) {
             free(seg);  /* lent only: not inherited, no array of ours on it */

@@ -198,6 +198,28 @@ def test_a_child_forked_while_a_segment_is_lent_runs():
     assert got["code"] == 0 and got["back"] and got["stats"]["spare"] == 1
 
 
+def test_a_child_forked_while_a_live_segment_is_lent_frees_its_copy():
+    # (a message is being pickled in one thread while another forks)
+    got = fresh("""
+        a = np.full((8 << 20) // 8, 3.0)
+        address = a.__array_interface__["data"][0]
+        A.block(address, a.nbytes)
+        A.lend(address)                           # named by a message, still live
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            before = A.stats()["used"]
+            value = float(a[0])
+            del a                                 # its private copy goes
+            os.write(w, json.dumps([before, value, A.stats()["used"]]).encode())
+            os._exit(0)
+        child = json.loads(os.read(r, 1000))
+        os.waitpid(pid, 0)
+        print(json.dumps({"child": child, "parent": A.stats()["used"]}))
+    """)
+    assert got["child"] == [1, 3.0, 0] and got["parent"] == 1
+
+
 def test_making_objects_in_the_allocator_functions_never_deadlocks():
     # A Python object made by block() or stats() may run the garbage collector, which
     # may free an array in a segment: the allocator's lock must not be held then.
