@@ -27,6 +27,9 @@ memory's bandwidth, what the pipeline moves) and of one array again and again
 is the memory work of each scenario alone: two processes side by side doing,
 with no messages at all, what the shared-memory path does to each array (the
 stages, then the stages and the copies into segments), see :func:`ceiling`.
+A last measurement is what numap's numpy allocator in the workers costs where it
+moves nothing: a small-array operation, and random access over a large array it
+made, against numpy's own handler (see :func:`handler_cost`).
 Repeats are interleaved; the best counts. Markdown goes to stdout, progress to
 stderr.
 """
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -166,16 +170,10 @@ def _ceiling_process(scenario: str, mib: int, rounds: int, transport: bool, star
                      out: Any) -> None:
     import numpy as np
 
-    import os
-
     from numap._heap import KEEP_FREED, keep_freed
-    from numap._shm import KEEP_FREE, allocator_available
 
     keep_freed(KEEP_FREED)  # the C allocator's settings of a NuMap's worker processes
-    if allocator_available():  # and numpy's: new arrays in reused shared-memory segments
-        from numap import _alloc
-
-        _alloc.install(f"numap-ceiling-{os.getpid()}-a", MiB, KEEP_FREE)
+    allocator = _install_allocator("ceiling")  # and numpy's: new arrays in segments
     arrays = [np.full(mib * MiB // 8, float(k)) for k in range(16)]
     segments = [np.empty_like(a) for a in arrays]  # reused, as a pool reuses its segments
     for array, segment in zip(arrays, segments):  # touch every page before the clock
@@ -186,8 +184,52 @@ def _ceiling_process(scenario: str, mib: int, rounds: int, transport: bool, star
         for array, segment in zip(arrays, segments):
             memory_work(scenario, array, segment, transport)
     out.put(time.perf_counter() - began)
-    if allocator_available():
-        _alloc.close()  # no segment left behind
+    if allocator is not None:
+        allocator.close()  # no segment left behind
+
+
+def _install_allocator(label: str) -> Any:
+    """numap's numpy allocator installed in this process as in a NuMap worker (arrays
+    of 1 MiB or more in reused shared-memory segments); the module, or ``None`` where
+    this install has none."""
+    from numap._shm import KEEP_FREE, allocator_available
+
+    if not allocator_available():
+        return None
+    from numap import _alloc
+
+    _alloc.install(f"numap-{label}-{os.getpid()}-a", MiB, KEEP_FREE)
+    return _alloc
+
+
+def handler_cost(installed: bool) -> dict[str, float]:
+    """What numap's numpy allocator costs where it is not what moves the arrays, in this
+    (fresh) process, with it ``installed`` or with numpy's own handler, best of 7:
+    ``small_ns``, a small-array operation (``a + 1.0`` on 8 elements, which makes
+    arrays under the allocator's threshold), and ``gather_ms``, a random gather of
+    4,000,000 items from a 512 MiB array made here (in a segment, with normal pages,
+    when ``installed``; private memory, which may get huge pages, otherwise)."""
+    import numpy as np
+
+    allocator = _install_allocator("cost") if installed else None
+    small = np.ones(8)
+    best_small = float("inf")
+    for _ in range(7):
+        began = time.perf_counter()
+        for _ in range(200_000):
+            small + 1.0
+        best_small = min(best_small, (time.perf_counter() - began) / 200_000)
+    big = np.ones(512 * MiB // 8)
+    picks = np.random.default_rng(0).integers(0, big.size, 4_000_000)
+    best_gather = float("inf")
+    for _ in range(7):
+        began = time.perf_counter()
+        big[picks].sum()
+        best_gather = min(best_gather, time.perf_counter() - began)
+    del big
+    if allocator is not None:
+        allocator.close()
+    return {"small_ns": best_small * 1e9, "gather_ms": best_gather * 1e3}
 
 
 def memory_work(scenario: str, array: Any, segment: Any, transport: bool) -> Any:
@@ -263,7 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="repeats (default 3)")
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--ceiling", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--handler", choices=("numpy", "numap"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.handler:
+        print(json.dumps(handler_cost(args.handler == "numap")))
+        return 0
     if args.one:
         scenario, mib, count, shared = args.one
         print(json.dumps(one(scenario, int(mib), int(count), shared == "on")))
@@ -333,6 +379,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{mib} MiB: the same 16 arrays in turn {rate['stream'] / 1e9:.2f} GB/s, one array "
         f"again and again {rate['one'] / 1e9:.2f} GB/s" for mib, rate in copies.items())
         + ".\n")
+    costs: dict[str, list[dict]] = {"numpy": [], "numap": []}
+    for _ in range(1 if args.quick else 3):
+        for handler, rows in costs.items():
+            _log(f"numpy's memory handler: {handler}'s")
+            rows.append(_run([sys.executable, "-m", "benchmarks.shm", "--handler",
+                                        handler]))
+    cost = {h: {k: min(r[k] for r in rows) for k in rows[0]} for h, rows in costs.items()}
+    print("numap's allocator where it does not move arrays (each in a fresh process, best "
+          f"of {len(costs['numpy'])}): a small-array operation (`a + 1.0`, 8 elements) "
+          f"{cost['numpy']['small_ns']:.0f} ns with numpy's own handler, "
+          f"{cost['numap']['small_ns']:.0f} ns with numap's; a random gather of 4,000,000 "
+          f"items from a 512 MiB array {cost['numpy']['gather_ms']:.1f} ms in private "
+          f"memory, {cost['numap']['gather_ms']:.1f} ms in a segment.\n")
     print("## Targets (≥ 3x the pickled path, ≥ 30% of `numpy.copy`)\n")
     print("| scenario | vs pickled | % of `numpy.copy`, the same 16 arrays "
           "| % of `numpy.copy`, one array in cache |")

@@ -129,7 +129,7 @@ class Pool:
         self.allocated: str | None = None
         # Whether large arrays went through this process (an item came in a segment, a
         # result had a large buffer): until then numpy keeps its own handler, which is
-        # faster on small arrays (about 50 ns an operation).
+        # faster on small arrays (about 50 ns an operation: the shm benchmark measures it).
         self.large_seen = False
         # The NuMap's own process copies every large item on one thread, while the
         # workers run in parallel: there a copy in two halves on two threads pays.
@@ -190,21 +190,34 @@ class Pool:
         _alloc.lend(address)
         return Lent(found[0], buffer.nbytes, found[1], address)
 
-    def settle(self, lent: Lent) -> tuple[str, int, int] | bytes:
-        """What a message carries for ``lent`` once it holds nothing more of the array:
-        the segment itself when numpy freed the array (nothing here can change it any
-        more); else a copy, in another segment (its name) or, when no segment can be
-        had, as bytes for the pipe."""
-        if not _alloc.live(lent.address):
-            return lent.name, lent.size, lent.capacity
+    def settle(self, held: Lease | Lent) -> tuple[str, int, int] | memoryview:
+        """What a message carries for the segment of ``held`` (:meth:`claim`,
+        :meth:`lend`) once it holds nothing more of the array: the segment itself
+        when nothing here has the array any more (nothing here can change it); else a
+        copy, in another segment (its name) or, when no segment can be had, as a
+        buffer for the pipe."""
+        if isinstance(held, Lease):
+            array = held.array()  # still alive: something here keeps it, to change it later
+            if array is None:
+                return held.name, held.size, held.capacity
+            return self._copy_out(memoryview(array))
+        if not _alloc.live(held.address):
+            return held.name, held.size, held.capacity
         # Something here still has the array (whatever the objects between): a copy.
         # Lent, the segment stays mapped while it is read, even if the array goes.
-        data = memoryview((ctypes.c_ubyte * lent.size).from_address(lent.address)).cast("B")
-        placed = self.put(data)
-        copied = bytes(data) if placed is None else placed
+        data = memoryview((ctypes.c_ubyte * held.size).from_address(held.address)).cast("B")
+        copied = self._copy_out(data)
+        if isinstance(copied, memoryview):  # the pipe reads it later: bytes of its own
+            copied = memoryview(bytes(copied))
         del data
-        _alloc.unlend(lent.address)
+        _alloc.unlend(held.address)
         return copied
+
+    def _copy_out(self, data: memoryview) -> tuple[str, int, int] | memoryview:
+        """``data`` copied into a segment (its name), or ``data`` itself when no segment
+        can be had (the receiver must not get the sender's array)."""
+        placed = self.put(data)
+        return data if placed is None else placed
 
     def put(self, buffer: memoryview) -> tuple[str, int, int] | None:
         """``buffer`` copied into a segment: ``(name, size, capacity)``; ``None`` when no

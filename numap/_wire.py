@@ -135,19 +135,16 @@ class Pickled:
         # per buffer: its index among the pipe parts, or [name, size, capacity]
         piped: list[Any] = []
         table: list[Any] = []
-        claimed: list[tuple[int, Lease]] = []
-        lent: list[tuple[int, Lent]] = []
+        # segments that go as they are if nothing here holds their array once pickled
+        held: list[tuple[int, Lease | Lent]] = []
         for buf in buffers:
             raw = buf.raw()
             if raw.nbytes >= segments.threshold:
-                lease = segments.claim(raw)
-                made = segments.lend(raw) if lease is None else None
-                placed = None if lease is not None or made is not None else segments.put(raw)
-                if lease is not None or made is not None or placed is not None:
+                lease = segments.claim(raw) or segments.lend(raw)
+                placed = None if lease is not None else segments.put(raw)
+                if lease is not None or placed is not None:
                     if lease is not None:
-                        claimed.append((len(table), lease))
-                    if made is not None:
-                        lent.append((len(table), made))
+                        held.append((len(table), lease))
                     table.append(None if placed is None else list(placed))
                     raw.release()  # what the frame holds of the array ends here
                     buf.release()
@@ -155,25 +152,13 @@ class Pickled:
             table.append(len(piped))
             piped.append(raw)
         del buffers, buf, raw
-        for position, made in lent:  # an array numpy made here in a segment of its own
-            settled = segments.settle(made)
-            if isinstance(settled, bytes):
+        for position, lease in held:
+            settled = segments.settle(lease)
+            if isinstance(settled, memoryview):  # no segment for the copy: the pipe
                 table[position] = len(piped)
-                piped.append(memoryview(settled))
+                piped.append(settled)
             else:
                 table[position] = list(settled)
-        for position, lease in claimed:
-            array = lease.array()  # still alive: something here keeps it, to change it later
-            if array is None:
-                table[position] = [lease.name, lease.size, lease.capacity]
-                continue
-            data = memoryview(array)
-            placed = segments.put(data)  # a copy, or it would be the receiver's array too
-            if placed is None:
-                table[position] = len(piped)
-                piped.append(data)
-            else:
-                table[position] = list(placed)
         head = bytearray(self.head)
         head[1] |= _SEGMENTS
         return [bytes(head) + self.body, json.dumps(table).encode(), *piped]

@@ -3,6 +3,8 @@ memory work alone (tiny sizes: what is checked is what they compute, not how fas
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -35,3 +37,12 @@ def test_ceiling_runs_two_processes_and_gives_a_rate():
 @pytest.mark.parametrize("shared", [False, True])
 def test_one_run_moves_every_array(shared):
     assert shm.one("pipeline-new", 1, 8, shared)["rate"] > 0
+
+
+def test_handler_cost_runs_with_each_handler_and_leaves_no_segment():
+    import os
+
+    for handler in ("numpy", "numap"):
+        cost = shm._run([sys.executable, "-m", "benchmarks.shm", "--handler", handler])
+        assert set(cost) == {"small_ns", "gather_ms"} and min(cost.values()) > 0
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith("numap-cost-")]

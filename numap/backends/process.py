@@ -450,8 +450,8 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
                  keep_freed: int | None = KEEP_FREED) -> None:
     """Run batches from ``inbox_fd`` and write their results to ``outbox_fd``
     (large arrays of results in shared memory, when ``shm`` gives the prefix, the
-    threshold and whether numpy makes large arrays in segments; up to ``keep_freed`` bytes of freed heap kept for new arrays, see
-    :mod:`numap._heap`)."""
+    threshold and whether numpy makes large arrays in segments; up to ``keep_freed``
+    bytes of freed heap kept for new arrays, see :mod:`numap._heap`)."""
     if keep_freed is not None:
         set_keep_freed(keep_freed)
     for fd in parent_fds:
