@@ -43,6 +43,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -52,6 +53,12 @@ except ImportError:  # pragma: no cover - not a POSIX system
     _posixshmem = None
 
 _alloc: Any = None  # numap._alloc, numap's numpy allocator, once numpy is loaded
+
+_copy_bytes: Callable[[Any, Any], None] | None
+try:  # compiled: copies into segments with streaming stores (see _stream.c)
+    from ._stream import copy as _copy_bytes
+except ImportError:  # an install made without a C compiler: numpy copies
+    _copy_bytes = None
 
 __all__ = ["KEEP_FREE", "RECEIVER", "SHM_FOLDER", "Lease", "Pool", "Receiver", "available",
            "new_prefix", "sweep"]
@@ -324,15 +331,17 @@ _SPLIT = 4 << 20  # the smallest copy that is split
 
 
 def _copy(target: Any, source: Any, split: bool) -> None:
-    """``target[:] = source``; with ``split``, a large copy in two halves, one on a helper
-    thread (numpy copies without the GIL), so that a copy bound by what one core moves
-    takes two."""
+    """``target[:] = source`` (byte arrays of one size); with ``split``, a large copy
+    in two halves, one on a helper thread, so that a copy bound by what one core
+    moves takes two. Both run without the GIL. A copy of 1 MiB or more skips the
+    cache where numap's compiled copy is built (it writes memory without reading
+    it first, and the segment is read by another process next)."""
     global _HELPER
-    import numpy as np
 
     size = source.nbytes
+    copy = _copy_array if _copy_bytes is None else _copy_bytes
     if not split or size < _SPLIT:
-        np.copyto(target, source)
+        copy(target, source)
         return
     with _HELPER_LOCK:
         if _HELPER is None or _HELPER[0] != os.getpid():  # a forked process has no thread
@@ -340,9 +349,15 @@ def _copy(target: Any, source: Any, split: bool) -> None:
             _HELPER = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="numap-copy"))
         helper = _HELPER[1]
     half = (size // 2) & ~63
-    other = helper.submit(np.copyto, target[half:], source[half:])
-    np.copyto(target[:half], source[:half])
+    other = helper.submit(copy, target[half:], source[half:])
+    copy(target[:half], source[:half])
     other.result()
+
+
+def _copy_array(target: Any, source: Any) -> None:
+    import numpy as np
+
+    np.copyto(target, source)
 
 
 def _drop(segment: _Segment) -> None:

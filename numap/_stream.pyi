@@ -1,0 +1,12 @@
+"""numap's copy of large buffers with streaming stores (compiled from ``_stream.c``)."""
+
+STREAM_MIN: int
+"""The smallest copy that uses streaming stores; smaller ones use ``memcpy``."""
+
+streaming: int
+"""1 where this build has streaming stores (x86-64), 0 where every copy is ``memcpy``."""
+
+def copy(target: object, source: object, /) -> None:
+    """``target[:] = source``: two contiguous buffers of the same size, ``target``
+    writable; without the GIL. ``ValueError`` when they differ in size or are not
+    contiguous; ``TypeError`` when ``target`` is read-only."""
