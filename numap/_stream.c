@@ -6,9 +6,9 @@
  * to overwrite, so a copy from memory to memory moves three bytes for each
  * one copied. Streaming (non-temporal) stores write whole lines straight to
  * memory without reading them first. The C library switches to them only
- * for copies larger than about the last-level cache (240 MiB on a 32 MiB
- * cache), where numap's copies into shared-memory segments, from 64 KiB to a
- * few hundred MiB, stay below.
+ * for copies larger than 3/4 of its estimate of the shared cache (240 MiB on
+ * the benchmark machine), where numap's copies into shared-memory segments,
+ * from 64 KiB to a few hundred MiB, stay below.
  *
  * The copy leaves the destination out of the cache, which is what numap
  * wants for a segment that another process reads next; below STREAM_MIN
@@ -18,8 +18,11 @@
  * x86-64 has streaming stores in its baseline (SSE2); the AVX version is used
  * where the processor has AVX. Elsewhere the copy is memcpy.
  *
+ * Buffers that overlap are copied with memmove, as numpy would copy them.
+ *
  * Python side (see numap/_shm.py):
  *   copy(target, source)   target[:] = source, without the GIL
+ *   _use_avx(flag)         for the tests: take the AVX path or the SSE2 one
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -74,7 +77,8 @@ static size_t stream_sse2(char *dst, const char *src, size_t n) {
     return i;
 }
 
-static int has_avx = -1;
+static int has_avx = 0;  /* set once, when the module is loaded */
+static int use_avx = 0;
 
 static void copy_bytes(char *dst, const char *src, size_t n) {
     if (n < STREAM_MIN) {
@@ -86,33 +90,41 @@ static void copy_bytes(char *dst, const char *src, size_t n) {
     dst += head;
     src += head;
     n -= head;
-    size_t done = has_avx ? stream_avx(dst, src, n) : stream_sse2(dst, src, n);
+    size_t done = use_avx ? stream_avx(dst, src, n) : stream_sse2(dst, src, n);
     _mm_sfence(); /* the streamed lines reach memory before anything after the copy */
     memcpy(dst + done, src + done, n - done);
 }
 
 #else
 
-static int has_avx = 0;
-
 static void copy_bytes(char *dst, const char *src, size_t n) { memcpy(dst, src, n); }
 
 #endif
+
+static int overlap(const char *a, const char *b, size_t n) {
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return n && (x < y ? y - x < n : x - y < n);
+}
 
 static PyObject *stream_copy(PyObject *self, PyObject *args) {
     Py_buffer target, source;
     if (!PyArg_ParseTuple(args, "w*y*:copy", &target, &source))
         return NULL;
+    /* (w* and y* take contiguous buffers only: the exporter refuses others) */
     PyObject *result = NULL;
-    if (!PyBuffer_IsContiguous(&target, 'C') || !PyBuffer_IsContiguous(&source, 'C')) {
-        PyErr_SetString(PyExc_ValueError, "copy: target and source must be contiguous");
-    } else if (target.len != source.len) {
+    if (target.len != source.len) {
         PyErr_Format(PyExc_ValueError,
                      "copy: target has %zd bytes, source %zd: they must be the same size",
                      target.len, source.len);
     } else {
+        char *dst = (char *)target.buf;
+        const char *src = (const char *)source.buf;
+        size_t n = (size_t)target.len;
         Py_BEGIN_ALLOW_THREADS
-        copy_bytes((char *)target.buf, (const char *)source.buf, (size_t)target.len);
+        if (overlap(dst, src, n))
+            memmove(dst, src, n);
+        else
+            copy_bytes(dst, src, n);
         Py_END_ALLOW_THREADS
         result = Py_NewRef(Py_None);
     }
@@ -121,10 +133,27 @@ static PyObject *stream_copy(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* For the tests: the SSE2 path is the only one of processors without AVX. */
+static PyObject *stream_use_avx(PyObject *self, PyObject *arg) {
+    int flag = PyObject_IsTrue(arg);
+    if (flag < 0)
+        return NULL;
+#if HAVE_STREAM
+    int before = use_avx;
+    use_avx = flag && has_avx;
+    return PyBool_FromLong(before);
+#else
+    return Py_NewRef(Py_False);
+#endif
+}
+
 static PyMethodDef methods[] = {
     {"copy", stream_copy, METH_VARARGS,
      "copy(target, source, /): target[:] = source (same size), with streaming stores "
      "from 1 MiB, without the GIL."},
+    {"_use_avx", stream_use_avx, METH_O,
+     "_use_avx(flag, /): for the tests, take the AVX path (if the processor has AVX) "
+     "or the SSE2 one; returns whether the AVX path was taken before."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -138,6 +167,7 @@ PyMODINIT_FUNC PyInit__stream(void) {
 #if HAVE_STREAM
     __builtin_cpu_init();
     has_avx = __builtin_cpu_supports("avx");
+    use_avx = has_avx;
 #endif
     PyObject *mod = PyModule_Create(&module);
     if (mod != NULL && PyModule_AddIntConstant(mod, "STREAM_MIN", (long)STREAM_MIN) < 0) {

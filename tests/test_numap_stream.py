@@ -11,10 +11,19 @@ from numap import _shm
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture(params=["avx", "sse2"])
+def path(request):
+    """Each streaming path in turn: on a processor with AVX the SSE2 one (that of
+    processors without it) would otherwise never run."""
+    before = S._use_avx(request.param == "avx")
+    yield request.param
+    S._use_avx(before)
+
+
 @pytest.mark.parametrize("nbytes", [0, 1, 63, 4096, S.STREAM_MIN - 1, S.STREAM_MIN,
                                     S.STREAM_MIN + 127, (3 << 20) + 5])
 @pytest.mark.parametrize("offsets", [(0, 0), (1, 0), (0, 7), (13, 29)])
-def test_every_byte_is_copied_and_nothing_around_it(nbytes, offsets):
+def test_every_byte_is_copied_and_nothing_around_it(nbytes, offsets, path):
     # Unaligned starts and ends: the head before the first whole line and the
     # tail after the last one go by memcpy, the lines between by streaming stores.
     at_target, at_source = offsets
@@ -25,6 +34,21 @@ def test_every_byte_is_copied_and_nothing_around_it(nbytes, offsets):
                           source[at_source:at_source + nbytes])
     assert (target[:at_target] == 0xAB).all()
     assert (target[at_target + nbytes:] == 0xAB).all()
+
+
+@pytest.mark.parametrize("shift", [-(S.STREAM_MIN + 64), -4096, -1, 1, 64, 4096,
+                                   S.STREAM_MIN + 3])
+def test_overlapping_buffers_are_copied_as_memmove_would(shift, path):
+    nbytes = 2 * S.STREAM_MIN + 100
+    whole = np.random.default_rng(abs(shift)).integers(0, 256, nbytes + 2 * abs(shift) + 8,
+                                                       dtype=np.uint8)
+    expected = whole.copy()
+    start = abs(shift) + 8
+    source = slice(start, start + nbytes)
+    target = slice(start + shift, start + shift + nbytes)
+    expected[target] = whole[source].copy()
+    S.copy(whole[target], whole[source])
+    assert np.array_equal(whole, expected)
 
 
 def test_a_copy_of_another_size_is_refused():
@@ -46,6 +70,17 @@ def test_a_read_only_target_or_a_strided_buffer_is_refused():
     with pytest.raises(ValueError, match="not C-contiguous"):
         S.copy(np.zeros(4096, np.uint8), np.ones(8192, np.uint8)[::2])
     assert not frozen.any() and not strided.any()
+
+
+@pytest.mark.parametrize("nbytes", [1000, (4 << 20) + 13, 9 * (1 << 20) + 1])
+def test_without_the_compiled_copy_numpy_copies(monkeypatch, nbytes):
+    # An install made without a C compiler: the copies into segments are numpy's.
+    monkeypatch.setattr(_shm, "_copy_bytes", None)
+    source = np.random.default_rng(nbytes).integers(0, 256, nbytes, dtype=np.uint8)
+    for split in (False, True):
+        target = np.zeros(nbytes, dtype=np.uint8)
+        _shm._copy(target, source, split)
+        assert np.array_equal(target, source)
 
 
 def test_the_copy_into_segments_uses_it():
