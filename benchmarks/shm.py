@@ -232,6 +232,44 @@ def handler_cost(installed: bool) -> dict[str, float]:
     return {"small_ns": best_small * 1e9, "gather_ms": best_gather * 1e3}
 
 
+def copy_in(mib: int, repeat: int = 10) -> dict[str, float]:
+    """Bytes per second of the NuMap's copy of an item into a segment
+    (``numap._shm._copy``), the 16 distinct arrays in turn into 16 mapped
+    segments, best of ``repeat`` after a warm-up: with numap's streaming copy and
+    with numpy's (an install without the compiled module), on one thread
+    (``stream_1``, ``numpy_1``) and in two halves on two threads (``stream_2``,
+    ``numpy_2``, as the NuMap's own process copies items of 4 MiB or more)."""
+    import mmap
+
+    import numpy as np
+
+    from numap import _shm
+
+    sources = [np.full(mib * MiB // 8, float(k)).view(np.uint8) for k in range(16)]
+    maps = [mmap.mmap(-1, mib * MiB) for _ in sources]  # shared memory, as a segment is
+    targets = [np.frombuffer(m, dtype=np.uint8) for m in maps]
+    streaming = _shm._copy_bytes
+    rates = {}
+    try:
+        for label, copy in (("stream", streaming), ("numpy", None)):
+            _shm._copy_bytes = copy
+            for threads in (1, 2):
+                best = float("inf")
+                for k in range(repeat + 1):
+                    began = time.perf_counter()
+                    for target, source in zip(targets, sources, strict=True):
+                        _shm._copy(target, source, threads == 2)
+                    if k:
+                        best = min(best, time.perf_counter() - began)
+                rates[f"{label}_{threads}"] = 16 * mib * MiB / best
+    finally:
+        _shm._copy_bytes = streaming
+    del targets, target  # the views first: a mapping with views cannot close
+    for m in maps:
+        m.close()
+    return rates
+
+
 def memory_work(scenario: str, array: Any, segment: Any, transport: bool) -> Any:
     """What the shared-memory path does to ``array`` in ``scenario``, with no messages:
     its stages, and with ``transport`` its copies (into ``segment``, the stand-in
@@ -299,6 +337,22 @@ SCENARIOS = {
 }
 
 
+def _print_copy_in(repeat: int) -> None:
+    """The copy into segments with and without streaming stores, best of ``repeat``
+    runs each in a fresh process."""
+    rows: list[dict] = []
+    for k in range(repeat):
+        _log(f"copy into segments: repeat {k + 1}/{repeat}")
+        rows.append(_run([sys.executable, "-m", "benchmarks.shm", "--copy-in-one"]))
+    best = {mib: {key: max(r[str(mib)][key] for r in rows) for key in rows[0][str(mib)]}
+            for mib in (8, 64)}
+    print(f"The NuMap's copy of an item into a segment, 16 distinct arrays into 16 mapped "
+          f"segments (best of {repeat}, each in a fresh process), GB/s: " + "; ".join(
+              f"{mib} MiB: streaming stores {rate['stream_1'] / 1e9:.2f} on one thread, "
+              f"{rate['stream_2'] / 1e9:.2f} on two; numpy's copy {rate['numpy_1'] / 1e9:.2f} "
+              f"and {rate['numpy_2'] / 1e9:.2f}" for mib, rate in best.items()) + ".\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks shm")
     parser.add_argument("--quick", action="store_true", help="fewer arrays, one repeat")
@@ -306,7 +360,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--ceiling", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--handler", choices=("numpy", "numap"), help=argparse.SUPPRESS)
+    parser.add_argument("--copy-in-one", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--copy-in", action="store_true",
+                        help="only the copy of items into segments, streaming against numpy")
     args = parser.parse_args(argv)
+    if args.copy_in_one:
+        print(json.dumps({str(mib): copy_in(mib) for mib in (8, 64)}))
+        return 0
+    if args.copy_in:
+        _print_copy_in(1 if args.quick else args.repeat)
+        return 0
     if args.handler:
         print(json.dumps(handler_cost(args.handler == "numap")))
         return 0
@@ -401,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{cost['numap']['small_ns']:.0f} ns with numap's; a random gather of 4,000,000 "
           f"items from a 512 MiB array {cost['numpy']['gather_ms']:.1f} ms in private "
           f"memory, {cost['numap']['gather_ms']:.1f} ms in a segment.\n")
+    _print_copy_in(repeat)
     print("## Targets (≥ 3x the pickled path, ≥ 30% of `numpy.copy`)\n")
     print("| scenario | vs pickled | % of `numpy.copy`, the same 16 arrays "
           "| % of `numpy.copy`, one array in cache |")

@@ -39,6 +39,16 @@ def test_one_run_moves_every_array(shared):
     assert shm.one("pipeline-new", 1, 8, shared)["rate"] > 0
 
 
+def test_copy_in_measures_both_copies_and_restores_the_streaming_one():
+    from numap import _shm
+
+    streaming = _shm._copy_bytes
+    rates = shm.copy_in(1, repeat=1)
+    assert set(rates) == {"stream_1", "stream_2", "numpy_1", "numpy_2"}
+    assert all(0 < rate < float("inf") for rate in rates.values())
+    assert _shm._copy_bytes is streaming
+
+
 def test_handler_cost_runs_with_each_handler_and_leaves_no_segment():
     import os
 

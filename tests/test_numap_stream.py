@@ -72,17 +72,6 @@ def test_a_read_only_target_or_a_strided_buffer_is_refused():
     assert not frozen.any() and not strided.any()
 
 
-@pytest.mark.parametrize("nbytes", [1000, (4 << 20) + 13, 9 * (1 << 20) + 1])
-def test_without_the_compiled_copy_numpy_copies(monkeypatch, nbytes):
-    # An install made without a C compiler: the copies into segments are numpy's.
-    monkeypatch.setattr(_shm, "_copy_bytes", None)
-    source = np.random.default_rng(nbytes).integers(0, 256, nbytes, dtype=np.uint8)
-    for split in (False, True):
-        target = np.zeros(nbytes, dtype=np.uint8)
-        _shm._copy(target, source, split)
-        assert np.array_equal(target, source)
-
-
 def test_the_copy_into_segments_uses_it():
     # numap's copies into segments go through the compiled copy when it is built.
     assert _shm._copy_bytes is S.copy
