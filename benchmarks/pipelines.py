@@ -21,7 +21,14 @@ Scenarios:
 
 Every measurement of ``stages`` runs in a fresh subprocess, its imports done
 before the clock starts; repeats are interleaved across contenders and the
-best repeat is reported (this machine's speed drifts). Markdown goes to stdout, progress to stderr.
+best repeat is reported (this machine's speed drifts), with the median.
+Each step also adds the CPU time it spent to a counter in shared memory, so
+that a run tells how fast the steps themselves ran in it (CPU per step) apart
+from how much of the two cores the contender kept busy with them (cores busy
+in steps: the steps' CPU over the wall time). Throughput is the one over the
+other; the second is what the contender's own machinery decides, the first
+mostly this machine's speed at that moment. Markdown goes to stdout,
+progress to stderr.
 """
 
 from __future__ import annotations
@@ -29,12 +36,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from benchmarks import _stepcpu
 from benchmarks.machine import machine_info, machine_line, packages_line
 
 # -- the work ---------------------------------------------------------------------
@@ -62,15 +71,26 @@ def _timed(func: Callable[[], Any]) -> float:
     return time.perf_counter() - began
 
 
+def _work() -> None:
+    """The ~0.5 ms of work of one step, its CPU time counted (see
+    :mod:`benchmarks._stepcpu`; about 1 µs a step, the same for every contender)."""
+    if not _stepcpu.counting():
+        _spin(LOOPS)
+        return
+    began = time.thread_time()
+    _spin(LOOPS)
+    _stepcpu.add(time.thread_time() - began)
+
+
 def step(x: int) -> int:
     """One ~0.5 ms step (plain function: for the pools and pypeln)."""
-    _spin(LOOPS)
+    _work()
     return x + 1
 
 
 def step_inbox(inbox: tuple[int, ...]) -> int:
     """The same step as a papyflow worker function."""
-    _spin(LOOPS)
+    _work()
     return inbox[0] + 1
 
 
@@ -138,8 +158,11 @@ CONTENDERS: dict[str, Callable[[int], list[int]]] = {
 
 
 def _one(name: str, items: int, loops: int) -> None:
-    """In a fresh subprocess: time one contender, print one JSON line."""
+    """In a fresh subprocess: time one contender, print one JSON line (with the CPU
+    seconds its steps took, in whatever processes they ran: every contender forks
+    its workers, so they share the counter)."""
     _set_loops(loops)
+    _stepcpu.start()
     # Import time is not map time (as in the numap suite): what a contender
     # imports is imported before the clock starts.
     if name.startswith("pypeln"):
@@ -151,12 +174,17 @@ def _one(name: str, items: int, loops: int) -> None:
     out = CONTENDERS[name](items)
     seconds = time.perf_counter() - began
     ok = out == [x + 3 for x in range(items)]
-    print(json.dumps({"name": name, "seconds": seconds, "ok": ok}))
+    print(json.dumps({"name": name, "seconds": seconds, "ok": ok,
+                      "step_cpu": _stepcpu.total(), "steps": 3 * items}))
 
 
 def stages(items: int, repeats: int, loops: int,
            only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The best repeat of each contender (its row from :func:`_one`), with the median
+    throughput and the median of its cores busy in steps over all repeats."""
     best: dict[str, dict[str, Any]] = {}
+    rates: dict[str, list[float]] = {}
+    busy: dict[str, list[float]] = {}
     names = [n for n in CONTENDERS if n == "serial" or not only or any(o in n for o in only)]
     for repeat in range(repeats):
         order = names[repeat % len(names):] + names[:repeat % len(names)]
@@ -170,10 +198,17 @@ def stages(items: int, repeats: int, loops: int,
                 best.setdefault(name, {"name": name, "seconds": None, "ok": False})
                 continue
             row = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"  [stages r{repeat + 1}] {name}: {items / row['seconds']:,.0f} items/s",
-                  file=sys.stderr)
+            rates.setdefault(name, []).append(items / row["seconds"])
+            busy.setdefault(name, []).append(row["step_cpu"] / row["seconds"])
+            print(f"  [stages r{repeat + 1}] {name}: {items / row['seconds']:,.0f} items/s, "
+                  f"{row['step_cpu'] / row['steps'] * 1e6:.1f} µs of CPU per step, "
+                  f"{busy[name][-1]:.3f} cores busy in steps", file=sys.stderr)
             if name not in best or (best[name]["seconds"] or 1e9) > row["seconds"]:
                 best[name] = row
+    for name, row in best.items():
+        if name in rates:
+            row["median_rate"] = statistics.median(rates[name])
+            row["median_busy"] = statistics.median(busy[name])
     return [best[name] for name in names]
 
 
@@ -247,15 +282,20 @@ def main(argv: list[str] | None = None) -> int:
     serial = next(r for r in rows if r["name"] == "serial")["seconds"]
     print(f"## `stages`: 3 steps of ~0.5 ms, {items:,} items, 2 worker processes\n")
     print(f"Best of {args.repeat} repeats, each in a fresh process; time from start to "
-          f"the last result.\n")
-    print("| Contender | items/s | vs serial | results |")
-    print("|:---|---:|---:|:---|")
+          f"the last result. CPU per step and cores busy in steps are the best "
+          f"repeat's; the median columns are over all repeats.\n")
+    print("| Contender | items/s | vs serial | items/s, median | µs of CPU per step | "
+          "cores busy in steps | cores busy, median | results |")
+    print("|:---|---:|---:|---:|---:|---:|---:|:---|")
     for row in rows:
         if row["seconds"] is None:
-            print(f"| {row['name']} | failed | | |")
+            print(f"| {row['name']} | failed | | | | | | |")
             continue
         print(f"| {row['name']} | {items / row['seconds']:,.0f} | "
-              f"{serial / row['seconds']:.2f}x | {'ok' if row['ok'] else 'WRONG'} |")
+              f"{serial / row['seconds']:.2f}x | {row['median_rate']:,.0f} | "
+              f"{row['step_cpu'] / row['steps'] * 1e6:.1f} | "
+              f"{row['step_cpu'] / row['seconds']:.3f} | {row['median_busy']:.3f} | "
+              f"{'ok' if row['ok'] else 'WRONG'} |")
     if args.skip_linear:
         return 0
     best = linear(linear_items, args.repeat)

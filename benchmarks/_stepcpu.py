@@ -1,0 +1,57 @@
+"""CPU seconds spent in the steps of a benchmark, counted across processes.
+
+A measuring process calls :func:`start` before it forks its workers; every step
+adds its own CPU time with :func:`add`, in whatever process it runs, and the
+measuring process reads the sum with :func:`total`. The counter lives in
+shared memory that forked processes inherit. It is kept in a module of its
+own, and pickled as a reference to the counter the receiving process
+inherited, so that a step function sent to a worker by value (a function of
+``__main__``, which dill pickles with what it uses) reaches the same counter.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any
+
+
+class _Counter:
+    """A double in shared memory, with its lock."""
+
+    def __init__(self) -> None:
+        self.shared: Any = multiprocessing.get_context("fork").Value("d", 0.0)
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _inherited, ()
+
+
+def _inherited() -> _Counter | None:
+    return _COUNTER
+
+
+_COUNTER: _Counter | None = None
+
+
+def start() -> None:
+    """A new counter at zero, for the processes this one forks from now on."""
+    global _COUNTER
+    _COUNTER = _Counter()
+
+
+def counting() -> bool:
+    """Whether :func:`start` was called in this process or in the one that forked it."""
+    return _COUNTER is not None
+
+
+def add(seconds: float) -> None:
+    """Add ``seconds`` of CPU time to the counter (a lock around one addition)."""
+    assert _COUNTER is not None, "start() first"
+    shared = _COUNTER.shared
+    with shared.get_lock():
+        shared.value += seconds
+
+
+def total() -> float:
+    """The CPU seconds counted so far, by every process."""
+    assert _COUNTER is not None, "start() first"
+    return float(_COUNTER.shared.value)
