@@ -2,11 +2,14 @@
 
 A measuring process calls :func:`start` before it forks its workers; every step
 adds its own CPU time with :func:`add`, in whatever process it runs, and the
-measuring process reads the sum with :func:`total`. The counter lives in
-shared memory that forked processes inherit. It is kept in a module of its
-own, and pickled as a reference to the counter the receiving process
-inherited, so that a step function sent to a worker by value (a function of
-``__main__``, which dill pickles with what it uses) reaches the same counter.
+measuring process reads the sums with :func:`total` and :func:`steps` (how
+many steps were counted: a run checks it against the steps it made, so that
+a worker the counter did not reach is an error, not a low figure). The
+counter lives in shared memory that forked processes inherit. It is kept in a
+module of its own, and pickled as a reference to the counter the receiving
+process inherited, so that a step function sent to a worker by value (a
+function of ``__main__``, which dill pickles with what it uses) reaches the
+same counter.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from typing import Any
 
 
 class _Counter:
-    """A double in shared memory, with its lock."""
+    """Two doubles in shared memory, with one lock: CPU seconds and steps counted."""
 
     def __init__(self) -> None:
-        self.shared: Any = multiprocessing.get_context("fork").Value("d", 0.0)
+        self.shared: Any = multiprocessing.get_context("fork").Array("d", 2)
 
     def __reduce__(self) -> tuple[Any, tuple[()]]:
         return _inherited, ()
@@ -44,14 +47,21 @@ def counting() -> bool:
 
 
 def add(seconds: float) -> None:
-    """Add ``seconds`` of CPU time to the counter (a lock around one addition)."""
+    """Count one step that took ``seconds`` of CPU time (a lock around two additions)."""
     assert _COUNTER is not None, "start() first"
     shared = _COUNTER.shared
     with shared.get_lock():
-        shared.value += seconds
+        shared[0] += seconds
+        shared[1] += 1
 
 
 def total() -> float:
     """The CPU seconds counted so far, by every process."""
     assert _COUNTER is not None, "start() first"
-    return float(_COUNTER.shared.value)
+    return float(_COUNTER.shared[0])
+
+
+def steps() -> int:
+    """The steps counted so far, by every process."""
+    assert _COUNTER is not None, "start() first"
+    return int(_COUNTER.shared[1])

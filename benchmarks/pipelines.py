@@ -25,10 +25,11 @@ best repeat is reported (this machine's speed drifts), with the median.
 Each step also adds the CPU time it spent to a counter in shared memory, so
 that a run tells how fast the steps themselves ran in it (CPU per step) apart
 from how much of the two cores the contender kept busy with them (cores busy
-in steps: the steps' CPU over the wall time). Throughput is the one over the
-other; the second is what the contender's own machinery decides, the first
-mostly this machine's speed at that moment. Markdown goes to stdout,
-progress to stderr.
+in steps: the steps' CPU over the wall time). Throughput is the cores busy
+in steps divided by the CPU time of an item's three steps; the cores busy is
+what the contender's own machinery decides, the CPU per step mostly this
+machine's speed at that moment (the best repeat is also the one whose steps
+ran fastest). Markdown goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -74,9 +75,6 @@ def _timed(func: Callable[[], Any]) -> float:
 def _work() -> None:
     """The ~0.5 ms of work of one step, its CPU time counted (see
     :mod:`benchmarks._stepcpu`; about 1 µs a step, the same for every contender)."""
-    if not _stepcpu.counting():
-        _spin(LOOPS)
-        return
     began = time.thread_time()
     _spin(LOOPS)
     _stepcpu.add(time.thread_time() - began)
@@ -159,9 +157,12 @@ CONTENDERS: dict[str, Callable[[int], list[int]]] = {
 
 def _one(name: str, items: int, loops: int) -> None:
     """In a fresh subprocess: time one contender, print one JSON line (with the CPU
-    seconds its steps took, in whatever processes they ran: every contender forks
-    its workers, so they share the counter)."""
+    seconds its steps took, in whatever processes they ran). Every contender forks
+    its workers, so that they share the counter: pypeln starts its processes with
+    multiprocessing's default method, which is set to fork here. A run whose
+    steps were not all counted fails."""
     _set_loops(loops)
+    multiprocessing.set_start_method("fork", force=True)
     _stepcpu.start()
     # Import time is not map time (as in the numap suite): what a contender
     # imports is imported before the clock starts.
@@ -174,6 +175,9 @@ def _one(name: str, items: int, loops: int) -> None:
     out = CONTENDERS[name](items)
     seconds = time.perf_counter() - began
     ok = out == [x + 3 for x in range(items)]
+    if _stepcpu.steps() != 3 * items:
+        raise SystemExit(f"{name}: {_stepcpu.steps()} of {3 * items} steps had their CPU "
+                         f"time counted (a worker the counter did not reach?)")
     print(json.dumps({"name": name, "seconds": seconds, "ok": ok,
                       "step_cpu": _stepcpu.total(), "steps": 3 * items}))
 
