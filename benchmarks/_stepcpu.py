@@ -41,15 +41,14 @@ def start() -> None:
     _COUNTER = _Counter()
 
 
-def counting() -> bool:
-    """Whether :func:`start` was called in this process or in the one that forked it."""
-    return _COUNTER is not None
+def _shared() -> Any:
+    assert _COUNTER is not None, "start() first"
+    return _COUNTER.shared
 
 
 def add(seconds: float) -> None:
     """Count one step that took ``seconds`` of CPU time (a lock around two additions)."""
-    assert _COUNTER is not None, "start() first"
-    shared = _COUNTER.shared
+    shared = _shared()
     with shared.get_lock():
         shared[0] += seconds
         shared[1] += 1
@@ -57,11 +56,9 @@ def add(seconds: float) -> None:
 
 def total() -> float:
     """The CPU seconds counted so far, by every process."""
-    assert _COUNTER is not None, "start() first"
-    return float(_COUNTER.shared[0])
+    return float(_shared()[0])
 
 
 def steps() -> int:
     """The steps counted so far, by every process."""
-    assert _COUNTER is not None, "start() first"
-    return int(_COUNTER.shared[1])
+    return int(_shared()[1])

@@ -175,11 +175,12 @@ def _one(name: str, items: int, loops: int) -> None:
     out = CONTENDERS[name](items)
     seconds = time.perf_counter() - began
     ok = out == [x + 3 for x in range(items)]
-    if _stepcpu.steps() != 3 * items:
-        raise SystemExit(f"{name}: {_stepcpu.steps()} of {3 * items} steps had their CPU "
-                         f"time counted (a worker the counter did not reach?)")
+    steps, counted = 3 * items, _stepcpu.steps()
+    if counted != steps:
+        raise SystemExit(f"{name}: {counted} of {steps} steps had their CPU time counted "
+                         f"(a worker the counter did not reach?)")
     print(json.dumps({"name": name, "seconds": seconds, "ok": ok,
-                      "step_cpu": _stepcpu.total(), "steps": 3 * items}))
+                      "step_cpu": _stepcpu.total(), "steps": steps}))
 
 
 def stages(items: int, repeats: int, loops: int,

@@ -49,7 +49,7 @@ def test_counter_pickles_as_the_inherited_one():
 
 
 def test_counter_refuses_use_before_start():
-    assert not _stepcpu.counting()
+    assert _stepcpu._COUNTER is None
     for use in (lambda: _stepcpu.add(1.0), _stepcpu.total, _stepcpu.steps):
         with pytest.raises(AssertionError, match="start"):
             use()
