@@ -359,6 +359,35 @@ def test_a_producer_refused_by_a_broken_run_puts_again_after_a_restart(tmp_path)
     assert [p.name for p in logger.output_directory.iterdir()] == [f"1_{4:020d}.npy"]
 
 
+def test_a_failure_seen_in_the_statistics_was_already_told_to_the_producers(tmp_path,
+                                                                          monkeypatch):
+    # The notice to the producers goes out before the failure is counted: a slow
+    # notice must not let a put that follows the count through.
+    from papyflow.datalogger import _dispatcher
+
+    real_tell = _dispatcher.Dispatcher._tell
+
+    def slow_tell(self, producer, message):
+        time.sleep(0.3)
+        real_tell(self, producer, message)
+
+    monkeypatch.setattr(_dispatcher.Dispatcher, "_tell", slow_tell)
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1)
+    producer = pickle.loads(pickle.dumps(logger.input_queue))
+    logger.start()
+    logger.output_directory.rmdir()
+    logger.output_directory.write_text("not a directory")
+    try:
+        producer.put(LogPackage(1, 2, b"b"))
+        _wait_until(lambda: logger.statistics().failed == 1)
+        with pytest.raises(LoggerBrokenError, match="source 1, time stamp 2"):
+            producer.put(LogPackage(1, 3, b"c"))
+    finally:
+        producer.close()
+        with pytest.raises(LogWriteError):
+            logger.shutdown()
+
+
 # -- one file per source and time stamp: a duplicate is reported, never written over ---------
 
 

@@ -475,13 +475,15 @@ class Dispatcher:
 
     def _failed(self, failed: FailedPackage) -> None:
         self.failures.append(failed)
-        self._stats["failed"] += 1
         if self._broken is None:
             self._broken = (f"the data logger could not save {failed.describe()}; "
                             "DataLogger.shutdown() reports every such package")
             message = self._broken_notice()
             for producer in self._producers.values():
                 self._tell(producer, message)
+        # Counted once the producers were told: whoever sees the failure in the
+        # statistics finds the notice in the next put of every producer.
+        self._stats["failed"] += 1
 
     def _lost(self, saver: _Saver) -> None:
         """A saver died: its unacknowledged batches go back, first in line."""
