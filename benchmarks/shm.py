@@ -31,7 +31,9 @@ A last measurement is what numap's numpy allocator in the workers costs where it
 moves nothing: a small-array operation, and random access over a large array it
 made, against numpy's own handler (see :func:`handler_cost`).
 Repeats are interleaved; the best counts. Markdown goes to stdout, progress to
-stderr.
+stderr. The copies into segments take streaming stores from the size numap
+picks on this machine (the header says which); ``NUMAP_STREAM_FROM=BYTES`` in
+the environment sets it for the whole run.
 """
 
 from __future__ import annotations
@@ -248,9 +250,10 @@ def copy_in(mib: int, repeat: int = 10) -> dict[str, float]:
     sources = [np.full(mib * MiB // 8, float(k)).view(np.uint8) for k in range(16)]
     maps = [mmap.mmap(-1, mib * MiB) for _ in sources]  # shared memory, as a segment is
     targets = [np.frombuffer(m, dtype=np.uint8) for m in maps]
-    streaming = _shm._copy_bytes
+    streaming, stream_from = _shm._copy_bytes, _shm.STREAM_FROM
     rates = {}
     try:
+        _shm.STREAM_FROM = 0  # whatever the size: the copy this measure names
         for label, copy in (("stream", streaming), ("numpy", None)):
             _shm._copy_bytes = copy
             for threads in (1, 2):
@@ -263,7 +266,7 @@ def copy_in(mib: int, repeat: int = 10) -> dict[str, float]:
                         best = min(best, time.perf_counter() - began)
                 rates[f"{label}_{threads}"] = 16 * mib * MiB / best
     finally:
-        _shm._copy_bytes = streaming
+        _shm._copy_bytes, _shm.STREAM_FROM = streaming, stream_from
     del targets, target  # the views first: a mapping with views cannot close
     for m in maps:
         m.close()
@@ -314,6 +317,21 @@ def _measure(scenario: str, mib: int, count: int, shared: bool) -> dict:
     command = [sys.executable, "-m", "benchmarks.shm", "--one", scenario, str(mib), str(count),
                "on" if shared else "off"]
     return _run(command)
+
+
+def streaming_line() -> str:
+    """Which copies into segments take streaming stores in this run's processes."""
+    from numap import _shm
+
+    cache = _shm.last_level_cache()
+    given = os.environ.get(_shm.STREAM_FROM_VARIABLE)
+    if _shm._copy_bytes is None:
+        return "Copies into segments: numpy's (numap's compiled copy is not built)."
+    why = f"{_shm.STREAM_FROM_VARIABLE}={given}" if given is not None else \
+        "no last-level cache reported" if cache is None else \
+        f"an eighth of the last-level cache of {cache / MiB:.0f} MiB"
+    return (f"Copies into segments take streaming stores from "
+            f"{_shm.STREAM_FROM / MiB:.1f} MiB ({why}).")
 
 
 def _measure_ceiling(scenario: str, mib: int, rounds: int, transport: bool) -> float:
@@ -390,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# Benchmark suite `shm`\n\n{machine_line(info)}  ")
     print(f"Load average (1/5/15 min) before the run: "
           f"{'/'.join(f'{x:.2f}' for x in info['loadavg'])}  ")
-    print(f"Run: {'quick' if args.quick else 'full'}; 2 worker processes; best of {repeat}.\n")
+    print(f"Run: {'quick' if args.quick else 'full'}; 2 worker processes; best of {repeat}.  ")
+    print(f"{streaming_line()}\n")
     began = time.monotonic()
     # The references are measured again in every repeat, as the pipelines are, and
     # the best is kept: this machine's memory bandwidth drifts over minutes.

@@ -60,6 +60,78 @@ try:  # compiled: copies into segments with streaming stores (see _stream.c)
 except ImportError:  # an install made without a C compiler: numpy copies
     _copy_bytes = None
 
+CPU_CACHE = "/sys/devices/system/cpu"
+STREAM_FROM_VARIABLE = "NUMAP_STREAM_FROM"
+_STREAM_SHARE = 8  # streaming stores from an eighth of the last-level cache
+_STREAM_FLOOR = 1 << 20
+
+
+def last_level_cache(root: str = CPU_CACHE) -> int | None:
+    """Bytes of the largest data cache of the first CPU this process may run on, as
+    the kernel reports it under ``root``; ``None`` where it reports none."""
+    try:
+        cpu = min(os.sched_getaffinity(0))
+    except (AttributeError, OSError, ValueError):
+        cpu = 0
+    folder = os.path.join(root, f"cpu{cpu}", "cache")
+    largest = None
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.startswith("index"):
+            continue
+        try:
+            with open(os.path.join(folder, entry, "type")) as kind:
+                if kind.read().strip() not in ("Data", "Unified"):
+                    continue
+            with open(os.path.join(folder, entry, "size")) as text:
+                size = _cache_bytes(text.read().strip())
+        except (OSError, ValueError):
+            continue
+        if largest is None or size > largest:
+            largest = size
+    return largest
+
+
+def _cache_bytes(text: str) -> int:
+    """``"2048K"`` -> 2097152 (the kernel's notation of a cache's size)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    if text[-1:].upper() in units:
+        return int(text[:-1]) * units[text[-1].upper()]
+    return int(text)
+
+
+def stream_from(environ: Any = os.environ, root: str = CPU_CACHE) -> int:
+    """The smallest copy into a segment that takes streaming stores.
+
+    A copy with ordinary stores leaves the segment in the cache, where the process
+    that reads it next finds it if the bytes copied in the meantime have not pushed
+    it out: with a last-level cache that holds several items, that saves reading
+    them from memory again. Streaming stores skip the cache and pay where it cannot
+    hold them. So copies of at least an eighth of the last-level cache (1 MiB at
+    the least) stream, unless :data:`STREAM_FROM_VARIABLE` in ``environ`` gives the
+    number of bytes; with no cache reported, copies from 1 MiB stream.
+    """
+    given = environ.get(STREAM_FROM_VARIABLE)
+    if given is not None:
+        try:
+            value = int(given)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise ValueError(f"{STREAM_FROM_VARIABLE} must be a number of bytes >= 0, "
+                             f"got {given!r}")
+        return value
+    cache = last_level_cache(root)
+    return _STREAM_FLOOR if cache is None else max(_STREAM_FLOOR, cache // _STREAM_SHARE)
+
+
+STREAM_FROM = stream_from()
+"""Copies into segments of this many bytes or more take streaming stores (where
+numap's compiled copy is built): see :func:`stream_from`."""
+
 __all__ = ["KEEP_FREE", "RECEIVER", "SHM_FOLDER", "Lease", "Pool", "Receiver", "available",
            "new_prefix", "sweep"]
 
@@ -333,13 +405,13 @@ _SPLIT = 4 << 20  # the smallest copy that is split
 def _copy(target: Any, source: Any, split: bool) -> None:
     """``target[:] = source`` (byte arrays of one size); with ``split``, a large copy
     in two halves, one on a helper thread, so that a copy bound by what one core
-    moves takes two. Both run without the GIL. A copy of 1 MiB or more skips the
-    cache where numap's compiled copy is built (it writes memory without reading
-    it first, and the segment is read by another process next)."""
+    moves takes two. Both run without the GIL. A copy of :data:`STREAM_FROM` bytes
+    or more skips the cache where numap's compiled copy is built (it writes memory
+    without reading it first): see :func:`stream_from`."""
     global _HELPER
 
     size = source.nbytes
-    copy = _copy_array if _copy_bytes is None else _copy_bytes
+    copy = _copy_bytes if _copy_bytes is not None and size >= STREAM_FROM else _copy_array
     if not split or size < _SPLIT:
         copy(target, source)
         return

@@ -10,10 +10,12 @@
  * the benchmark machine), where numap's copies into shared-memory segments,
  * from 64 KiB to a few hundred MiB, stay below.
  *
- * The copy leaves the destination out of the cache, which is what numap
- * wants for a segment that another process reads next; below STREAM_MIN
- * bytes the ordinary copy is used, since the reader may then find the data
- * in the shared cache.
+ * The copy leaves the destination out of the cache, so the process that
+ * reads the segment next reads it from memory: that pays only where the
+ * cache could not have held it until then. numap calls this copy for copies
+ * of at least an eighth of the last-level cache (numap._shm.stream_from) and
+ * numpy's otherwise; here, below STREAM_MIN bytes the ordinary copy is used
+ * whatever the caller.
  *
  * x86-64 has streaming stores in its baseline (SSE2); the AVX version is used
  * where the processor has AVX. Elsewhere the copy is memcpy.

@@ -39,14 +39,46 @@ def test_one_run_moves_every_array(shared):
     assert shm.one("pipeline-new", 1, 8, shared)["rate"] > 0
 
 
-def test_copy_in_measures_both_copies_and_restores_the_streaming_one():
+def test_copy_in_measures_both_copies_and_restores_the_streaming_one(monkeypatch):
     from numap import _shm
 
+    compiled, stream_from = _shm._copy_bytes, _shm.STREAM_FROM
+    used = []
+
+    def numpy_copy(target, source):
+        used.append("numpy")
+        target[:] = source
+
+    def streaming_copy(target, source):
+        used.append("stream")
+        compiled(target, source)
+
+    monkeypatch.setattr(_shm, "_copy_array", numpy_copy)
+    if compiled is not None:
+        monkeypatch.setattr(_shm, "_copy_bytes", streaming_copy)
     streaming = _shm._copy_bytes
     rates = shm.copy_in(1, repeat=1)
     assert set(rates) == {"stream_1", "stream_2", "numpy_1", "numpy_2"}
     assert all(0 < rate < float("inf") for rate in rates.values())
-    assert _shm._copy_bytes is streaming
+    assert _shm._copy_bytes is streaming and _shm.STREAM_FROM == stream_from
+    if streaming is not None:  # each measure took the copy it names, whatever the threshold
+        half = len(used) // 2
+        assert set(used[:half]) == {"stream"} and set(used[half:]) == {"numpy"}
+
+
+def test_the_header_says_which_copies_stream(monkeypatch):
+    from numap import _shm
+
+    monkeypatch.setattr(_shm, "STREAM_FROM", 3 << 20)
+    monkeypatch.setenv("NUMAP_STREAM_FROM", "3145728")
+    line = shm.streaming_line()
+    if _shm._copy_bytes is None:
+        assert "not built" in line
+    else:
+        assert line == ("Copies into segments take streaming stores from 3.0 MiB "
+                        "(NUMAP_STREAM_FROM=3145728).")
+        monkeypatch.delenv("NUMAP_STREAM_FROM")
+        assert "last-level cache" in shm.streaming_line()
 
 
 def test_handler_cost_runs_with_each_handler_and_leaves_no_segment():
