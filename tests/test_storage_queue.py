@@ -163,11 +163,13 @@ def _threaded_writer(service: Any, queue: StorageQueue, **options: Any,
 
 def test_errors_in_the_writer_are_raised_at_the_sender(filename: str) -> None:
     queue = StorageQueue(1, FORK)
-    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
     sender = queue.sender(0)
     sender.store(LEAF, Result("results.good", 1))
     sender.store(LEAF, Result("results.bad", [1, "mixed"]))
     sender.store(LEAF, Result("results.after", 2))
+    # The writer starts once all three are in the pipe: a writer already running may
+    # report the failure before the third store, which then raises it instead (below).
+    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
     with pytest.raises(WriterError) as caught:
         sender.send_done()
     error = caught.value
@@ -179,6 +181,26 @@ def test_errors_in_the_writer_are_raised_at_the_sender(filename: str) -> None:
     thread.join(10)
     assert outcome == [WriterReport(stored=2, failed=1, done=(0,), lost=())]
     assert stored_names(filename) == {"results.good", "results.after"}
+
+
+def test_a_failure_the_writer_reported_is_raised_by_the_next_store(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
+    sender = queue.sender(0)
+    sender.store(LEAF, Result("results.bad", [1, "mixed"]))
+    deadline = time.monotonic() + 30
+    while queue.failures[0] < 1:  # the writer counted the failure
+        assert time.monotonic() < deadline, "the writer never reported the failure"
+        time.sleep(0.005)
+    with pytest.raises(WriterError) as caught:
+        sender.store(LEAF, Result("results.refused", 2))
+    assert caught.value.seq == 1 and "homogeneous" in str(caught.value)
+    assert sender.sent == 1  # the store that raised sent nothing
+    sender.store(LEAF, Result("results.after", 3))  # raised once: the sender goes on
+    sender.send_done()
+    thread.join(10)
+    assert outcome == [WriterReport(stored=1, failed=1, done=(0,), lost=())]
+    assert stored_names(filename) == {"results.after"}
 
 
 def test_unknown_messages_and_loading_are_refused_by_the_sender() -> None:
@@ -485,10 +507,12 @@ class _BreaksInTheWriter:
 def test_data_that_do_not_unpickle_in_the_writer_fail_only_their_request(filename: str,
                                                                         ) -> None:
     queue = StorageQueue(2, FORK)
-    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
     bad = queue.sender(0)
     bad.store(LEAF, Result("results.odd", 1, thing=_BreaksInTheWriter()))
     bad.store(LEAF, Result("results.after", 2))
+    # started after both stores, so the failure can only come at send_done (see
+    # test_errors_in_the_writer_are_raised_at_the_sender)
+    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
     with pytest.raises(WriterError) as caught:
         bad.send_done()
     error = caught.value
