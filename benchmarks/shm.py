@@ -131,11 +131,12 @@ def copy_bandwidth(mib: int, repeat: int = 10) -> dict[str, float]:
 
     ``stream``
         copying the 16 distinct arrays the pipeline is fed, in turn: 8 MiB x 16
-        does not fit in the cache, so this is the memory's copy bandwidth, what
-        moving the pipeline's arrays can be held against;
+        does not fit in a last-level cache of 32 MiB (the AMD EPYC benchmark
+        machine's), so there this is the memory's copy bandwidth, what moving
+        the pipeline's arrays can be held against;
     ``one``
-        copying one array again and again: an 8 MiB array stays in this
-        machine's 32 MiB last-level cache, so this is the cache's bandwidth.
+        copying one array again and again: an 8 MiB array stays in the
+        last-level cache, so this is the cache's bandwidth.
     """
     import numpy as np
 
@@ -323,15 +324,25 @@ def streaming_line() -> str:
     """Which copies into segments take streaming stores in this run's processes."""
     from numap import _shm
 
-    cache = _shm.last_level_cache()
-    given = os.environ.get(_shm.STREAM_FROM_VARIABLE)
     if _shm._copy_bytes is None:
         return "Copies into segments: numpy's (numap's compiled copy is not built)."
-    why = f"{_shm.STREAM_FROM_VARIABLE}={given}" if given is not None else \
-        "no last-level cache reported" if cache is None else \
-        f"an eighth of the last-level cache of {cache / MiB:.0f} MiB"
-    return (f"Copies into segments take streaming stores from "
-            f"{_shm.STREAM_FROM / MiB:.1f} MiB ({why}).")
+    given = os.environ.get(_shm.STREAM_FROM_VARIABLE, "").strip()
+    cache = _shm.last_level_cache()
+    if given:
+        why = f"{_shm.STREAM_FROM_VARIABLE}={given}"
+        if int(given) < _shm.STREAM_FROM:
+            why += ", raised to the compiled copy's floor"
+    elif cache is None:
+        why = "no last-level cache reported that every CPU of this process shares"
+    elif cache // 8 < _shm.STREAM_FROM:
+        why = f"the compiled copy's floor; the last-level cache is {_size(cache)}"
+    else:
+        why = f"an eighth of the last-level cache of {_size(cache)}"
+    return f"Copies into segments take streaming stores from {_size(_shm.STREAM_FROM)} ({why})."
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / MiB:.1f} MiB" if nbytes >= MiB else f"{nbytes / 1024:.0f} KiB"
 
 
 def _measure_ceiling(scenario: str, mib: int, rounds: int, transport: bool) -> float:

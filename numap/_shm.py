@@ -56,29 +56,34 @@ _alloc: Any = None  # numap._alloc, numap's numpy allocator, once numpy is loade
 
 _copy_bytes: Callable[[Any, Any], None] | None
 try:  # compiled: copies into segments with streaming stores (see _stream.c)
+    from ._stream import STREAM_MIN as _STREAM_FLOOR
     from ._stream import copy as _copy_bytes
 except ImportError:  # an install made without a C compiler: numpy copies
     _copy_bytes = None
+    _STREAM_FLOOR = 1 << 20
 
 CPU_CACHE = "/sys/devices/system/cpu"
+"""Where the kernel describes each CPU's caches (``cpuN/cache/indexK/``)."""
 STREAM_FROM_VARIABLE = "NUMAP_STREAM_FROM"
+"""The environment variable that sets :data:`STREAM_FROM`, in bytes."""
 _STREAM_SHARE = 8  # streaming stores from an eighth of the last-level cache
-_STREAM_FLOOR = 1 << 20
 
 
 def last_level_cache(root: str = CPU_CACHE) -> int | None:
-    """Bytes of the largest data cache of the first CPU this process may run on, as
-    the kernel reports it under ``root``; ``None`` where it reports none."""
+    """Bytes of the last-level cache that every CPU this process may run on shares
+    (the largest data cache of the first of them, as the kernel reports it under
+    ``root``); ``None`` where none is reported, or where those CPUs do not all
+    share it (its workers may then read an item through another cache)."""
     try:
-        cpu = min(os.sched_getaffinity(0))
-    except (AttributeError, OSError, ValueError):
-        cpu = 0
-    folder = os.path.join(root, f"cpu{cpu}", "cache")
-    largest = None
+        cpus = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        cpus = {0}
+    folder = os.path.join(root, f"cpu{min(cpus, default=0)}", "cache")
     try:
         entries = os.listdir(folder)
     except OSError:
         return None
+    largest: tuple[int, str] | None = None
     for entry in entries:
         if not entry.startswith("index"):
             continue
@@ -90,9 +95,16 @@ def last_level_cache(root: str = CPU_CACHE) -> int | None:
                 size = _cache_bytes(text.read().strip())
         except (OSError, ValueError):
             continue
-        if largest is None or size > largest:
-            largest = size
-    return largest
+        if largest is None or size > largest[0]:
+            largest = size, entry
+    if largest is None:
+        return None
+    try:
+        with open(os.path.join(folder, largest[1], "shared_cpu_list")) as text:
+            shared = _cpu_list(text.read().strip())
+    except (OSError, ValueError):
+        return None
+    return largest[0] if cpus <= shared else None
 
 
 def _cache_bytes(text: str) -> int:
@@ -103,6 +115,15 @@ def _cache_bytes(text: str) -> int:
     return int(text)
 
 
+def _cpu_list(text: str) -> set[int]:
+    """``"0-2,5"`` -> {0, 1, 2, 5} (the kernel's notation of a set of CPUs)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 def stream_from(environ: Any = os.environ, root: str = CPU_CACHE) -> int:
     """The smallest copy into a segment that takes streaming stores.
 
@@ -110,27 +131,26 @@ def stream_from(environ: Any = os.environ, root: str = CPU_CACHE) -> int:
     that reads it next finds it if the bytes copied in the meantime have not pushed
     it out: with a last-level cache that holds several items, that saves reading
     them from memory again. Streaming stores skip the cache and pay where it cannot
-    hold them. So copies of at least an eighth of the last-level cache (1 MiB at
-    the least) stream, unless :data:`STREAM_FROM_VARIABLE` in ``environ`` gives the
-    number of bytes; with no cache reported, copies from 1 MiB stream.
+    hold them. So copies of at least an eighth of the last-level cache stream,
+    unless :data:`STREAM_FROM_VARIABLE` in ``environ`` gives the number of bytes
+    (an empty value counts as none); with no cache reported, or one that not every
+    CPU of this process shares, copies stream from 1 MiB. Smaller copies never
+    stream, whatever the setting: the compiled copy streams from 1 MiB.
     """
-    given = environ.get(STREAM_FROM_VARIABLE)
-    if given is not None:
-        try:
-            value = int(given)
-        except ValueError:
-            value = -1
-        if value < 0:
-            raise ValueError(f"{STREAM_FROM_VARIABLE} must be a number of bytes >= 0, "
-                             f"got {given!r}")
-        return value
+    given = environ.get(STREAM_FROM_VARIABLE, "").strip()
+    if given:
+        if not (given.isascii() and given.isdigit()):
+            raise ValueError(f"{STREAM_FROM_VARIABLE} must be a whole number of bytes, "
+                             f"got {environ[STREAM_FROM_VARIABLE]!r}")
+        return max(_STREAM_FLOOR, int(given))
     cache = last_level_cache(root)
     return _STREAM_FLOOR if cache is None else max(_STREAM_FLOOR, cache // _STREAM_SHARE)
 
 
 STREAM_FROM = stream_from()
 """Copies into segments of this many bytes or more take streaming stores (where
-numap's compiled copy is built): see :func:`stream_from`."""
+numap's compiled copy is built): see :func:`stream_from`. Read when numap is
+imported; forked worker processes keep their parent's value."""
 
 __all__ = ["KEEP_FREE", "RECEIVER", "SHM_FOLDER", "Lease", "Pool", "Receiver", "available",
            "new_prefix", "sweep"]

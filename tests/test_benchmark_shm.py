@@ -42,7 +42,7 @@ def test_one_run_moves_every_array(shared):
 def test_copy_in_measures_both_copies_and_restores_the_streaming_one(monkeypatch):
     from numap import _shm
 
-    compiled, stream_from = _shm._copy_bytes, _shm.STREAM_FROM
+    compiled = _shm._copy_bytes
     used = []
 
     def numpy_copy(target, source):
@@ -57,10 +57,11 @@ def test_copy_in_measures_both_copies_and_restores_the_streaming_one(monkeypatch
     if compiled is not None:
         monkeypatch.setattr(_shm, "_copy_bytes", streaming_copy)
     streaming = _shm._copy_bytes
+    monkeypatch.setattr(_shm, "STREAM_FROM", 1 << 40)  # no copy here would stream by itself
     rates = shm.copy_in(1, repeat=1)
     assert set(rates) == {"stream_1", "stream_2", "numpy_1", "numpy_2"}
     assert all(0 < rate < float("inf") for rate in rates.values())
-    assert _shm._copy_bytes is streaming and _shm.STREAM_FROM == stream_from
+    assert _shm._copy_bytes is streaming and _shm.STREAM_FROM == 1 << 40
     if streaming is not None:  # each measure took the copy it names, whatever the threshold
         half = len(used) // 2
         assert set(used[:half]) == {"stream"} and set(used[half:]) == {"numpy"}
@@ -69,16 +70,27 @@ def test_copy_in_measures_both_copies_and_restores_the_streaming_one(monkeypatch
 def test_the_header_says_which_copies_stream(monkeypatch):
     from numap import _shm
 
+    if _shm._copy_bytes is None:
+        assert "not built" in shm.streaming_line()
+        return
     monkeypatch.setattr(_shm, "STREAM_FROM", 3 << 20)
     monkeypatch.setenv("NUMAP_STREAM_FROM", "3145728")
-    line = shm.streaming_line()
-    if _shm._copy_bytes is None:
-        assert "not built" in line
-    else:
-        assert line == ("Copies into segments take streaming stores from 3.0 MiB "
-                        "(NUMAP_STREAM_FROM=3145728).")
-        monkeypatch.delenv("NUMAP_STREAM_FROM")
-        assert "last-level cache" in shm.streaming_line()
+    assert shm.streaming_line() == ("Copies into segments take streaming stores from 3.0 MiB "
+                                    "(NUMAP_STREAM_FROM=3145728).")
+    monkeypatch.setattr(_shm, "STREAM_FROM", 1 << 20)
+    monkeypatch.setenv("NUMAP_STREAM_FROM", "0")
+    assert shm.streaming_line() == ("Copies into segments take streaming stores from 1.0 MiB "
+                                    "(NUMAP_STREAM_FROM=0, raised to the compiled copy's floor).")
+    monkeypatch.delenv("NUMAP_STREAM_FROM")
+    for cache, why in ((480 << 20, "an eighth of the last-level cache of 480.0 MiB"),
+                       (4 << 20, "the compiled copy's floor; the last-level cache is 4.0 MiB"),
+                       (512 << 10, "the compiled copy's floor; the last-level cache is 512 KiB"),
+                       (None, ("no last-level cache reported that every CPU of this "
+                               "process shares"))):
+        monkeypatch.setattr(_shm, "last_level_cache", lambda *root, cache=cache: cache)
+        monkeypatch.setattr(_shm, "STREAM_FROM", _shm.stream_from({}))
+        assert shm.streaming_line().endswith(f"({why}).")
+
 
 
 def test_handler_cost_runs_with_each_handler_and_leaves_no_segment():

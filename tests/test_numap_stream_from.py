@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,14 +18,20 @@ pytestmark = pytest.mark.timeout(60)
 MIB = 1 << 20
 
 
-def fake_caches(root: Path, caches: list[tuple[str, str]]) -> Path:
-    """A sysfs-like tree: ``(type, size)`` per cache of the CPU this process runs on."""
-    cpu = min(os.sched_getaffinity(0))
+@pytest.fixture(autouse=True)
+def _cpus(monkeypatch):
+    """This process may run on CPUs 3 and 5 (what the fake trees below describe)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 5})
+
+
+def fake_caches(root: Path, caches: list[tuple[str, str]], shared: str = "2-5") -> Path:
+    """A sysfs-like tree: ``(type, size)`` per cache of CPU 3, each shared by ``shared``."""
     for k, (kind, size) in enumerate(caches):
-        index = root / f"cpu{cpu}" / "cache" / f"index{k}"
+        index = root / "cpu3" / "cache" / f"index{k}"
         index.mkdir(parents=True)
         (index / "type").write_text(kind + "\n")
         (index / "size").write_text(size + "\n")
+        (index / "shared_cpu_list").write_text(shared + "\n")
     return root
 
 
@@ -37,7 +44,7 @@ def test_the_last_level_cache_is_the_largest_data_cache(tmp_path):
 def test_sizes_in_each_notation_and_unreadable_entries(tmp_path):
     root = fake_caches(tmp_path, [("Unified", "1G"), ("Data", "garbled"), ("Unified", "4096")])
     assert _shm.last_level_cache(str(root)) == 1 << 30
-    (root / f"cpu{min(os.sched_getaffinity(0))}" / "cache" / "index0" / "size").unlink()
+    (root / "cpu3" / "cache" / "index0" / "size").unlink()
     assert _shm.last_level_cache(str(root)) == 4096  # the others are skipped
 
 
@@ -45,6 +52,37 @@ def test_no_cache_reported(tmp_path):
     assert _shm.last_level_cache(str(tmp_path)) is None
     fake_caches(tmp_path, [("Instruction", "64K")])
     assert _shm.last_level_cache(str(tmp_path)) is None
+
+
+def test_the_cpus_of_the_process_are_read_not_cpu_0(tmp_path):
+    root = fake_caches(tmp_path, [("Unified", "32M")])
+    zero = root / "cpu0" / "cache" / "index0"
+    zero.mkdir(parents=True)
+    (zero / "type").write_text("Unified\n")
+    (zero / "size").write_text("512M\n")
+    (zero / "shared_cpu_list").write_text("0-7\n")
+    assert _shm.last_level_cache(str(root)) == 32 * MIB
+
+
+@pytest.mark.parametrize("shared", ["3", "0-4", "3,4,6-7"])
+def test_a_cache_that_not_every_cpu_of_the_process_shares_does_not_count(tmp_path, shared):
+    # CPU 5 reads items through another cache: copies stream from 1 MiB.
+    root = fake_caches(tmp_path, [("Unified", "480M")], shared=shared)
+    assert _shm.last_level_cache(str(root)) is None
+    assert _shm.stream_from({}, str(root)) == MIB
+
+
+@pytest.mark.parametrize("shared", ["0-7", "3,5", "1,3-5"])
+def test_a_cache_every_cpu_of_the_process_shares(tmp_path, shared):
+    root = fake_caches(tmp_path, [("Unified", "480M")], shared=shared)
+    assert _shm.last_level_cache(str(root)) == 480 * MIB
+
+
+def test_an_unreadable_list_of_sharing_cpus_counts_as_no_cache(tmp_path):
+    root = fake_caches(tmp_path, [("Unified", "480M")], shared="garbled")
+    assert _shm.last_level_cache(str(root)) is None
+    (root / "cpu3" / "cache" / "index0" / "shared_cpu_list").unlink()
+    assert _shm.last_level_cache(str(root)) is None
 
 
 @pytest.mark.parametrize(("size", "expected"), [("491520K", 60 * MIB), ("32M", 4 * MIB),
@@ -61,14 +99,20 @@ def test_without_a_cache_reported_copies_stream_from_1_mib(tmp_path):
 
 def test_the_environment_sets_it(tmp_path):
     root = fake_caches(tmp_path, [("Unified", "480M")])
-    assert _shm.stream_from({"NUMAP_STREAM_FROM": "0"}, str(root)) == 0
-    assert _shm.stream_from({"NUMAP_STREAM_FROM": "1048576"}, str(root)) == MIB
+    assert _shm.stream_from({"NUMAP_STREAM_FROM": "3145728"}, str(root)) == 3 * MIB
+    assert _shm.stream_from({"NUMAP_STREAM_FROM": " 3145728\n"}, str(root)) == 3 * MIB
+    # the compiled copy streams from 1 MiB only, whatever is asked
+    assert _shm.stream_from({"NUMAP_STREAM_FROM": "0"}, str(root)) == MIB
+    # empty: as if unset
+    assert _shm.stream_from({"NUMAP_STREAM_FROM": ""}, str(root)) == 60 * MIB
+    assert _shm.stream_from({"NUMAP_STREAM_FROM": "  "}, str(root)) == 60 * MIB
 
 
-@pytest.mark.parametrize("given", ["", "8MiB", "-1", "1.5"])
+@pytest.mark.parametrize("given", ["8MiB", "-1", "1.5", "+5", "1_000", "1e6", "0x10",
+                                   "\u0665"])
 def test_a_bad_value_in_the_environment_names_the_variable(given):
-    with pytest.raises(ValueError, match=f"NUMAP_STREAM_FROM must be a number of bytes >= 0, "
-                                         f"got {given!r}"):
+    message = f"NUMAP_STREAM_FROM must be a whole number of bytes, got {given!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
         _shm.stream_from({"NUMAP_STREAM_FROM": given})
 
 
@@ -76,14 +120,14 @@ def test_a_bad_value_fails_the_import_with_that_message():
     env = {**os.environ, "NUMAP_STREAM_FROM": "lots"}
     done = subprocess.run([sys.executable, "-c", "import numap"], capture_output=True,
                           text=True, env=env, timeout=60, check=False)
-    assert done.returncode != 0 and "NUMAP_STREAM_FROM must be a number of bytes" in done.stderr
+    assert done.returncode != 0 and "NUMAP_STREAM_FROM must be a whole number" in done.stderr
 
 
 def test_the_environment_reaches_the_module_setting():
-    env = {**os.environ, "NUMAP_STREAM_FROM": "12345"}
+    env = {**os.environ, "NUMAP_STREAM_FROM": "12345678"}
     done = subprocess.run([sys.executable, "-c", "from numap import _shm; print(_shm.STREAM_FROM)"],
                           capture_output=True, text=True, env=env, timeout=60, check=True)
-    assert done.stdout.strip() == "12345"
+    assert done.stdout.strip() == "12345678"
 
 
 @pytest.mark.parametrize("split", [False, True])
