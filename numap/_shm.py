@@ -350,8 +350,11 @@ class Pool:
             return True
 
     def _reuse(self, size: int) -> _Segment | None:
+        """The smallest free segment that fits ``size`` bytes, the last freed of those
+        (its lines are the likeliest to be in the cache still, which a copy with
+        ordinary stores then writes without fetching them from memory)."""
         best = None
-        for segment in self._free:
+        for segment in reversed(self._free):  # the last freed first
             if size <= segment.capacity <= 2 * size + _PAGE and \
                     (best is None or segment.capacity < best.capacity):
                 best = segment

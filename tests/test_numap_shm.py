@@ -246,6 +246,26 @@ def test_a_segment_being_filled_when_numap_stops_is_not_left_behind(monkeypatch)
         _shm.sweep(pool.prefix)
 
 
+def test_the_pool_reuses_the_last_freed_of_the_segments_that_fit():
+    # The last freed is the likeliest to be in the cache still: a copy into it with
+    # ordinary stores need not fetch its lines from memory first.
+    from numap import _shm
+
+    pool = _shm.Pool(_shm.new_prefix(), 1)
+    try:
+        item = memoryview(np.ones(MIB // 8))
+        names = [pool.put(item)[0] for _ in range(3)]
+        larger = pool.put(memoryview(np.ones(MIB // 4 + 1)))[0]  # fits too, but larger
+        pool.release([names[1], larger, names[0], names[2]])
+        assert [pool.put(item)[0] for _ in range(3)] == [names[2], names[0], names[1]]
+        assert pool.put(item)[0] == larger  # the only one left that fits
+        assert pool.put(item)[0] not in {*names, larger}  # none left: a new one
+    finally:
+        pool.close()
+        _shm.sweep(pool.prefix)
+    assert ours() == []
+
+
 @pytest.mark.parametrize("value, error", [(0, ValueError), (-1, ValueError),
                                           ("1MiB", TypeError), (1.5, TypeError)])
 def test_a_bad_threshold_is_refused_naming_the_argument(value, error):
