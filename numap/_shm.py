@@ -231,7 +231,8 @@ class Pool:
         # faster on small arrays (about 50 ns an operation: the shm benchmark measures it).
         self.large_seen = False
         # The NuMap's own process copies every large item on one thread, while the
-        # workers run in parallel: there a copy in two halves on two threads pays.
+        # workers run in parallel: there a streaming copy in two halves on two
+        # threads pays (see _copy).
         self.split_copies = split_copies and (os.cpu_count() or 1) > 1
         self._numbers = itertools.count()
         self._free: list[_Segment] = []
@@ -426,16 +427,20 @@ _SPLIT = 4 << 20  # the smallest copy that is split
 
 
 def _copy(target: Any, source: Any, split: bool) -> None:
-    """``target[:] = source`` (byte arrays of one size); with ``split``, a large copy
-    in two halves, one on a helper thread, so that a copy bound by what one core
-    moves takes two. Both run without the GIL. A copy of :data:`STREAM_FROM` bytes
-    or more skips the cache where numap's compiled copy is built (it writes memory
-    without reading it first): see :func:`stream_from`."""
+    """``target[:] = source`` (byte arrays of one size). A copy of :data:`STREAM_FROM`
+    bytes or more skips the cache where numap's compiled copy is built (it writes
+    memory without reading it first): see :func:`stream_from`. Such a copy is bound
+    by what one core moves to memory: with ``split``, it goes in two halves, one on
+    a helper thread, both without the GIL. A copy into the cache is not split: the
+    handing over costs more than it saves, and half of the item would be left in
+    the other core's own cache."""
     global _HELPER
 
     size = source.nbytes
-    copy = _copy_bytes if _copy_bytes is not None and size >= STREAM_FROM else _copy_array
-    if not split or size < _SPLIT:
+    copy: Callable[[Any, Any], None] = _copy_array
+    if _copy_bytes is not None and size >= STREAM_FROM:
+        copy = _copy_bytes
+    if not split or copy is not _copy_bytes or size < _SPLIT:
         copy(target, source)
         return
     with _HELPER_LOCK:

@@ -132,13 +132,18 @@ def test_the_environment_reaches_the_module_setting():
 
 @pytest.mark.parametrize("split", [False, True])
 def test_only_copies_from_the_threshold_take_the_streaming_copy(monkeypatch, split):
-    streamed = []
+    streamed, cached = [], []
 
     def streaming(target, source):
         streamed.append(source.nbytes)
         target[:] = source
 
+    def ordinary(target, source):
+        cached.append(source.nbytes)
+        target[:] = source
+
     monkeypatch.setattr(_shm, "_copy_bytes", streaming)
+    monkeypatch.setattr(_shm, "_copy_array", ordinary)
     monkeypatch.setattr(_shm, "STREAM_FROM", 6 * MIB)
     rng = np.random.default_rng(7)
     for nbytes in (5 * MIB, 6 * MIB, 7 * MIB + 3):
@@ -146,7 +151,9 @@ def test_only_copies_from_the_threshold_take_the_streaming_copy(monkeypatch, spl
         target = np.zeros(nbytes, np.uint8)
         _shm._copy(target, source, split)
         assert np.array_equal(target, source)
-    # the choice is made on the whole copy: its halves stream too
+    # the choice is made on the whole copy: its halves stream too; a copy into the
+    # cache is never split
     halves = [6 * MIB // 2, 6 * MIB // 2, (7 * MIB + 3) // 2 & ~63]
     halves.append(7 * MIB + 3 - halves[-1])
     assert sorted(streamed) == sorted(halves if split else [6 * MIB, 7 * MIB + 3])
+    assert cached == [5 * MIB]
