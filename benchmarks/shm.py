@@ -337,7 +337,7 @@ def streaming_line() -> str:
             why += ", raised to the compiled copy's floor"
     elif cache is None:
         why = "no last-level cache reported that every CPU of this process shares"
-    elif cache // 8 < _shm.STREAM_FROM:
+    elif cache // _shm._STREAM_SHARE < _shm.STREAM_FROM:
         why = f"the compiled copy's floor; the last-level cache is {_size(cache)}"
     else:
         why = f"an eighth of the last-level cache of {_size(cache)}"

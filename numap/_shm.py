@@ -85,14 +85,11 @@ def last_level_cache(root: str = CPU_CACHE) -> int | None:
         return None
     largest: tuple[int, str] | None = None
     for entry in entries:
-        if not entry.startswith("index"):
-            continue
         try:
-            with open(os.path.join(folder, entry, "type")) as kind:
-                if kind.read().strip() not in ("Data", "Unified"):
-                    continue
-            with open(os.path.join(folder, entry, "size")) as text:
-                size = _cache_bytes(text.read().strip())
+            if not entry.startswith("index") or \
+                    _read(folder, entry, "type") not in ("Data", "Unified"):
+                continue
+            size = _cache_bytes(_read(folder, entry, "size"))
         except (OSError, ValueError):
             continue
         if largest is None or size > largest[0]:
@@ -100,11 +97,16 @@ def last_level_cache(root: str = CPU_CACHE) -> int | None:
     if largest is None:
         return None
     try:
-        with open(os.path.join(folder, largest[1], "shared_cpu_list")) as text:
-            shared = _cpu_list(text.read().strip())
+        shared = _cpu_list(_read(folder, largest[1], "shared_cpu_list"))
     except (OSError, ValueError):
         return None
     return largest[0] if cpus <= shared else None
+
+
+def _read(*path: str) -> str:
+    """The text of one file of the kernel's, stripped."""
+    with open(os.path.join(*path)) as text:
+        return text.read().strip()
 
 
 def _cache_bytes(text: str) -> int:
