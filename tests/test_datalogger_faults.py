@@ -411,23 +411,6 @@ def test_a_second_package_of_one_source_and_time_stamp_is_reported_not_written_o
     assert (stats.received, stats.saved, stats.failed) == (2, 1, 1)
 
 
-def test_a_batch_written_again_takes_a_file_of_the_same_bytes_only(tmp_path):
-    from papyflow.datalogger._saver import write_file
-
-    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        write_file(folder, "1_5.npy", memoryview(b"abc"), "t")
-        write_file(folder, "1_5.npy", memoryview(b"abc"), "t", redo=True)  # a dead saver's
-        with pytest.raises(FileExistsError):
-            write_file(folder, "1_5.npy", memoryview(b"abc"), "t")
-        with pytest.raises(FileExistsError):
-            write_file(folder, "1_5.npy", memoryview(b"abd"), "t", redo=True)
-    finally:
-        os.close(folder)
-    assert [p.name for p in tmp_path.iterdir()] == ["1_5.npy"]
-    assert np.load(tmp_path / "1_5.npy").tobytes() == b"abc"
-
-
 # -- the logger's socket -------------------------------------------------------------------------
 
 

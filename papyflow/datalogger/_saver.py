@@ -8,9 +8,9 @@
                                            into a queue (so the dispatcher never
                                            waits on a busy saver)
                                           writer threads (thread_count): one batch
-                                           each; per frame: temporary file, write,
-                                           link to its name (never replacing a
-                                           file), unlink the temporary
+                                           each; per frame: a file with no name
+                                           yet, write, link to its name (never
+                                           replacing a file)
     link.receive() -> Ack          <----  Ack(batch, failures), after the last
                                            file of the batch is in place
 
@@ -49,8 +49,16 @@ from .errors import DuplicatePackageError
 from .package import FRAME, file_name, npy_header
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+# A file with no name until it is linked to one (Linux; 0 elsewhere).
+_UNNAMED = getattr(os, "O_TMPFILE", 0)
+# What making an unnamed file meets on a file system that cannot (EISDIR: a kernel
+# older than O_TMPFILE, which reads it as O_DIRECTORY), and what linking it through
+# /proc meets where there is no /proc or no hard links.
+_NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL})
+_NO_LINK_BY_DESCRIPTOR = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EPERM,
+                                    errno.EOPNOTSUPP, errno.ENOTSUP})
 
-__all__ = ["Ack", "Failure", "Kind", "SaverLink", "frames", "run_saver", "write_file"]
+__all__ = ["Ack", "Failure", "FileWriter", "Kind", "SaverLink", "frames", "run_saver"]
 
 
 class Kind(enum.IntEnum):
@@ -143,43 +151,89 @@ def frames(data: memoryview | bytes) -> Iterable[tuple[int, int, int, int, int]]
         offset = start + length
 
 
-def write_file(folder: int, name: str, payload: memoryview, tag: str, *,
-               redo: bool = False) -> None:
-    """Write ``payload`` as the ``.npy`` file ``name`` in the directory open as ``folder``.
+class FileWriter:
+    """Writes ``.npy`` files into the directory open as ``folder`` (one per writer thread).
 
-    The file is written under a temporary name (``.<name>.<tag>.tmp``, which no
-    ``*.npy`` pattern matches), then linked to ``name`` and the temporary name
-    removed: a reader sees the whole file or none, and an existing ``name`` is
-    never replaced (``FileExistsError``; with ``redo``, a file already there with
-    the same bytes is taken as this one). Names are resolved relative to the open
-    directory (no path lookups). No fsync: the link protects readers and process
-    deaths, not power loss.
+    A file is made without a name (``O_TMPFILE``), written, then linked to its
+    name: a reader sees the whole file or none, a saver killed meanwhile leaves
+    nothing behind, and the directory changes once per file. Where the system
+    cannot (a file system without ``O_TMPFILE``, no ``/proc`` to link through),
+    the writer says so in :attr:`anonymous` and from then on writes under a
+    temporary name (``.<name>.<tag>.tmp``, which no ``*.npy`` pattern matches),
+    links that to ``name`` and removes the temporary name. Either way an
+    existing ``name`` is never replaced (``FileExistsError``; with ``redo``, a
+    file already there with the same bytes is taken as this one). Names are
+    resolved relative to the open directory (no path lookups). No fsync: the
+    link protects readers and process deaths, not power loss.
     """
-    temporary = f".{name}.{tag}.tmp"
-    header = memoryview(npy_header(len(payload)))
-    fd = os.open(temporary, _FLAGS, 0o666, dir_fd=folder)
-    try:
+
+    __slots__ = ("anonymous", "folder", "tag")
+
+    def __init__(self, folder: int, tag: str) -> None:
+        self.folder = folder
+        self.tag = tag
+        self.anonymous = _UNNAMED != 0  # until the system says it cannot
+
+    def write(self, name: str, payload: memoryview, *, redo: bool = False) -> None:
+        """Write ``payload`` as the ``.npy`` file ``name``."""
+        header = memoryview(npy_header(len(payload)))
         try:
-            pieces = [header, payload]
-            while pieces:
-                written = os.writev(fd, pieces)
-                while pieces and written >= len(pieces[0]):
-                    written -= len(pieces[0])
-                    pieces.pop(0)
-                if pieces and written:
-                    pieces[0] = pieces[0][written:]
+            if not (self.anonymous and self._write_unnamed(name, header, payload)):
+                self._write_named(name, header, payload)
+        except FileExistsError:
+            if not (redo and _holds(self.folder, name, header, payload)):
+                raise
+
+    def _write_unnamed(self, name: str, header: memoryview, payload: memoryview) -> bool:
+        """The file written without a name, then linked to ``name``; ``False`` (and
+        :attr:`anonymous` off) where the system cannot."""
+        try:
+            fd = os.open(".", _UNNAMED | os.O_WRONLY | os.O_CLOEXEC, 0o666, dir_fd=self.folder)
+        except OSError as exc:
+            if exc.errno not in _NO_UNNAMED_FILES:
+                raise
+            self.anonymous = False
+            return False
+        try:
+            _write_all(fd, header, payload)
+            try:
+                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=self.folder,
+                        follow_symlinks=True)
+            except OSError as exc:
+                if exc.errno not in _NO_LINK_BY_DESCRIPTOR:
+                    raise
+                self.anonymous = False
+                return False
         finally:
             os.close(fd)
+        return True
+
+    def _write_named(self, name: str, header: memoryview, payload: memoryview) -> None:
+        folder = self.folder
+        temporary = f".{name}.{self.tag}.tmp"
+        fd = os.open(temporary, _FLAGS, 0o666, dir_fd=folder)
         try:
+            try:
+                _write_all(fd, header, payload)
+            finally:
+                os.close(fd)
             _place(folder, temporary, name)
-        except FileExistsError:
-            if not (redo and _holds(folder, name, header, payload)):
-                raise
-    finally:
-        try:
-            os.unlink(temporary, dir_fd=folder)
-        except OSError:
-            pass
+        finally:
+            try:
+                os.unlink(temporary, dir_fd=folder)
+            except OSError:
+                pass
+
+
+def _write_all(fd: int, header: memoryview, payload: memoryview) -> None:
+    pieces = [header, payload]
+    while pieces:
+        written = os.writev(fd, pieces)
+        while pieces and written >= len(pieces[0]):
+            written -= len(pieces[0])
+            pieces.pop(0)
+        if pieces and written:
+            pieces[0] = pieces[0][written:]
 
 
 def _place(folder: int, temporary: str, name: str) -> None:
@@ -211,11 +265,11 @@ def _holds(folder: int, name: str, header: memoryview, payload: memoryview) -> b
     return len(data) == size and data[:len(header)] == header and data[len(header):] == payload
 
 
-def save_batch(directory: str, folder: int, data: bytes | bytearray, tag: str,
+def save_batch(directory: str, writer: FileWriter, data: bytes | bytearray,
                redo: bool = False) -> tuple[Failure, ...]:
-    """Write every frame of ``data`` (``folder``: ``directory`` open); the frames that failed.
+    """Write every frame of ``data`` (``writer``: into ``directory``); the frames that failed.
 
-    ``redo``: a batch a saver that died had (see :func:`write_file`).
+    ``redo``: a batch a saver that died had (see :class:`FileWriter`).
     """
     view = memoryview(data)
     failures = []
@@ -223,7 +277,7 @@ def save_batch(directory: str, folder: int, data: bytes | bytearray, tag: str,
         name = file_name(source, stamp)
         try:
             try:
-                write_file(folder, name, view[start:end], tag, redo=redo)
+                writer.write(name, view[start:end], redo=redo)
             except FileExistsError:
                 raise DuplicatePackageError(source, stamp, os.path.join(directory, name)) from None
         except Exception as exc:  # noqa: BLE001 - every failure is reported, none is fatal
@@ -249,21 +303,22 @@ def _all_failed(directory: str, data: bytes | bytearray, exc: BaseException) -> 
 def _writer(directory: str, work: queue.SimpleQueue, link: SaverLink,
             lock: threading.Lock) -> None:
     tag = f"{os.getpid()}-{threading.get_native_id()}"
-    folder: int | None = None
+    writer: FileWriter | None = None
     try:
         while (item := work.get()) is not None:
             batch, data, redo = item
             try:
-                if folder is None:
-                    folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                failures = save_batch(directory, folder, data, tag, redo)
+                if writer is None:
+                    writer = FileWriter(
+                        os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), tag)
+                failures = save_batch(directory, writer, data, redo)
             except Exception as exc:  # noqa: BLE001 - no batch goes unanswered: all of it failed
                 failures = _all_failed(directory, data, exc)
             with lock:
                 link.send_ack(Ack(batch, failures))
     finally:
-        if folder is not None:
-            os.close(folder)
+        if writer is not None:
+            os.close(writer.folder)
 
 
 def run_saver(link: SaverLink, directory: str, thread_count: int,
