@@ -8,6 +8,7 @@ import errno
 import os
 import pickle
 import random
+import resource
 import select
 import signal
 import tempfile
@@ -29,6 +30,7 @@ from papyflow.datalogger import (
     LogWriteError,
     Phase,
     SaverLostError,
+    _saver,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -147,7 +149,9 @@ def test_a_full_disk_is_reported_at_shutdown_and_refuses_later_puts(tmp_path, mo
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_writev(fd, buffers)
 
-    monkeypatch.setattr(os, "writev", full)  # before start: the forked savers inherit it
+    # before start: the forked savers inherit both (files one at a time, from Python)
+    monkeypatch.setattr(os, "writev", full)
+    monkeypatch.setattr(_saver, "_write_batch", None)
     logger = DataLogger(tmp_path, process_count=2, thread_count=2)
     logger.start()
     queue = logger.input_queue
@@ -168,6 +172,35 @@ def test_a_full_disk_is_reported_at_shutdown_and_refuses_later_puts(tmp_path, mo
     assert failed.package.serialized_data.tolist() == list(range(250))
     out = logger.output_directory
     assert [p.name for p in out.iterdir()] == [f"4_{1:020d}.npy"]  # and no temporary file
+
+
+@pytest.mark.skipif(_saver._write_batch is None, reason="no compiled writer in this install")
+def test_a_write_the_kernel_refuses_in_the_compiled_writer_is_reported(tmp_path):
+    # The savers may not write files past 300 bytes: the kernel refuses the large
+    # package's file part way (EFBIG), as a disk that fills up would.
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the signal kills them
+    logger = DataLogger(tmp_path, process_count=1, thread_count=2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300, limit[1]))
+    try:
+        logger.start()  # the savers are forked here, and keep the limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    queue = logger.input_queue
+    queue.put(LogPackage(4, 1, np.zeros(10, np.uint8)))
+    queue.put(LogPackage(7, 2, np.arange(250, dtype=np.uint8)))
+    queue.put(LogPackage(4, 2, np.ones(10, np.uint8)))
+    with pytest.raises(LogWriteError) as info:
+        logger.shutdown()
+    assert info.value.errno == errno.EFBIG
+    [failed] = info.value.failures
+    assert failed.error.errno == errno.EFBIG
+    assert failed.package.serialized_data.tolist() == list(range(250))
+    assert str(failed.error) == f"[Errno {errno.EFBIG}] File too large: '7_{2:020d}.npy'"
+    out = logger.output_directory
+    assert sorted(p.name for p in out.iterdir()) == [f"4_{1:020d}.npy", f"4_{2:020d}.npy"]
+    assert np.load(out / f"4_{2:020d}.npy").tolist() == [1] * 10
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only directories")

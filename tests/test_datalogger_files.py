@@ -5,18 +5,32 @@ from __future__ import annotations
 
 import errno
 import os
+import resource
 import signal
 
 import multiprocess
 import numpy as np
 import pytest
 
+from papyflow.datalogger import _saver
 from papyflow.datalogger._saver import FileWriter
 
 pytestmark = pytest.mark.timeout(60)
 
 UNNAMED = getattr(os, "O_TMPFILE", 0)
 needs_unnamed = pytest.mark.skipif(UNNAMED == 0, reason="no O_TMPFILE on this system")
+COMPILED = _saver._write_batch
+needs_compiled = pytest.mark.skipif(COMPILED is None, reason="no compiled writer in this install")
+# how a writer writes a batch: unnamed files by the compiled writer, unnamed files from
+# Python, files under a temporary name
+WAYS = [pytest.param("compiled", marks=[needs_unnamed, needs_compiled]),
+        pytest.param("python", marks=needs_unnamed), "named"]
+
+
+def _batch_writer(folder: int, way: str, monkeypatch) -> FileWriter:
+    if way != "compiled":
+        monkeypatch.setattr(_saver, "_write_batch", None)
+    return _writer(folder, way != "named")
 
 
 @pytest.fixture
@@ -99,19 +113,11 @@ def test_a_file_system_without_unnamed_files_gets_named_ones_and_is_not_asked_ag
     assert np.load(tmp_path / "1_2.npy").tobytes() == b"two"
 
 
-@needs_unnamed
-def test_no_proc_to_link_through_falls_back_to_a_named_file(tmp_path, folder, monkeypatch):
-    real_link = os.link
-
-    def no_proc(source, *args, **kwargs):
-        if str(source).startswith("/proc/"):
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
-        return real_link(source, *args, **kwargs)
-
-    monkeypatch.setattr(os, "link", no_proc)
+def test_no_proc_to_link_through_gets_named_files(tmp_path, folder, monkeypatch):
+    monkeypatch.setattr(_saver, "_PROC_FD", str(tmp_path / "no-proc"))
     writer = FileWriter(folder, "t")
-    writer.write("1_1.npy", memoryview(b"one"))
     assert writer.anonymous is False
+    assert writer.write_many([("1_1.npy", memoryview(b"one"))]) == {}
     assert [p.name for p in tmp_path.iterdir()] == ["1_1.npy"]
     assert np.load(tmp_path / "1_1.npy").tobytes() == b"one"
 
@@ -157,3 +163,75 @@ def test_a_saver_killed_in_the_middle_of_a_file_leaves_only_a_temporary_name_if_
     # unnamed, the kernel frees the file with its last descriptor; named, the temporary
     # stays for shutdown() to remove, and no *.npy is ever partial
     assert left == ([] if anonymous else [".1_9.npy.t.tmp"])
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_batch_reports_each_failure_by_index_and_writes_the_others(
+        tmp_path, folder, monkeypatch, way):
+    writer = _batch_writer(folder, way, monkeypatch)
+    (tmp_path / "1_2.npy").write_bytes(b"an earlier run's")
+    errors = writer.write_many([("1_1.npy", memoryview(b"one")), ("1_2.npy", memoryview(b"two")),
+                                ("1_3.npy", memoryview(b"three"))])
+    assert list(errors) == [1]
+    assert isinstance(errors[1], FileExistsError)
+    assert writer.anonymous is (way != "named")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1_1.npy", "1_2.npy", "1_3.npy"]
+    assert np.load(tmp_path / "1_3.npy").tobytes() == b"three"
+    assert (tmp_path / "1_2.npy").read_bytes() == b"an earlier run's"  # not written over
+    # written again after a saver died: a file of the same bytes is this one's
+    assert writer.write_many([("1_1.npy", memoryview(b"one")), ("1_3.npy", memoryview(b"3"))],
+                             redo=True).keys() == {1}
+
+
+def _write_limited(directory: str, way: str, answer) -> None:
+    """In a child: write a batch with files limited to 300 bytes; send what failed."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (300, resource.RLIM_INFINITY))
+    if way != "compiled":
+        _saver._write_batch = None
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    writer = _writer(fd, way != "named")
+    errors = writer.write_many([("1_1.npy", memoryview(b"a" * 50)),
+                                ("1_2.npy", memoryview(b"b" * 250)),  # 128 + 250 bytes
+                                ("1_3.npy", memoryview(b"c" * 60))])
+    answer.send({index: (type(exc).__name__, exc.errno) for index, exc in errors.items()})
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_file_the_kernel_refuses_part_way_is_reported_and_never_left_torn(tmp_path, way):
+    ours, theirs = multiprocess.get_context("fork").Pipe()
+    child = multiprocess.get_context("fork").Process(
+        target=_write_limited, args=(str(tmp_path), way, theirs))
+    child.start()
+    try:
+        assert ours.poll(30), "the writer did not answer"
+        errors = ours.recv()
+    finally:
+        child.join(10)
+    assert errors == {1: ("OSError", errno.EFBIG)}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1_1.npy", "1_3.npy"]
+    assert np.load(tmp_path / "1_3.npy").tobytes() == b"c" * 60
+
+
+@needs_compiled
+def test_the_compiled_writer_checks_its_items_and_reports_a_folder_it_cannot_use(tmp_path):
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(TypeError, match=r"items\[1\] must be a tuple"):
+            COMPILED(folder, [(b"a.npy", b"", b"x"), ("b.npy", b"", b"y")])
+        with pytest.raises(ValueError, match=r"items\[0\]: the name has a NUL byte"):
+            COMPILED(folder, [(b"a\0.npy", b"", b"x")])
+        with pytest.raises(TypeError):  # not a buffer
+            COMPILED(folder, [(b"a.npy", b"", 5)])
+        assert list(tmp_path.iterdir()) == []  # nothing written when the items are wrong
+        assert COMPILED(folder, []) == []
+    finally:
+        os.close(folder)
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    fd = os.open(plain, os.O_RDONLY)
+    try:  # making a file in it fails (step 0) for each item
+        assert COMPILED(fd, [(b"a.npy", b"", b"x"), (b"b.npy", b"h", b"y")]) == [
+            (0, errno.ENOTDIR, 0), (1, errno.ENOTDIR, 0)]
+    finally:
+        os.close(fd)

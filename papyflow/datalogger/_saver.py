@@ -42,21 +42,30 @@ import socket
 import struct
 import threading
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .errors import DuplicatePackageError
 from .package import FRAME, file_name, npy_header
 
+_write_batch: Callable[[int, list[tuple[bytes, bytes, memoryview]]],
+                       list[tuple[int, int, int]]] | None
+try:  # compiled: a batch of files written without the GIL (see _files.c)
+    from ._files import write_unnamed as _write_batch
+except ImportError:  # an install made without a C compiler: one file at a time
+    _write_batch = None
+
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
 # A file with no name until it is linked to one (Linux; 0 elsewhere).
 _UNNAMED = getattr(os, "O_TMPFILE", 0)
+# An unnamed file is linked to its name through its descriptor's entry here.
+_PROC_FD = "/proc/self/fd"
 # What making an unnamed file meets on a file system that cannot (EISDIR: a kernel
-# older than O_TMPFILE, which reads it as O_DIRECTORY), and what linking it through
-# /proc meets where there is no /proc or no hard links.
+# older than O_TMPFILE, which reads it as O_DIRECTORY), and what linking it meets
+# on one without hard links.
 _NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL})
-_NO_LINK_BY_DESCRIPTOR = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EPERM,
-                                    errno.EOPNOTSUPP, errno.ENOTSUP})
+_NO_LINK_BY_DESCRIPTOR = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
+_MAKING, _WRITING, _LINKING = 0, 1, 2  # the steps the compiled writer reports a failure at
 
 __all__ = ["Ack", "Failure", "FileWriter", "Kind", "SaverLink", "frames", "run_saver"]
 
@@ -172,7 +181,8 @@ class FileWriter:
     def __init__(self, folder: int, tag: str) -> None:
         self.folder = folder
         self.tag = tag
-        self.anonymous = _UNNAMED != 0  # until the system says it cannot
+        # until the file system says it cannot
+        self.anonymous = _UNNAMED != 0 and os.path.isdir(_PROC_FD)
 
     def write(self, name: str, payload: memoryview, *, redo: bool = False) -> None:
         """Write ``payload`` as the ``.npy`` file ``name``."""
@@ -183,6 +193,36 @@ class FileWriter:
         except FileExistsError:
             if not (redo and _holds(self.folder, name, header, payload)):
                 raise
+
+    def write_many(self, files: list[tuple[str, memoryview]], *,
+                   redo: bool = False) -> dict[int, Exception]:
+        """Write each ``(name, payload)`` of ``files`` as :meth:`write` does; what failed,
+        by index. Unnamed files are written by the compiled writer where there is one,
+        with the GIL released once for all of them (so that the writer threads of a
+        saver write in parallel, instead of handing the GIL over at every system call)."""
+        errors: dict[int, Exception] = {}
+        if not (self.anonymous and _write_batch is not None):
+            again = list(range(len(files)))
+        else:
+            again = []
+            done = _write_batch(self.folder, [
+                (name.encode(), npy_header(len(payload)), payload) for name, payload in files])
+            for index, code, step in done:
+                if code == errno.EEXIST and step == _LINKING:
+                    again.append(index)  # a duplicate, or a dead saver's file: see write()
+                elif (step == _MAKING and code in _NO_UNNAMED_FILES) or \
+                        (step == _LINKING and code in _NO_LINK_BY_DESCRIPTOR):
+                    self.anonymous = False
+                    again.append(index)
+                else:
+                    errors[index] = OSError(code, os.strerror(code), files[index][0])
+        for index in again:
+            name, payload = files[index]
+            try:
+                self.write(name, payload, redo=redo)
+            except Exception as exc:  # noqa: BLE001 - the caller reports each one
+                errors[index] = exc
+        return errors
 
     def _write_unnamed(self, name: str, header: memoryview, payload: memoryview) -> bool:
         """The file written without a name, then linked to ``name``; ``False`` (and
@@ -197,7 +237,7 @@ class FileWriter:
         try:
             _write_all(fd, header, payload)
             try:
-                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=self.folder,
+                os.link(f"{_PROC_FD}/{fd}", name, dst_dir_fd=self.folder,
                         follow_symlinks=True)
             except OSError as exc:
                 if exc.errno not in _NO_LINK_BY_DESCRIPTOR:
@@ -272,16 +312,16 @@ def save_batch(directory: str, writer: FileWriter, data: bytes | bytearray,
     ``redo``: a batch a saver that died had (see :class:`FileWriter`).
     """
     view = memoryview(data)
+    found = list(frames(view))
+    errors = writer.write_many([(file_name(source, stamp), view[start:end])
+                                for _, source, stamp, start, end in found], redo=redo)
     failures = []
-    for offset, source, stamp, start, end in frames(view):
+    for index, exc in sorted(errors.items()):
+        offset, source, stamp, _, _ = found[index]
         name = file_name(source, stamp)
-        try:
-            try:
-                writer.write(name, view[start:end], redo=redo)
-            except FileExistsError:
-                raise DuplicatePackageError(source, stamp, os.path.join(directory, name)) from None
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, none is fatal
-            failures.append(_failure(directory, name, offset, exc))
+        if isinstance(exc, FileExistsError):
+            exc = DuplicatePackageError(source, stamp, os.path.join(directory, name))
+        failures.append(_failure(directory, name, offset, exc))
     return tuple(failures)
 
 
