@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from benchmarks.datalogger import file_system, places, run
+from benchmarks.datalogger import file_ceiling, file_system, places, run
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,3 +37,13 @@ def test_a_small_run_finds_every_package_in_the_folder_given(tmp_path):
     assert result["lost"] == 0
     assert result["rate"] > 0
     assert list(tmp_path.iterdir()) == []  # the run's folder is removed afterwards
+
+
+def test_a_run_and_the_file_ceiling_leave_their_folders_to_the_caller_when_asked(tmp_path):
+    kept = []
+    assert run(50, 64, 1, 1, str(tmp_path), kept)["lost"] == 0
+    assert file_ceiling(30, 64, str(tmp_path), kept) > 0
+    assert sorted(kept) == sorted(tmp_path.iterdir())
+    assert sorted(len(list(folder.rglob("*.npy"))) for folder in kept) == [30, 100]
+    assert file_ceiling(30, 64, str(tmp_path)) > 0
+    assert sorted(kept) == sorted(tmp_path.iterdir())  # the one not kept is gone
