@@ -15,8 +15,9 @@ Scenarios (each on a fresh logger in a fresh temporary directory):
 
 ``ceiling``
     A bare loop in one process that only creates, writes and renames ``.npy``
-    files of the scenario's size: the file system's own rate, which bounds
-    each scenario (one file per package).
+    files of the scenario's size: the file system's rate for the usual way to
+    write a file whole (the savers, several threads in several processes, each
+    file made unnamed and linked once, may pass it).
 
 Every scenario runs twice per repeat: in the system's temporary folder (on
 disk, as a user's log folder usually is) and on a RAM file system (``/dev/shm``
@@ -124,9 +125,10 @@ def run(count: int, size: int, savers: int, threads: int,
 
 def file_ceiling(count: int, size: int = SMALL_BYTES, where: str | None = None,
                  keep: list[Path] | None = None) -> float:
-    """Files per second of a bare loop (one process) that does only what a saver must
-    do per package under ``where``: create a temporary file, write a ``.npy`` of
-    ``size`` bytes of data, rename it. ``keep``: as for :func:`run`."""
+    """Files per second of a bare loop (one process) that writes files whole the usual
+    way under ``where``: create a temporary file, write a ``.npy`` of ``size`` bytes
+    of data, rename it (the savers make each file unnamed and link it instead: see
+    :class:`papyflow.datalogger._saver.FileWriter`). ``keep``: as for :func:`run`."""
     root = Path(tempfile.mkdtemp(prefix="papyflow-bench-datalogger-", dir=where))
     _settle()
     data = npy_header(size) + bytes(size)
