@@ -329,19 +329,19 @@ def streaming_line() -> str:
 
     if _shm._copy_bytes is None:
         return "Copies into segments: numpy's (numap's compiled copy is not built)."
-    given = os.environ.get(_shm.STREAM_FROM_VARIABLE, "").strip()
-    cache = _shm.last_level_cache()
-    if given:
-        why = f"{_shm.STREAM_FROM_VARIABLE}={given}"
-        if int(given) < _shm.STREAM_FROM:
+    # the choice the run's processes make when they import numap, from the same inputs
+    choice = _shm.stream_choice()
+    if choice.given is not None:
+        why = f"{_shm.STREAM_FROM_VARIABLE}={choice.given}"
+        if choice.raised:
             why += ", raised to the compiled copy's floor"
-    elif cache is None:
+    elif choice.cache is None:
         why = "no last-level cache reported that every CPU of this process shares"
-    elif cache // _shm._STREAM_SHARE < _shm.STREAM_FROM:
-        why = f"the compiled copy's floor; the last-level cache is {_size(cache)}"
+    elif choice.raised:
+        why = f"the compiled copy's floor; the last-level cache is {_size(choice.cache)}"
     else:
-        why = f"an eighth of the last-level cache of {_size(cache)}"
-    return f"Copies into segments take streaming stores from {_size(_shm.STREAM_FROM)} ({why})."
+        why = f"an eighth of the last-level cache of {_size(choice.cache)}"
+    return f"Copies into segments take streaming stores from {_size(choice.nbytes)} ({why})."
 
 
 def _size(nbytes: int) -> str:

@@ -139,14 +139,32 @@ def stream_from(environ: Any = os.environ, root: str = CPU_CACHE) -> int:
     CPU of this process shares, copies stream from 1 MiB. Smaller copies never
     stream, whatever the setting: the compiled copy streams from 1 MiB.
     """
+    return stream_choice(environ, root).nbytes
+
+
+class StreamChoice(NamedTuple):
+    """What :func:`stream_choice` picked, and from what."""
+
+    nbytes: int  # the smallest copy that streams
+    given: int | None  # the environment's number of bytes, when it gives one
+    cache: int | None  # the last-level cache counted, when the environment gives none
+    raised: bool  # whether the compiled copy's floor raised the number
+
+
+def stream_choice(environ: Any = os.environ, root: str = CPU_CACHE) -> StreamChoice:
+    """:func:`stream_from`'s number with what it came from (a run's report says why)."""
     given = environ.get(STREAM_FROM_VARIABLE, "").strip()
     if given:
         if not (given.isascii() and given.isdigit()):
             raise ValueError(f"{STREAM_FROM_VARIABLE} must be a whole number of bytes, "
                              f"got {environ[STREAM_FROM_VARIABLE]!r}")
-        return max(_STREAM_FLOOR, int(given))
+        number = int(given)
+        return StreamChoice(max(_STREAM_FLOOR, number), number, None, number < _STREAM_FLOOR)
     cache = last_level_cache(root)
-    return _STREAM_FLOOR if cache is None else max(_STREAM_FLOOR, cache // _STREAM_SHARE)
+    if cache is None:
+        return StreamChoice(_STREAM_FLOOR, None, None, False)
+    share = cache // _STREAM_SHARE
+    return StreamChoice(max(_STREAM_FLOOR, share), None, cache, share < _STREAM_FLOOR)
 
 
 STREAM_FROM = stream_from()

@@ -134,6 +134,21 @@ def test_a_full_disk_on_an_unnamed_file_is_raised_not_taken_for_no_support(
     assert list(tmp_path.iterdir()) == []
 
 
+def _answer_of_child(target, *args, kill: bool):
+    """What ``target(*args, answer)``, run in a forked child, sends first through
+    ``answer``; then the child is killed (``kill``) or waited for."""
+    ours, theirs = multiprocess.get_context("fork").Pipe()
+    child = multiprocess.get_context("fork").Process(target=target, args=(*args, theirs))
+    child.start()
+    try:
+        assert ours.poll(30), "the child did not answer"
+        return ours.recv()
+    finally:
+        if kill:
+            child.kill()
+        child.join(10)
+
+
 def _write_and_hang(directory: str, anonymous: bool, ready) -> None:
     def hang(fd, buffers):
         os.write(fd, bytes(buffers[0])[:5])  # part of the file, then the kill comes
@@ -149,16 +164,7 @@ def _write_and_hang(directory: str, anonymous: bool, ready) -> None:
 @pytest.mark.parametrize("anonymous", [True, False])
 def test_a_saver_killed_in_the_middle_of_a_file_leaves_only_a_temporary_name_if_any(
         tmp_path, anonymous):
-    ours, theirs = multiprocess.get_context("fork").Pipe()
-    child = multiprocess.get_context("fork").Process(
-        target=_write_and_hang, args=(str(tmp_path), anonymous, theirs))
-    child.start()
-    try:
-        assert ours.poll(30), "the writer did not start its file"
-        ours.recv()
-    finally:
-        child.kill()
-        child.join(10)
+    _answer_of_child(_write_and_hang, str(tmp_path), anonymous, kill=True)
     left = [p.name for p in tmp_path.iterdir()]
     # unnamed, the kernel frees the file with its last descriptor; named, the temporary
     # stays for shutdown() to remove, and no *.npy is ever partial
@@ -199,15 +205,7 @@ def _write_limited(directory: str, way: str, answer) -> None:
 
 @pytest.mark.parametrize("way", WAYS)
 def test_a_file_the_kernel_refuses_part_way_is_reported_and_never_left_torn(tmp_path, way):
-    ours, theirs = multiprocess.get_context("fork").Pipe()
-    child = multiprocess.get_context("fork").Process(
-        target=_write_limited, args=(str(tmp_path), way, theirs))
-    child.start()
-    try:
-        assert ours.poll(30), "the writer did not answer"
-        errors = ours.recv()
-    finally:
-        child.join(10)
+    errors = _answer_of_child(_write_limited, str(tmp_path), way, kill=False)
     assert errors == {1: ("OSError", errno.EFBIG)}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["1_1.npy", "1_3.npy"]
     assert np.load(tmp_path / "1_3.npy").tobytes() == b"c" * 60

@@ -157,3 +157,11 @@ def test_only_copies_from_the_threshold_take_the_streaming_copy(monkeypatch, spl
     halves.append(7 * MIB + 3 - halves[-1])
     assert sorted(streamed) == sorted(halves if split else [6 * MIB, 7 * MIB + 3])
     assert cached == [5 * MIB]
+
+
+def test_the_choice_says_what_the_threshold_came_from(tmp_path):
+    assert _shm.stream_choice({"NUMAP_STREAM_FROM": "3145728"}, str(tmp_path)) == \
+        (3 * MIB, 3 * MIB, None, False)
+    assert _shm.stream_choice({"NUMAP_STREAM_FROM": "0"}, str(tmp_path)) == (MIB, 0, None, True)
+    assert _shm.stream_choice({}, str(tmp_path)) == (MIB, None, None, False)  # no cache here
+    assert _shm.stream_from({"NUMAP_STREAM_FROM": "0"}, str(tmp_path)) == MIB

@@ -313,12 +313,14 @@ def save_batch(directory: str, writer: FileWriter, data: bytes | bytearray,
     """
     view = memoryview(data)
     found = list(frames(view))
-    errors = writer.write_many([(file_name(source, stamp), view[start:end])
-                                for _, source, stamp, start, end in found], redo=redo)
+    names = [file_name(source, stamp) for _, source, stamp, _, _ in found]
+    errors = writer.write_many([(name, view[start:end])
+                                for name, (_, _, _, start, end) in zip(names, found, strict=True)],
+                               redo=redo)
     failures = []
     for index, exc in sorted(errors.items()):
         offset, source, stamp, _, _ = found[index]
-        name = file_name(source, stamp)
+        name = names[index]
         if isinstance(exc, FileExistsError):
             exc = DuplicatePackageError(source, stamp, os.path.join(directory, name))
         failures.append(_failure(directory, name, offset, exc))
