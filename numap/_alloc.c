@@ -16,6 +16,12 @@
  *   free   neither: kept (mapped, pages in place) for the next allocation,
  *          up to ``keep`` bytes of them; beyond that it is removed.
  *
+ * An allocation takes the smallest free segment that fits, and of those the
+ * one last allocated: its lines are the likeliest to be in the cache still
+ * (an array written into a segment of cold lines fetches each line from
+ * memory first). Not the one last freed: a segment a receiver gives back was
+ * written long before the scratch array freed just now.
+ *
  * live and lent may both hold: a segment is reused only when neither does,
  * and a lent one stays mapped until it is given back.
  *
@@ -78,6 +84,7 @@ typedef struct segment {
     int lent;
     int foreign;      /* its name is not ours (a forked child's copy, or closed) */
     int shared;       /* mapped from its segment (not a forked child's private copy) */
+    unsigned long long given;  /* when it was last allocated: a count of allocations */
     void *snapshot;   /* during fork(): the private copy the child takes */
     char name[NAME_SIZE];
 } segment;
@@ -98,11 +105,12 @@ static struct {
     size_t keep;
     size_t free_bytes;
     unsigned long long serial;
+    unsigned long long allocations;
     char prefix[NAME_SIZE - 24];
     segment_list used;
     segment_list spare;
     unsigned long long made, reused, removed, fallbacks;
-} S = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, (size_t)-1, 0, 0, 0, "", {0}, {0}, 0, 0, 0, 0};
+} S = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, (size_t)-1, 0, 0, 0, 0, "", {0}, {0}, 0, 0, 0, 0};
 
 static int list_add(segment_list *list, segment *seg) {
     if (list->count == list->room) {
@@ -194,11 +202,13 @@ static void *segment_alloc(size_t size, int zeroed) {
     pthread_mutex_lock(&S.lock);
     segment *seg = NULL;
     long best = -1;
-    for (long i = (long)S.spare.count - 1; i >= 0; i--) {  /* the last freed first */
-        size_t capacity = S.spare.items[i]->capacity;
-        if (size <= capacity && capacity <= 2 * size + PAGE &&
-            (best < 0 || capacity < S.spare.items[best]->capacity))
-            best = i;
+    for (size_t i = 0; i < S.spare.count; i++) {  /* smallest, then last allocated */
+        segment *candidate = S.spare.items[i];
+        if (candidate->capacity < size || candidate->capacity > 2 * size + PAGE) continue;
+        if (best < 0 || candidate->capacity < S.spare.items[best]->capacity ||
+            (candidate->capacity == S.spare.items[best]->capacity &&
+             candidate->given > S.spare.items[best]->given))
+            best = (long)i;
     }
     if (best >= 0) {
         seg = S.spare.items[best];
@@ -219,6 +229,7 @@ static void *segment_alloc(size_t size, int zeroed) {
         return NULL;
     }
     seg->size = size;
+    seg->given = ++S.allocations;
     seg->live = 1;
     seg->lent = 0;
     pthread_mutex_unlock(&S.lock);

@@ -502,6 +502,10 @@ class Receiver:
         self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
         self._mapped = 0
         self._lock = threading.Lock()
+        # Told, by pool prefix, each time an array on one of its segments goes (see
+        # notify()). Looked up when the array goes, so that none is told after forget().
+        self._told: dict[str, Callable[[], None]] = {}
+        self._told_lock = threading.RLock()  # a finalizer may run where it is held
 
     def _mapping(self, name: str, capacity: int) -> mmap.mmap:
         with self._lock:
@@ -522,8 +526,20 @@ class Receiver:
                 self._mapped -= len(old)
         return mapping
 
+    def notify(self, prefix: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (in whatever thread drops the array: it must be quick and
+        never block) each time the last array on a segment of a pool whose prefix
+        starts with ``prefix`` goes, until :meth:`forget` of ``prefix``; its owner
+        may then be told at once, instead of with the next message it is sent."""
+        with self._told_lock:
+            self._told[prefix] = callback
+
     def forget(self, prefix: str) -> None:
-        """Drop the kept mappings of the segments of ``prefix`` (its pool is gone)."""
+        """Drop the kept mappings of the segments of ``prefix`` (its pool is gone); from
+        now on nobody is notified of them."""
+        with self._told_lock:
+            for key in [k for k in self._told if k.startswith(prefix)]:
+                del self._told[key]
         with self._lock:
             for name in [n for n in self._maps if n.startswith("/" + prefix)]:
                 self._mapped -= len(self._maps.pop(name))
@@ -545,9 +561,16 @@ class Receiver:
         if local is not None and local.adopt(name):
             weakref.finalize(lease, _forget_local, self._leases, address, local, name)
         else:
+            told = next((p for p in self._told if owner.startswith(p)), None)
             weakref.finalize(lease, _forget, self._leases, address,
-                             self._freed.setdefault(owner, deque()), name)
+                             self._freed.setdefault(owner, deque()), name, told)
         return lease
+
+    def _tell(self, prefix: str) -> None:
+        with self._told_lock:
+            callback = self._told.get(prefix)
+            if callback is not None:
+                callback()
 
     def lease_of(self, buffer: memoryview) -> Lease | None:
         """The lease of the received segment ``buffer`` starts where, if any."""
@@ -570,9 +593,12 @@ class Receiver:
         return names
 
 
-def _forget(leases: dict[int, Any], address: int, freed: deque[str], name: str) -> None:
+def _forget(leases: dict[int, Any], address: int, freed: deque[str], name: str,
+            told: str | None) -> None:
     leases.pop(address, None)
     freed.append(name)
+    if told is not None:
+        RECEIVER._tell(told)
 
 
 def _forget_local(leases: dict[int, Any], address: int, pool: Pool, name: str) -> None:

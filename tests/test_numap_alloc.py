@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,27 @@ def test_a_freed_segment_is_reused_and_zeros_are_zeros_there():
     assert got["max"] == 0.0
     assert got["stats"]["made"] == 1 and got["stats"]["reused"] == 1
     assert got["names"] == 1
+
+
+def test_of_the_free_segments_that_fit_the_last_allocated_is_reused():
+    # A scratch array made for each item (the second segment here) is written last and
+    # freed first; a result given back by its receiver (the first) is freed later, but
+    # was written long before: the next array goes where the lines are still cached.
+    got = fresh("""
+        def name(a):
+            return A.block(a.__array_interface__["data"][0], a.nbytes)[0]
+        result = np.ones((2 << 20) // 8)         # a result, lent to its receiver
+        scratch = np.ones((2 << 20) // 8)        # an intermediate array, made after it
+        first, second = name(result), name(scratch)
+        del scratch                              # freed first
+        del result                               # freed last (given back)
+        again = np.ones((2 << 20) // 8)
+        bigger = np.ones((3 << 20) // 8)         # only a fresh segment fits it
+        print(json.dumps({"first": first, "second": second, "again": name(again),
+                          "stats": A.stats()}))
+    """)
+    assert got["again"] == got["second"] != got["first"]
+    assert got["stats"]["made"] == 3 and got["stats"]["reused"] == 1
 
 
 def test_free_segments_beyond_keep_are_removed():
@@ -460,3 +482,36 @@ def test_a_dead_workers_segments_are_removed():
     numap.stop()
     assert got == [1.0, 2.0, 3.0, None, 5.0, 6.0]
     assert ours() == []
+
+
+def waits_for_a_segment_back(a):
+    """The first item: a new array, sent back in a segment of this worker's allocator.
+    The next: waits (at most 20 s) until the parent has given that segment back, while
+    this call runs; then says whether it came, and where its own new array is made."""
+    from numap import _alloc
+
+    if a[0] == 0.0:
+        return a + 1.0
+    deadline = time.monotonic() + 20
+    while _alloc.stats()["spare"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    came = _alloc.stats()["spare"] > 0
+    made = a + 1.0
+    found = _alloc.block(made.__array_interface__["data"][0], made.nbytes)
+    return came, None if found is None else "/" + found[0].lstrip("/")
+
+
+def test_a_dropped_result_goes_back_to_its_worker_while_it_is_busy():
+    # The worker reuses a segment while its lines are still in the cache only if it
+    # hears of the drop at once: not with the next batch sent to it, nor after the
+    # call it is in.
+    arrays = [np.full(2 * MIB // 8, float(k)) for k in range(2)]
+    with NuMap(waits_for_a_segment_back, arrays, worker_num=1, stride=1) as numap:
+        results = iter(numap)
+        first = next(results)
+        name = segment_of(first)
+        assert name is not None and float(first[0]) == 1.0
+        del first
+        came, where = next(results)
+    assert came, "the dropped result's segment did not reach its worker during the call"
+    assert where == name

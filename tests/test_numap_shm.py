@@ -266,6 +266,38 @@ def test_the_pool_reuses_the_last_freed_of_the_segments_that_fit():
     assert ours() == []
 
 
+def test_the_receiver_tells_the_owner_of_each_dropped_segment_until_forgotten():
+    # A NuMap's getter is woken this way, to tell the worker at once (see
+    # test_numap_alloc.py for the whole way round).
+    from numap import _shm
+
+    prefix = _shm.new_prefix()
+    pools = [_shm.Pool(f"{prefix}w{n}-", 1) for n in (1, 2)]
+    other = _shm.Pool(_shm.new_prefix(), 1)
+    told = []
+    try:
+        sent = [pool.put(memoryview(np.ones(MIB // 8)))
+                for pool in (*pools, other) for _ in range(2)]
+        for pool in (*pools, other):  # as if made by another process
+            _shm._LOCAL.pop(pool.prefix)
+        _shm.RECEIVER.notify(f"{prefix}w", lambda: told.append(1))
+        arrays = [_shm.RECEIVER.take(*placed) for placed in sent]
+        del arrays[5], arrays[4]  # the other NuMap's: nobody is told
+        assert told == []
+        del arrays[0], arrays[2]  # one of each worker's
+        assert told == [1, 1]
+        assert _shm.RECEIVER.freed(pools[0].prefix) == [sent[0][0]]
+        _shm.RECEIVER.forget(prefix)
+        arrays.clear()  # the NuMap is gone: nobody is told
+        assert told == [1, 1]
+    finally:
+        _shm.RECEIVER.forget(prefix)
+        for pool in (*pools, other):
+            pool.close()
+            _shm.sweep(pool.prefix)
+    assert ours() == []
+
+
 @pytest.mark.parametrize("value, error", [(0, ValueError), (-1, ValueError),
                                           ("1MiB", TypeError), (1.5, TypeError)])
 def test_a_bad_threshold_is_refused_naming_the_argument(value, error):

@@ -19,7 +19,10 @@ knows exactly which batches each worker holds, and a death costs only those.
 A worker's reader thread reads ahead (at most ``prefetch`` batches, which the
 scheduler guarantees), so sending never waits for a busy worker, and it sees
 the end of its inbox at once: when NuMap stops or the parent dies, the worker
-exits even in the middle of a long call.
+exits even in the middle of a long call. It also gives back at once the
+worker's shared-memory segments that the parent dropped (FREE frames): the
+parent's getter thread sends them as soon as a result is dropped, so that
+the worker makes its next arrays in segments whose lines are still cached.
 
 Functions travel once per task (dill); items and results are pickled by the
 C pickler with large buffers out of band (see :mod:`numap._wire`).
@@ -123,6 +126,7 @@ class ProcessBackend(Backend):
         self._batches: dict[int, Batch] = {}
         self._task_frames: list[list[Any]] = []
         self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)  # woken already when full; never waits
         self._send_lock = threading.Lock()
         self._stopping = False
         self._closed = False
@@ -140,6 +144,8 @@ class ProcessBackend(Backend):
                 self._close_fds()
                 raise TypeError(f"task {tid}: its function {spec.func!r} cannot be sent to a "
                                 f"worker process: {exc}") from exc
+        if self.segments is not None:  # a result dropped here: its worker is told at once
+            _shm.RECEIVER.notify(f"{self.segments.prefix}w", self._wake)
         try:
             for _ in range(self.workers):
                 self._lanes.append(self._start_worker())
@@ -211,14 +217,39 @@ class ProcessBackend(Backend):
                     self.segments.release(names)
                 return
             worker.segments.update(names)
+            self._tell_freed()
             try:
-                if self.segments is not None:  # its results dropped here: it may reuse them
-                    freed = _shm.RECEIVER.freed(f"{self.segments.prefix}w{worker.pid}-")
-                    if freed:
-                        worker.inbox.send(encode(Kind.FREE, 0, 0, freed))
                 worker.inbox.send(prepared)
             except OSError:
                 pass  # the worker is gone: the getter sees its sentinel and reports it
+
+    def _tell_freed(self) -> None:
+        """Tell each worker which of its segments were dropped here: it reuses them for
+        its next arrays, while their lines may still be in the cache (the sooner, the
+        fewer segments each worker goes round). Called with the send lock held."""
+        if self.segments is None:
+            return
+        for lane in self._lanes:
+            worker: _Worker = lane.handle
+            if worker.inbox.fd < 0:
+                continue
+            freed = _shm.RECEIVER.freed(f"{self.segments.prefix}w{worker.pid}-")
+            if freed:
+                try:
+                    worker.inbox.send(encode(Kind.FREE, 0, 0, freed))
+                except OSError:
+                    pass  # gone: the getter reports it
+
+    def _tell_freed_now(self) -> None:
+        """:meth:`_tell_freed` from the getter, woken by a drop; not while a batch is
+        being sent (that send tells them), so the getter never waits for a worker."""
+        if self.segments is None or not self._send_lock.acquire(blocking=False):
+            return
+        try:
+            if not self._closed:
+                self._tell_freed()
+        finally:
+            self._send_lock.release()
 
     # -- results ------------------------------------------------------------
 
@@ -232,6 +263,7 @@ class ProcessBackend(Backend):
             for ready in wait([*watch, self._wake_r]):
                 if ready == self._wake_r:
                     os.read(self._wake_r, 4096)
+                    self._tell_freed_now()
                     continue
                 lane = watch[ready]
                 if not lane.alive or self._stopping:
@@ -369,11 +401,12 @@ class ProcessBackend(Backend):
                 lane.alive = False
         self._lanes.clear()
         self._batches.clear()
+        if self.segments is not None:  # (before the wake pipe closes: nobody wakes it after)
+            _shm.RECEIVER.forget(self.segments.prefix)
         self._close_fds()
         if self.segments is not None:  # what was sent and never taken, and the pools
             self.segments.close()
             sweep(self.segments.prefix)
-            _shm.RECEIVER.forget(self.segments.prefix)
 
     def _close_fds(self) -> None:
         for fd in (self._wake_r, self._wake_w):
@@ -469,7 +502,9 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
     def read() -> None:
         while True:
             try:
-                frames.put(inbox.recv())
+                parts = inbox.recv()
+                if segments is None or not _given_back(parts, segments):
+                    frames.put(parts)
             except (EOFError, OSError):
                 _leave()
             except BaseException:  # noqa: BLE001 - no room for a frame: the parent must know
@@ -523,6 +558,20 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
                 freed = _shm.RECEIVER.freed(shm[0])
                 if freed:
                     _send(outbox, encode(Kind.FREE, 0, 0, freed))
+
+
+def _given_back(parts: list[memoryview], segments: Pool) -> bool:
+    """Whether ``parts`` is a FREE frame, its segments given back to ``segments`` now, on
+    the reader thread: the call the main thread is in may make its next arrays in
+    them (the main loop would take them back only after the call)."""
+    try:
+        if peek(parts).kind is not Kind.FREE:
+            return False
+        names = decode(parts).payload
+    except Exception:  # noqa: BLE001 - the main loop says what is wrong with it
+        return False
+    segments.release(names)
+    return True
 
 
 _LEAVING = threading.Lock()
