@@ -561,7 +561,12 @@ class Receiver:
         if local is not None and local.adopt(name):
             weakref.finalize(lease, _forget_local, self._leases, address, local, name)
         else:
-            told = next((p for p in self._told if owner.startswith(p)), None)
+            told = None
+            with self._told_lock:  # (notify() and forget() may change it meanwhile)
+                for prefix in self._told:
+                    if owner.startswith(prefix):
+                        told = prefix
+                        break
             weakref.finalize(lease, _forget, self._leases, address,
                              self._freed.setdefault(owner, deque()), name, told)
         return lease
