@@ -467,7 +467,10 @@ class Scheduler:
             if run:
                 task.ready.append(run)
                 task.ready_count += len(run)
-        batch.items = []  # the inputs are no longer needed
+        # Neither the inputs nor the results are the batch's any more: a thread that
+        # still has the batch (the feeder, until its next one) holds no array of them.
+        batch.items = []
+        batch.values = None
         self._results.notify_all()
 
     def lost(self, lane: Lane, loss: LaneLoss) -> None:

@@ -347,6 +347,7 @@ class Plumber(Dagger):
             tally = counts[piper]
             count = tally.n
             for _ in results:
+                del _  # not held while the next is awaited (a large array's memory goes)
                 count += 1
                 tally.n = count  # an attribute: as cheap as counting alone
                 if self._pausing:
@@ -363,6 +364,7 @@ class Plumber(Dagger):
                     continue
                 if isinstance(result, PiperError):
                     log.debug("%s: failed item: %r", piper.name, result)
+                del result
                 counts[piper].n += 1
                 still.append((piper, results))
             active = still

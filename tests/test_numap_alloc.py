@@ -515,3 +515,44 @@ def test_a_dropped_result_goes_back_to_its_worker_while_it_is_busy():
         came, where = next(results)
     assert came, "the dropped result's segment did not reach its worker during the call"
     assert where == name
+
+
+
+def passed_on(inbox):
+    return inbox[0]
+
+
+_ANSWER: list = []  # where the worker writes its answer (set before the workers fork)
+
+
+def waits_in_a_piper(inbox):
+    answer = waits_for_a_segment_back(inbox[0])
+    if isinstance(answer, tuple):
+        with open(_ANSWER[0], "w") as out:
+            json.dump(answer, out)
+        return None
+    return answer
+
+
+@pytest.mark.parametrize("stages", [1, 2], ids=["one Piper", "two Pipers on one NuMap"])
+def test_a_pipeline_drops_a_result_before_it_awaits_the_next(stages, tmp_path, monkeypatch):
+    # The Plumber and its Pipers hold no result while they wait for the next one:
+    # the worker gets the segment back during the call that makes the next result.
+    from papyflow import Piper, Plumber
+
+    monkeypatch.setattr(sys.modules[__name__], "_ANSWER", [str(tmp_path / "answer.json")])
+    arrays = [np.full(2 * MIB // 8, float(k)) for k in range(2)]
+    with NuMap(worker_num=1, stride=1) as mapped:
+        pipers = [Piper(passed_on, parallel=mapped) for _ in range(stages - 1)]
+        pipers.append(Piper(waits_in_a_piper, parallel=mapped))
+        plumber = Plumber()
+        plumber.add_pipe(tuple(pipers))
+        plumber.start([iter(arrays)])
+        plumber.run()
+        plumber.wait(timeout=60)
+        results = plumber.stats["pipers"][pipers[-1]]["results"]
+        plumber.stop()
+    came, where = json.loads((tmp_path / "answer.json").read_text())
+    assert results == 2
+    assert came, "the first result was held by the pipeline while the second was made"
+    assert where.endswith("-a0")

@@ -6,6 +6,7 @@ import itertools
 import logging
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -521,3 +522,48 @@ def test_stats_count_each_result_while_the_pipeline_runs(fused):
     assert {q.name: s["results"] for q, s in running["pipers"].items()} == dict.fromkeys("abc", 5)
     assert running["results"] == {pipers[2]: 5}
     assert p.stats["results"] == {pipers[2]: 20}
+
+
+class _Result:
+    """A result that can be watched going (a weak reference to it)."""
+
+
+_made: list = []
+
+
+def _watched(inbox):
+    result = _Result()
+    _made.append(weakref.ref(result))
+    return result
+
+
+def _once_the_first_result_is_gone(released):
+    yield 0
+    deadline = time.monotonic() + 10
+    while (not _made or _made[0]() is not None) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    released.append(bool(_made) and _made[0]() is None)
+    yield 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("stages", [1, 2], ids=["one Piper", "two Pipers on one NuMap"])
+def test_a_result_is_not_held_while_the_next_is_awaited(stages):
+    # Nothing of the pipeline (the Plumber's count, the Piper's results, the NuMap's
+    # feeder and worker threads) keeps a result once it is counted: a large array's
+    # memory goes back at once, not when the next result comes (here the next item
+    # comes only once the first result is gone). In worker processes the same holds
+    # for shared memory: see test_numap_alloc.py.
+    _made.clear()
+    released: list[bool] = []
+    with NuMap(worker_type="thread", worker_num=1, stride=1) as nm:
+        pipers = [Piper(_watched if k == stages - 1 else inc, parallel=nm)
+                  for k in range(stages)]
+        p = Plumber()
+        p.add_pipe(tuple(pipers))
+        p.start([_once_the_first_result_is_gone(released)])
+        p.run()
+        p.wait(timeout=30)
+        p.stop()
+    assert released == [True]
+    assert p.stats["pipers"][pipers[-1]]["results"] == 2

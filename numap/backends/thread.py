@@ -49,6 +49,7 @@ class ThreadBackend(Backend):
         while (batch := get()) is not None:
             values, failures, seconds = run_batch(calls[batch.task], batch.items)
             done(lane, Done(batch, values, failures, seconds))
+            del batch, values, failures  # the results are the consumer's now, not held here
 
     def stop(self, forced: bool = False) -> None:
         for _ in self._threads:
