@@ -433,6 +433,7 @@ class Piper:
                 yield result
             else:
                 yield Unit(result, *span)
+            del result  # (as in _plain)
 
     def _results(self) -> Iterator[Any]:
         if self.synchronized:
@@ -501,6 +502,7 @@ class Piper:
                 count += 1
                 own.results = count  # the others follow it
                 yield result
+                del item, result  # (as in _plain)
         finally:
             ended = time.monotonic()
             for entry in stats:
@@ -528,6 +530,9 @@ class Piper:
                     result = self._failed(worker_error(func, (item,), exc))
             stats.results += 1
             yield result
+            # Neither held while the next item is awaited: a large array's memory goes
+            # as soon as its reader drops it, not one item later.
+            del item, result
         stats.last = time.monotonic()
 
     def _failed(self, cause: BaseException) -> PiperError:
@@ -574,6 +579,7 @@ class Piper:
                 result = self._failed(result)
             stats.results += 1
             yield result
+            del inbox, result  # (as in _plain)
         stats.last = time.monotonic()
 
     def _task_results(self, imap: NuMap, task: numap.NuMapTask) -> Iterator[Any]:

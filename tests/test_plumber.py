@@ -547,8 +547,9 @@ def _once_the_first_result_is_gone(released):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("stages", [1, 2], ids=["one Piper", "two Pipers on one NuMap"])
-def test_a_result_is_not_held_while_the_next_is_awaited(stages):
+@pytest.mark.parametrize("parallel", [True, False], ids=["on a NuMap", "linear"])
+@pytest.mark.parametrize("stages", [1, 2], ids=["one Piper", "two Pipers"])
+def test_a_result_is_not_held_while_the_next_is_awaited(stages, parallel):
     # Nothing of the pipeline (the Plumber's count, the Piper's results, the NuMap's
     # feeder and worker threads) keeps a result once it is counted: a large array's
     # memory goes back at once, not when the next result comes (here the next item
@@ -557,7 +558,7 @@ def test_a_result_is_not_held_while_the_next_is_awaited(stages):
     _made.clear()
     released: list[bool] = []
     with NuMap(worker_type="thread", worker_num=1, stride=1) as nm:
-        pipers = [Piper(_watched if k == stages - 1 else inc, parallel=nm)
+        pipers = [Piper(_watched if k == stages - 1 else inc, parallel=nm if parallel else False)
                   for k in range(stages)]
         p = Plumber()
         p.add_pipe(tuple(pipers))
