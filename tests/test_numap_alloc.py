@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -501,17 +502,24 @@ def waits_for_a_segment_back(a):
     return came, None if found is None else "/" + found[0].lstrip("/")
 
 
-def test_a_dropped_result_goes_back_to_its_worker_while_it_is_busy():
+@pytest.mark.parametrize("sending", [False, True],
+                         ids=["dropped", "dropped while a batch is being sent"])
+def test_a_dropped_result_goes_back_to_its_worker_while_it_is_busy(sending):
     # The worker reuses a segment while its lines are still in the cache only if it
     # hears of the drop at once: not with the next batch sent to it, nor after the
-    # call it is in.
+    # call it is in. A drop while a batch is being sent (here: the send lock held a
+    # while) is told once the send is over, though no batch is sent after it.
     arrays = [np.full(2 * MIB // 8, float(k)) for k in range(2)]
     with NuMap(waits_for_a_segment_back, arrays, worker_num=1, stride=1) as numap:
         results = iter(numap)
         first = next(results)
         name = segment_of(first)
         assert name is not None and float(first[0]) == 1.0
-        del first
+        del first  # (the stream lets go of it with the next call)
+        if sending:  # the drop comes while the send lock is held, for 0.3 s
+            send_lock = numap._scheduler.backend._send_lock
+            send_lock.acquire()
+            threading.Timer(0.3, send_lock.release).start()
         came, where = next(results)
     assert came, "the dropped result's segment did not reach its worker during the call"
     assert where == name

@@ -74,6 +74,9 @@ __all__ = ["ProcessBackend", "prepare_batch", "spread"]
 
 # How long stop() lets workers leave on their own before it terminates them.
 _GRACE = 1.0
+# How long the getter waits for a batch being sent before it tells a worker of its
+# dropped segments (it tries again after that; see _tell_freed_now).
+_TELL_WAIT = 0.05
 
 # The parent-side pipe ends of every worker of every NuMap in this process. A
 # new worker closes them all: a worker that kept another NuMap's inbox open
@@ -241,9 +244,15 @@ class ProcessBackend(Backend):
                     pass  # gone: the getter reports it
 
     def _tell_freed_now(self) -> None:
-        """:meth:`_tell_freed` from the getter, woken by a drop; not while a batch is
-        being sent (that send tells them), so the getter never waits for a worker."""
-        if self.segments is None or not self._send_lock.acquire(blocking=False):
+        """:meth:`_tell_freed` from the getter, woken by a drop. While a batch is being
+        sent, it waits for the lock a little; a send that takes longer (a worker that
+        reads nothing) is not waited for: the getter wakes itself to try again, since
+        a drop after that send's own telling would otherwise wait for a send that may
+        never come."""
+        if self.segments is None:
+            return
+        if not self._send_lock.acquire(timeout=_TELL_WAIT):
+            self._wake()  # again, once the results ready meanwhile are read
             return
         try:
             if not self._closed:
