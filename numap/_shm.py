@@ -194,6 +194,12 @@ def new_prefix() -> str:
     return f"numap-{os.getpid()}-{secrets.token_hex(4)}-"
 
 
+def worker_prefix(prefix: str, pid: int | None = None) -> str:
+    """The name prefix of the pool of worker process ``pid`` of the NuMap whose pool has
+    ``prefix``; without ``pid``, what the pools of all its workers start with."""
+    return f"{prefix}w" if pid is None else f"{prefix}w{pid}-"
+
+
 def allocator_available() -> bool:
     """Whether this install has numap's allocator of arrays in shared memory (it is
     compiled: an install made without a C compiler has none)."""

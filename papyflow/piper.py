@@ -621,7 +621,7 @@ class Piper:
                     result = self._failed(result)
             stats.results += 1
             yield result
-            del result  # not held while the next is awaited (see _fused_results)
+            del result  # (as in _plain)
 
     def _fused_results(self, stream: Iterator[Any]) -> Iterator[Any]:
         """``_task_results`` of a fused run's last Piper: it keeps the run's statistics too."""
@@ -653,9 +653,7 @@ class Piper:
                 piper.stats.results += 1
             stats.results += 1
             yield result
-            # Not held while the next result is awaited: a large array goes as soon as
-            # its reader drops it (its shared-memory segment back to its worker).
-            del result
+            del result  # (as in _plain: a large array's segment goes back to its worker)
         stats.last = time.monotonic()
         for piper in run:
             piper.stats.last = stats.last

@@ -52,7 +52,7 @@ from .._errors import format_exception, with_remote_traceback
 from .._execute import ItemFailure, TaskSpec, run_batch
 from .._heap import KEEP_FREED
 from .._heap import keep_freed as set_keep_freed
-from .._shm import Pool, forget_inherited, new_prefix, sweep
+from .._shm import Pool, forget_inherited, new_prefix, sweep, worker_prefix
 from .._shm import available as shm_available
 from .._wire import (
     Channel,
@@ -105,6 +105,7 @@ class _Worker:
     inbox: Channel  # parent writes
     outbox: Channel  # parent reads
     pid: int = 0
+    pool: str = ""  # the name prefix of its pool's segments (see worker_prefix)
     # The parent's segments sent to it that it has not given back: if it dies,
     # nobody else will.
     segments: set[str] = field(default_factory=set)
@@ -148,7 +149,7 @@ class ProcessBackend(Backend):
                 raise TypeError(f"task {tid}: its function {spec.func!r} cannot be sent to a "
                                 f"worker process: {exc}") from exc
         if self.segments is not None:  # a result dropped here: its worker is told at once
-            _shm.RECEIVER.notify(f"{self.segments.prefix}w", self._wake)
+            _shm.RECEIVER.notify(worker_prefix(self.segments.prefix), self._wake)
         try:
             for _ in range(self.workers):
                 self._lanes.append(self._start_worker())
@@ -180,7 +181,9 @@ class ProcessBackend(Backend):
             process.start()
         inbox_r.close()
         outbox_w.close()
-        worker = _Worker(process, inbox_w, outbox_r, process.pid)
+        worker = _Worker(process, inbox_w, outbox_r, process.pid,
+                         "" if self.segments is None else
+                         worker_prefix(self.segments.prefix, process.pid))
         lane = Lane(name, capacity=self.prefetch, handle=worker)
         try:
             for frame in self._task_frames:
@@ -236,7 +239,7 @@ class ProcessBackend(Backend):
             worker: _Worker = lane.handle
             if worker.inbox.fd < 0:
                 continue
-            freed = _shm.RECEIVER.freed(f"{self.segments.prefix}w{worker.pid}-")
+            freed = _shm.RECEIVER.freed(worker.pool)
             if freed:
                 try:
                     worker.inbox.send(encode(Kind.FREE, 0, 0, freed))
@@ -369,8 +372,8 @@ class ProcessBackend(Backend):
         if lane in self._lanes:
             self._lanes.remove(lane)
         if self.segments is not None:  # what it made and nobody took
-            sweep(f"{self.segments.prefix}w{worker.pid}-")
-            _shm.RECEIVER.forget(f"{self.segments.prefix}w{worker.pid}-")
+            sweep(worker.pool)
+            _shm.RECEIVER.forget(worker.pool)
         self.sink.lost(lane, LaneLoss(reason, code, name))
 
     # -- stopping -----------------------------------------------------------
@@ -505,7 +508,7 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
     _own_exit_handlers()
     inbox, outbox = Channel(inbox_fd), Channel(outbox_fd)
     segments = None if shm is None else \
-        Pool(f"{shm[0]}w{os.getpid()}-", shm[1], forward_to=shm[0], allocate=shm[2])
+        Pool(worker_prefix(shm[0], os.getpid()), shm[1], forward_to=shm[0], allocate=shm[2])
     frames: queue.SimpleQueue[list[memoryview]] = queue.SimpleQueue()
 
     def read() -> None:
@@ -536,10 +539,6 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
             # A batch whose items cannot be unpickled here fails as a whole.
             _send(outbox, _pickle_result(head.task, head.batch, None, [_failure(0, exc)],
                                          0.0).parts())
-            continue
-        if frame.kind is Kind.FREE:  # our segments the parent dropped
-            if segments is not None:
-                segments.release(frame.payload)
             continue
         if frame.kind is Kind.TASK:
             try:
@@ -572,7 +571,8 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
 def _given_back(parts: list[memoryview], segments: Pool) -> bool:
     """Whether ``parts`` is a FREE frame, its segments given back to ``segments`` now, on
     the reader thread: the call the main thread is in may make its next arrays in
-    them (the main loop would take them back only after the call)."""
+    them. The main loop never sees a FREE frame (one that cannot be decoded goes on
+    to it, which reports what is wrong with it)."""
     try:
         if peek(parts).kind is not Kind.FREE:
             return False
