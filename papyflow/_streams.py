@@ -1,7 +1,7 @@
 """The iterators that carry items between Pipers.
 
-A Piper's input is the zip of its upstream Pipers' outputs (one reader each),
-grouped by ``consume``; its output is its results, spread by ``produce`` and
+A Piper's input is the zip of its upstream Pipers' outputs (one reader each:
+``inboxes``), grouped by ``consume``; its output is its results, spread by ``produce`` and
 shared by ``Fanout`` among the Pipers downstream. ``split`` and ``merge`` deal
 the items of a spawned Piper to its copies and collect them back in order.
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import PiperError
 
-__all__ = ["Fanout", "consume", "merge", "produce", "split"]
+__all__ = ["Fanout", "consume", "inboxes", "merge", "produce", "split"]
 
 
 class _Shared:
@@ -125,22 +125,45 @@ class _Reader(_Seat):
         return self._fanout.resolve(self)
 
 
+def _inbox(*items: Any) -> tuple[Any, ...]:
+    return items
+
+
+def inboxes(sources: Sequence[Iterator[Any]]) -> Iterator[tuple[Any, ...]]:
+    """The inboxes of a Piper: one item of each source in a tuple, until one ends.
+
+    ``zip`` would do the same, but CPython's keeps the tuple it last made to reuse
+    it: the last inbox, and its items, would stay alive until the next is made (a
+    large input held while the next one is awaited). Each inbox here is a tuple of
+    its own, which nothing but its reader keeps.
+    """
+    return map(_inbox, *sources)
+
+
 def consume(inbox: Iterable[tuple[Any, ...]], n: int) -> Iterator[tuple[tuple[Any, ...], ...]]:
     """Group ``n`` consecutive inboxes into one: a tuple of ``n`` results per upstream.
 
-    The last group may be shorter when the input ends.
+    The last group may be shorter when the input ends. A group handed on is not
+    kept here while the next is awaited (see :func:`inboxes`).
     """
     it = iter(inbox)
     while True:
-        group = []
+        group: list[tuple[Any, ...]] = []
         for _ in range(n):
             try:
                 group.append(next(it))
             except StopIteration:
                 if group:
-                    yield tuple(zip(*group, strict=True))
+                    yield _transposed(group)
                 return
-        yield tuple(zip(*group, strict=True))
+        yield _transposed(group)
+
+
+def _transposed(group: list[tuple[Any, ...]]) -> tuple[tuple[Any, ...], ...]:
+    """``group``'s inboxes as one (a tuple per upstream); ``group`` is emptied."""
+    grouped = tuple(zip(*group, strict=True))
+    group.clear()
+    return grouped
 
 
 def produce(results: Iterable[Any], n: int, repeat: bool, name: str,

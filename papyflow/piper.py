@@ -31,7 +31,7 @@ from typing import Any
 import numap
 from numap import NuMap
 
-from ._streams import Fanout, _Reader, consume, merge, produce, split
+from ._streams import Fanout, _Reader, consume, inboxes, merge, produce, split
 from .errors import PiperError, PiperTimeoutError, WorkerError
 from .worker import Worker, _first_error, worker_error
 
@@ -388,7 +388,7 @@ class Piper:
         sources = [s.resolve() if isinstance(s, _Reader) else iter(s) for s in head._sources]
         if self.synchronized:
             return self._steps(sources)
-        stream: Iterator[Any] = zip(*sources)
+        stream: Iterator[Any] = inboxes(sources)
         if head.consume > 1:
             stream = consume(stream, head.consume)
         return stream
@@ -563,7 +563,9 @@ class Piper:
                                     and not worker.kwargs[0]) else None
         stats = self.stats
         stats.first = time.monotonic()
-        for index, inbox in enumerate(stream):
+        index = -1
+        for inbox in stream:  # (not enumerate: it keeps its last pair, the inbox in it)
+            index += 1
             # The usual case, a single plain function, without the Worker's loop.
             if single is not None and _first_error(inbox) is None:
                 try:

@@ -568,3 +568,45 @@ def test_a_result_is_not_held_while_the_next_is_awaited(stages, parallel):
         p.stop()
     assert released == [True]
     assert p.stats["pipers"][pipers[-1]]["results"] == 2
+
+
+def _items_once_the_first_are_gone(released, first):
+    for _ in range(first):
+        item = _Result()
+        _made.append(weakref.ref(item))
+        yield item
+        del item
+    deadline = time.monotonic() + 10
+    while any(made() is not None for made in _made) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    released.append(all(made() is None for made in _made))
+    for _ in range(first):
+        yield _Result()
+
+
+def _one(inbox):
+    return 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("parallel", [True, False], ids=["on a NuMap", "linear"])
+@pytest.mark.parametrize("track", [True, False], ids=["tracked", "untracked"])
+@pytest.mark.parametrize("consume", [1, 2], ids=["one item an inbox", "two items an inbox"])
+def test_an_input_item_is_not_held_while_the_next_is_awaited(consume, track, parallel):
+    # The inboxes a Piper makes of its inputs keep no item once it is handed on:
+    # a large input goes as soon as its result is made, not when the next input
+    # comes (here the next inbox's items come only once the first inbox's are gone).
+    _made.clear()
+    released: list[bool] = []
+    with NuMap(worker_type="thread", worker_num=1, stride=1) as nm:
+        piper = Piper(_one, parallel=nm if parallel else False, track=track, consume=consume)
+        p = Plumber()
+        p.add_pipe((piper,))
+        p.start([_items_once_the_first_are_gone(released, consume)])
+        p.run()
+        p.wait(timeout=30)
+        p.stop()
+    assert released == [True]
+    assert p.stats["pipers"][piper]["results"] == 2
+    if track:
+        assert p.stats["pipers_tracked"][piper][0] == {0: 1, 1: 1}
