@@ -280,8 +280,8 @@ class Pool:
         lease = RECEIVER.lease_of(buffer)
         if lease is not None and lease.size == buffer.nbytes and \
                 lease.name.startswith("/" + self.forward_to) and \
-                "w" not in lease.name[len(self.forward_to) + 1:]:
-            return lease
+                not lease.name.startswith("/" + worker_prefix(self.forward_to)):
+            return lease  # (a segment of the NuMap's own pool, not of a worker's)
         return None
 
     def allocate(self) -> None:
