@@ -77,9 +77,13 @@ class Inlet:
         """Under the lock: up to ``n`` of the items that have arrived, and the failed positions."""
         feed = self.feed
         n = min(n, len(feed))
-        items = list(itertools.islice(feed, n))
-        for _ in itertools.repeat(None, n):
-            feed.popleft()
+        # Popped one by one, never read through an iterator over the feed: the inlet
+        # thread appends outside the lock, and an item appended between making such an
+        # iterator and reading it fails the read ("deque mutated during iteration"),
+        # which killed the feeding thread and broke the NuMap. Appends only add to the
+        # right; the ``n`` items on the left are ours.
+        popleft = feed.popleft
+        items = [popleft() for _ in itertools.repeat(None, n)]
         first = self.taken
         self.taken += n
         errors: dict[int, BaseException] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections import deque
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -220,6 +221,50 @@ def test_items_of_a_slow_input_are_sent_as_they_arrive(worker_type):
     with pytest.raises(StopIteration):
         nm.next(timeout=30)
     nm.stop()
+
+
+class _ArrivingFeed(deque):
+    """An inlet's feed while its thread goes on pulling: that thread appends outside
+    the scheduler's lock, so an item may arrive at any step of the feeder's take.
+    Here one arrives at each step: right after an iterator over the feed is made,
+    and before each item is popped."""
+
+    def __init__(self, items, arriving):
+        super().__init__(items)
+        self.arriving = deque(arriving)
+
+    def _arrive(self):
+        if self.arriving:
+            self.append(self.arriving.popleft())
+
+    def __iter__(self):
+        items = super().__iter__()
+        self._arrive()
+        return items
+
+    def popleft(self):
+        self._arrive()
+        return super().popleft()
+
+
+@pytest.mark.timeout(30)
+def test_items_that_arrive_while_the_feeder_takes_are_kept_for_the_next_take():
+    # A take that read an iterator over the feed failed when an item came in
+    # between ("deque mutated during iteration"): the feeding thread died and the
+    # whole NuMap could not go on, though its input was fine.
+    from numap._inlet import _FAILED, Inlet
+
+    lock = threading.Lock()
+    inlet = Inlet([], lock, threading.Condition(lock), "test")
+    failed = OSError("the input raised for item 1")
+    inlet.feed = _ArrivingFeed([0, _FAILED, 2], arriving=[3, 4, 5])
+    inlet._errors[1] = failed
+    with lock:
+        first = inlet.take(3)
+        second = inlet.take(10)
+    assert first == ([0, 2], {1: failed})
+    assert second == ([3, 4, 5], {})
+    assert inlet.taken == 6 and not inlet.feed
 
 
 def test_the_automatic_buffer_holds_large_items_by_size(monkeypatch):
