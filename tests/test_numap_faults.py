@@ -6,6 +6,7 @@ import os
 import signal
 import struct
 import sys
+import threading
 import time
 
 import psutil
@@ -81,6 +82,42 @@ def test_a_pool_whose_workers_always_die_breaks_instead_of_hanging():
                 break
     nm.stop()
     assert BrokenPoolError in errors
+
+
+@pytest.mark.timeout(60)
+def test_stop_while_a_lost_worker_is_being_reported(monkeypatch):
+    # The getter reports the worker that died (held here just as it begins);
+    # meanwhile stop lists the lanes and reaps their processes. The getter then
+    # closed that worker's process object under stop's feet, and stop failed
+    # with "process object is closed".
+    from numap._scheduler import Scheduler
+    from numap.backends import process
+
+    losing, listed, reported = threading.Event(), threading.Event(), threading.Event()
+    readable, reap, lost = process._readable, process._reap, Scheduler.lost
+
+    def held_readable(channel):  # first called by the getter's _lost
+        if not losing.is_set():
+            losing.set()
+            listed.wait()
+        return readable(channel)
+
+    def reap_once_reported(processes):  # stop has listed the lanes
+        listed.set()
+        reported.wait()
+        reap(processes)
+
+    def lost_and_told(self, lane, loss):
+        lost(self, lane, loss)
+        reported.set()
+
+    monkeypatch.setattr(process, "_readable", held_readable)
+    monkeypatch.setattr(process, "_reap", reap_once_reported)
+    monkeypatch.setattr(Scheduler, "lost", lost_and_told)
+    nm = NuMap(always_exit, range(10), worker_num=1)
+    assert losing.wait(30)
+    nm.stop()
+    assert reported.is_set()
 
 
 def test_chained_tasks_survive_a_worker_death():

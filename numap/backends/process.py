@@ -365,12 +365,17 @@ class ProcessBackend(Backend):
         with self._send_lock:
             _close_owned(worker.inbox)
             _close_owned(worker.outbox)
-            _close(worker.process)
+            # Under the lock, as stop() lists the lanes whose processes it reaps: a lane
+            # it has not listed is gone from _lanes with its process closed here; one it
+            # has listed keeps its process object open for stop() to reap and close
+            # (closed here meanwhile, stop failed with "process object is closed").
+            if not self._closed:
+                _close(worker.process)
+            if lane in self._lanes:
+                self._lanes.remove(lane)
             if self.segments is not None and worker.segments:  # what it held of ours
                 self.segments.release(list(worker.segments))
                 worker.segments.clear()
-        if lane in self._lanes:
-            self._lanes.remove(lane)
         if self.segments is not None:  # what it made and nobody took
             sweep(worker.pool)
             _shm.RECEIVER.forget(worker.pool)
