@@ -25,6 +25,17 @@
  * live and lent may both hold: a segment is reused only when neither does,
  * and a lent one stays mapped until it is given back.
  *
+ * Borrowed segments: a worker that has dropped an item received in a segment
+ * of the NuMap's own pool lends that segment to this allocator until its
+ * batch is done (borrow()). It is the first choice for the next array of its
+ * size (the item's lines were just read: the item's next stage writes its
+ * array there instead of into a segment of cold lines), and a result made in
+ * it goes back to the NuMap in it, as an item changed in place does. Python
+ * keeps the mapping; here a borrowed segment is never unlinked nor unmapped,
+ * and borrowed() forgets those no array is on once the batch is sent (the
+ * worker then gives them back to their pool), naming those still live (kept
+ * until their arrays go).
+ *
  * Smaller allocations, ``np.zeros`` of more than LAZY_ZEROS bytes (left to the
  * C library, whose zero pages come only when touched), and every allocation
  * once the handler is closed or in a child forked from this process (until
@@ -48,6 +59,10 @@
  *   lend(address) / unlend(address)   a message names it / it does not after all
  *   live(address)                     whether numpy still has the array
  *   give_back(name)                   its receiver dropped it
+ *   borrow(name, address, capacity)   a segment received from another pool, mapped by
+ *                                     Python and dropped here, to make arrays in
+ *   borrowed()                        forget the borrowed segments no array is on (a
+ *                                     message may have taken one back); the others' names
  *   close()                           remove every segment; allocate from the C library
  *   stats()                           counts, for the tests
  */
@@ -84,6 +99,8 @@ typedef struct segment {
     int lent;
     int foreign;      /* its name is not ours (a forked child's copy, or closed) */
     int shared;       /* mapped from its segment (not a forked child's private copy) */
+    int borrowed;     /* a segment received from another pool, mapped by Python: never
+                         unlinked nor unmapped here, and back to its pool (borrowed()) */
     unsigned long long given;  /* when it was last allocated: a count of allocations */
     void *snapshot;   /* during fork(): the private copy the child takes */
     char name[NAME_SIZE];
@@ -138,6 +155,10 @@ static long list_find(segment_list *list, void *address) {
 }
 
 static void segment_remove(segment *seg) {
+    if (seg->borrowed) {  /* its pool's, and Python's mapping: only forgotten here */
+        free(seg);
+        return;
+    }
     if (!seg->foreign) shm_unlink(seg->name);
     munmap(seg->address, seg->capacity);
     free(seg);
@@ -366,18 +387,20 @@ static void after_fork_child(void) {
             if (mremap(seg->snapshot, seg->capacity, seg->capacity,
                        MREMAP_MAYMOVE | MREMAP_FIXED, seg->address) != MAP_FAILED) {
                 seg->shared = 0;
+                seg->borrowed = 0;  /* the child's own copy now: unmapped when freed */
             } else {  /* nothing is mapped there now (not inherited): a copy in place */
                 void *at = mmap(seg->address, seg->capacity, PROT_READ | PROT_WRITE,
                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
                 if (at != MAP_FAILED) {
                     memcpy(at, seg->snapshot, seg->size);
                     seg->shared = 0;
+                    seg->borrowed = 0;
                 }
                 munmap(seg->snapshot, seg->capacity);
             }
             seg->snapshot = NULL;
         } else if (seg->shared && !seg->live) {
-            free(seg);  /* lent only: not inherited, no array of ours on it */
+            free(seg);  /* lent only, or borrowed: not inherited, no array of ours on it */
             continue;
         }
         S.used.items[kept++] = seg;
@@ -502,6 +525,75 @@ static PyObject *alloc_give_back(PyObject *self, PyObject *args) {
     return PyBool_FromLong(known);
 }
 
+static PyObject *alloc_borrow(PyObject *self, PyObject *args) {
+    const char *name;
+    unsigned long long address, capacity;
+    if (!PyArg_ParseTuple(args, "sKK:borrow", &name, &address, &capacity)) return NULL;
+    if (strlen(name) >= NAME_SIZE) {
+        PyErr_Format(PyExc_ValueError, "borrow: name must be under %d characters, got %R",
+                     NAME_SIZE, PyTuple_GET_ITEM(args, 0));
+        return NULL;
+    }
+    segment *seg = calloc(1, sizeof(segment));
+    if (seg == NULL) return PyErr_NoMemory();
+    memcpy(seg->name, name, strlen(name) + 1);
+    seg->address = (void *)(uintptr_t)address;
+    seg->capacity = (size_t)capacity;
+    seg->shared = 1;
+    seg->borrowed = 1;
+    int taken = 0;
+    pthread_mutex_lock(&S.lock);
+    if (S.installed && !S.closed && !S.forked && capacity >= S.threshold &&
+        list_add(&S.spare, seg) == 0) {
+        seg->given = ++S.allocations;  /* the first choice: its lines were just read */
+        S.free_bytes += seg->capacity;
+        taken = 1;
+    }
+    pthread_mutex_unlock(&S.lock);
+    if (!taken) free(seg);
+    return PyBool_FromLong(taken);
+}
+
+static PyObject *alloc_borrowed(PyObject *self, PyObject *unused) {
+    /* Forget every borrowed segment no array of ours is on (free, or lent: the
+       message took it back to its pool); the names of those still live. */
+    size_t count = 0, room = 0;
+    char (*held)[NAME_SIZE] = NULL;
+    pthread_mutex_lock(&S.lock);
+    for (size_t i = S.spare.count; i-- > 0;) {
+        segment *seg = S.spare.items[i];
+        if (!seg->borrowed) continue;
+        list_take(&S.spare, i);
+        S.free_bytes -= seg->capacity;
+        segment_remove(seg);
+    }
+    for (size_t i = S.used.count; i-- > 0;) {
+        segment *seg = S.used.items[i];
+        if (!seg->borrowed) continue;
+        if (!seg->live) {
+            list_take(&S.used, i);
+            segment_remove(seg);
+            continue;
+        }
+        if (count == room) {
+            room = room ? 2 * room : 8;
+            void *more = realloc(held, room * NAME_SIZE);
+            if (more == NULL) break;  /* (reported again at the next call) */
+            held = more;
+        }
+        memcpy(held[count++], seg->name, NAME_SIZE);
+    }
+    pthread_mutex_unlock(&S.lock);
+    PyObject *names = PyList_New(0);
+    for (size_t i = 0; names != NULL && i < count; i++) {
+        PyObject *name = PyUnicode_FromString(held[i]);
+        if (name == NULL || PyList_Append(names, name) != 0) Py_CLEAR(names);
+        Py_XDECREF(name);
+    }
+    free(held);
+    return names;
+}
+
 static PyObject *alloc_close(PyObject *self, PyObject *unused) {
     pthread_mutex_lock(&S.lock);
     S.closed = 1;
@@ -515,7 +607,7 @@ static PyObject *alloc_close(PyObject *self, PyObject *unused) {
     size_t kept = 0;
     for (size_t i = 0; i < S.used.count; i++) {
         segment *seg = S.used.items[i];
-        if (!seg->foreign) shm_unlink(seg->name);
+        if (!seg->foreign && !seg->borrowed) shm_unlink(seg->name);
         seg->foreign = 1;
         seg->lent = 0;
         if (!seg->live) {
@@ -548,6 +640,8 @@ static PyMethodDef methods[] = {
     {"unlend", alloc_unlend, METH_VARARGS, "The message does not name it after all."},
     {"live", alloc_live, METH_VARARGS, "Whether an array of this process owns the segment."},
     {"give_back", alloc_give_back, METH_VARARGS, "The receiver dropped the named segment."},
+    {"borrow", alloc_borrow, METH_VARARGS, "A received segment to make arrays in, for now."},
+    {"borrowed", alloc_borrowed, METH_NOARGS, "Forget borrowed segments; those still live."},
     {"close", alloc_close, METH_NOARGS, "Remove every segment; allocate from the C library."},
     {"stats", alloc_stats, METH_NOARGS, "Counts of segments, for the tests."},
     {NULL, NULL, 0, NULL},

@@ -24,6 +24,16 @@ def live(address: int, /) -> bool:
 def give_back(name: str, /) -> bool:
     """The receiver dropped the lent segment ``name``; whether it was one."""
 
+def borrow(name: str, address: int, capacity: int, /) -> bool:
+    """Make arrays in the received segment ``name`` (mapped at ``address`` by the
+    caller, who keeps the mapping) until :func:`borrowed`; never unlinked nor
+    unmapped here. Whether it was taken (not when the handler is not active here,
+    or the segment is under the threshold)."""
+
+def borrowed() -> list[str]:
+    """Forget the borrowed segments that no array of this process is on (free, or
+    named by a message); the names of those that one still is."""
+
 def close() -> None:
     """Remove every segment's name and the free ones; allocate from the C library."""
 

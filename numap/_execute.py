@@ -42,7 +42,11 @@ class ItemFailure:
     traceback: str | None = None
 
 
-def run_batch(call: Callable[[Any], Any], items: Iterable[Any]
+_STOPPED = ("the function raised StopIteration (it must not escape a mapped function: "
+            "it would end the map of its batch)")
+
+
+def run_batch(call: Callable[[Any], Any], items: Iterable[Any], take: bool = False
               ) -> tuple[list[Any], list[ItemFailure], float]:
     """Evaluate ``call`` on each item, in order.
 
@@ -51,9 +55,17 @@ def run_batch(call: Callable[[Any], Any], items: Iterable[Any]
     resumes with the next item, and no item is evaluated twice. A
     ``StopIteration`` raised by ``call`` fails its item with a ``RuntimeError``
     (as in a generator, PEP 479) instead of ending the batch early.
+
+    With ``take``, a ``call`` that has a ``call_taking(items, position)`` method
+    is given each item through it, out of the list (``items`` is emptied as it
+    goes): nothing here then holds the item while it is evaluated, so ``call``
+    may let it go before it returns (see :class:`papyflow._fuse.Fused`).
     """
     if not isinstance(items, list):
         items = list(items)
+    taking = getattr(call, "call_taking", None) if take else None
+    if taking is not None:
+        return _run_taking(taking, items)
     count = len(items)
     values: list[Any] = []
     failures: list[ItemFailure] = []
@@ -72,8 +84,23 @@ def run_batch(call: Callable[[Any], Any], items: Iterable[Any]
             break
         # map ended early: the function raised StopIteration, which map takes for
         # its own end (the item was taken from ``it`` already).
-        failures.append(ItemFailure(len(values), RuntimeError(
-            "the function raised StopIteration (it must not escape a mapped function: "
-            "it would end the map of its batch)")))
+        failures.append(ItemFailure(len(values), RuntimeError(_STOPPED)))
         values.append(None)
+    return values, failures, time.perf_counter() - began
+
+
+def _run_taking(taking: Callable[[list[Any], int], Any], items: list[Any]
+                ) -> tuple[list[Any], list[ItemFailure], float]:
+    """``run_batch`` through ``call_taking``: the same values, failures and seconds."""
+    values: list[Any] = []
+    failures: list[ItemFailure] = []
+    began = time.perf_counter()
+    for position in range(len(items)):
+        try:
+            values.append(taking(items, position))
+        except BaseException as exc:  # noqa: BLE001 - every failure is the item's result
+            if isinstance(exc, StopIteration):  # as the other loop reports it
+                exc = RuntimeError(_STOPPED)
+            failures.append(ItemFailure(position, exc))
+            values.append(None)
     return values, failures, time.perf_counter() - began

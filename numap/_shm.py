@@ -264,6 +264,10 @@ class Pool:
         self._free: list[_Segment] = []
         self._used: dict[str, _Segment] = {}
         self._refs: dict[str, int] = {}  # messages in flight and arrays alive, per segment
+        # Segments of ``forward_to`` lent to the allocator (their mappings, kept for it)
+        # and those of them an array of this process is still on (not given back yet).
+        self._borrowed: dict[str, mmap.mmap] = {}
+        self._held: set[str] = set()
         self._closed = False
         self._lock = threading.Lock()
         _LOCAL[prefix] = self
@@ -298,6 +302,28 @@ class Pool:
         self.allocated = f"{self.prefix}a"
         # (smaller buffers travel in the pickle itself: a segment would gain nothing)
         _alloc.install(self.allocated, max(self.threshold, SMALLEST_ALLOCATED), KEEP_FREE)
+        if self.forward_to is not None:
+            RECEIVER.borrower = self
+
+    def borrow(self, name: str, address: int, mapping: mmap.mmap) -> None:
+        """The last array on ``name``, a segment of ``forward_to`` received here, went:
+        numpy may make this process's next arrays in it until :meth:`given_back` (its
+        lines were just read; the next array written there finds them in the cache)."""
+        if self.allocated is not None and _alloc.borrow(name, address, len(mapping)):
+            self._borrowed[name] = mapping
+
+    def given_back(self, freed: list[str]) -> list[str]:
+        """Of ``freed`` (the segments of ``forward_to`` dropped here, to be given back
+        once a batch is sent), those that may go back now: every one but those an array
+        made here is still on, which go back in a later call, once it has gone."""
+        if not self._borrowed:
+            return freed
+        held = set(_alloc.borrowed())  # the others are forgotten by the allocator now
+        for name in [n for n in self._borrowed if n not in held]:
+            del self._borrowed[name]
+        back = [n for n in freed if n not in held] + [n for n in self._held if n not in held]
+        self._held = held
+        return back
 
     def lend(self, buffer: memoryview) -> Lent | None:
         """The allocator's segment of ``buffer`` when the buffer is a whole one, now
@@ -512,6 +538,9 @@ class Receiver:
         # notify()). Looked up when the array goes, so that none is told after forget().
         self._told: dict[str, Callable[[], None]] = {}
         self._told_lock = threading.RLock()  # a finalizer may run where it is held
+        # A worker's pool, which borrows the segments of its NuMap's pool once dropped
+        # here (see Pool.borrow).
+        self.borrower: Pool | None = None
 
     def _mapping(self, name: str, capacity: int) -> mmap.mmap:
         with self._lock:
@@ -573,8 +602,12 @@ class Receiver:
                     if owner.startswith(prefix):
                         told = prefix
                         break
+            borrower = self.borrower
+            if borrower is not None and owner != borrower.forward_to:
+                borrower = None
             weakref.finalize(lease, _forget, self._leases, address,
-                             self._freed.setdefault(owner, deque()), name, told)
+                             self._freed.setdefault(owner, deque()), name, told,
+                             borrower, mapping)
         return lease
 
     def _tell(self, prefix: str) -> None:
@@ -605,8 +638,11 @@ class Receiver:
 
 
 def _forget(leases: dict[int, Any], address: int, freed: deque[str], name: str,
-            told: str | None) -> None:
+            told: str | None, borrower: Pool | None = None,
+            mapping: mmap.mmap | None = None) -> None:
     leases.pop(address, None)
+    if borrower is not None and mapping is not None:
+        borrower.borrow(name, address, mapping)
     freed.append(name)
     if told is not None:
         RECEIVER._tell(told)

@@ -56,8 +56,23 @@ class Fused:
         self.workers = tuple(workers)
 
     def __call__(self, inbox: Any) -> Any:
+        return self._on(self.workers[0](inbox))
+
+    def call_taking(self, items: list[Any], position: int) -> Any:
+        """``self(items[position])``, the inbox taken out of ``items`` and let go once the
+        first Worker is done with it: in a worker process, a large array of the inbox
+        that nothing else holds is freed before the next Worker makes its arrays, which
+        may then be made in its place (see :func:`numap._execute.run_batch`)."""
+        return self._on(self._first_taking(items, position))
+
+    def _first_taking(self, items: list[Any], position: int) -> Any:
+        inbox = items[position]
+        items[position] = None
+        return self.workers[0](inbox)
+
+    def _on(self, result: Any) -> Any:
+        """The later Workers, in turn, on the first one's ``result``."""
         workers = self.workers
-        result = workers[0](inbox)
         for stage in range(1, len(workers)):
             if isinstance(result, WorkerError):
                 error = PiperError(result)

@@ -183,3 +183,68 @@ def test_a_linear_run_stops_where_a_piper_is_tracked_or_read_twice():
     plumber.wait(timeout=60)
     assert dict(b.tracked[0]) == {i: (i + 1) * 2 for i in range(4)}
     plumber.stop()
+
+
+class _Item:
+    """An item whose going can be watched."""
+
+
+def test_fused_called_taking_lets_the_inbox_go_before_the_next_worker():
+    # In a worker process the batch hands each inbox over (numap's run_batch with
+    # take): the inbox goes once the first Worker is done with it, so a large array
+    # of it is freed before the next Worker makes its own.
+    import weakref
+
+    from numap._execute import run_batch
+    from papyflow import Worker
+
+    seen = []
+
+    def first(inbox):
+        seen.append(weakref.ref(inbox[0]))
+        return 1
+
+    def then(inbox):
+        return seen[-1]() is None  # the item of this inbox is gone already
+
+    def boom(inbox):
+        raise StopIteration  # fails its item, not the batch
+
+    fused = Fused([Worker(first), Worker(then)])
+    items = [(_Item(),), (_Item(),)]
+    values, failures, _ = run_batch(fused, items, take=True)
+    assert values == [True, True] and failures == [] and items == [None, None]
+    # the same values as called plainly (where the batch keeps its items)
+    items = [(_Item(),)]
+    assert run_batch(fused, items)[0] == [False] and items[0] is not None
+    assert fused(items[0]) is False
+    # a Worker that fails: the item is a PiperError of the stage, as called plainly
+    values, failures, _ = run_batch(Fused([Worker(boom), Worker(then)]), [(1,), (2,)],
+                                    take=True)
+    assert failures == [] and all(isinstance(v, PiperError) and v.stage == 0 for v in values)
+
+
+class _Taking:
+    """A function that takes its items out of the batch, failing some."""
+
+    def __call__(self, item):
+        raise AssertionError("called plainly")
+
+    def call_taking(self, items, position):
+        item = items[position]
+        items[position] = None
+        if item == 1:
+            raise ValueError("one")
+        if item == 2:
+            raise StopIteration
+        return item * 10
+
+
+def test_a_batch_taken_item_by_item_fails_items_alone():
+    from numap._execute import run_batch
+
+    items = [0, 1, 2, 3]
+    values, failures, seconds = run_batch(_Taking(), items, take=True)
+    assert values == [0, None, None, 30] and items == [None] * 4 and seconds >= 0
+    assert [(f.position, type(f.exc)) for f in failures] == [(1, ValueError), (2, RuntimeError)]
+    assert "raised StopIteration" in str(failures[1].exc)

@@ -564,3 +564,125 @@ def test_a_pipeline_drops_a_result_before_it_awaits_the_next(stages, tmp_path, m
     assert results == 2
     assert came, "the first result was held by the pipeline while the second was made"
     assert where.endswith("-a0")
+
+
+# -- an item's segment, borrowed for the arrays made after it -----------------------------
+
+
+def test_a_borrowed_segment_takes_the_next_array_and_stays_its_pools():
+    got = fresh("""
+        import mmap
+        from multiprocessing import shared_memory
+        segment = shared_memory.SharedMemory(create=True, size=2 << 20)  # another pool's
+        mapping = mmap.mmap(-1, 2 << 20)          # as Python maps a received segment
+        address = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
+        name = "/" + segment.name
+        small = A.borrow("/elsewhere", address, 4096)   # under the threshold: not taken
+        taken = A.borrow(name, address, len(mapping))
+        a = np.full((2 << 20) // 8, 3.0)          # its first choice
+        inside = a.__array_interface__["data"][0] == address
+        block = A.block(address, a.nbytes)        # goes back as it is, named as its pool's
+        live = A.borrowed()                       # an array is on it: kept, and named
+        A.lend(address)
+        del a                                     # a message took it back to its pool
+        lent = A.borrowed()                       # forgotten now
+        b = np.ones((2 << 20) // 8)               # so the next array is made elsewhere
+        elsewhere = b.__array_interface__["data"][0] != address
+        del b
+        again = A.borrow(name, address, len(mapping))
+        c = np.ones((2 << 20) // 8)
+        del c                                     # freed: forgotten too, never unmapped
+        free = A.borrowed()
+        mapping[:1] = b"x"
+        A.close()
+        exists = os.path.exists("/dev/shm/" + segment.name)   # never removed here
+        segment.close()
+        segment.unlink()
+        assert block[0] == name
+        print(json.dumps({"small": small, "taken": taken, "inside": inside, "block": block,
+                          "live": live, "lent": lent, "elsewhere": elsewhere, "again": again,
+                          "free": free, "exists": exists}))
+    """)
+    assert not got["small"] and got["taken"] and got["again"]
+    assert got["inside"] and got["block"][1] == 2 * MIB
+    assert got["live"] == [got["block"][0]] and got["lent"] == [] and got["free"] == []
+    assert got["elsewhere"] and got["exists"]
+
+
+def made_new(inbox):
+    return inbox[0] + 1.0
+
+
+def doubled(inbox):
+    return inbox[0] * 2.0
+
+
+def _fused(stages, arrays):
+    """The results of ``stages`` (parallel Pipers on one process NuMap) over ``arrays``,
+    and the names of the segments they came back in."""
+    from papyflow import Piper, Plumber
+
+    with NuMap(worker_num=1, stride=1) as mapped:
+        pipers = [Piper(stage, parallel=mapped) for stage in stages]
+        pipers[-1].track = True
+        plumber = Plumber()
+        plumber.add_pipe(tuple(pipers))
+        plumber.start([iter(arrays)])
+        plumber.run()
+        plumber.wait(timeout=60)
+        out = plumber.stats["pipers_tracked"][pipers[-1]][0]
+        names = [segment_of(a) if isinstance(a, np.ndarray) else None for a in out.values()]
+        values = [out[k] for k in range(len(arrays))]
+        plumber.stop()
+    return values, names
+
+
+def test_fused_stages_make_the_last_array_in_the_items_own_segment():
+    # The item is let go once the first stage has made its array; the second makes its
+    # own where the item was (its lines just read), and it goes back in that segment,
+    # as an item changed in place does: the worker keeps a segment fewer.
+    arrays = [np.full(2 * MIB // 8, float(k)) for k in range(6)]
+    values, names = _fused((made_new, doubled), arrays)
+    assert [(float(a[0]), float(a[-1])) for a in values] == [((k + 1.0) * 2,) * 2
+                                                              for k in range(6)]
+    own = [n for n in names if n is not None and "-w" not in n]
+    assert len(own) >= 5, names  # (the first may come before the worker borrows)
+    del values
+    assert ours() == []
+
+
+_KEPT: list = []
+
+
+def keeps_its_array(inbox):
+    kept = inbox[0] * 2.0  # made where the item was: that segment is not given back yet
+    _KEPT.append((kept, float(kept[0])))
+    return all(float(k[0]) == v and float(k[-1]) == v for k, v in _KEPT)
+
+
+def test_an_array_kept_in_a_borrowed_segment_is_never_written_over():
+    # The worker keeps the array it made where an item was: that segment must not go
+    # back to the NuMap, which would copy a later item into it.
+    arrays = [np.full(2 * MIB // 8, float(k)) for k in range(8)]
+    values, _ = _fused((made_new, keeps_its_array), arrays)
+    assert values == [True] * 8
+    assert ours() == []
+
+
+def forks_a_scribbling_child(inbox):
+    made = inbox[0] * 2.0  # where the item was
+    pid = os.fork()
+    if pid == 0:  # a helper process with its own copy
+        made[:] = -1.0
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return made
+
+
+def test_a_fused_stage_that_forks_keeps_its_array_its_own():
+    arrays = [np.full(2 * MIB // 8, float(k)) for k in range(3)]
+    values, _ = _fused((made_new, forks_a_scribbling_child), arrays)
+    assert [(float(a[0]), float(a[-1])) for a in values] == [((k + 1.0) * 2,) * 2
+                                                              for k in range(3)]
+    del values
+    assert ours() == []

@@ -560,7 +560,10 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
                 if carries_segments(parts):
                     segments.large_seen = True
                 segments.allocate()
-            values, failures, seconds = run_batch(call, frame.payload)
+            # Items taken out of the batch as they go, when the function can let them go
+            # early (fused Pipers): a dropped item's segment may take the next arrays.
+            values, failures, seconds = run_batch(
+                call, frame.payload, take=segments is not None and segments.allocated is not None)
             del frame, parts  # the items: what the function returned or kept stays alive
             failures = [_failure(f.position, f.exc) for f in failures]
             result = _pickle_result(task, batch, values, failures, seconds)
@@ -569,6 +572,8 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
             del result
             if shm is not None:  # the items are dropped now: the parent may reuse them
                 freed = _shm.RECEIVER.freed(shm[0])
+                if segments is not None:  # but those the allocator made arrays in and kept
+                    freed = segments.given_back(freed)
                 if freed:
                     _send(outbox, encode(Kind.FREE, 0, 0, freed))
 
