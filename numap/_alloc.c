@@ -558,6 +558,7 @@ static PyObject *alloc_borrowed(PyObject *self, PyObject *unused) {
     /* Forget every borrowed segment no array of ours is on (free, or lent: the
        message took it back to its pool); the names of those still live. */
     size_t count = 0, room = 0;
+    int short_of_memory = 0;
     char (*held)[NAME_SIZE] = NULL;
     pthread_mutex_lock(&S.lock);
     for (size_t i = S.spare.count; i-- > 0;) {
@@ -578,12 +579,19 @@ static PyObject *alloc_borrowed(PyObject *self, PyObject *unused) {
         if (count == room) {
             room = room ? 2 * room : 8;
             void *more = realloc(held, room * NAME_SIZE);
-            if (more == NULL) break;  /* (reported again at the next call) */
+            if (more == NULL) {  /* a live one left unnamed would go back under its array */
+                short_of_memory = 1;
+                break;
+            }
             held = more;
         }
         memcpy(held[count++], seg->name, NAME_SIZE);
     }
     pthread_mutex_unlock(&S.lock);
+    if (short_of_memory) {
+        free(held);
+        return PyErr_NoMemory();
+    }
     PyObject *names = PyList_New(0);
     for (size_t i = 0; names != NULL && i < count; i++) {
         PyObject *name = PyUnicode_FromString(held[i]);

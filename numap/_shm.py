@@ -318,9 +318,12 @@ class Pool:
         made here is still on, which go back in a later call, once it has gone."""
         if not self._borrowed:
             return freed
+        # A finalizer may borrow meanwhile (in any thread, even while the list of the
+        # held is made): only the segments borrowed before that call are let go here.
+        before = set(self._borrowed)
         held = set(_alloc.borrowed())  # the others are forgotten by the allocator now
-        for name in [n for n in self._borrowed if n not in held]:
-            del self._borrowed[name]
+        for name in before - held:
+            self._borrowed.pop(name, None)
         back = [n for n in freed if n not in held] + [n for n in self._held if n not in held]
         self._held = held
         return back
