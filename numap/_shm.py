@@ -610,7 +610,7 @@ class Receiver:
                 borrower = None
             weakref.finalize(lease, _forget, self._leases, address,
                              self._freed.setdefault(owner, deque()), name, told,
-                             borrower, mapping)
+                             borrower, None if borrower is None else mapping)
         return lease
 
     def _tell(self, prefix: str) -> None:
@@ -644,7 +644,7 @@ def _forget(leases: dict[int, Any], address: int, freed: deque[str], name: str,
             told: str | None, borrower: Pool | None = None,
             mapping: mmap.mmap | None = None) -> None:
     leases.pop(address, None)
-    if borrower is not None and mapping is not None:
+    if borrower is not None and mapping is not None:  # (given together: see take())
         borrower.borrow(name, address, mapping)
     freed.append(name)
     if told is not None:
