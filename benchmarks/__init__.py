@@ -36,6 +36,11 @@ Scenarios (``benchmarks/scenarios.py``), 2 worker processes unless noted:
 ``arrays``
     64 fresh 4 MiB float64 arrays, ``a + 1`` returned: MiB/s of input.
     Baseline: ``ProcessPoolExecutor.map``.
+``slow-input``
+    200 arrays as in ``arrays``, each made after ~0.5 ms of pure-Python work
+    (a tenth of a ``cpu`` item), as a parser or a reader takes to make its
+    items: whether a contender pulls its input while it sends what it has.
+    Baseline: ``ProcessPoolExecutor.map``.
 ``memory``
     Peak RSS (measuring process, and it plus its workers) after consuming
     exactly N results of ``x + 1`` over ``itertools.count()``, N = 10,000 and

@@ -108,6 +108,8 @@ def make_items(scenario: Scenario, size: int) -> tuple[Iterator[Any], int | None
         return workloads.ints(size), size
     if scenario.source == "arrays":
         return workloads.arrays(size), size
+    if scenario.source == "slow-arrays":
+        return workloads.slow_arrays(size), size
     if scenario.source == "endless":
         return workloads.endless(), None
     raise ValueError(f"unknown source {scenario.source!r}")
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "pid": os.getpid(),
     }
     items, length = make_items(scenario, args.size)
-    key = array_key if scenario.source == "arrays" else int_key
+    key = array_key if scenario.source in ("arrays", "slow-arrays") else int_key
     counter = items if isinstance(items, workloads.CountingIterator) else None
     cap = args.rss_cap_mib * MIB if args.rss_cap_mib else None
     give_up = GiveUp(base)

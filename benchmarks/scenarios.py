@@ -57,7 +57,7 @@ class Scenario:
     func: str
     """Name of the work function in :mod:`benchmarks.workloads`."""
     source: str
-    """Input stream: 'ints', 'arrays' or 'endless'."""
+    """Input stream: 'ints', 'arrays', 'slow-arrays' or 'endless'."""
     workers: int
     sizes: tuple[int, ...]
     quick_sizes: tuple[int, ...]
@@ -164,6 +164,19 @@ SCENARIOS: dict[str, Scenario] = {
             source="arrays",
             workers=2,
             sizes=(64,),
+            quick_sizes=(8,),
+            rows=_PROCESS_ROWS,
+            unit="MiB/s",
+            baseline="cf.process@1",
+        ),
+        Scenario(
+            name="slow-input",
+            title="An input that takes time: 4 MiB float64 arrays, each made after ~0.5 ms "
+                  "of Python, a + 1 out, 2 processes",
+            func="add_one_array",
+            source="slow-arrays",
+            workers=2,
+            sizes=(200,),
             quick_sizes=(8,),
             rows=_PROCESS_ROWS,
             unit="MiB/s",

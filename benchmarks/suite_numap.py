@@ -364,7 +364,7 @@ def run_suite(settings: Settings) -> dict[str, Any]:
         unavailable[key] = "excluded on the command line (--exclude)"
     results["unavailable"] = unavailable
     env = dict(os.environ)
-    if any(s.func == "burn" for s in scenarios):
+    if any(s.func == "burn" or s.source == "slow-arrays" for s in scenarios):
         log("Calibrating the CPU-bound item ...")
         loops, per_item = workloads.calibrate_burn(CPU_ITEM_S)
         results["calibration"] = {"burn_loops": loops, "burn_item_s": per_item}

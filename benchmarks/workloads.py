@@ -84,6 +84,18 @@ def arrays(n: int) -> Iterator[Any]:
         yield np.full(ARRAY_LEN, float(i), dtype=np.float64)
 
 
+def slow_arrays(n: int) -> Iterator[Any]:
+    """Yield ``n`` 4 MiB float64 arrays as :func:`arrays` does, each after about 0.5 ms
+    of pure-Python work (a tenth of a :func:`burn` item): an input that takes time
+    to make its items, as a parser or a reader does, and holds the GIL meanwhile."""
+    import numpy as np
+
+    loops = max(1, _BURN_LOOPS // 10)
+    for i in range(n):
+        spin(i, loops)
+        yield np.full(ARRAY_LEN, float(i), dtype=np.float64)
+
+
 class CountingIterator:
     """Wrap an iterator and count how many items were pulled from it."""
 

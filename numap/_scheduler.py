@@ -195,6 +195,9 @@ class Scheduler:
                     return self._resend.popleft()
                 batch = self._next_batch()
                 if batch is not None:
+                    # Ask for what replaces it now, not once the feed has run dry: the
+                    # inlet pulls while this batch is prepared and sent.
+                    self._reserve()
                     return batch
             if self._reserve():
                 continue

@@ -267,6 +267,52 @@ def test_items_that_arrive_while_the_feeder_takes_are_kept_for_the_next_take():
     assert inlet.taken == 6 and not inlet.feed
 
 
+_THIRD_ASKED = threading.Event()
+_PREPARE_WAITS: list[bool] = []  # whether item 0's pickling saw the third item asked for
+
+
+class _SlowToPrepare:
+    """An item whose pickling (the feeding thread preparing its batch for a worker
+    process) waits, for item 0, until the input has been asked for a third item."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def __reduce__(self):
+        if self.k == 0:
+            _PREPARE_WAITS.append(_THIRD_ASKED.wait(10))
+        return (_SlowToPrepare, (self.k,))
+
+
+def _asked_ahead():
+    yield _SlowToPrepare(0)
+    yield _SlowToPrepare(1)
+    _THIRD_ASKED.set()  # the inlet pulls a third item
+    yield from map(_SlowToPrepare, range(2, 6))
+
+
+def _index(item):
+    return item.k
+
+
+@pytest.mark.timeout(60)
+def test_the_inlet_is_asked_for_more_as_soon_as_a_batch_is_taken():
+    # Two batches of one item are asked for first. The inlet must be asked for the
+    # next one while the first is being prepared, not only once the feed has run
+    # dry: before, the input stood still while the feeding thread copied and sent
+    # the items it had, and the feeding thread then waited on the input.
+    _THIRD_ASKED.clear()
+    _PREPARE_WAITS.clear()
+    nm = NuMap(worker_type="process", worker_num=2)
+    results = nm.add_task(_index, _asked_ahead())
+    nm.start()
+    try:
+        assert list(results) == list(range(6))
+    finally:
+        nm.stop()
+    assert _PREPARE_WAITS == [True]
+
+
 def test_the_automatic_buffer_holds_large_items_by_size(monkeypatch):
     import time
 
