@@ -189,6 +189,31 @@ def test_a_batch_reports_each_failure_by_index_and_writes_the_others(
                              redo=True).keys() == {1}
 
 
+@needs_unnamed
+@needs_compiled
+def test_the_compiled_writer_meeting_a_name_that_exists_writes_the_file_no_second_time(
+        tmp_path, folder, monkeypatch):
+    writer = _writer(folder, True)
+    assert writer.write_many([("1_1.npy", memoryview(b"one"))]) == {}
+    written = []
+    real_write = FileWriter.write
+
+    def spy(self, name, payload, **kwargs):
+        written.append(name)
+        return real_write(self, name, payload, **kwargs)
+
+    monkeypatch.setattr(FileWriter, "write", spy)
+    errors = writer.write_many([("1_1.npy", memoryview(b"two")), ("1_2.npy", memoryview(b"x"))])
+    assert list(errors) == [0]
+    assert isinstance(errors[0], FileExistsError) and errors[0].filename == "1_1.npy"
+    # a dead saver's file of the same bytes is this one's; of other bytes, a duplicate
+    assert writer.write_many([("1_1.npy", memoryview(b"one"))], redo=True) == {}
+    assert list(writer.write_many([("1_2.npy", memoryview(b"y"))], redo=True)) == [0]
+    assert written == []  # each one settled by what the compiled writer did
+    assert np.load(tmp_path / "1_1.npy").tobytes() == b"one"
+    assert np.load(tmp_path / "1_2.npy").tobytes() == b"x"
+
+
 def _write_limited(directory: str, way: str, answer) -> None:
     """In a child: write a batch with files limited to 300 bytes; send what failed."""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

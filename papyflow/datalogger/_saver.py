@@ -209,7 +209,13 @@ class FileWriter:
                 (name.encode(), npy_header(len(payload)), payload) for name, payload in files])
             for index, code, step in done:
                 if code == errno.EEXIST and step == _LINKING:
-                    again.append(index)  # a duplicate, or a dead saver's file: see write()
+                    # A duplicate, or a dead saver's file (see write()): the file was
+                    # made whole without a name and is gone now; no need to write it again.
+                    name, payload = files[index]
+                    if not (redo and _holds(self.folder, name, npy_header(len(payload)),
+                                            payload)):
+                        errors[index] = FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST),
+                                                        name)
                 elif (step == _MAKING and code in _NO_UNNAMED_FILES) or \
                         (step == _LINKING and code in _NO_LINK_BY_DESCRIPTOR):
                     self.anonymous = False
