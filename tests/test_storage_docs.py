@@ -19,6 +19,23 @@ def test_every_example_of_the_storage_page_runs():
     assert results.failed == 0
 
 
+def test_the_plain_code_blocks_of_the_storage_page_run(tmp_path, monkeypatch):
+    # doctest.testfile runs the ">>>" examples only; a block of plain code runs here,
+    # each in a namespace of its own, unless marked as an outline ("not run")
+    from tests.test_docs import blocks_of, check_not_run_markers, run_block
+
+    check_not_run_markers(PAGE)
+    monkeypatch.chdir(tmp_path)
+    plain = [b for b in blocks_of(PAGE) if b.lang == "python" and not b.is_doctest]
+    assert len(plain) >= 5, "code blocks went missing from docs/storage.md"
+    ran = 0
+    for block in plain:
+        if not block.skipped:
+            run_block(block, PAGE.name, {"__name__": "__main__"})
+            ran += 1
+    assert ran >= 3
+
+
 def test_the_page_has_its_sections():
     headings = [line for line in PAGE.read_text(encoding="utf-8").splitlines()
                 if line.startswith("## ")]
