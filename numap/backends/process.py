@@ -7,7 +7,7 @@
     next() <- task         prepare(): pickle the batch       reader thread: inbox -> queue
     buffers <-----+        send(): inbox i ----------------> main thread: run_batch(),
                   |                                          outbox i --+
-                  +-- getter thread: wait() on every outbox <-----------+
+                  +-- getter thread: poll() on every outbox <-----------+
                       and every process sentinel; unpickle;
                       Sink.done() / Sink.lost()
 
@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import multiprocess
-from multiprocess.connection import wait
 
 from .. import _shm
 from .._errors import format_exception, with_remote_traceback
@@ -136,6 +135,9 @@ class ProcessBackend(Backend):
         self._closed = False
         self._serial = 0
         self._getter: threading.Thread | None = None
+        # Changed with the lanes the getter watches (a worker replaced or lost): the
+        # getter then registers their pipes anew, instead of at every wait.
+        self._lanes_changed = 0
 
     # -- starting -----------------------------------------------------------
 
@@ -200,6 +202,7 @@ class ProcessBackend(Backend):
                 return None
             new = self._start_worker()
             self._lanes.append(new)
+            self._lanes_changed += 1
         self._wake()
         return new
 
@@ -266,21 +269,28 @@ class ProcessBackend(Backend):
     # -- results ------------------------------------------------------------
 
     def _get_results(self) -> None:
+        # One poll object for as long as the lanes stay the same: a selector made
+        # at every wait cost 5 µs with 2 workers and 45 µs with 32, at each message.
+        changed = -1
+        poller = select.poll()
+        watched: dict[int, tuple[Lane, bool]] = {}  # fd -> its lane, whether its outbox
         while not self._stopping:
-            watch: dict[Any, Lane] = {}
-            for lane in self._lanes:
-                if lane.alive:
-                    watch[lane.handle.outbox] = lane
-                    watch[lane.handle.process.sentinel] = lane
-            for ready in wait([*watch, self._wake_r]):
-                if ready == self._wake_r:
+            if changed != self._lanes_changed:
+                changed = self._lanes_changed
+                poller, watched = self._watch()
+            for fd, _events in poller.poll():
+                if fd == self._wake_r:
                     os.read(self._wake_r, 4096)
                     self._tell_freed_now()
                     continue
-                lane = watch[ready]
-                if not lane.alive or self._stopping:
+                lane, outbox = watched.get(fd, (None, False))
+                if lane is None or not lane.alive:  # gone meanwhile: never ready again
+                    with contextlib.suppress(KeyError):
+                        poller.unregister(fd)
                     continue
-                if ready is lane.handle.outbox:
+                if self._stopping:
+                    break
+                if outbox:
                     try:
                         self._receive(lane)
                     except (EOFError, OSError):
@@ -289,6 +299,23 @@ class ProcessBackend(Backend):
                         self._lost(lane, f"sent a malformed message ({exc!r})")
                 else:
                     self._lost(lane)
+
+    def _watch(self) -> tuple[Any, dict[int, tuple[Lane, bool]]]:
+        """A poll object on the pipe and process of every live lane, and the wake pipe."""
+        poller = select.poll()
+        watched: dict[int, tuple[Lane, bool]] = {}
+        # A lane added after this copy changes the count again: the next wait sees it.
+        for lane in [lane for lane in list(self._lanes) if lane.alive]:
+            try:
+                fds = ((lane.handle.outbox.fd, True), (lane.handle.process.sentinel, False))
+            except ValueError:  # its process object is closed: the lane is being stopped
+                continue
+            for fd, outbox in fds:
+                if fd >= 0:
+                    watched[fd] = (lane, outbox)
+                    poller.register(fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        return poller, watched
 
     def _receive(self, lane: Lane) -> None:
         parts = lane.handle.outbox.recv()
@@ -373,6 +400,7 @@ class ProcessBackend(Backend):
                 _close(worker.process)
             if lane in self._lanes:
                 self._lanes.remove(lane)
+            self._lanes_changed += 1
             if self.segments is not None and worker.segments:  # what it held of ours
                 self.segments.release(list(worker.segments))
                 worker.segments.clear()
