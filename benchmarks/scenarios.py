@@ -8,7 +8,7 @@ chunksize is swept on the first repeat (``sweep=True``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from benchmarks.registry import CONTENDERS
 
@@ -119,6 +119,19 @@ _MEMORY_ROWS: tuple[Row, ...] = (
     Row("cf.process", chunksize=1, never_returns=True),
 )
 
+_ARRAYS = Scenario(
+    name="arrays",
+    title="4 MiB float64 arrays in, a + 1 out, 2 processes",
+    func="add_one_array",
+    source="arrays",
+    workers=2,
+    sizes=(64,),
+    quick_sizes=(8,),
+    rows=_PROCESS_ROWS,
+    unit="MiB/s",
+    baseline="cf.process@1",
+)
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -157,31 +170,11 @@ SCENARIOS: dict[str, Scenario] = {
             baseline="cf.thread",
             ideal=8 / 0.01,
         ),
-        Scenario(
-            name="arrays",
-            title="4 MiB float64 arrays in, a + 1 out, 2 processes",
-            func="add_one_array",
-            source="arrays",
-            workers=2,
-            sizes=(64,),
-            quick_sizes=(8,),
-            rows=_PROCESS_ROWS,
-            unit="MiB/s",
-            baseline="cf.process@1",
-        ),
-        Scenario(
-            name="slow-input",
-            title="An input that takes time: 4 MiB float64 arrays, each made after ~0.5 ms "
-                  "of Python, a + 1 out, 2 processes",
-            func="add_one_array",
-            source="slow-arrays",
-            workers=2,
-            sizes=(200,),
-            quick_sizes=(8,),
-            rows=_PROCESS_ROWS,
-            unit="MiB/s",
-            baseline="cf.process@1",
-        ),
+        _ARRAYS,
+        # the same arrays, from an input that takes time to make each one
+        replace(_ARRAYS, name="slow-input", source="slow-arrays", sizes=(200,),
+                title="An input that takes time: 4 MiB float64 arrays, each made after "
+                      "~0.5 ms of Python, a + 1 out, 2 processes"),
         Scenario(
             name="memory",
             title="Peak RSS after consuming N results of x + 1 over itertools.count(), 2 processes",

@@ -85,15 +85,13 @@ def arrays(n: int) -> Iterator[Any]:
 
 
 def slow_arrays(n: int) -> Iterator[Any]:
-    """Yield ``n`` 4 MiB float64 arrays as :func:`arrays` does, each after about 0.5 ms
-    of pure-Python work (a tenth of a :func:`burn` item): an input that takes time
-    to make its items, as a parser or a reader does, and holds the GIL meanwhile."""
-    import numpy as np
-
+    """Yield the arrays of :func:`arrays`, each after about 0.5 ms more of pure-Python
+    work (a tenth of a :func:`burn` item): an input that takes time to make its
+    items, as a parser or a reader does, and holds the GIL meanwhile."""
     loops = max(1, _BURN_LOOPS // 10)
-    for i in range(n):
-        spin(i, loops)
-        yield np.full(ARRAY_LEN, float(i), dtype=np.float64)
+    for array in arrays(n):
+        spin(0, loops)
+        yield array
 
 
 class CountingIterator:
