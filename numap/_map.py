@@ -14,6 +14,8 @@ from typing import Any, Self
 from ._auth import resolve_key
 from ._execute import TaskSpec
 from ._heap import KEEP_FREED
+from ._policy import DEFAULT as DEFAULT_POLICY
+from ._policy import check as check_policy
 from ._remote import endpoint
 from ._scheduler import Scheduler
 from ._tasks import NuMapTask, Raise, TaskState, make_stream
@@ -121,6 +123,12 @@ class NuMap:
       without a copy (``True``, the default, where numap's compiled allocator
       is installed); ``False``: they are made in private memory and copied into
       shared memory when sent. See ``docs/storage.md``.
+    - ``worker_policy``: how the system schedules the local worker processes:
+      ``'batch'`` (the default: their priority unchanged, but a worker that
+      wakes up does not take the core of the running thread, which is often
+      this process's thread feeding the workers), ``'normal'``, or ``'idle'``
+      (only CPU time nothing else wants). Linux only; elsewhere the system's
+      default. See :mod:`numap._policy`.
     - ``remote_auth``: the key file shared with the servers (``$NUMAP_AUTH``
       by default; none for servers on loopback without a key).
     - ``stride``: the most items of one task asked for at a time, and the
@@ -151,7 +159,8 @@ class NuMap:
                  executor: Executor | None = None,
                  remote_auth: str | os.PathLike[str] | None = None,
                  shared_memory: int | None = SHARED_MEMORY,
-                 keep_freed: int | None = KEEP_FREED, shared_arrays: bool = True) -> None:
+                 keep_freed: int | None = KEEP_FREED, shared_arrays: bool = True,
+                 worker_policy: str = DEFAULT_POLICY) -> None:
         if worker_type is None:
             worker_type = "process" if executor is None else "executor"
         if worker_type not in WORKER_TYPES:
@@ -191,6 +200,7 @@ class NuMap:
             raise TypeError(f"shared_arrays must be True or False, not "
                             f"{type(shared_arrays).__name__}: {shared_arrays!r}")
         self.shared_arrays = shared_arrays
+        self.worker_policy = check_policy(worker_policy)
         self.worker_type = worker_type
         self.stride = (_STRIDE_PER_WORKER * self._all_workers if stride is None
                        else _positive_int("stride", stride))
@@ -246,14 +256,15 @@ class NuMap:
         if not self.worker_remote:
             if self.worker_type == "process":
                 return ProcessBackend(self.worker_num, self.name, self.shared_memory,
-                                      self.keep_freed, self.shared_arrays)
+                                      self.keep_freed, self.shared_arrays, self.worker_policy)
             return WORKER_TYPES[self.worker_type](self.worker_num, self.name)
         remote = RemoteBackend(sum(n for _, n in self.worker_remote), self.name,
                                self.worker_remote, self._remote_key)
         if not self.worker_num:
             return remote
         return MixedBackend(ProcessBackend(self.worker_num, self.name, self.shared_memory,
-                                           self.keep_freed, self.shared_arrays), remote)
+                                           self.keep_freed, self.shared_arrays,
+                                           self.worker_policy), remote)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -268,7 +279,7 @@ class NuMap:
         return {"worker_type": self.worker_type, "worker_num": self._given_worker_num,
                 "worker_remote": self.worker_remote or None, "remote_auth": self.remote_auth,
                 "shared_memory": self.shared_memory, "keep_freed": self.keep_freed,
-                "shared_arrays": self.shared_arrays,
+                "shared_arrays": self.shared_arrays, "worker_policy": self.worker_policy,
                 "stride": self._given_stride,
                 "buffer": self._buffer, "ordered": self.ordered, "skip": self.skip,
                 "name": self.name}

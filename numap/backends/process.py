@@ -51,6 +51,8 @@ from .._errors import format_exception, with_remote_traceback
 from .._execute import ItemFailure, TaskSpec, run_batch
 from .._heap import KEEP_FREED
 from .._heap import keep_freed as set_keep_freed
+from .._policy import DEFAULT as DEFAULT_POLICY
+from .._policy import apply as set_policy
 from .._shm import Pool, forget_inherited, new_prefix, sweep, worker_prefix
 from .._shm import available as shm_available
 from .._wire import (
@@ -117,9 +119,11 @@ class ProcessBackend(Backend):
     batch_stretch: ClassVar[float] = 8.0
 
     def __init__(self, workers: int, name: str, shared_memory: int | None = None,
-                 keep_freed: int | None = KEEP_FREED, shared_arrays: bool = True) -> None:
+                 keep_freed: int | None = KEEP_FREED, shared_arrays: bool = True,
+                 worker_policy: str = DEFAULT_POLICY) -> None:
         super().__init__(workers, name)
         self.keep_freed = keep_freed
+        self.worker_policy = worker_policy
         self.shared_arrays = shared_arrays
         # Large arrays through shared memory (see numap._shm), when the system has it.
         self.segments = Pool(new_prefix(), shared_memory, split_copies=True) \
@@ -178,7 +182,8 @@ class ProcessBackend(Backend):
                 (self.segments.prefix, self.segments.threshold, self.shared_arrays)
             process = self._context.Process(
                 target=_worker_main,
-                args=(inbox_r.fd, outbox_w.fd, parent_fds, shm, self.keep_freed),
+                args=(inbox_r.fd, outbox_w.fd, parent_fds, shm, self.keep_freed,
+                      self.worker_policy),
                 name=name, daemon=True)
             process.start()
         inbox_r.close()
@@ -526,11 +531,14 @@ def _reap(processes: list[Any]) -> None:
 
 def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
                  shm: tuple[str, int, bool] | None = None,
-                 keep_freed: int | None = KEEP_FREED) -> None:
+                 keep_freed: int | None = KEEP_FREED,
+                 policy: str = DEFAULT_POLICY) -> None:
     """Run batches from ``inbox_fd`` and write their results to ``outbox_fd``
     (large arrays of results in shared memory, when ``shm`` gives the prefix, the
     threshold and whether numpy makes large arrays in segments; up to ``keep_freed``
-    bytes of freed heap kept for new arrays, see :mod:`numap._heap`)."""
+    bytes of freed heap kept for new arrays, see :mod:`numap._heap`), scheduled by
+    ``policy`` (see :mod:`numap._policy`)."""
+    set_policy(policy)  # first: the reader thread started below has it too
     if keep_freed is not None:
         set_keep_freed(keep_freed)
     for fd in parent_fds:

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 
 from .._auth import AuthenticationError, keygen, load_key
+from .._policy import DEFAULT as DEFAULT_POLICY
+from .._policy import POLICIES
 from .._remote import MAX_MESSAGE
 
 __all__ = ["main"]
@@ -32,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-message", type=int, default=MAX_MESSAGE, metavar="BYTES",
                        help=f"the largest message taken (default {MAX_MESSAGE}); a client "
                             "sending a larger one is disconnected")
+    serve.add_argument("--policy", choices=list(POLICIES), default=DEFAULT_POLICY,
+                       help="how the system schedules the worker processes (default "
+                            f"{DEFAULT_POLICY}: as batch work, see NuMap's worker_policy)")
     serve.add_argument("--verbose", "-v", action="store_true", help="log connections")
     keys = commands.add_parser("keygen", help="write a new key file (mode 0600)")
     keys.add_argument("path", metavar="KEYFILE")
@@ -56,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="numap-worker: %(levelname)s: %(message)s")
     try:
         key = load_key(args.auth) if args.auth else None
-        serve(args.bind, args.workers, key, args.max_message)
+        serve(args.bind, args.workers, key, args.max_message, args.policy)
     except (OSError, ValueError, AuthenticationError) as error:
         print(f"numap-worker serve: {error}", file=sys.stderr)
         return 2

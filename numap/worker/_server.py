@@ -46,6 +46,8 @@ import zmq
 
 from .._auth import AuthenticationError, Session
 from .._errors import WorkerLostError
+from .._policy import DEFAULT as DEFAULT_POLICY
+from .._policy import check as check_policy
 from .._remote import CLIENT_TIMEOUT, LIMITS, MAX_MESSAGE, Message, is_loopback
 from .._wire import _HEADER, Channel, Frame, Kind, encode, peek, pipe
 from ..backends.process import _failure, _worker_main
@@ -115,15 +117,19 @@ class WorkerServer:
             bind to anything but a loopback address.
         max_message: the largest message taken, in bytes; a client sending a
             larger one is disconnected by zmq.
+        worker_policy: how the system schedules the worker processes, as a
+            NuMap's ``worker_policy`` (``'batch'`` by default: this server's loop
+            feeds them, see :mod:`numap._policy`).
 
     Raises:
-        ValueError: a bad endpoint, a non-loopback address without a key, or
-            ``workers`` or ``max_message`` below 1.
+        ValueError: a bad endpoint, a non-loopback address without a key,
+            ``workers`` or ``max_message`` below 1, or an unknown ``worker_policy``.
         TypeError: ``workers`` or ``max_message`` that is not an int.
     """
 
     def __init__(self, bind: str = "tcp://127.0.0.1:5555", workers: int | None = None,
-                 key: bytes | None = None, *, max_message: int = MAX_MESSAGE) -> None:
+                 key: bytes | None = None, *, max_message: int = MAX_MESSAGE,
+                 worker_policy: str = DEFAULT_POLICY) -> None:
         if not bind.startswith("tcp://") or ":" not in bind[len("tcp://"):]:
             raise ValueError(f"bind must be a 'tcp://host:port' address, got {bind!r}")
         host = bind[len("tcp://"):].rpartition(":")[0].strip("[]")
@@ -136,6 +142,7 @@ class WorkerServer:
                                      workers if workers is not None else (os.cpu_count() or 1))
         self.key = key
         self.max_message = _at_least_one("max_message", max_message)
+        self.worker_policy = check_policy(worker_policy)
         if self.max_message >= 2**63:  # zmq's limit is a signed 64-bit number
             raise ValueError(f"max_message must be below 2**63, got {max_message}")
         self.endpoint = ""
@@ -183,6 +190,7 @@ class WorkerServer:
         process = self._mp.Process(target=_worker_main,
                                    args=(inbox_r.fd, outbox_w.fd,
                                          [fd for fd in parent if fd not in keep]),
+                                   kwargs={"policy": self.worker_policy},
                                    daemon=True, name="numap-worker-process")
         process.start()
         inbox_r.close()
@@ -420,9 +428,10 @@ class WorkerServer:
 
 
 def serve(bind: str, workers: int | None, key: bytes | None,
-          max_message: int = MAX_MESSAGE) -> None:
+          max_message: int = MAX_MESSAGE, worker_policy: str = DEFAULT_POLICY) -> None:
     """Serve until SIGINT or SIGTERM, printing the endpoint first (for scripts and tests)."""
-    server = WorkerServer(bind, workers, key, max_message=max_message)
+    server = WorkerServer(bind, workers, key, max_message=max_message,
+                          worker_policy=worker_policy)
     endpoint = server.start()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: server.stop())
