@@ -7,6 +7,13 @@ import signal
 import time
 
 
+def sigint_as_default() -> None:
+    """``preexec_fn`` of a child that a test sends SIGINT (Ctrl-C): a shell may start a
+    job with SIGINT ignored, an ignored signal stays ignored across exec, and Python
+    installs its KeyboardInterrupt handler only on the default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def double(x):
     return 2 * x
 

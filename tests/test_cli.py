@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from papyflow import cli
+from tests.helpers import sigint_as_default
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -443,18 +444,11 @@ ENDLESS = """
 """
 
 
-def _sigint_as_default() -> None:
-    # A shell may start a job with SIGINT ignored, and an ignored signal stays
-    # ignored across exec; Python installs its KeyboardInterrupt handler only on
-    # the default.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_stops_cleanly_and_exits_130(tmp_path):
     source = _write(tmp_path, "endless.py", ENDLESS)
     child = subprocess.Popen([sys.executable, "-m", "papyflow", "run", str(source)],
                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, preexec_fn=_sigint_as_default)  # noqa: PLW1509
+                             text=True, preexec_fn=sigint_as_default)  # noqa: PLW1509
     try:
         parent = psutil.Process(child.pid)
         deadline = time.monotonic() + 30

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from numap import NuMap
-from tests.helpers import Counting, double, pid, sleepy
+from tests.helpers import Counting, double, pid, sigint_as_default, sleepy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -92,7 +92,8 @@ def test_stop_with_ends_evaluates_what_was_pulled_and_no_more(worker_type):
 
 def _run_script(code: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_default)  # noqa: PLW1509
 
 
 def _worker_pids(proc: subprocess.Popen) -> list[int]:

@@ -15,6 +15,7 @@ import pytest
 
 from numap import NuMap
 from numap._shm import SHM_FOLDER
+from tests.helpers import sigint_as_default
 
 pytestmark = [pytest.mark.timeout(90),
               pytest.mark.skipif(not os.path.isdir(SHM_FOLDER), reason="no /dev/shm here")]
@@ -208,7 +209,8 @@ def test_ctrl_c_leaves_no_segment(tmp_path):
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(CTRL_C))
     process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_as_default)  # noqa: PLW1509
     try:
         assert process.stdout.readline().strip() == "running"
         assert ours(process.pid)  # it is using segments
