@@ -128,7 +128,7 @@ class NuMap:
       wakes up does not take the core of the running thread, which is often
       this process's thread feeding the workers), ``'normal'``, or ``'idle'``
       (only CPU time nothing else wants). Linux only; elsewhere the system's
-      default. See :mod:`numap._policy`.
+      default. See ``docs/storage.md``.
     - ``remote_auth``: the key file shared with the servers (``$NUMAP_AUTH``
       by default; none for servers on loopback without a key).
     - ``stride``: the most items of one task asked for at a time, and the
