@@ -255,16 +255,18 @@ class NuMap:
             return ExecutorBackend(self.worker_num, self.name, self.executor)
         if not self.worker_remote:
             if self.worker_type == "process":
-                return ProcessBackend(self.worker_num, self.name, self.shared_memory,
-                                      self.keep_freed, self.shared_arrays, self.worker_policy)
+                return self._process_backend()
             return WORKER_TYPES[self.worker_type](self.worker_num, self.name)
         remote = RemoteBackend(sum(n for _, n in self.worker_remote), self.name,
                                self.worker_remote, self._remote_key)
         if not self.worker_num:
             return remote
-        return MixedBackend(ProcessBackend(self.worker_num, self.name, self.shared_memory,
-                                           self.keep_freed, self.shared_arrays,
-                                           self.worker_policy), remote)
+        return MixedBackend(self._process_backend(), remote)
+
+    def _process_backend(self) -> ProcessBackend:
+        """The local worker processes, with this NuMap's settings for them."""
+        return ProcessBackend(self.worker_num, self.name, self.shared_memory, self.keep_freed,
+                              self.shared_arrays, self.worker_policy)
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: both backends, and a check that no test leaves a process behind."""
+"""Shared fixtures: both backends, worker servers on loopback, and a check that no test
+leaves a process behind."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import time
 import psutil
 import pytest
 
+from tests.remote_helpers import Servers
+
 BACKENDS = ("thread", "process")
 
 
@@ -15,6 +18,14 @@ BACKENDS = ("thread", "process")
 def worker_type(request: pytest.FixtureRequest) -> str:
     """Run the test once per backend."""
     return request.param
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Starts ``numap-worker`` servers on loopback (:class:`Servers`); stops them after."""
+    started = Servers(tmp_path)
+    yield started
+    started.close()
 
 
 def _children() -> list[psutil.Process]:

@@ -13,7 +13,6 @@ import pytest
 from numap import NuMap, WorkerLostError
 from numap._policy import POLICIES, apply
 from papyflow import Piper, Plumber
-from tests.remote_helpers import Servers
 
 pytestmark = [pytest.mark.timeout(90),
               pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"),
@@ -128,13 +127,6 @@ def test_a_refused_policy_leaves_the_thread_as_it_was(monkeypatch):
 
 def test_every_policy_names_a_policy_of_this_system():
     assert all(hasattr(os, name) for name in POLICIES.values())
-
-
-@pytest.fixture
-def servers(tmp_path):
-    started = Servers(tmp_path)
-    yield started
-    started.close()
 
 
 def test_a_worker_server_s_processes_follow_its_policy(servers):

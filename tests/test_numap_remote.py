@@ -14,16 +14,8 @@ import pytest
 from numap import NuMap
 from numap._auth import AuthenticationError, keygen
 from numap._errors import BrokenPoolError, RemoteTraceback
-from tests.remote_helpers import Servers
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def servers(tmp_path):
-    started = Servers(tmp_path)
-    yield started
-    started.close()
 
 
 @pytest.fixture
