@@ -26,8 +26,9 @@ never the receiver's array.
 
 Every segment is named ``numap-<parent pid>-<token>-...`` after the pool of
 the NuMap that made it, so that :func:`sweep` finds and removes what is left
-when the pool stops or loses a worker (a process that holds an array keeps
-its mapping: removing a name never pulls memory from under an array).
+when the pool stops or loses a worker, or, from the workers, when the NuMap's
+process dies without stopping it (a process that holds an array keeps its
+mapping: removing a name never pulls memory from under an array).
 """
 
 from __future__ import annotations

@@ -228,6 +228,78 @@ def test_ctrl_c_leaves_no_segment(tmp_path):
     assert ours(process.pid) == []
 
 
+KEEPS_RESULTS = """
+import numpy as np, time
+from numap import NuMap
+
+def slow(a):
+    time.sleep(0.05)
+    return a * 2
+
+numap = NuMap(slow, (np.ones(1 << 18) for _ in range(10_000)), worker_num=2)
+kept = []  # results held: their segments stay in use
+for k, result in enumerate(numap):
+    kept.append(result)
+    if k == 5:
+        print("running", flush=True)
+"""
+
+
+def test_a_parent_killed_leaves_no_segment(tmp_path):
+    # Killed with SIGKILL, the NuMap's process cannot clean up: its workers see
+    # their parent die and remove its segments before they leave.
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(KEEPS_RESULTS))
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "running"
+        assert ours(process.pid)  # items in flight, results held
+        process.kill()
+        process.wait(30)
+        deadline = time.monotonic() + 10
+        while ours(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ours(process.pid) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        process.stdout.close()
+        process.stderr.close()
+        from numap import _shm
+
+        _shm.sweep(f"numap-{process.pid}-")  # whatever the assertion found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="no /proc here")
+def test_a_worker_tells_a_dying_parent_from_a_stopped_numap(tmp_path, monkeypatch):
+    from numap.backends import process as backend
+
+    # A name that ends in ") Z (" as a process's state would: only the fields after
+    # the name's last parenthesis count.
+    odd = tmp_path / "odd) Z (x"
+    odd.symlink_to("/bin/sleep")
+    alive = subprocess.Popen([str(odd), "30"])
+    dead = subprocess.Popen(["/bin/true"])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # exited, not yet reaped: a zombie
+            with open(f"/proc/{dead.pid}/stat", "rb") as stat:
+                if b") Z " in stat.read():
+                    break
+            time.sleep(0.01)
+        for pid, gone in ((alive.pid, False), (dead.pid, True)):
+            monkeypatch.setattr(os, "getppid", lambda pid=pid: pid)
+            assert backend._parent_gone(pid) is gone
+        monkeypatch.setattr(os, "getppid", lambda: 1)  # handed to another parent
+        assert backend._parent_gone(alive.pid) is True
+    finally:
+        alive.kill()
+        alive.wait(10)
+        dead.wait(10)
+
+
 def test_a_segment_being_filled_when_numap_stops_is_not_left_behind(monkeypatch):
     # stop() closes the pool while the feeding thread may still be copying an item
     # into a segment it just made: that segment must go too.

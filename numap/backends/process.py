@@ -19,7 +19,8 @@ knows exactly which batches each worker holds, and a death costs only those.
 A worker's reader thread reads ahead (at most ``prefetch`` batches, which the
 scheduler guarantees), so sending never waits for a busy worker, and it sees
 the end of its inbox at once: when NuMap stops or the parent dies, the worker
-exits even in the middle of a long call. It also gives back at once the
+exits even in the middle of a long call (a parent that died leaves its
+shared-memory segments to its workers, which remove them as they leave). It also gives back at once the
 worker's shared-memory segments that the parent dropped (FREE frames): the
 parent's getter thread sends them as soon as a result is dropped, so that
 the worker makes its next arrays in segments whose lines are still cached.
@@ -539,6 +540,9 @@ def _worker_main(inbox_fd: int, outbox_fd: int, parent_fds: list[int],
     bytes of freed heap kept for new arrays, see :mod:`numap._heap`), scheduled by
     ``policy`` (see :mod:`numap._policy`)."""
     set_policy(policy)  # first: the reader thread started below has it too
+    global _ORPHANED
+    if shm is not None:  # if the parent dies without stopping, its segments are ours to remove
+        _ORPHANED = (os.getppid(), shm[0])
     if keep_freed is not None:
         set_keep_freed(keep_freed)
     for fd in parent_fds:
@@ -631,6 +635,10 @@ def _given_back(parts: list[memoryview], segments: Pool) -> bool:
 
 
 _LEAVING = threading.Lock()
+# In a worker with shared memory: its parent's pid and the prefix of the parent's
+# segments, which the worker removes when it leaves because its parent died.
+_ORPHANED: tuple[int, str] | None = None
+_PF_EXITING = 0x4  # the kernel's flag of a task that is exiting (/proc/<pid>/stat)
 
 
 def _own_exit_handlers() -> None:
@@ -650,6 +658,10 @@ def _leave(code: int = 0) -> None:
     any other waits here until the process is gone.
     """
     _LEAVING.acquire()
+    if _ORPHANED is not None and _parent_gone(_ORPHANED[0]):
+        # Nobody else will: a parent that died (SIGKILL, a crash, the OOM killer) left
+        # its segments in /dev/shm, where they would hold memory until a reboot.
+        sweep(_ORPHANED[1])
     run = getattr(atexit, "_run_exitfuncs", None)
     if run is not None:
         with contextlib.suppress(BaseException):
@@ -658,6 +670,26 @@ def _leave(code: int = 0) -> None:
         with contextlib.suppress(Exception):
             stream.flush()
     os._exit(code)
+
+
+def _parent_gone(parent: int) -> bool:
+    """Whether this process's parent ``parent`` died or is dying. Its pipes end while
+    it exits, a moment before its children are handed to another process, so a
+    parent that is exiting counts as gone (its kernel flags say so); one that still
+    runs (a NuMap that stopped) does not. Without ``/proc``, only a parent already
+    gone is seen."""
+    if os.getppid() != parent:
+        return True
+    try:
+        with open(f"/proc/{parent}/stat", "rb") as stat:
+            line = stat.read()
+        # pid (name) state ppid pgrp session tty tpgid flags ...: the name may hold
+        # spaces and parentheses, the fields after its last ")" do not
+        fields = line[line.rindex(b")") + 2:].split()
+        state, flags = fields[0], int(fields[6])
+    except (OSError, ValueError, IndexError):
+        return False
+    return state in (b"Z", b"X", b"x") or bool(flags & _PF_EXITING)
 
 
 def _failure(position: int, exc: BaseException) -> ItemFailure:
