@@ -20,10 +20,11 @@ A worker's reader thread reads ahead (at most ``prefetch`` batches, which the
 scheduler guarantees), so sending never waits for a busy worker, and it sees
 the end of its inbox at once: when NuMap stops or the parent dies, the worker
 exits even in the middle of a long call (a parent that died leaves its
-shared-memory segments to its workers, which remove them as they leave). It also gives back at once the
-worker's shared-memory segments that the parent dropped (FREE frames): the
-parent's getter thread sends them as soon as a result is dropped, so that
-the worker makes its next arrays in segments whose lines are still cached.
+shared-memory segments to its workers, which remove them as they leave). It
+also gives back at once the worker's shared-memory segments that the parent
+dropped (FREE frames): the parent's getter thread sends them as soon as a
+result is dropped, so that the worker makes its next arrays in segments
+whose lines are still cached.
 
 Functions travel once per task (dill); items and results are pickled by the
 C pickler with large buffers out of band (see :mod:`numap._wire`).
