@@ -32,7 +32,7 @@ from . import _shm
 from ._shm import Lease, Lent, Pool
 
 __all__ = ["Channel", "Codec", "Frame", "Kind", "Pickled", "carries_segments", "decode",
-           "encode", "frame_bytes", "peek", "pickled", "pipe", "segment_names"]
+           "encode", "frame_bytes", "framed", "peek", "pickled", "pipe", "segment_names"]
 
 # Buffers at least this large travel out of band.
 OUT_OF_BAND_MIN = _shm.SMALLEST_ALLOCATED
@@ -230,9 +230,7 @@ class Channel:
 
     def send(self, parts: list[Any]) -> None:
         """Write one message; raises ``BrokenPipeError`` when the reader is gone."""
-        views = [memoryview(p).cast("B") for p in parts]
-        prefix = _COUNT.pack(len(views)) + b"".join(_LENGTH.pack(v.nbytes) for v in views)
-        pending = [memoryview(prefix), *views]
+        pending = framed(parts)
         while pending:
             written = os.writev(self.fd, pending[:512])
             while pending and written >= pending[0].nbytes:
@@ -274,6 +272,14 @@ class Channel:
             except OSError:
                 pass
             self.fd = -1
+
+
+def framed(parts: list[Any]) -> list[memoryview]:
+    """The bytes of one message of ``parts`` as :meth:`Channel.send` writes them (its
+    count and lengths, then each part), for a writer that cannot wait for the pipe."""
+    views = [memoryview(p).cast("B") for p in parts]
+    prefix = _COUNT.pack(len(views)) + b"".join(_LENGTH.pack(v.nbytes) for v in views)
+    return [memoryview(prefix), *views]
 
 
 def pipe() -> tuple[Channel, Channel]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from numap import NuMap
@@ -295,6 +299,47 @@ def test_a_worker_process_that_dies_fails_its_batch_and_the_server_goes_on(serve
     again = NuMap(square, range(20), worker_num=0, worker_remote=((server.address, 1),))
     assert list(again) == [x * x for x in range(20)]
     again.stop()
+
+
+def hold_or_time(item):
+    """``("hold", seconds, marker)``: create ``marker``, then hold this interpreter's
+    lock for ``seconds`` (a C call that does not let it go, so the worker's thread
+    that reads its pipe cannot run); any other item: when it ran."""
+    if item[0] == "hold":
+        Path(item[2]).touch()
+        ctypes.PyDLL(None).sleep(item[1])
+    return item[0], time.time()
+
+
+def test_a_worker_that_reads_nothing_delays_no_other_client(servers, tmp_path):
+    # A large batch for a worker process that holds its lock fills that worker's pipe:
+    # the server must not wait on the pipe, or every client waits with it (and one
+    # waiting long enough takes the server for dead).
+    server = servers.start(workers=2)
+    marker = tmp_path / "holding"
+
+    def first_holds_then_large():
+        yield "hold", 4, str(marker)
+        while not marker.exists():
+            time.sleep(0.01)
+        for k in range(20):  # 4 MiB each, more than a pipe holds: the first goes
+            yield "large", np.full(1 << 19, float(k))  # to the holding worker
+
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(lambda: list(NuMap(hold_or_time, first_holds_then_large(),
+                                              worker_num=0,
+                                              worker_remote=((server.address, 2),))))
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # the large items are sent meanwhile
+        other = list(NuMap(hold_or_time, [("small",)] * 4, worker_num=0,
+                           worker_remote=((server.address, 2),)))
+        first = held.result(60)
+    held_until = next(t for kind, t in first if kind == "hold")
+    assert [kind for kind, _ in first] == ["hold"] + ["large"] * 20
+    assert [kind for kind, _ in other] == ["small"] * 4
+    assert max(t for _, t in other) < held_until  # served while the worker held its lock
 
 
 class _Unloadable:

@@ -14,7 +14,11 @@
 
 The main loop does all socket and pipe work in one thread and never unpickles
 anything: only the worker processes do, and only what came in a message whose
-signature checked out. Task and batch numbers are renumbered on the way in
+signature checked out. It never waits on a worker's pipe either: what a pipe
+cannot take yet waits in the server and goes when the pipe has room, so a
+worker process that reads nothing for a while (a long call that holds its
+interpreter's lock) delays only its own batches, never the other clients nor
+the server's answers. Task and batch numbers are renumbered on the way in
 (clients pick their own) and back on the way out.
 
 A worker process that dies fails the batches it held (``WorkerLostError``
@@ -49,7 +53,7 @@ from .._errors import WorkerLostError
 from .._policy import DEFAULT as DEFAULT_POLICY
 from .._policy import check as check_policy
 from .._remote import CLIENT_TIMEOUT, LIMITS, MAX_MESSAGE, Message, is_loopback
-from .._wire import _HEADER, Channel, Frame, Kind, encode, peek, pipe
+from .._wire import _HEADER, Channel, Frame, Kind, encode, framed, peek, pipe
 from ..backends.process import _failure, _worker_main
 
 __all__ = ["WorkerServer"]
@@ -58,6 +62,7 @@ log = logging.getLogger("numap.worker")
 
 PREFETCH = 2  # batches a worker process holds at once
 _POLL_MS = 200
+_ROOM_WAIT = 0.05  # seconds the loop waits, at most, for room in a full pipe of a worker
 
 
 @dataclass(eq=False)
@@ -83,10 +88,11 @@ class _Job:
 @dataclass(eq=False)
 class _Process:
     process: Any
-    inbox: Channel
+    inbox: Channel  # non-blocking: see _to_worker
     outbox: Channel
     loaded: set[int] = field(default_factory=set)
     held: deque[int] = field(default_factory=deque)
+    unsent: deque[memoryview] = field(default_factory=deque)  # for the inbox, once it has room
 
 
 def _at_least_one(name: str, value: object) -> int:
@@ -195,6 +201,7 @@ class WorkerServer:
         process.start()
         inbox_r.close()
         outbox_w.close()
+        os.set_blocking(inbox_w.fd, False)  # the loop never waits on a worker's pipe
         return _Process(process, inbox_w, outbox_r)
 
     def stop(self) -> None:
@@ -238,6 +245,9 @@ class WorkerServer:
                     watched[worker.process.sentinel] = (worker, "gone")
                     poller.register(worker.outbox.fd, zmq.POLLIN)
                     poller.register(worker.process.sentinel, zmq.POLLIN)
+                    if worker.unsent:
+                        watched[worker.inbox.fd] = (worker, "in")
+                        poller.register(worker.inbox.fd, zmq.POLLOUT)
                 events = dict(poller.poll(_POLL_MS))
                 if self._router in events:
                     self._read_clients()
@@ -248,6 +258,8 @@ class WorkerServer:
                             continue
                         if kind == "out":
                             self._read_worker(worker)
+                        elif kind == "in":
+                            self._write_worker(worker)
                         else:
                             self._worker_died(worker)
                 now = time.monotonic()
@@ -364,15 +376,49 @@ class WorkerServer:
                 if job is None:
                     continue  # its client left
                 task = self._tasks.get(job.server_task)
-                try:
-                    if job.server_task not in worker.loaded and task is not None:
-                        worker.inbox.send(task[1])
-                        worker.loaded.add(job.server_task)
-                    worker.inbox.send(job.parts)
-                except OSError:
+                if job.server_task not in worker.loaded and task is not None:
+                    self._to_worker(worker, task[1])
+                    worker.loaded.add(job.server_task)
+                if not self._to_worker(worker, job.parts):
                     self._queue.appendleft(server_batch)
                     break  # it died: the sentinel says so
                 worker.held.append(server_batch)
+
+    def _to_worker(self, worker: _Process, parts: list[Any]) -> bool:
+        """Send a frame to ``worker``'s inbox: what its pipe takes now, the rest when it
+        has room (see :meth:`_write_worker`); ``False`` if its pipe is broken."""
+        worker.unsent.extend(framed(parts))
+        return self._write_worker(worker)
+
+    def _write_worker(self, worker: _Process) -> bool:
+        """Write what waits for ``worker``'s inbox, as far as its pipe takes it now;
+        ``False`` if the pipe is broken. A worker that is gone keeps nothing unsent:
+        its sentinel reports it, and the batches it held go back to the queue or
+        fail (see :meth:`_worker_died`)."""
+        unsent = worker.unsent
+        deadline = None
+        while unsent:
+            try:
+                written = os.writev(worker.inbox.fd, list(itertools.islice(unsent, 512)))
+            except BlockingIOError:
+                # Full. A worker that reads makes room within moments: wait that long
+                # (in all), as a blocking write would; one that reads nothing is left
+                # to the loop, which writes the rest once its pipe has room.
+                now = time.monotonic()
+                deadline = now + _ROOM_WAIT if deadline is None else deadline
+                room = select.poll()
+                room.register(worker.inbox.fd, select.POLLOUT)
+                if now < deadline and room.poll(1000 * (deadline - now)):
+                    continue
+                return True
+            except OSError:
+                unsent.clear()
+                return False
+            while unsent and written >= unsent[0].nbytes:
+                written -= unsent.popleft().nbytes
+            if written:
+                unsent[0] = unsent[0][written:]
+        return True
 
     def _read_worker(self, worker: _Process) -> None:
         try:
@@ -403,6 +449,7 @@ class WorkerServer:
         worker.process.join(1.0)
         code = worker.process.exitcode
         self._processes.remove(worker)
+        worker.unsent.clear()
         worker.inbox.close()
         worker.outbox.close()
         how = f"exit code {code}" if code is None or code >= 0 else \
