@@ -557,13 +557,29 @@ class Receiver:
             mapping = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
         finally:
             os.close(fd)
+        gone = self._removed()
         with self._lock:
+            for removed in gone:  # (an array on it keeps it alive)
+                dropped = self._maps.pop(removed, None)
+                if dropped is not None:
+                    self._mapped -= len(dropped)
             self._maps[name] = mapping
             self._mapped += capacity
             while self._mapped > KEEP_MAPPED and len(self._maps) > 1:
                 _, old = self._maps.popitem(last=False)  # an array on it keeps it alive
                 self._mapped -= len(old)
         return mapping
+
+    def _removed(self) -> list[str]:
+        """The kept mappings whose segments their owner has removed since (a pool that
+        keeps fewer free segments, or stopped): asked each time a new segment is
+        mapped. Kept, a mapping would hold the memory of a segment that nobody can
+        send again until it is the least recently used."""
+        if not os.path.isdir(SHM_FOLDER):
+            return []
+        with self._lock:
+            names = list(self._maps)
+        return [name for name in names if not os.path.exists(SHM_FOLDER + name)]
 
     def notify(self, prefix: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` (in whatever thread drops the array: it must be quick and

@@ -300,6 +300,33 @@ def test_a_worker_tells_a_dying_parent_from_a_stopped_numap(tmp_path, monkeypatc
         dead.wait(10)
 
 
+def test_a_receiver_lets_go_of_the_segments_their_owner_removed():
+    # A kept mapping holds its segment's memory even once the name is gone: the
+    # next segment mapped drops the mappings of those removed meanwhile.
+    from numap import _shm
+
+    pools = [_shm.Pool(_shm.new_prefix(), 1) for _ in range(2)]
+    receiver = _shm.Receiver()
+    try:
+        dropped = pools[0].put(memoryview(np.ones(MIB // 8)))
+        held = pools[0].put(memoryview(np.full(MIB // 8, 3.0)))
+        receiver.take(*dropped)  # mapped, the array dropped at once: the mapping stays
+        array = receiver.take(*held).view(np.float64)  # this one stays in use
+        pools[0].release([dropped[0]])  # freed by its receiver: kept, for the next item
+        receiver.take(*pools[1].put(memoryview(np.ones(MIB // 8))))
+        assert dropped[0] in receiver._maps and held[0] in receiver._maps
+        pools[0].close()  # both removed by their owner
+        later = pools[1].put(memoryview(np.ones(MIB // 8)))
+        receiver.take(*later)
+        assert dropped[0] not in receiver._maps and held[0] not in receiver._maps
+        assert later[0] in receiver._maps
+        assert float(array[0]) == 3.0  # an array keeps its own mapping
+    finally:
+        for pool in pools:
+            pool.close()
+            _shm.sweep(pool.prefix)
+
+
 def test_a_segment_being_filled_when_numap_stops_is_not_left_behind(monkeypatch):
     # stop() closes the pool while the feeding thread may still be copying an item
     # into a segment it just made: that segment must go too.
