@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import enum
 import fcntl
+import itertools
 import json
 import os
 import pickle
+import select
 import struct
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +36,8 @@ from . import _shm
 from ._shm import Lease, Lent, Pool
 
 __all__ = ["Channel", "Codec", "Frame", "Kind", "Pickled", "carries_segments", "decode",
-           "encode", "frame_bytes", "framed", "peek", "pickled", "pipe", "segment_names"]
+           "encode", "frame_bytes", "framed", "peek", "pickled", "pipe", "segment_names",
+           "write_some"]
 
 # Buffers at least this large travel out of band.
 OUT_OF_BAND_MIN = _shm.SMALLEST_ALLOCATED
@@ -280,6 +285,34 @@ def framed(parts: list[Any]) -> list[memoryview]:
     views = [memoryview(p).cast("B") for p in parts]
     prefix = _COUNT.pack(len(views)) + b"".join(_LENGTH.pack(v.nbytes) for v in views)
     return [memoryview(prefix), *views]
+
+
+def write_some(fd: int, unsent: deque[memoryview], wait: float) -> bool:
+    """Write the frames waiting in ``unsent`` (see :func:`framed`) to the non-blocking
+    pipe ``fd``, as far as it takes them, waiting for room at most ``wait`` seconds in
+    all: a reader that reads makes room within moments, as a blocking write would
+    wait for it; the rest of what one that reads nothing was sent stays in
+    ``unsent``. ``False`` when the reader is gone (``unsent`` is then emptied)."""
+    deadline = None
+    while unsent:
+        try:
+            written = os.writev(fd, list(itertools.islice(unsent, 512)))
+        except BlockingIOError:
+            now = time.monotonic()
+            deadline = now + wait if deadline is None else deadline
+            room = select.poll()
+            room.register(fd, select.POLLOUT)
+            if now < deadline and room.poll(1000 * (deadline - now)):
+                continue
+            return True
+        except OSError:
+            unsent.clear()
+            return False
+        while unsent and written >= unsent[0].nbytes:
+            written -= unsent.popleft().nbytes
+        if written:
+            unsent[0] = unsent[0][written:]
+    return True
 
 
 def pipe() -> tuple[Channel, Channel]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import time
+from pathlib import Path
 
 
 def sigint_as_default() -> None:
@@ -12,6 +14,16 @@ def sigint_as_default() -> None:
     job with SIGINT ignored, an ignored signal stays ignored across exec, and Python
     installs its KeyboardInterrupt handler only on the default."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def hold_or_time(item):
+    """``("hold", seconds, marker)``: create ``marker``, then hold this interpreter's
+    lock for ``seconds`` (a C call that does not let it go, so the worker's thread
+    that reads its pipe cannot run); any other item: when it ran."""
+    if item[0] == "hold":
+        Path(item[2]).touch()
+        ctypes.PyDLL(None).sleep(item[1])
+    return item[0], time.time()
 
 
 def double(x):

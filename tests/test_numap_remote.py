@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import os
 import signal
@@ -10,7 +9,6 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from numap import NuMap
 from numap._auth import AuthenticationError, keygen
 from numap._errors import BrokenPoolError, RemoteTraceback
+from tests.helpers import hold_or_time
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -299,16 +298,6 @@ def test_a_worker_process_that_dies_fails_its_batch_and_the_server_goes_on(serve
     again = NuMap(square, range(20), worker_num=0, worker_remote=((server.address, 1),))
     assert list(again) == [x * x for x in range(20)]
     again.stop()
-
-
-def hold_or_time(item):
-    """``("hold", seconds, marker)``: create ``marker``, then hold this interpreter's
-    lock for ``seconds`` (a C call that does not let it go, so the worker's thread
-    that reads its pipe cannot run); any other item: when it ran."""
-    if item[0] == "hold":
-        Path(item[2]).touch()
-        ctypes.PyDLL(None).sleep(item[1])
-    return item[0], time.time()
 
 
 def test_a_worker_that_reads_nothing_delays_no_other_client(servers, tmp_path):

@@ -53,7 +53,17 @@ from .._errors import WorkerLostError
 from .._policy import DEFAULT as DEFAULT_POLICY
 from .._policy import check as check_policy
 from .._remote import CLIENT_TIMEOUT, LIMITS, MAX_MESSAGE, Message, is_loopback
-from .._wire import _HEADER, Channel, Frame, Kind, encode, framed, peek, pipe
+from .._wire import (
+    _HEADER,
+    Channel,
+    Frame,
+    Kind,
+    encode,
+    framed,
+    peek,
+    pipe,
+    write_some,
+)
 from ..backends.process import _failure, _worker_main
 
 __all__ = ["WorkerServer"]
@@ -387,6 +397,9 @@ class WorkerServer:
     def _to_worker(self, worker: _Process, parts: list[Any]) -> bool:
         """Send a frame to ``worker``'s inbox: what its pipe takes now, the rest when it
         has room (see :meth:`_write_worker`); ``False`` if its pipe is broken."""
+        if worker.unsent:  # its pipe is full already: this waits behind the rest
+            worker.unsent.extend(framed(parts))
+            return True
         worker.unsent.extend(framed(parts))
         return self._write_worker(worker)
 
@@ -395,30 +408,7 @@ class WorkerServer:
         ``False`` if the pipe is broken. A worker that is gone keeps nothing unsent:
         its sentinel reports it, and the batches it held go back to the queue or
         fail (see :meth:`_worker_died`)."""
-        unsent = worker.unsent
-        deadline = None
-        while unsent:
-            try:
-                written = os.writev(worker.inbox.fd, list(itertools.islice(unsent, 512)))
-            except BlockingIOError:
-                # Full. A worker that reads makes room within moments: wait that long
-                # (in all), as a blocking write would; one that reads nothing is left
-                # to the loop, which writes the rest once its pipe has room.
-                now = time.monotonic()
-                deadline = now + _ROOM_WAIT if deadline is None else deadline
-                room = select.poll()
-                room.register(worker.inbox.fd, select.POLLOUT)
-                if now < deadline and room.poll(1000 * (deadline - now)):
-                    continue
-                return True
-            except OSError:
-                unsent.clear()
-                return False
-            while unsent and written >= unsent[0].nbytes:
-                written -= unsent.popleft().nbytes
-            if written:
-                unsent[0] = unsent[0][written:]
-        return True
+        return write_some(worker.inbox.fd, worker.unsent, _ROOM_WAIT)
 
     def _read_worker(self, worker: _Process) -> None:
         try:
