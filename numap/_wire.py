@@ -235,14 +235,9 @@ class Channel:
 
     def send(self, parts: list[Any]) -> None:
         """Write one message; raises ``BrokenPipeError`` when the reader is gone."""
-        pending = framed(parts)
+        pending = deque(framed(parts))
         while pending:
-            written = os.writev(self.fd, pending[:512])
-            while pending and written >= pending[0].nbytes:
-                written -= pending[0].nbytes
-                pending.pop(0)
-            if written:
-                pending[0] = pending[0][written:]
+            _written(pending, os.writev(self.fd, list(itertools.islice(pending, 512))))
 
     def recv(self) -> list[memoryview]:
         """Read one message; raises ``EOFError`` when the writer is gone."""
@@ -308,11 +303,16 @@ def write_some(fd: int, unsent: deque[memoryview], wait: float) -> bool:
         except OSError:
             unsent.clear()
             return False
-        while unsent and written >= unsent[0].nbytes:
-            written -= unsent.popleft().nbytes
-        if written:
-            unsent[0] = unsent[0][written:]
+        _written(unsent, written)
     return True
+
+
+def _written(pending: deque[memoryview], count: int) -> None:
+    """Drop the first ``count`` bytes written of ``pending``."""
+    while pending and count >= pending[0].nbytes:
+        count -= pending.popleft().nbytes
+    if count:
+        pending[0] = pending[0][count:]
 
 
 def pipe() -> tuple[Channel, Channel]:

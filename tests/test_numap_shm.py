@@ -190,45 +190,7 @@ def test_a_worker_that_dies_leaves_no_segment():
     assert ours() == []
 
 
-CTRL_C = """
-import numpy as np, sys, time
-from numap import NuMap
-
-def slow(a):
-    time.sleep(0.05)
-    return a * 2
-
-numap = NuMap(slow, (np.ones(1 << 18) for _ in range(10_000)), worker_num=2)
-for k, _ in enumerate(numap):
-    if k == 5:
-        print("running", flush=True)
-"""
-
-
-def test_ctrl_c_leaves_no_segment(tmp_path):
-    script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(CTRL_C))
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               preexec_fn=sigint_as_default)  # noqa: PLW1509
-    try:
-        assert process.stdout.readline().strip() == "running"
-        assert ours(process.pid)  # it is using segments
-        process.send_signal(signal.SIGINT)
-        process.wait(30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        process.stdout.close()
-        process.stderr.close()
-    deadline = time.monotonic() + 10
-    while ours(process.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert ours(process.pid) == []
-
-
-KEEPS_RESULTS = """
+USING_SEGMENTS = """
 import numpy as np, time
 from numap import NuMap
 
@@ -245,31 +207,42 @@ for k, result in enumerate(numap):
 """
 
 
-def test_a_parent_killed_leaves_no_segment(tmp_path):
-    # Killed with SIGKILL, the NuMap's process cannot clean up: its workers see
-    # their parent die and remove its segments before they leave.
+def _left_after(signum: int, tmp_path, **popen) -> list[str]:
+    """The segments of a NuMap's process (``USING_SEGMENTS``) still there 10 s after it
+    was sent ``signum`` while using segments (removed afterwards, whatever is found)."""
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(KEEPS_RESULTS))
+    script.write_text(textwrap.dedent(USING_SEGMENTS))
     process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, **popen)
     try:
         assert process.stdout.readline().strip() == "running"
         assert ours(process.pid)  # items in flight, results held
-        process.kill()
+        process.send_signal(signum)
         process.wait(30)
-        deadline = time.monotonic() + 10
-        while ours(process.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert ours(process.pid) == []
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(10)
         process.stdout.close()
         process.stderr.close()
-        from numap import _shm
+    deadline = time.monotonic() + 10
+    while ours(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = ours(process.pid)
+    from numap import _shm
 
-        _shm.sweep(f"numap-{process.pid}-")  # whatever the assertion found
+    _shm.sweep(f"numap-{process.pid}-")
+    return left
+
+
+def test_ctrl_c_leaves_no_segment(tmp_path):
+    assert _left_after(signal.SIGINT, tmp_path, preexec_fn=sigint_as_default) == []
+
+
+def test_a_parent_killed_leaves_no_segment(tmp_path):
+    # Killed with SIGKILL, the NuMap's process cannot clean up: its workers see
+    # their parent die and remove its segments before they leave.
+    assert _left_after(signal.SIGKILL, tmp_path) == []
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="no /proc here")

@@ -397,11 +397,9 @@ class WorkerServer:
     def _to_worker(self, worker: _Process, parts: list[Any]) -> bool:
         """Send a frame to ``worker``'s inbox: what its pipe takes now, the rest when it
         has room (see :meth:`_write_worker`); ``False`` if its pipe is broken."""
-        if worker.unsent:  # its pipe is full already: this waits behind the rest
-            worker.unsent.extend(framed(parts))
-            return True
+        behind = bool(worker.unsent)  # its pipe is full already: this waits behind the rest
         worker.unsent.extend(framed(parts))
-        return self._write_worker(worker)
+        return behind or self._write_worker(worker)
 
     def _write_worker(self, worker: _Process) -> bool:
         """Write what waits for ``worker``'s inbox, as far as its pipe takes it now;
