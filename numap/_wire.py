@@ -17,6 +17,7 @@ task's function always travels with dill, once per task and worker.
 
 from __future__ import annotations
 
+import array
 import enum
 import fcntl
 import itertools
@@ -25,6 +26,8 @@ import os
 import pickle
 import select
 import struct
+import sys
+import termios
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -36,14 +39,18 @@ from . import _shm
 from ._shm import Lease, Lent, Pool
 
 __all__ = ["Channel", "Codec", "Frame", "Kind", "Pickled", "carries_segments", "decode",
-           "encode", "frame_bytes", "framed", "peek", "pickled", "pipe", "segment_names",
-           "write_some"]
+           "encode", "frame_bytes", "framed", "message_bytes", "peek", "pickled", "pipe",
+           "segment_names", "write_some"]
 
 # Buffers at least this large travel out of band.
 OUT_OF_BAND_MIN = _shm.SMALLEST_ALLOCATED
 # Asked of the kernel for each pipe: fewer wake-ups per large message.
 PIPE_SIZE = 1 << 20
 _F_SETPIPE_SZ = 1031  # Linux; other systems keep their default size
+_F_GETPIPE_SZ = 1032
+# Of a pipe's capacity, kept free of what room() counts: the kernel fills a pipe by
+# pages, so the bytes in it may take a little more room than their number.
+_SLACK = 64 << 10
 
 _HEADER = struct.Struct("<BBIQd")
 _COUNT = struct.Struct("<I")
@@ -225,10 +232,11 @@ class Channel:
     One thread may send and one other thread may receive at a time.
     """
 
-    __slots__ = ("fd",)
+    __slots__ = ("capacity", "fd")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, capacity: int | None = None) -> None:
         self.fd = fd
+        self.capacity = capacity  # of the pipe, where the OS tells it (see room())
 
     def fileno(self) -> int:
         return self.fd
@@ -238,6 +246,16 @@ class Channel:
         pending = deque(framed(parts))
         while pending:
             _written(pending, os.writev(self.fd, list(itertools.islice(pending, 512))))
+
+    def room(self) -> int:
+        """How many bytes a write takes now without waiting for the reader: the pipe's
+        capacity less what it holds unread and a margin (see ``_SLACK``); unbounded
+        where the OS does not tell a pipe's capacity."""
+        if self.capacity is None:
+            return sys.maxsize
+        unread = array.array("i", [0])
+        fcntl.ioctl(self.fd, termios.FIONREAD, unread, True)
+        return self.capacity - unread[0] - _SLACK
 
     def recv(self) -> list[memoryview]:
         """Read one message; raises ``EOFError`` when the writer is gone."""
@@ -282,6 +300,11 @@ def framed(parts: list[Any]) -> list[memoryview]:
     return [memoryview(prefix), *views]
 
 
+def message_bytes(parts: list[Any]) -> int:
+    """The bytes one message of ``parts`` takes in the pipe (see :func:`framed`)."""
+    return _COUNT.size + _LENGTH.size * len(parts) + sum(memoryview(p).nbytes for p in parts)
+
+
 def write_some(fd: int, unsent: deque[memoryview], wait: float) -> bool:
     """Write the frames waiting in ``unsent`` (see :func:`framed`) to the non-blocking
     pipe ``fd``, as far as it takes them, waiting for room at most ``wait`` seconds in
@@ -322,4 +345,8 @@ def pipe() -> tuple[Channel, Channel]:
         fcntl.fcntl(w, _F_SETPIPE_SZ, PIPE_SIZE)
     except OSError:
         pass
-    return Channel(r), Channel(w)
+    try:
+        capacity = fcntl.fcntl(w, _F_GETPIPE_SZ)
+    except OSError:
+        capacity = None
+    return Channel(r), Channel(w, capacity)

@@ -17,11 +17,12 @@ def sigint_as_default() -> None:
 
 
 def hold_or_time(item):
-    """``("hold", seconds, marker)``: create ``marker``, then hold this interpreter's
-    lock for ``seconds`` (a C call that does not let it go, so the worker's thread
-    that reads its pipe cannot run); any other item: when it ran."""
+    """``("hold", seconds, marker)``: write this process's pid to ``marker``, then hold
+    this interpreter's lock for ``seconds`` (a C call that does not let it go, so the
+    worker's thread that reads its pipe cannot run); any other item: when it ran."""
     if item[0] == "hold":
-        Path(item[2]).touch()
+        Path(f"{item[2]}.new").write_text(str(os.getpid()))
+        os.replace(f"{item[2]}.new", item[2])  # whole when it appears
         ctypes.PyDLL(None).sleep(item[1])
     return item[0], time.time()
 

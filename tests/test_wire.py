@@ -8,7 +8,17 @@ import threading
 import numpy as np
 import pytest
 
-from numap._wire import OUT_OF_BAND_MIN, Codec, Kind, decode, encode, pipe
+from numap._wire import (
+    OUT_OF_BAND_MIN,
+    Channel,
+    Codec,
+    Kind,
+    decode,
+    encode,
+    framed,
+    message_bytes,
+    pipe,
+)
 
 
 def _roundtrip(parts):
@@ -80,3 +90,20 @@ def test_a_message_larger_than_the_pipe_is_written_in_pieces():
     payload = os.urandom(5 * 2**20)
     frame = decode(_roundtrip(encode(Kind.BATCH, 0, 0, payload)))
     assert frame.payload == payload
+
+
+def test_room_is_what_a_write_takes_without_waiting():
+    reader, writer = pipe()
+    try:
+        empty = writer.room()
+        assert 0 < empty < writer.capacity  # a margin for the pages the bytes take
+        message = encode(Kind.BATCH, 0, 0, np.zeros(1 << 14))  # 128 KiB, out of band
+        assert message_bytes(message) == sum(view.nbytes for view in framed(message))
+        writer.send(message)
+        assert writer.room() == empty - message_bytes(message)
+        reader.recv()
+        assert writer.room() == empty
+    finally:
+        reader.close()
+        writer.close()
+    assert Channel(0).room() > 1 << 40  # where the OS tells no capacity: unbounded

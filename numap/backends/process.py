@@ -17,14 +17,18 @@ worker, and nobody knows which items it held. With its own pipes the scheduler
 knows exactly which batches each worker holds, and a death costs only those.
 
 A worker's reader thread reads ahead (at most ``prefetch`` batches, which the
-scheduler guarantees), so sending never waits for a busy worker, and it sees
-the end of its inbox at once: when NuMap stops or the parent dies, the worker
-exits even in the middle of a long call (a parent that died leaves its
-shared-memory segments to its workers, which remove them as they leave). It
-also gives back at once the worker's shared-memory segments that the parent
-dropped (FREE frames): the parent's getter thread sends them as soon as a
-result is dropped, so that the worker makes its next arrays in segments
-whose lines are still cached.
+scheduler guarantees), so sending never waits for a busy worker. A worker that
+reads nothing (a long call that holds its interpreter's lock, so that its reader
+thread cannot run) fills its pipe; a frame its pipe has no room for goes to a
+writer thread of that worker's own, so the feeding thread never waits on one
+worker's pipe while the others starve (see ``ProcessBackend._write``). The
+reader thread also sees the end of its inbox at once: when NuMap stops or the
+parent dies, the worker exits even in the middle of a long call (a parent that
+died leaves its shared-memory segments to its workers, which remove them as
+they leave). It also gives back at once the worker's shared-memory segments
+that the parent dropped (FREE frames): the parent's getter thread sends them as
+soon as a result is dropped, so that the worker makes its next arrays in
+segments whose lines are still cached.
 
 Functions travel once per task (dill); items and results are pickled by the
 C pickler with large buffers out of band (see :mod:`numap._wire`).
@@ -42,6 +46,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -66,6 +71,7 @@ from .._wire import (
     decode,
     encode,
     frame_bytes,
+    message_bytes,
     peek,
     pickled,
     pipe,
@@ -112,6 +118,13 @@ class _Worker:
     # The parent's segments sent to it that it has not given back: if it dies,
     # nobody else will.
     segments: set[str] = field(default_factory=set)
+    # Frames its pipe had no room for, in order, for its writer thread (see
+    # ProcessBackend._write); every frame after one of them waits behind it.
+    behind: deque[list[Any]] = field(default_factory=deque)
+    ready: threading.Condition | None = None  # on the backend's send lock: frames behind
+    writer: threading.Thread | None = None
+    writing: bool = False  # the writer thread has a frame in hand, outside the lock
+    gone: bool = False  # its inbox is closed, or closes once the writer's frame is out
 
 
 class ProcessBackend(Backend):
@@ -192,7 +205,8 @@ class ProcessBackend(Backend):
         outbox_w.close()
         worker = _Worker(process, inbox_w, outbox_r, process.pid,
                          "" if self.segments is None else
-                         worker_prefix(self.segments.prefix, process.pid))
+                         worker_prefix(self.segments.prefix, process.pid),
+                         ready=threading.Condition(self._send_lock))
         lane = Lane(name, capacity=self.prefetch, handle=worker)
         try:
             for frame in self._task_frames:
@@ -228,16 +242,73 @@ class ProcessBackend(Backend):
         with self._send_lock:
             if self._closed:
                 return
-            if worker.inbox.fd < 0:  # lost already: nobody will give these back
+            if worker.gone:  # lost already: nobody will give these back
                 if names and self.segments is not None:
                     self.segments.release(names)
                 return
             worker.segments.update(names)
             self._tell_freed()
+            self._write(worker, prepared)
+
+    def _write(self, worker: _Worker, parts: list[Any]) -> None:
+        """Send a frame to ``worker`` without waiting on its pipe. Called with the send
+        lock held. A frame its pipe has room for is written at once (one call, as
+        before); a larger one goes to the worker's writer thread, and every frame after
+        it waits behind it, in order. So a worker that reads nothing (a long call that
+        holds its interpreter's lock, whose reader thread then cannot run) holds up
+        no other worker, however large its items."""
+        if not worker.behind and not worker.writing and \
+                message_bytes(parts) <= worker.inbox.room():
             try:
-                worker.inbox.send(prepared)
+                worker.inbox.send(parts)
             except OSError:
                 pass  # the worker is gone: the getter sees its sentinel and reports it
+            return
+        worker.behind.append(parts)
+        assert worker.ready is not None
+        if worker.writer is None:
+            worker.writer = threading.Thread(target=self._writer, args=(worker,), daemon=True,
+                                             name=f"{self.name}-writer-{worker.pid}")
+            worker.writer.start()
+        else:
+            worker.ready.notify()
+
+    def _writer(self, worker: _Worker) -> None:
+        """``worker``'s writer thread: write the frames behind, in order, with blocking
+        writes outside the send lock, until its inbox is to be closed (then closed here
+        if a write was under way, see :meth:`_close_inbox`)."""
+        assert worker.ready is not None
+        with self._send_lock:
+            while True:
+                while not worker.behind and not worker.gone:
+                    worker.ready.wait()
+                if worker.gone:
+                    return
+                parts = worker.behind.popleft()
+                worker.writing = True
+                self._send_lock.release()
+                try:
+                    worker.inbox.send(parts)
+                except OSError:
+                    pass  # the worker is gone: the getter reports it; _lost closes its inbox
+                finally:
+                    del parts
+                    self._send_lock.acquire()
+                    worker.writing = False
+                if worker.gone:  # closed meanwhile: left to this thread, which held its fd
+                    _close_owned(worker.inbox)
+                    return
+
+    def _close_inbox(self, worker: _Worker) -> None:
+        """Close ``worker``'s inbox and drop the frames behind (called with the send lock
+        held). A write under way keeps the descriptor open until it is done: its writer
+        thread closes it then, so that no descriptor number is reused while written to."""
+        worker.gone = True
+        worker.behind.clear()
+        if not worker.writing:
+            _close_owned(worker.inbox)
+        if worker.ready is not None:
+            worker.ready.notify()
 
     def _tell_freed(self) -> None:
         """Tell each worker which of its segments were dropped here: it reuses them for
@@ -247,14 +318,11 @@ class ProcessBackend(Backend):
             return
         for lane in self._lanes:
             worker: _Worker = lane.handle
-            if worker.inbox.fd < 0:
+            if worker.gone:
                 continue
             freed = _shm.RECEIVER.freed(worker.pool)
             if freed:
-                try:
-                    worker.inbox.send(encode(Kind.FREE, 0, 0, freed))
-                except OSError:
-                    pass  # gone: the getter reports it
+                self._write(worker, encode(Kind.FREE, 0, 0, freed))
 
     def _tell_freed_now(self) -> None:
         """:meth:`_tell_freed` from the getter, woken by a drop. While a batch is being
@@ -398,7 +466,7 @@ class ProcessBackend(Backend):
             reason = f"worker process {worker.process.pid} ({lane.name}) exited with code {code}"
         lane.alive = False
         with self._send_lock:
-            _close_owned(worker.inbox)
+            self._close_inbox(worker)
             _close_owned(worker.outbox)
             # Under the lock, as stop() lists the lanes whose processes it reaps: a lane
             # it has not listed is gone from _lanes with its process closed here; one it
@@ -441,10 +509,14 @@ class ProcessBackend(Backend):
             self._closed = True
             lanes = list(self._lanes)
             for lane in lanes:
-                _close_owned(lane.handle.inbox)
+                self._close_inbox(lane.handle)
         finally:
             self._send_lock.release()
         _reap([lane.handle.process for lane in lanes])
+        for lane in lanes:  # their workers are gone: a write under way has ended
+            writer = lane.handle.writer
+            if writer is not None and writer is not threading.current_thread():
+                writer.join(_GRACE)
         if self._getter is not None and self._getter is not threading.current_thread():
             self._getter.join(_GRACE)
         with self._send_lock:  # where every pipe of a lane is closed, so never twice at once
