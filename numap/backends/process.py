@@ -252,18 +252,18 @@ class ProcessBackend(Backend):
 
     def _write(self, worker: _Worker, parts: list[Any]) -> None:
         """Send a frame to ``worker`` without waiting on its pipe. Called with the send
-        lock held. A frame its pipe has room for is written at once (one call, as
-        before); a larger one goes to the worker's writer thread, and every frame after
-        it waits behind it, in order. So a worker that reads nothing (a long call that
+        lock held. A frame its pipe has room for is written at once, in one call; a
+        larger one goes to the worker's writer thread, and every frame after it waits
+        behind it, in order. So a worker that reads nothing (a long call that
         holds its interpreter's lock, whose reader thread then cannot run) holds up
         no other worker, however large its items."""
-        if not worker.behind and not worker.writing and \
-                message_bytes(parts) <= worker.inbox.room():
+        if not worker.behind and not worker.writing:
             try:
-                worker.inbox.send(parts)
+                if message_bytes(parts) <= worker.inbox.room():
+                    worker.inbox.send(parts)
+                    return
             except OSError:
-                pass  # the worker is gone: the getter sees its sentinel and reports it
-            return
+                return  # the worker is gone: the getter sees its sentinel and reports it
         worker.behind.append(parts)
         assert worker.ready is not None
         if worker.writer is None:
