@@ -250,11 +250,15 @@ class Channel:
     def room(self) -> int:
         """How many bytes a write takes now without waiting for the reader: the pipe's
         capacity less what it holds unread and a margin (see ``_SLACK``); unbounded
-        where the OS does not tell a pipe's capacity."""
+        where the OS does not tell a pipe's capacity or what it holds (a write then
+        says whether the pipe is still there)."""
         if self.capacity is None:
             return sys.maxsize
         unread = array.array("i", [0])
-        fcntl.ioctl(self.fd, termios.FIONREAD, unread, True)
+        try:
+            fcntl.ioctl(self.fd, termios.FIONREAD, unread, True)
+        except OSError:
+            return sys.maxsize
         return self.capacity - unread[0] - _SLACK
 
     def recv(self) -> list[memoryview]:

@@ -107,3 +107,10 @@ def test_room_is_what_a_write_takes_without_waiting():
         reader.close()
         writer.close()
     assert Channel(0).room() > 1 << 40  # where the OS tells no capacity: unbounded
+
+
+def test_room_unknown_when_the_pipe_cannot_be_asked():
+    gone = Channel((1 << 30) - 1, capacity=1 << 20)  # no such descriptor: the ioctl fails
+    assert gone.room() > 1 << 40  # a write then says the pipe is gone, not room()
+    with pytest.raises(OSError):
+        gone.send(encode(Kind.BATCH, 0, 0, [1]))

@@ -257,13 +257,13 @@ class ProcessBackend(Backend):
         behind it, in order. So a worker that reads nothing (a long call that
         holds its interpreter's lock, whose reader thread then cannot run) holds up
         no other worker, however large its items."""
-        if not worker.behind and not worker.writing:
+        if not worker.behind and not worker.writing and \
+                message_bytes(parts) <= worker.inbox.room():
             try:
-                if message_bytes(parts) <= worker.inbox.room():
-                    worker.inbox.send(parts)
-                    return
+                worker.inbox.send(parts)
             except OSError:
-                return  # the worker is gone: the getter sees its sentinel and reports it
+                pass  # the worker is gone: the getter sees its sentinel and reports it
+            return
         worker.behind.append(parts)
         assert worker.ready is not None
         if worker.writer is None:
