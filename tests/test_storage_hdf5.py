@@ -614,6 +614,27 @@ def test_merge_within_the_file(service: HDF5StorageService) -> None:
         service.store(MERGE, Group("x"), "/elsewhere.h5", "a", move_nodes=True)
 
 
+@pytest.mark.parametrize("move_nodes", [False, True])
+def test_merge_into_the_tree_it_removes_is_refused(service: HDF5StorageService,
+                                                   move_nodes: bool) -> None:
+    service.store(LEAF, Result("results.a", 1))
+    service.store(LEAF, Result("results.b", 2))
+    before = Path(service.filename).read_bytes()
+    for inside in ("results.old", "results"):
+        with pytest.raises(ValueError, match="inside the merged tree"):
+            service.store(MERGE, Group(inside), None, "results", move_nodes=move_nodes,
+                          delete_other=True)
+    assert Path(service.filename).read_bytes() == before  # nothing merged, nothing removed
+    # Without delete_other the same merge keeps both.
+    merged = service.store(MERGE, Group("results.old"), None, "results", move_nodes=move_nodes)
+    assert merged == ["results.old.a", "results.old.b"]
+    root = Group()
+    service.load(TREE, root)
+    leaves = {n.v_full_name for n in root.walk() if isinstance(n, Result)}
+    assert leaves == ({"results.old.a", "results.old.b"} if move_nodes else
+                      {"results.a", "results.b", "results.old.a", "results.old.b"})
+
+
 def test_lazy_service_accepts_and_drops() -> None:
     lazy = LazyStorageService()
     assert lazy.store(LEAF, Result("a.b", 1)) is None

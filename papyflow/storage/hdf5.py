@@ -63,6 +63,11 @@ def _path(full_name: str) -> str:
     return "/" + "/".join(split_name(full_name))
 
 
+def _below(path: str, root: str) -> bool:
+    """Whether HDF5 path ``path`` is ``root`` or inside it."""
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 def _full_name(path: str) -> str:
     return path.strip("/").replace("/", ".")
 
@@ -529,6 +534,10 @@ class HDF5StorageService:
             raise ValueError("MERGE: move_nodes and delete_other need the same file")
         renames = dict(rename_dict or {})
         source_path = _path(other_name)
+        if delete_other and source_path != "/" and _below(_path(stuff.v_full_name), source_path):
+            raise ValueError(f"MERGE: {stuff.v_full_name!r} is inside the merged tree "
+                             f"{other_name!r}, which delete_other would remove with what it "
+                             f"merged")
         merged: list[str] = []
 
         def change(handle: h5py.File) -> None:
