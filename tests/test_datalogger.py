@@ -239,14 +239,31 @@ print(logger.input_queue._address)
 """
 
 
-def test_a_logger_left_running_at_exit_saves_what_it_accepted(tmp_path):
+_DROPPED_WITHOUT_SHUTDOWN = """
+import gc, sys
+from papyflow.datalogger import DataLogger, LogPackage
+def produce():
+    logger = DataLogger(sys.argv[1], instance_name="left", thread_count=1)
+    logger.start()
+    queue = logger.input_queue
+    for stamp in range(int(sys.argv[2])):
+        queue.put(LogPackage(1, stamp, b"x" * 100))
+    return queue  # the logger itself is dropped here
+queue = produce()
+gc.collect()
+print(queue._address)
+"""
+
+
+@pytest.mark.parametrize("script", [_EXIT_WITHOUT_SHUTDOWN, _DROPPED_WITHOUT_SHUTDOWN],
+                         ids=["kept", "dropped"])
+def test_a_logger_left_running_at_exit_saves_what_it_accepted(tmp_path, script):
     import subprocess
     import sys
 
     count = 3000
-    done = subprocess.run([sys.executable, "-c", _EXIT_WITHOUT_SHUTDOWN, str(tmp_path),
-                           str(count)], check=False, capture_output=True, text=True,
-                          timeout=50)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path), str(count)],
+                          check=False, capture_output=True, text=True, timeout=50)
     assert done.returncode == 0, done.stderr
     assert len(_npy(tmp_path / "left_data_log")) == count
     assert not Path(done.stdout.strip()).parent.exists()  # the socket's folder is gone

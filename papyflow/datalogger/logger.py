@@ -17,7 +17,6 @@ import secrets
 import shutil
 import sys
 import tempfile
-import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -43,12 +42,12 @@ class Phase(enum.Enum):
     STOPPED = "stopped"
 
 
-def _shutdown_at_exit(ref: weakref.ref[DataLogger], pid: int) -> None:
+def _shutdown_at_exit(logger: DataLogger, pid: int) -> None:
     """``shutdown()`` a logger still running when its process exits (only in the
     process that started it: a forked child that runs exit handlers, such as a NuMap
-    worker, inherits the registration but not the logger)."""
-    logger = ref()
-    if logger is not None and os.getpid() == pid:
+    worker, inherits the registration but not the logger). The registration holds the
+    logger: one nobody else holds any more still runs, and saves what it accepted."""
+    if os.getpid() == pid:
         logger.shutdown()
 
 
@@ -175,7 +174,7 @@ class DataLogger:
         self._phase = Phase.RUNNING
         # Registered after multiprocess's own exit handler, so it runs before that one
         # terminates the (daemonic) savers.
-        self._at_exit = functools.partial(_shutdown_at_exit, weakref.ref(self), os.getpid())
+        self._at_exit = functools.partial(_shutdown_at_exit, self, os.getpid())
         atexit.register(self._at_exit)
 
     def shutdown(self) -> None:
@@ -240,7 +239,8 @@ class DataLogger:
         self.shutdown()
 
     def __del__(self) -> None:
-        # A logger dropped while running: stop its thread so savers do not linger.
+        # A running logger is held by its exit handler until shutdown(); one collected
+        # while running anyway (at the interpreter's end): stop its thread.
         dispatcher = getattr(self, "_dispatcher", None)
         if getattr(self, "_phase", None) is Phase.RUNNING and dispatcher is not None:
             dispatcher.stop()
