@@ -17,6 +17,7 @@ from numap import NuMap
 from papyflow import Piper, Plumber
 from papyflow.datalogger import (
     DataLogger,
+    DuplicatePackageError,
     LoggerClosedError,
     LogPackage,
     LogQueue,
@@ -208,6 +209,27 @@ def test_compressing_twice_keeps_both_runs(tmp_path):
         assert sorted(data.files) == [f"2_{s:020d}" for s in range(8)]
         assert data[f"2_{6:020d}"].tolist() == [6, 6, 6]
     assert not list(logger.output_directory.glob(".*"))
+
+
+def test_compressing_never_replaces_an_archived_package(tmp_path):
+    logger = DataLogger(tmp_path, thread_count=1)
+    with logger:
+        logger.input_queue.put(LogPackage(1, 5, b"first"))
+        logger.input_queue.put(LogPackage(1, 6, b"same"))
+    logger.compress_logs(remove_sources=True)
+    with logger:  # the same names again: one with other bytes, one the same
+        logger.input_queue.put(LogPackage(1, 5, b"second"))
+        logger.input_queue.put(LogPackage(1, 6, b"same"))
+        logger.input_queue.put(LogPackage(1, 7, b"new"))
+    with pytest.raises(DuplicatePackageError, match="time stamp 5") as raised:
+        logger.compress_logs(remove_sources=True)
+    assert [(s, t) for s, t, _ in raised.value.clashes] == [(1, 5)]
+    with np.load(logger.output_directory / "1_data_log.npz") as archive:
+        got = {key: archive[key].tobytes() for key in archive.files}
+    assert got == {f"1_{5:020d}": b"first", f"1_{6:020d}": b"same", f"1_{7:020d}": b"new"}
+    kept = _npy(logger.output_directory)  # the clashing file stays, the others went in
+    assert [p.name for p in kept] == [f"1_{5:020d}.npy"]
+    assert np.load(kept[0]).tobytes() == b"second"
 
 
 def test_serialize_keeps_bytes_of_arrays_and_pickles_the_rest():

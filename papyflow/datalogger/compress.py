@@ -18,6 +18,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from .errors import DuplicatePackageError
 from .package import parse_file_name
 
 __all__ = ["archive_name", "compress_logs"]
@@ -38,26 +39,48 @@ def _sources(directory: Path) -> dict[int, list[tuple[int, Path]]]:
     return groups
 
 
-def _write_archive(target: Path, files: list[tuple[int, Path]], level: int | None) -> None:
+def _write_archive(target: Path, files: list[tuple[int, Path]], level: int | None
+                   ) -> list[tuple[int, Path]]:
+    """Write ``files`` into ``target``, merged with what it holds; returns the files
+    left out: those whose name the archive holds with other contents (a package of
+    an earlier run, or one archived and removed before, with the same source and
+    time stamp), which stay where they are and never replace the archived one."""
     temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    names = {path.name for _, path in files}
+    by_name = {path.name: (stamp, path) for stamp, path in files}
+    clashes: list[tuple[int, Path]] = []
     try:
         with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED, allowZip64=True,
                              compresslevel=level) as archive:
             if target.exists():
                 with zipfile.ZipFile(target) as old:
                     for info in old.infolist():
-                        if info.filename in names:
-                            continue  # the same package: the .npy file is taken
+                        if info.filename in by_name:
+                            if _same(old, info, by_name[info.filename][1]):
+                                continue  # the same package: the .npy file is taken
+                            clashes.append(by_name.pop(info.filename))
                         with old.open(info) as src, archive.open(
                                 info.filename, "w", force_zip64=True) as dst:
                             shutil.copyfileobj(src, dst, 1 << 20)
-            for _, path in sorted(files):
+            for _, path in sorted(by_name.values()):
                 archive.write(path, arcname=path.name)
         os.replace(temporary, target)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    return clashes
+
+
+def _same(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bool:
+    """Whether the member ``info`` of ``archive`` holds the bytes of the file ``path``."""
+    if info.file_size != path.stat().st_size:
+        return False
+    with archive.open(info) as member, open(path, "rb") as file:
+        while True:
+            chunk = member.read(1 << 20)
+            if chunk != file.read(len(chunk) or 1):
+                return False
+            if not chunk:
+                return True
 
 
 def compress_logs(directory: str | os.PathLike[str], remove_sources: bool = False,
@@ -66,14 +89,30 @@ def compress_logs(directory: str | os.PathLike[str], remove_sources: bool = Fals
 
     Returns ``{source_id: archive path}`` for the sources that had files. With
     ``remove_sources``, the ``.npy`` files that went into an archive are deleted.
+
+    A file whose name the archive holds already with other contents (the same
+    source and time stamp logged again after its file was archived and removed)
+    never replaces the archived package: it is left out and kept, the rest is
+    compressed, and :class:`DuplicatePackageError` then names it (the first such
+    file; ``clashes`` on the error lists them all as ``(source_id, time_stamp,
+    path)``).
     """
     directory = Path(directory)
     archives: dict[int, Path] = {}
+    clashes: list[tuple[int, int, Path]] = []
     for source, files in sorted(_sources(directory).items()):
         target = directory / archive_name(source)
-        _write_archive(target, files, compresslevel)
+        left_out = _write_archive(target, files, compresslevel)
+        clashes.extend((source, stamp, path) for stamp, path in left_out)
         if remove_sources:
+            kept = {path for _, path in left_out}
             for _, path in files:
-                path.unlink(missing_ok=True)
+                if path not in kept:
+                    path.unlink(missing_ok=True)
         archives[source] = target
+    if clashes:
+        source, stamp, path = clashes[0]
+        error = DuplicatePackageError(source, stamp, str(path))
+        error.clashes = clashes
+        raise error
     return archives

@@ -62,6 +62,8 @@ class DuplicatePackageError(DataLoggerError, FileExistsError):
                          "earlier run); this package was not written", path)
         self.source_id = source_id
         self.time_stamp = time_stamp
+        # every (source_id, time_stamp, path) reported (compress_logs may find several)
+        self.clashes: list[tuple[int, int, object]] = [(source_id, time_stamp, path)]
 
     def __reduce__(self):  # travels pickled from a saver
         return (type(self), (self.source_id, self.time_stamp, self.filename))
