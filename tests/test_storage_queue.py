@@ -203,6 +203,23 @@ def test_a_failure_the_writer_reported_is_raised_by_the_next_store(filename: str
     assert stored_names(filename) == {"results.after"}
 
 
+def test_a_store_after_send_done_is_refused_at_once(filename: str) -> None:
+    queue = StorageQueue(2, FORK)
+    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
+    done, other = queue.sender(0), queue.sender(1)
+    other.store(LEAF, Result("results.other", 0))
+    done.store(LEAF, Result("results.first", 1))
+    done.send_done()
+    with pytest.raises(WriterError, match=r"sender 0 said it is done"):
+        done.store(LEAF, Result("results.late", 2))  # would never be stored
+    assert done.sent == 1
+    done.send_done()  # again: nothing more to say, nothing to wait for
+    other.send_done()
+    thread.join(10)
+    assert outcome == [WriterReport(stored=2, failed=0, done=(0, 1), lost=())]
+    assert stored_names(filename) == {"results.other", "results.first"}
+
+
 def test_unknown_messages_and_loading_are_refused_by_the_sender() -> None:
     queue = StorageQueue(1, FORK)
     sender = queue.sender(0)

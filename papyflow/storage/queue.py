@@ -329,13 +329,14 @@ class QueueStorageServiceSender:
         self._frames = 0  # frames written to the request pipe
         self._failures_seen = 0
         self._torn = ""  # how this sender tore its pipe, when it did
+        self._done = False  # send_done() sent its message: the writer reads no more
         self._pid = 0
         self._lock = threading.Lock()
         self._replies = bytearray()  # what was read of the reply pipe and not yet raised
 
     def __getstate__(self) -> dict[str, Any]:
         state = {k: getattr(self, k) for k in ("queue", "slot", "timeout", "_seq", "_frames",
-                                               "_failures_seen", "_torn")}
+                                               "_failures_seen", "_torn", "_done")}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -483,12 +484,17 @@ class QueueStorageServiceSender:
 
         Raises:
             NoSuchServiceError: ``msg`` is not a store message.
-            WriterError: an earlier request of this sender failed in the writer.
+            WriterError: an earlier request of this sender failed in the writer, or
+                this sender said it is done (``send_done``), so nothing more of it
+                would be stored.
             WriterLostError: the writer is gone, or this sender's slot is unusable.
         """
         if msg not in pc.STORE_MESSAGES:
             raise NoSuchServiceError(f"store: no such message {msg!r}")
         with self._lock:
+            if self._done:
+                raise WriterError(f"store: sender {self.slot} said it is done (send_done()); "
+                                  f"the writer stores nothing more of it", message=msg)
             self._attach()
             self._check()
             # Data that do not pickle raise here, before anything is sent.
@@ -527,7 +533,9 @@ class QueueStorageServiceSender:
         """
         with self._lock:
             self._attach()
-            self._send(_Done(self._seq))
+            if not self._done:
+                self._send(_Done(self._seq))
+                self._done = True
         self.wait_acknowledged()
 
 
