@@ -3,6 +3,7 @@ Hypothesis), storage flags, every message, and LockWrapper across processes."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import multiprocessing
@@ -296,6 +297,44 @@ def test_what_cannot_come_back_exactly_is_refused(service: HDF5StorageService, v
     assert isinstance(caught.value, TypeError)
     with h5py.File(service.filename, "r") as handle:  # nothing half-written stays
         assert "/results/bad" not in handle and "/results/kept" in handle
+
+
+@pytest.mark.parametrize("opened", [False, True])
+def test_a_failed_new_leaf_leaves_no_group_it_made(service: HDF5StorageService,
+                                                   opened: bool) -> None:
+    service.store(LEAF, Result("results.kept", v=1))
+    with service.opened() if opened else contextlib.nullcontext():
+        with pytest.raises(UnsupportedDataError, match="results.run_7.stats.mean"):
+            service.store(LEAF, Result("results.run_7.stats.mean", {1, 2}))
+        service.store(LEAF, Result("results.run_7.other", 3))  # the groups come back
+    with h5py.File(service.filename, "r") as handle:
+        names: list[str] = []
+        handle.visit(names.append)
+    assert "results/run_7/stats" not in names and "results/kept" in names
+    assert "results/run_7/other" in names
+
+
+class _DuckResult:
+    """Only the leaf protocol the docs name: no v_name, no v_location."""
+
+    def __init__(self, full_name: str, **data: Any) -> None:
+        self.v_full_name, self.v_comment, self.data = full_name, "a duck", data
+
+    def _store(self) -> dict[str, Any]:
+        return dict(self.data)
+
+    def _load(self, data: dict[str, Any]) -> None:
+        self.data.update(data)
+
+
+def test_any_object_with_the_leaf_protocol_is_stored(service: HDF5StorageService) -> None:
+    assert service.store(LEAF, _DuckResult("results.duck", x=1, y=np.arange(3))) == ["x", "y"]
+    service.store(TREE, _DuckResult("results.deep.duck", z=2.5))
+    back = _DuckResult("results.duck")
+    service.load(LEAF, back)
+    assert back.data["x"] == 1 and back.data["y"].tolist() == [0, 1, 2]
+    assert back.v_comment == "a duck"
+    assert load_data(service, "results.deep.duck") == {"z": 2.5}
 
 
 # -- messages -----------------------------------------------------------------------------

@@ -350,14 +350,17 @@ class HDF5StorageService:
         flags_of = getattr(leaf, "_store_flags", None)
         flags = dict(flags_of() if flags_of is not None else {})
         comment = getattr(leaf, "v_comment", "") or ""
-        parent = self._require_groups(handle, leaf.v_location)
+        # From the full name: the protocol promises no more (v_location, v_name are ours).
+        location, _, leaf_name = where.rpartition(".")
+        made: list[str] = []  # the groups above it this call makes
+        parent = self._require_groups(handle, location, made)
         try:  # most leaves are new: try, rather than look first
-            node = new_group(parent, leaf.v_name)
+            node = new_group(parent, leaf_name)
             created = True
             types: dict[str, Any] = {}
         except ValueError:  # the name exists
             created = False
-            node = parent[leaf.v_name]
+            node = parent[leaf_name]
             if not _is_leaf(node):
                 raise ItemExistsError(f"{where}: the file holds a group there, not a leaf"
                                       ) from None
@@ -382,7 +385,11 @@ class HDF5StorageService:
                 set_text(node, LEAF_ATTR, json.dumps(info, separators=(",", ":")), new=created)
         except BaseException:
             if created:
-                del parent[leaf.v_name]
+                del parent[leaf_name]
+                if made:  # and the groups made for it, now empty: the file is as it was
+                    self._groups.clear()
+                    for group_name in reversed(made):
+                        del handle[_path(group_name)]
             else:
                 for name in written:
                     target = temporary.get(name, name)
@@ -399,8 +406,10 @@ class HDF5StorageService:
             node.move(target, name)
         return written
 
-    def _require_groups(self, handle: h5py.File, full_name: str) -> h5py.Group:
-        """The group ``full_name``, made with its parents when missing."""
+    def _require_groups(self, handle: h5py.File, full_name: str,
+                        made: list[str] | None = None) -> h5py.Group:
+        """The group ``full_name``, made with its parents when missing (the full names
+        of those made are appended to ``made``)."""
         known = self._groups.get(full_name) if handle is self._file else None
         if known is not None:
             return known
@@ -412,6 +421,8 @@ class HDF5StorageService:
                     raise ItemExistsError(f"{_full_name(group.name)}: a leaf, not a group")
             else:
                 group = new_group(group, part)
+                if made is not None:
+                    made.append(_full_name(group.name))
         if handle is self._file:
             if len(self._groups) >= _GROUP_CACHE:
                 self._groups.clear()
