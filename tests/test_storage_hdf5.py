@@ -314,6 +314,21 @@ def test_a_failed_new_leaf_leaves_no_group_it_made(service: HDF5StorageService,
     assert "results/run_7/other" in names
 
 
+def test_a_value_inside_a_leaf_is_not_a_node(service: HDF5StorageService) -> None:
+    service.store(LEAF, Result("results.m", 1.5, arr=np.arange(3)))
+    before = Path(service.filename).read_bytes()
+    for call in (lambda: service.store(REMOVE, Group("results.m.m")),
+                 lambda: service.store(REMOVE, Group("results.m.arr"), recursive=True),
+                 lambda: service.load(TREE, Group("results.m"), "arr")):
+        with pytest.raises(ValueError, match=r"'results.m.(m|arr)' is a value of the leaf "
+                                             r"'results.m', not a node"):
+            call()
+    with pytest.raises(ValueError, match="'results.m' is a leaf, which has no children"):
+        service.load(TREE, Group("results.m"))
+    assert Path(service.filename).read_bytes() == before
+    assert load_data(service, "results.m")["arr"].tolist() == [0, 1, 2]
+
+
 class _DuckResult:
     """Only the leaf protocol the docs name: no v_name, no v_location."""
 

@@ -63,6 +63,16 @@ def _path(full_name: str) -> str:
     return "/" + "/".join(split_name(full_name))
 
 
+def _check_node(handle: h5py.File, path: str, msg: str) -> None:
+    """Raise ``ValueError`` when ``path`` is a value inside a leaf, not a node."""
+    parts = path.strip("/").split("/")
+    for end in range(1, len(parts)):
+        above = "/" + "/".join(parts[:end])
+        if _is_leaf(handle[above]):
+            raise ValueError(f"{msg}: {_full_name(path)!r} is a value of the leaf "
+                             f"{_full_name(above)!r}, not a node")
+
+
 def _below(path: str, root: str) -> bool:
     """Whether HDF5 path ``path`` is ``root`` or inside it."""
     return path == root or path.startswith(root.rstrip("/") + "/")
@@ -463,6 +473,7 @@ class HDF5StorageService:
             raise ValueError("REMOVE: cannot remove the root")
         if path not in handle:
             raise NotStoredError(f"REMOVE: {node.v_full_name!r} is not in the file")
+        _check_node(handle, path, "REMOVE")
         target = handle[path]
         if not _is_leaf(target) and len(target) and not recursive:
             raise ValueError(f"REMOVE: group {node.v_full_name!r} is not empty "
@@ -629,6 +640,7 @@ class HDF5StorageService:
             if _path(full_name) not in handle:
                 raise NotStoredError(f"TREE: {full_name!r} (child {child_name!r} of "
                                      f"{parent.v_full_name or 'the root'!r}) is not in the file")
+            _check_node(handle, _path(full_name), "TREE")
             node = self._node_from(handle, full_name, load_data)
             parent.add(node)
             if recursive and isinstance(node, Group):
@@ -636,6 +648,10 @@ class HDF5StorageService:
             return node
         if _path(parent.v_full_name) not in handle:
             raise NotStoredError(f"TREE: {parent.v_full_name!r} is not in the file")
+        _check_node(handle, _path(parent.v_full_name), "TREE")
+        if _is_leaf(handle[_path(parent.v_full_name)]):
+            raise ValueError(f"TREE: {parent.v_full_name!r} is a leaf, which has no children: "
+                             f"load it with LEAF")
         self._load_children(handle, parent, recursive, load_data)
         return parent
 
