@@ -329,6 +329,19 @@ def test_a_value_inside_a_leaf_is_not_a_node(service: HDF5StorageService) -> Non
     assert load_data(service, "results.m")["arr"].tolist() == [0, 1, 2]
 
 
+def test_a_file_that_is_not_hdf5_is_named(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not hdf5\n")
+    good = HDF5StorageService(tmp_path / "good.h5")
+    good.store(LEAF, Result("a", 1))
+    for call in (lambda: HDF5StorageService(text).store(LEAF, Result("a", 1)),
+                 lambda: HDF5StorageService(text).load(LEAF, Result("a")),
+                 lambda: good.store(MERGE, Group("m"), text, "")):
+        with pytest.raises(OSError, match=f"cannot open '{text}' as an HDF5 file"):
+            call()
+    assert text.read_text() == "not hdf5\n"
+
+
 class _DuckResult:
     """Only the leaf protocol the docs name: no v_name, no v_location."""
 

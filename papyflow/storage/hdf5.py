@@ -63,6 +63,17 @@ def _path(full_name: str) -> str:
     return "/" + "/".join(split_name(full_name))
 
 
+def _h5_file(filename: str | os.PathLike[str], mode: str, **options: Any) -> h5py.File:
+    """``h5py.File``, whose errors name the file (h5py's own do not)."""
+    try:
+        return h5py.File(filename, mode, **options)
+    except OSError as exc:
+        if os.fspath(filename) in str(exc):
+            raise
+        text = f"cannot open {os.fspath(filename)!r} as an HDF5 file: {exc}"
+        raise (type(exc)(text) if exc.errno is None else type(exc)(exc.errno, text)) from exc
+
+
 def _check_node(handle: h5py.File, path: str, msg: str) -> None:
     """Raise ``ValueError`` when ``path`` is a value inside a leaf, not a node."""
     parts = path.strip("/").split("/")
@@ -228,8 +239,8 @@ class HDF5StorageService:
             if not os.path.exists(self.filename):
                 raise FileNotFoundError(errno.ENOENT, "load: no such HDF5 file (loading "
                                         "makes no file)", self.filename)
-            return h5py.File(self.filename, "r")
-        handle = h5py.File(self.filename, "a", track_order=True)
+            return _h5_file(self.filename, "r")
+        handle = _h5_file(self.filename, "a", track_order=True)
         _hold_metadata(handle)
         if "title" not in handle.attrs:
             handle.attrs["title"] = self.file_title
@@ -563,7 +574,7 @@ class HDF5StorageService:
         merged: list[str] = []
 
         def change(handle: h5py.File) -> None:
-            other = handle if same else stack.enter_context(h5py.File(other_filename, "r"))
+            other = handle if same else stack.enter_context(_h5_file(other_filename, "r"))
             if source_path not in other:
                 raise NotStoredError(f"MERGE: {other_name!r} is not in the other file")
             leaves: list[str] = []
