@@ -236,6 +236,11 @@ def test_convert_keys_errors_and_collisions():
         "float", modify_class_dictionary=False)
     assert converted.data == {1.0: {2.0: 3}, 0.0: 5}
     assert converted.key_datatypes == ("float",)
+    for beyond in (2**53 + 1, "9007199254740993"):  # no float holds it: never rounded
+        with pytest.raises(ValueError, match="cannot be converted to float"):
+            NestedDictionary({beyond: 1}).convert_all_keys_to_datatype("float")
+    assert NestedDictionary({2**53: 1, "-7": 2}).convert_all_keys_to_datatype(
+        "float", modify_class_dictionary=False).data == {2.0**53: 1, -7.0: 2}
 
 
 def test_find_and_extract_details():

@@ -7,6 +7,8 @@ not become ints at all (:data:`NO_KEY`).
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +32,26 @@ def convert_key(key: Any, datatype: str) -> Any:
     if isinstance(key, bool):  # True -> 1: a NumericConverter never takes booleans
         return int(key) if datatype == "int" else float(key)
     result = (_TO_INT if datatype == "int" else _TO_FLOAT).validate_value(key)
-    return NO_KEY if result is None else result
+    if result is None:
+        return NO_KEY
+    if datatype == "float":  # an integer beyond 2**53 has no exact float
+        whole = _whole(key)
+        if whole is not None and (not math.isfinite(result) or int(result) != whole):
+            return NO_KEY
+    return result
+
+
+def _whole(key: Any) -> int | None:
+    """``key`` as the integer it is or spells (``7``, ``"7"``), else ``None``."""
+    if isinstance(key, str):
+        try:
+            return int(key.strip())
+        except ValueError:
+            return None
+    try:
+        return operator.index(key)
+    except TypeError:
+        return None
 
 
 def _part_to_bool(part: str) -> Any:
