@@ -75,7 +75,7 @@ def test_the_npy_header_is_what_numpy_writes_and_reads(tmp_path):
     ({"source_id": 1.0}, "source_id: expected an integer in [0, 255], got 1.0 (float)"),
     ({"time_stamp": -1}, "time_stamp: expected an integer in [0, 18446744073709551615], got -1"),
     ({"serialized_data": np.zeros(3, np.int32)}, "expected a uint8 NumPy array, got int32"),
-    ({"serialized_data": [1, 2]}, "expected a uint8 NumPy array, got list"),
+    ({"serialized_data": [1, 2]}, "expected a uint8 NumPy array or a bytes-like object, got list"),
 ])
 def test_a_package_names_the_field_that_is_wrong(bad, message):
     fields = {"source_id": 1, "time_stamp": 2, "serialized_data": np.zeros(2, np.uint8)} | bad
@@ -91,6 +91,14 @@ def test_a_package_takes_numpy_integers_and_bytes():
     assert package.file_name == "7_18446744073709551615.npy"
     two_d = LogPackage(1, 1, np.arange(6, dtype=np.uint8).reshape(2, 3).T)
     assert two_d.serialized_data.tolist() == [0, 3, 1, 4, 2, 5]
+    import array
+
+    for bytes_like in (array.array("B", b"ab"), memoryview(b"a-b-")[::2], bytearray(b"ab")):
+        assert LogPackage(1, 1, bytes_like).serialized_data.tobytes() == b"ab"
+    # A record: equal when its fields are, and hashable (the data compared, not hashed).
+    assert LogPackage(1, 1, b"ab") == LogPackage(1, 1, np.frombuffer(b"ab", np.uint8))
+    assert LogPackage(1, 1, b"ab") != LogPackage(1, 1, b"ac")
+    assert len({LogPackage(1, 1, b"ab"), LogPackage(1, 1, b"ab"), LogPackage(1, 2, b"")}) == 2
 
 
 def test_the_arguments_are_checked(tmp_path):
@@ -98,6 +106,10 @@ def test_the_arguments_are_checked(tmp_path):
         DataLogger(tmp_path, process_count=0)
     with pytest.raises(ValueError, match="instance_name"):
         DataLogger(tmp_path, instance_name="a/b")
+    with pytest.raises(ValueError, match="instance_name"):
+        DataLogger(tmp_path, instance_name="a\0b")
+    with pytest.raises(TypeError, match="output_directory must be a path"):
+        DataLogger(5)
 
 
 def test_put_before_start_and_after_shutdown_is_refused(tmp_path):

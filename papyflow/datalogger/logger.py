@@ -80,9 +80,13 @@ class DataLogger:
                  instance_name: str = "data_logger", process_count: int = 1,
                  thread_count: int = 5, *, queue_size: int = 65_536,
                  queue_bytes: int = 256 * 2**20, max_restarts: int | None = None) -> None:
-        if not isinstance(instance_name, str) or not instance_name or os.sep in instance_name:
+        if not isinstance(output_directory, (str, os.PathLike)):
+            raise TypeError("DataLogger: output_directory must be a path (str or "
+                            f"os.PathLike), got {type(output_directory).__name__}")
+        if not isinstance(instance_name, str) or not instance_name or os.sep in instance_name \
+                or "\0" in instance_name:
             raise ValueError("DataLogger: instance_name must be a non-empty name without "
-                             f"{os.sep!r}, got {instance_name!r}")
+                             f"{os.sep!r} or NUL, got {instance_name!r}")
         self._process_count = _positive("process_count", process_count)
         self._thread_count = _positive("thread_count", thread_count)
         self._queue_size = _positive("queue_size", queue_size)

@@ -69,7 +69,7 @@ def _integer(owner: str, value: object, high: int) -> int:
     return number
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class LogPackage:
     """One piece of data to log: who sent it, when, and its bytes.
 
@@ -91,12 +91,11 @@ class LogPackage:
         object.__setattr__(self, "time_stamp",
                            _integer("LogPackage.time_stamp", self.time_stamp, MAX_TIME_STAMP))
         data = self.serialized_data
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            data = np.frombuffer(data, dtype=np.uint8)
-        elif not isinstance(data, np.ndarray) or data.dtype != np.uint8:
-            kind = data.dtype if isinstance(data, np.ndarray) else type(data).__name__
+        if not isinstance(data, np.ndarray):
+            data = _bytes_of(data)
+        elif data.dtype != np.uint8:
             raise TypeError("LogPackage.serialized_data: expected a uint8 NumPy array, "
-                            f"got {kind}")
+                            f"got {data.dtype}")
         if data.ndim != 1 or not data.flags.c_contiguous:
             data = np.ascontiguousarray(data).reshape(-1)
         if data.size > MAX_PAYLOAD:
@@ -108,6 +107,29 @@ class LogPackage:
     def file_name(self) -> str:
         """The name of the file the package is saved to."""
         return file_name(self.source_id, self.time_stamp)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LogPackage):
+            return NotImplemented
+        return (self.source_id, self.time_stamp) == (other.source_id, other.time_stamp) \
+            and bool(np.array_equal(self.serialized_data, other.serialized_data))
+
+    def __hash__(self) -> int:
+        return hash((self.source_id, self.time_stamp, self.serialized_data.size))
+
+
+def _bytes_of(data: object) -> NDArray[np.uint8]:
+    """A bytes-like ``data`` (anything with the buffer protocol) as a 1-D uint8 array:
+    a view where its memory is contiguous, else a copy."""
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError("LogPackage.serialized_data: expected a uint8 NumPy array or a "
+                        f"bytes-like object, got {type(data).__name__}") from None
+    if view.c_contiguous:
+        return np.frombuffer(view.cast("B") if view.format != "B" or view.ndim != 1 else view,
+                             dtype=np.uint8)
+    return np.frombuffer(view.tobytes(), dtype=np.uint8)
 
 
 def file_name(source_id: int, time_stamp: int) -> str:
