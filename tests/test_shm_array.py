@@ -158,6 +158,12 @@ def test_a_bad_prototype_is_refused(name):
     with pytest.raises(ValueError, match="prototype must have at least one dimension, "
                                          r"got the 0-d array array\(5"):
         SharedMemoryArray.create_array(name, np.array(5, dtype=np.int32))
+    # The constructor itself (as unpickling uses it): an object datatype would read its
+    # bytes as pointers, a crash.
+    with pytest.raises(TypeError, match="holds Python objects"):
+        SharedMemoryArray(name, (4,), object)
+    with pytest.raises(ValueError, match="negative dimensions"):
+        SharedMemoryArray(name, (-3,), np.int64)
 
 
 @pytest.mark.parametrize(("index", "error", "message"), [
@@ -165,6 +171,8 @@ def test_a_bad_prototype_is_refused(name):
     (-7, IndexError, "index -7 is outside"),
     ((0, 9), IndexError, r"slice \(0, 9\) is outside"),
     ((0, 1, 2), ValueError, "a slice index is"),
+    ((4, 1), ValueError, r"slice \(4, 1\) .* ends before it starts"),
+    ((-2, 1), ValueError, "ends before it starts"),
     ("1", TypeError, "index must be"),
     (1.0, TypeError, "index must be"),
 ])
@@ -286,3 +294,33 @@ def test_an_empty_slice_takes_empty_data(name):
         sma.write_data((0, 2), [])
     assert sma.read_data((0,), convert_output=True) == [0, 1, 2]
     sma.destroy()
+
+
+def test_disconnect_under_a_reading_thread_gives_only_the_documented_error(name):
+    sma = SharedMemoryArray.create_array(name, np.arange(1000, dtype=np.int64))
+    other: list[str] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                sma.read_data((0,))
+                sma.write_data(3, 3)
+            except RuntimeError:
+                pass  # "not connected": documented
+            except Exception as exc:  # noqa: BLE001 - anything else is the defect
+                other.append(f"{type(exc).__name__}: {exc}")
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    try:
+        for _ in range(3000):
+            sma.disconnect()
+            sma.connect()
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(30)
+        sma.destroy()
+    assert other == []

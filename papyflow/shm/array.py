@@ -82,7 +82,13 @@ class SharedMemoryArray:
         if not self.shape:
             raise ValueError(f"shared memory array {name!r}: shape must have at least one "
                              "dimension, got ()")
+        if any(n < 0 for n in self.shape):
+            raise ValueError(f"shared memory array {name!r}: shape must not have negative "
+                             f"dimensions, got {self.shape}")
         self.datatype = np.dtype(datatype)
+        if self.datatype.hasobject:  # its bytes would be taken for pointers: a crash
+            raise TypeError(f"shared memory array {name!r}: datatype {self.datatype} holds "
+                            "Python objects; shared memory takes fixed-size datatypes only")
         self._size = int(np.prod(self.shape, dtype=np.int64)) * self.datatype.itemsize
         self._fd = -1
         self._pid = 0
@@ -222,18 +228,22 @@ class SharedMemoryArray:
     def _locked(self, with_lock: bool, exclusive: bool) -> Iterator[np.ndarray]:
         if self._mapping is not None and self._pid != os.getpid():
             self.connect()  # inherited through fork: this process maps it anew
+        if not with_lock:
+            yield self._connected_array()
+            return
+        with self._lock:  # as disconnect() is: it cannot close the buffer under this call
+            array = self._connected_array()
+            fcntl.flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield array
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _connected_array(self) -> np.ndarray:
         if self._array is None or not self.is_connected:
             raise RuntimeError(f"shared memory array {self.name!r} is not connected in this "
                                "process: call connect() first")
-        if not with_lock:
-            yield self._array
-            return
-        with self._lock:
-            fcntl.flock(self._fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            try:
-                yield self._array
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return self._array
 
     def _where(self, index: Any) -> int | slice:
         length = self.shape[0] if self.shape else 1
@@ -249,6 +259,9 @@ class SharedMemoryArray:
             if not (-length <= start <= length and -length <= stop <= length):
                 raise IndexError(f"slice {index!r} is outside shared memory array "
                                  f"{self.name!r} of length {length}")
+            if (stop + length if stop < 0 else stop) < (start + length if start < 0 else start):
+                raise ValueError(f"slice {index!r} of shared memory array {self.name!r} "
+                                 f"ends before it starts")
             return slice(start, stop)
         position = int(index)
         if not -length <= position < length:
