@@ -324,3 +324,40 @@ def test_disconnect_under_a_reading_thread_gives_only_the_documented_error(name)
             reader.join(30)
         sma.destroy()
     assert other == []
+
+
+def test_records_are_written_only_as_they_are(name):
+    sma = SharedMemoryArray.create_array(name, np.zeros(3, [("a", "i4"), ("b", "f8")]))
+    try:
+        sma.write_data(0, (1, 2.5))
+        sma.write_data((1, 3), [(2, 3.5), (3, 4.5)])
+        sma.write_data(2, np.array((4, 5.5), dtype=[("a", "i2"), ("b", "f8")]))  # safe cast
+        assert sma.read_data((0,), convert_output=True) == [(1, 2.5), (2, 3.5), (4, 5.5)]
+        for bad, error, words in (
+                (7.9, TypeError, "give a tuple per record"),  # numpy would fill every field
+                ((7.9, 1.0), TypeError, "cannot write float64 data"),  # 'a' would be 7
+                ((2**40, 1.0), ValueError, "does not fit"),  # 'a' would wrap
+                ((1,), ValueError, "has 1 fields"),
+                (np.array((1.9, 2.5), dtype=[("a", "f8"), ("b", "f8")]), TypeError,
+                 "without changing them")):
+            with pytest.raises(error, match=words):
+                sma.write_data(0, bad)
+        assert sma.read_data(0, convert_output=True) == (1, 2.5)
+    finally:
+        sma.destroy()
+
+
+@pytest.mark.parametrize(("prototype", "bad", "error", "words"), [
+    (np.zeros(2, np.int32), 2**70, ValueError, "does not fit"),
+    (np.zeros(2, np.uint64), [1, 2**64], ValueError, "does not fit"),
+    (np.zeros(2, np.int32), np.datetime64("2020-01-01"), TypeError, "cannot write datetime64"),
+    (np.array([b"abc", b"def"]), b"abcdefgh", ValueError, "at most 3 characters"),
+])
+def test_what_would_change_is_refused(name, prototype, bad, error, words):
+    sma = SharedMemoryArray.create_array(name, prototype)
+    try:
+        with pytest.raises(error, match=words):
+            sma.write_data(0, bad)
+        assert sma.read_data(0) == prototype[0]
+    finally:
+        sma.destroy()

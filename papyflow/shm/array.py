@@ -303,9 +303,13 @@ class SharedMemoryArray:
             IndexError, RuntimeError: as :meth:`read_data`.
         """
         where = self._where(index)
-        values = np.asarray(data)
-        if values.size:  # empty data (for an empty slice) has nothing to convert
-            values = self._converted(values, data)
+        if self.datatype.names is not None:
+            values = self._records(data)
+        else:
+            _check_python_ints(data, self.datatype, self.name)
+            values = np.asarray(data)
+            if values.size:  # empty data (for an empty slice) has nothing to convert
+                values = _converted(values, data, self.datatype, self.name)
         with self._locked(with_lock, exclusive=True) as array:
             try:
                 array[where] = values
@@ -316,26 +320,77 @@ class SharedMemoryArray:
                 raise ValueError(f"cannot write {data!r} at {index!r} of shared memory array "
                                  f"{self.name!r}: {error}") from None
 
-    def _converted(self, values: np.ndarray, data: Any) -> np.ndarray:
-        """``values`` checked against the array's datatype (converted where that checks it)."""
-        kind, given = self.datatype.kind, values.dtype.kind
-        if values.dtype.hasobject or (given in "fc" and kind in "iub") or \
-                (given == "c" and kind == "f") or (given in "US" and kind not in "US") or \
-                (kind == "b" and given != "b"):
-            raise TypeError(f"cannot write {values.dtype} data {data!r} to shared memory "
-                            f"array {self.name!r} of {self.datatype}")
-        if given in "iub" and kind in "iu":
-            limits = np.iinfo(self.datatype)
-            if values.min() < limits.min or values.max() > limits.max:
-                raise ValueError(f"{data!r} does not fit shared memory array {self.name!r} of "
-                                 f"{self.datatype} ({limits.min}..{limits.max})")
-        elif kind in "fc" and given in "iufc" and not np.can_cast(values.dtype, self.datatype):
-            # numpy turns a value beyond the type's range into inf, with only a warning
-            with np.errstate(over="ignore", invalid="ignore"):
-                converted = values.astype(self.datatype)
-            if np.any(np.isfinite(values) & ~np.isfinite(converted)):
-                largest = np.finfo(self.datatype).max
-                raise ValueError(f"{data!r} does not fit shared memory array {self.name!r} of "
-                                 f"{self.datatype} (finite values up to {largest:g} in size)")
-            return converted
-        return values
+    def _records(self, data: Any) -> np.ndarray:
+        """``data`` for an array of records: records of a datatype that casts safely to
+        the array's, or a tuple per record whose fields each pass the checks of a
+        plain array of the field's datatype (so nothing is truncated or wrapped)."""
+        dtype = self.datatype
+        values = np.asarray(data) if not isinstance(data, (tuple, list)) else None
+        if values is not None and values.dtype.names is not None:
+            if not np.can_cast(values.dtype, dtype, casting="safe"):
+                raise TypeError(f"cannot write {values.dtype} records to shared memory array "
+                                f"{self.name!r} of {dtype} without changing them")
+            return values.astype(dtype)
+        rows = [data] if isinstance(data, tuple) else data
+        if not isinstance(rows, list) or not all(isinstance(row, tuple) for row in rows):
+            raise TypeError(f"cannot write {data!r} to shared memory array {self.name!r} of "
+                            f"records {dtype}: give a tuple per record, or records of its "
+                            "datatype")
+        names = dtype.names or ()
+        for row in rows:
+            if len(row) != len(names):
+                raise ValueError(f"record {row!r} has {len(row)} fields, shared memory array "
+                                 f"{self.name!r} has {len(names)} {names}")
+        for position, name in enumerate(names):
+            field = dtype.fields[name][0].base
+            if field.names is None and rows:
+                column = [row[position] for row in rows]
+                _check_python_ints(column, field, f"{self.name}[{name!r}]")
+                _converted(np.asarray(column), column, field, f"{self.name}[{name!r}]")
+        return np.array(data, dtype=dtype)
+
+
+def _converted(values: np.ndarray, data: Any, datatype: np.dtype, name: str) -> np.ndarray:
+    """``values`` checked against ``datatype`` (converted where that checks it)."""
+    kind, given = datatype.kind, values.dtype.kind
+    if values.dtype.hasobject or (given in "fc" and kind in "iub") or \
+            (given == "c" and kind == "f") or (given in "US" and kind not in "US") or \
+            (kind == "b" and given != "b") or ((given in "mM") != (kind in "mM")):
+        raise TypeError(f"cannot write {values.dtype} data {data!r} to shared memory "
+                        f"array {name!r} of {datatype}")
+    if given in "US" and kind in "US":
+        longest = int(np.char.str_len(values).max())
+        room = datatype.itemsize // (4 if kind == "U" else 1)
+        if longest > room:
+            raise ValueError(f"{data!r} does not fit shared memory array {name!r} of "
+                             f"{datatype} (at most {room} characters)")
+    if given in "iub" and kind in "iu":
+        limits = np.iinfo(datatype)
+        if values.min() < limits.min or values.max() > limits.max:
+            raise ValueError(f"{data!r} does not fit shared memory array {name!r} of "
+                             f"{datatype} ({limits.min}..{limits.max})")
+    elif kind in "fc" and given in "iufc" and not np.can_cast(values.dtype, datatype):
+        # numpy turns a value beyond the type's range into inf, with only a warning
+        with np.errstate(over="ignore", invalid="ignore"):
+            converted = values.astype(datatype)
+        if np.any(np.isfinite(values) & ~np.isfinite(converted)):
+            largest = np.finfo(datatype).max
+            raise ValueError(f"{data!r} does not fit shared memory array {name!r} of "
+                             f"{datatype} (finite values up to {largest:g} in size)")
+        return converted
+    return values
+
+
+def _check_python_ints(data: Any, datatype: np.dtype, name: str) -> None:
+    """A Python int (or a list or tuple of them) beyond an integer ``datatype``'s range is
+    a ``ValueError`` (numpy would make it an object or a float array first)."""
+    if datatype.kind not in "iu":
+        return
+    items = data if isinstance(data, (list, tuple)) else [data]
+    numbers = [x for x in items if isinstance(x, int) and not isinstance(x, bool)]
+    if not numbers:
+        return
+    limits = np.iinfo(datatype)
+    if min(numbers) < limits.min or max(numbers) > limits.max:
+        raise ValueError(f"{data!r} does not fit shared memory array {name!r} of "
+                         f"{datatype} ({limits.min}..{limits.max})")
