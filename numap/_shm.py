@@ -44,7 +44,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -329,19 +329,20 @@ class Pool:
         self._held = held
         return back
 
-    def lend(self, buffer: memoryview) -> Lent | None:
+    def lend(self, buffer: memoryview, taken: Container[str] = ()) -> Lent | None:
         """The allocator's segment of ``buffer`` when the buffer is a whole one, now
         reserved for a message: numpy may free the array, but the segment stays
         mapped and is not reused until its receiver gives it back (:meth:`release`).
         It may go without a copy only if numpy has freed the array once the message
-        is pickled: :meth:`settle` says what the message carries."""
+        is pickled: :meth:`settle` says what the message carries. ``None`` for a
+        segment in ``taken`` (one the message names already, for another array)."""
         if self.allocated is None:
             return None
         import numpy as np
 
         address = np.frombuffer(buffer, dtype=np.uint8).__array_interface__["data"][0]
         found = _alloc.block(address, buffer.nbytes)
-        if found is None:
+        if found is None or found[0] in taken:
             return None
         _alloc.lend(address)
         return Lent(found[0], buffer.nbytes, found[1], address)

@@ -149,10 +149,18 @@ class Pickled:
         table: list[Any] = []
         # segments that go as they are if nothing here holds their array once pickled
         held: list[tuple[int, Lease | Lent]] = []
+        # Each goes once: another array over the same segment (x and x.T returned
+        # together) is copied, as pickle gives two objects two buffers of their own.
+        taken: set[str] = set()
         for buf in buffers:
             raw = buf.raw()
             if raw.nbytes >= segments.threshold:
-                lease = segments.claim(raw) or segments.lend(raw)
+                claimed = segments.claim(raw)
+                lease: Lease | Lent | None = \
+                    claimed if claimed is not None and claimed.name not in taken else \
+                    segments.lend(raw, taken)
+                if lease is not None:
+                    taken.add(lease.name)
                 placed = None if lease is not None else segments.put(raw)
                 if lease is not None or placed is not None:
                     if lease is not None:

@@ -124,6 +124,28 @@ def test_an_array_the_worker_keeps_and_changes_later_comes_back_as_a_copy():
     assert not any(np.shares_memory(out[0], a) for a in out[1:])
 
 
+def two_views_of_the_item(a):
+    return a, a.reshape(-1), a.T
+
+
+def two_views_of_a_new_array(a):
+    b = a + 1.0  # made by numap's allocator in a segment of the worker's
+    return b, b.T
+
+
+@pytest.mark.parametrize("func", [two_views_of_the_item, two_views_of_a_new_array])
+def test_arrays_over_one_segment_come_back_as_their_own_as_through_pickle(func):
+    items = [np.arange(256 * 1024, dtype=np.float64).reshape(256, 1024) for _ in range(3)]
+    with NuMap(func, items, worker_num=1) as numap:
+        for got, item in zip(numap, items, strict=True):
+            expected = func(item.copy())
+            for k, array in enumerate(got):
+                assert np.array_equal(array, expected[k])
+                assert not any(np.shares_memory(array, other) for other in got[k + 1:])
+            got[0][0, 0] = -1.0  # changes no other
+            assert all(array.flat[0] != -1.0 for array in got[1:])
+
+
 def test_an_array_changed_in_place_goes_back_without_a_copy():
     with NuMap(in_place, [np.zeros(MIB // 8) for _ in range(6)], worker_num=2) as numap:
         out = list(numap)
