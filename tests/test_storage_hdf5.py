@@ -342,6 +342,19 @@ def test_a_file_that_is_not_hdf5_is_named(tmp_path: Path) -> None:
     assert text.read_text() == "not hdf5\n"
 
 
+@pytest.mark.parametrize(("leaf", "words"), [
+    (lambda: Result("r.n", **{"\ud800": 1}), "bad data name"),
+    (lambda: Result("r.c", 1, comment="\ud800"), "full name and comment must be text in UTF-8"),
+])
+def test_names_and_comments_not_in_utf8_are_refused(service: HDF5StorageService, leaf: Any,
+                                                    words: str) -> None:
+    with pytest.raises(UnsupportedDataError, match=words):
+        service.store(LEAF, leaf())
+    root = Group()
+    service.load(TREE, root)
+    assert list(root.walk()) == []  # nothing of it stays
+
+
 class _DuckResult:
     """Only the leaf protocol the docs name: no v_name, no v_location."""
 

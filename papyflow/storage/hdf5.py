@@ -151,10 +151,19 @@ class _Message:
 
 
 def _check_data_name(where: str, name: object) -> str:
-    if type(name) is not str or not name or "/" in name or name == ".":
+    if type(name) is not str or not name or "/" in name or name == "." or not _utf8(name):
         raise UnsupportedDataError(f"{where}: bad data name {name!r} (a non-empty str "
-                                   "without '/')")
+                                   "without '/', in UTF-8)")
     return name
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8, as HDF5 names and attributes are."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _free_name(node: h5py.Group, data: Mapping[str, Any], k: int) -> str:
@@ -371,6 +380,9 @@ class HDF5StorageService:
         flags_of = getattr(leaf, "_store_flags", None)
         flags = dict(flags_of() if flags_of is not None else {})
         comment = getattr(leaf, "v_comment", "") or ""
+        if not _utf8(where) or not isinstance(comment, str) or not _utf8(comment):
+            raise UnsupportedDataError(f"{where!r}: its full name and comment must be "
+                                       f"text in UTF-8, got the comment {comment!r}")
         # From the full name: the protocol promises no more (v_location, v_name are ours).
         location, _, leaf_name = where.rpartition(".")
         made: list[str] = []  # the groups above it this call makes
