@@ -586,7 +586,8 @@ class HDF5StorageService:
         merged: list[str] = []
 
         def change(handle: h5py.File) -> None:
-            other = handle if same else stack.enter_context(_h5_file(other_filename, "r"))
+            other = handle if same or other_filename is None else \
+                stack.enter_context(_h5_file(other_filename, "r"))
             if source_path not in other:
                 raise NotStoredError(f"MERGE: {other_name!r} is not in the other file")
             leaves: list[str] = []
