@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "DataLoggerError",
@@ -63,7 +64,7 @@ class DuplicatePackageError(DataLoggerError, FileExistsError):
         self.source_id = source_id
         self.time_stamp = time_stamp
         # every (source_id, time_stamp, path) reported (compress_logs may find several)
-        self.clashes: list[tuple[int, int, object]] = [(source_id, time_stamp, path)]
+        self.clashes: list[tuple[int, int, Any]] = [(source_id, time_stamp, path)]
 
     def __reduce__(self):  # travels pickled from a saver
         return (type(self), (self.source_id, self.time_stamp, self.filename))
