@@ -299,7 +299,7 @@ def _place(folder: int, temporary: str, name: str) -> None:
         raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), name) from None
 
 
-def _holds(folder: int, name: str, header: memoryview, payload: memoryview) -> bool:
+def _holds(folder: int, name: str, header: bytes | memoryview, payload: memoryview) -> bool:
     """Whether the file ``name`` holds exactly ``header`` and then ``payload``."""
     size = len(header) + len(payload)
     try:
