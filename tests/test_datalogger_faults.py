@@ -459,3 +459,28 @@ def test_a_socket_path_too_long_names_the_path_and_leaks_nothing(tmp_path, monke
     assert set(os.listdir("/proc/self/fd")) <= before
     assert not list(deep.iterdir())  # its private folder removed
     assert logger.phase is Phase.NEW
+
+
+def test_a_logger_out_of_descriptors_keeps_new_producers_waiting(tmp_path, monkeypatch):
+    import errno
+    import socket
+
+    real_accept = socket.socket.accept
+    refusals = [True] * 5  # the logger's process has no descriptor for a while
+
+    def accept(self):
+        if refusals and self.family == socket.AF_UNIX:
+            refusals.pop()
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_accept(self)
+
+    monkeypatch.setattr(socket.socket, "accept", accept)
+    logger = DataLogger(tmp_path, thread_count=1)
+    logger.start()
+    try:
+        logger.input_queue.put(LogPackage(1, 1, b"waited in the backlog"))
+    finally:
+        logger.shutdown()  # raised LoggerClosedError: the accept error ended the thread
+    assert refusals == []
+    assert [p.name for p in sorted(logger.output_directory.glob("*.npy"))] == [
+        f"1_{1:020d}.npy"]

@@ -34,6 +34,7 @@ the rest.
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import pickle
 import selectors
@@ -55,6 +56,9 @@ _CHUNK = 1 << 18          # the receive buffer of a producer (larger frames get 
 _BATCH_PACKAGES = 512     # a batch holds at most this many frames ...
 _BATCH_BYTES = 1 << 20    # ... or this many bytes (a larger frame is a batch alone)
 _DRAIN_GRACE = 2.0        # at shutdown, how long a half-received frame is waited for
+_ACCEPT_PAUSE = 0.1       # out of descriptors: how long new producers wait in the backlog
+# accept() errors that say this process has no room for another connection now
+_NO_ROOM = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _NOTICE_BYTES = 4000      # a BROKEN notice's text is cut to this many bytes
 _UNIX_PATH = 108          # sun_path of a Unix socket address (Linux), terminating zero included
 _STOP_GRACE = 5.0         # how long savers get to exit after Stop
@@ -182,6 +186,8 @@ class Dispatcher:
             self._close_all()  # the wake-up pipe and the selector
             raise
         self._listener = listener
+        self._accept_paused_until: float | None = None  # see _accept
+        self._listening = True  # the listener is in the selector
         self._selector.register(listener, selectors.EVENT_READ, (self._accept, None))
         self._selector.register(self._wake_r, selectors.EVENT_READ, (self._woken, None))
         try:
@@ -248,6 +254,12 @@ class Dispatcher:
                     return
                 timeout = 0.05
             self._assign()
+            if self._accept_paused_until is not None:
+                left = self._accept_paused_until - time.monotonic()
+                if left <= 0:
+                    self._resume_accepting()
+                else:
+                    timeout = left if timeout is None else min(timeout, left)
             for key, _ in select(timeout):
                 handler, argument = key.data
                 handler(argument)
@@ -261,6 +273,17 @@ class Dispatcher:
             try:
                 sock, _address = self._listener.accept()
             except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno not in _NO_ROOM:
+                    raise
+                # No descriptor for another producer now: the connected ones go on, the
+                # new one waits in the backlog; try again in a moment (not at once: the
+                # listener stays readable, and the loop would spin).
+                if self._listening:
+                    self._selector.unregister(self._listener)
+                    self._listening = False
+                self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE
                 return
             sock.setblocking(False)
             producer = _Producer(sock, bytearray(_CHUNK))
@@ -365,9 +388,26 @@ class Dispatcher:
         # A producer whose connection waits in the backlog may have put a package
         # already (its put returns once the bytes are in the socket): take it in.
         self._accept(None)
-        self._selector.unregister(self._listener)
+        # Out of descriptors: those connections' puts returned, so wait for room a while.
+        deadline = time.monotonic() + _DRAIN_GRACE
+        while self._accept_paused_until is not None and time.monotonic() < deadline:
+            time.sleep(_ACCEPT_PAUSE)
+            self._accept_paused_until = None
+            self._accept(None)
+        if self._listening:
+            self._selector.unregister(self._listener)
+            self._listening = False
+        self._accept_paused_until = None
         self._listener.close()
         self._listener = None
+
+    def _resume_accepting(self) -> None:
+        self._accept_paused_until = None
+        if self._listener is not None and not self._listening:
+            self._selector.register(self._listener, selectors.EVENT_READ, (self._accept, None))
+            self._listening = True
+        if self._listener is not None:
+            self._accept(None)
 
     def _drain(self) -> None:
         """At shutdown: read each producer until it has nothing more, then end it."""
