@@ -355,6 +355,22 @@ def test_names_and_comments_not_in_utf8_are_refused(service: HDF5StorageService,
     assert list(root.walk()) == []  # nothing of it stays
 
 
+def test_arguments_a_message_does_not_take_name_the_message(service: HDF5StorageService
+                                                            ) -> None:
+    service.store(LEAF, Result("a.c", 1))
+    for call, words in ((lambda: service.store(GROUP, Group("a"), bogus=1),
+                         r"store\(GROUP\): got an unexpected keyword argument 'bogus'"),
+                        (lambda: service.store(LEAF, Result("a.b", 1), 1, 2, 3),
+                         r"store\(LEAF\): too many positional arguments"),
+                        (lambda: service.load(LEAF, Result("a.c"), nope=2),
+                         r"load\(LEAF\): got an unexpected keyword argument 'nope'")):
+        with pytest.raises(TypeError, match=words):
+            call()
+    root = Group()
+    service.load(TREE, root)
+    assert [n.v_full_name for n in root.walk()] == ["a", "a.c"]  # nothing else stored
+
+
 class _DuckResult:
     """Only the leaf protocol the docs name: no v_name, no v_location."""
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import inspect
 import json
 import os
 import shutil
@@ -148,6 +149,21 @@ class _Message:
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise NoSuchServiceError(f"{verb}: {msg} does not understand {shown} (of type "
                                      f"{type(item).__name__}): it takes {self.expects}")
+
+    def call(self, verb: str, msg: str, *args: Any, **kwargs: Any) -> Any:
+        """``run`` with ``args`` and ``kwargs``; arguments it does not take are a
+        ``TypeError`` naming the message (not the method behind it)."""
+        signature = _SIGNATURES.get(self.run)
+        if signature is None:
+            signature = _SIGNATURES[self.run] = inspect.signature(self.run)
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise TypeError(f"{verb}({msg}): {error}") from None
+        return self.run(*args, **kwargs)
+
+
+_SIGNATURES: dict[Callable[..., Any], inspect.Signature] = {}
 
 
 def _check_data_name(where: str, name: object) -> str:
@@ -331,15 +347,15 @@ class HDF5StorageService:
         message = self._message(self._STORE, "store", msg, stuff_to_store)
         if msg in (pc.BACKUP, pc.MERGE):  # whole-file operations manage the file themselves
             self._using_filename(kwargs)
-            return message.run(self, stuff_to_store, *args, **kwargs)
+            return message.call("store", msg, self, stuff_to_store, *args, **kwargs)
         with self._using(kwargs) as handle:
-            return message.run(self, handle, stuff_to_store, *args, **kwargs)
+            return message.call("store", msg, self, handle, stuff_to_store, *args, **kwargs)
 
     def load(self, msg: str, stuff_to_load: Any, *args: Any, **kwargs: Any) -> Any:
         """Load into ``stuff_to_load`` as ``msg`` says; returns what was loaded."""
         message = self._message(self._LOAD, "load", msg, stuff_to_load)
         with self._using(kwargs, write=False) as handle:
-            return message.run(self, handle, stuff_to_load, *args, **kwargs)
+            return message.call("load", msg, self, handle, stuff_to_load, *args, **kwargs)
 
     @staticmethod
     def _message(table: Mapping[str, _Message], verb: str, msg: object, item: object,
