@@ -27,6 +27,25 @@ def hold_or_time(item):
     return item[0], time.time()
 
 
+def wait_for(marker, seconds=60.0):
+    """Wait until the file ``marker`` exists (at most ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while not Path(marker).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def hold_then_large(marker, seconds, count):
+    """Items for :func:`hold_or_time`: a hold of ``seconds``, then, once it began,
+    ``count`` arrays of 4 MiB (more than a pipe holds; the first goes to the worker
+    that holds its lock)."""
+    import numpy as np
+
+    yield "hold", seconds, str(marker)
+    wait_for(marker)
+    for k in range(count):
+        yield "large", np.full(1 << 19, float(k))
+
+
 def double(x):
     return 2 * x
 

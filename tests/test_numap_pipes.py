@@ -9,27 +9,11 @@ import signal
 import threading
 import time
 
-import numpy as np
 import psutil
 import pytest
 
 from numap import NuMap, WorkerLostError
-from tests.helpers import hold_or_time
-
-LARGE = 1 << 19  # float64: 4 MiB, more than a pipe holds
-
-
-def _wait_for(marker):
-    deadline = time.monotonic() + 60
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-
-
-def _hold_then_large(marker, seconds, count):
-    yield "hold", seconds, str(marker)
-    _wait_for(marker)
-    for k in range(count):  # the first goes to the worker that holds its lock
-        yield "large", np.full(LARGE, float(k))
+from tests.helpers import hold_or_time, hold_then_large, wait_for
 
 
 def _workers() -> list[psutil.Process]:
@@ -41,7 +25,7 @@ def test_a_worker_that_reads_nothing_holds_up_no_other_worker(tmp_path):
     # Pickled through the pipe (shared_memory=None), each item is larger than a pipe:
     # a blocking write to the holding worker held up the other one for the whole hold.
     marker = tmp_path / "holding"
-    with NuMap(hold_or_time, _hold_then_large(marker, 4, 40), worker_num=2,
+    with NuMap(hold_or_time, hold_then_large(marker, 4, 40), worker_num=2,
                shared_memory=None) as numap:
         out = list(numap)
     held_until = next(t for kind, t in out if kind == "hold")
@@ -56,9 +40,9 @@ def test_stop_while_a_large_item_waits_for_a_worker_that_reads_nothing(tmp_path)
     marker = tmp_path / "holding"
     gc.collect()
     threads = threading.active_count()
-    numap = NuMap(hold_or_time, _hold_then_large(marker, 60, 8), worker_num=2,
+    numap = NuMap(hold_or_time, hold_then_large(marker, 60, 8), worker_num=2,
                   shared_memory=None)
-    _wait_for(marker)
+    wait_for(marker)
     time.sleep(0.5)  # the large items are sent meanwhile, one waiting for its pipe
     pids = [p.pid for p in _workers()]
     assert len(pids) == 2
@@ -74,9 +58,9 @@ def test_stop_while_a_large_item_waits_for_a_worker_that_reads_nothing(tmp_path)
 @pytest.mark.timeout(90)
 def test_a_worker_killed_while_a_large_item_waits_for_its_pipe_is_replaced(tmp_path):
     marker = tmp_path / "holding"
-    numap = NuMap(hold_or_time, _hold_then_large(marker, 60, 12), worker_num=2,
+    numap = NuMap(hold_or_time, hold_then_large(marker, 60, 12), worker_num=2,
                   shared_memory=None)
-    _wait_for(marker)
+    wait_for(marker)
     time.sleep(0.5)  # the large items are sent meanwhile, some waiting for its pipe
     os.kill(int(marker.read_text()), signal.SIGKILL)  # the holding worker
     out = []

@@ -10,13 +10,12 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 
 from numap import NuMap
 from numap._auth import AuthenticationError, keygen
 from numap._errors import BrokenPoolError, RemoteTraceback
-from tests.helpers import hold_or_time
+from tests.helpers import hold_or_time, hold_then_large, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -306,21 +305,11 @@ def test_a_worker_that_reads_nothing_delays_no_other_client(servers, tmp_path):
     # waiting long enough takes the server for dead).
     server = servers.start(workers=2)
     marker = tmp_path / "holding"
-
-    def first_holds_then_large():
-        yield "hold", 4, str(marker)
-        while not marker.exists():
-            time.sleep(0.01)
-        for k in range(20):  # 4 MiB each, more than a pipe holds: the first goes
-            yield "large", np.full(1 << 19, float(k))  # to the holding worker
-
     with ThreadPoolExecutor(1) as pool:
-        held = pool.submit(lambda: list(NuMap(hold_or_time, first_holds_then_large(),
+        held = pool.submit(lambda: list(NuMap(hold_or_time, hold_then_large(marker, 4, 20),
                                               worker_num=0,
                                               worker_remote=((server.address, 2),))))
-        deadline = time.monotonic() + 30
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(marker, 30)
         time.sleep(0.5)  # the large items are sent meanwhile
         other = list(NuMap(hold_or_time, [("small",)] * 4, worker_num=0,
                            worker_remote=((server.address, 2),)))

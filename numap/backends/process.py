@@ -113,6 +113,7 @@ class _Worker:
     process: Any
     inbox: Channel  # parent writes
     outbox: Channel  # parent reads
+    ready: threading.Condition  # on the backend's send lock: frames behind (see _write)
     pid: int = 0
     pool: str = ""  # the name prefix of its pool's segments (see worker_prefix)
     # The parent's segments sent to it that it has not given back: if it dies,
@@ -121,7 +122,6 @@ class _Worker:
     # Frames its pipe had no room for, in order, for its writer thread (see
     # ProcessBackend._write); every frame after one of them waits behind it.
     behind: deque[list[Any]] = field(default_factory=deque)
-    ready: threading.Condition | None = None  # on the backend's send lock: frames behind
     writer: threading.Thread | None = None
     writing: bool = False  # the writer thread has a frame in hand, outside the lock
     gone: bool = False  # its inbox is closed, or closes once the writer's frame is out
@@ -203,10 +203,9 @@ class ProcessBackend(Backend):
             process.start()
         inbox_r.close()
         outbox_w.close()
-        worker = _Worker(process, inbox_w, outbox_r, process.pid,
-                         "" if self.segments is None else
-                         worker_prefix(self.segments.prefix, process.pid),
-                         ready=threading.Condition(self._send_lock))
+        worker = _Worker(process, inbox_w, outbox_r, threading.Condition(self._send_lock),
+                         process.pid, "" if self.segments is None else
+                         worker_prefix(self.segments.prefix, process.pid))
         lane = Lane(name, capacity=self.prefetch, handle=worker)
         try:
             for frame in self._task_frames:
@@ -265,7 +264,6 @@ class ProcessBackend(Backend):
                 pass  # the worker is gone: the getter sees its sentinel and reports it
             return
         worker.behind.append(parts)
-        assert worker.ready is not None
         if worker.writer is None:
             worker.writer = threading.Thread(target=self._writer, args=(worker,), daemon=True,
                                              name=f"{self.name}-writer-{worker.pid}")
@@ -277,7 +275,6 @@ class ProcessBackend(Backend):
         """``worker``'s writer thread: write the frames behind, in order, with blocking
         writes outside the send lock, until its inbox is to be closed (then closed here
         if a write was under way, see :meth:`_close_inbox`)."""
-        assert worker.ready is not None
         with self._send_lock:
             while True:
                 while not worker.behind and not worker.gone:
@@ -307,8 +304,7 @@ class ProcessBackend(Backend):
         worker.behind.clear()
         if not worker.writing:
             _close_owned(worker.inbox)
-        if worker.ready is not None:
-            worker.ready.notify()
+        worker.ready.notify()
 
     def _tell_freed(self) -> None:
         """Tell each worker which of its segments were dropped here: it reuses them for

@@ -36,7 +36,7 @@ from . import pypetconstants as pc
 from ._h5 import new_dataset, new_group
 from .errors import UnsupportedDataError
 
-__all__ = ["infer_flag", "read_value", "write_value"]
+__all__ = ["infer_flag", "read_value", "utf8_problem", "write_value"]
 
 
 _STR = h5py.string_dtype("utf-8")
@@ -65,13 +65,22 @@ def _fail(where: str, why: str) -> UnsupportedDataError:
     return UnsupportedDataError(f"{where}: cannot store {why}")
 
 
-def _check_text(where: str, text: str) -> None:
-    if "\0" in text:
-        raise _fail(where, "a string holding NUL characters (HDF5 strings end at NUL)")
+def utf8_problem(text: str) -> str | None:
+    """Why ``text`` cannot be written as UTF-8, as HDF5 names, attributes and strings
+    are (``None`` when it can)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise _fail(where, f"a string that is not UTF-8 encodable ({exc.reason})") from None
+        return exc.reason
+    return None
+
+
+def _check_text(where: str, text: str) -> None:
+    if "\0" in text:
+        raise _fail(where, "a string holding NUL characters (HDF5 strings end at NUL)")
+    problem = utf8_problem(text)
+    if problem is not None:
+        raise _fail(where, f"a string that is not UTF-8 encodable ({problem})")
 
 
 def _scalar(where: str, value: Any) -> tuple[np.ndarray, dict[str, Any]]:

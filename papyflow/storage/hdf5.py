@@ -43,7 +43,7 @@ import h5py
 
 from . import pypetconstants as pc
 from ._h5 import get_text, new_group, set_text
-from ._values import read_value, write_value
+from ._values import read_value, utf8_problem, write_value
 from .errors import (
     ItemExistsError,
     NoSuchServiceError,
@@ -167,19 +167,11 @@ _SIGNATURES: dict[Callable[..., Any], inspect.Signature] = {}
 
 
 def _check_data_name(where: str, name: object) -> str:
-    if type(name) is not str or not name or "/" in name or name == "." or not _utf8(name):
+    if type(name) is not str or not name or "/" in name or name == "." or \
+            utf8_problem(name) is not None:
         raise UnsupportedDataError(f"{where}: bad data name {name!r} (a non-empty str "
                                    "without '/', in UTF-8)")
     return name
-
-
-def _utf8(text: str) -> bool:
-    """Whether ``text`` can be written as UTF-8, as HDF5 names and attributes are."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _free_name(node: h5py.Group, data: Mapping[str, Any], k: int) -> str:
@@ -396,7 +388,8 @@ class HDF5StorageService:
         flags_of = getattr(leaf, "_store_flags", None)
         flags = dict(flags_of() if flags_of is not None else {})
         comment = getattr(leaf, "v_comment", "") or ""
-        if not _utf8(where) or not isinstance(comment, str) or not _utf8(comment):
+        if utf8_problem(where) is not None or not isinstance(comment, str) or \
+                utf8_problem(comment) is not None:
             raise UnsupportedDataError(f"{where!r}: its full name and comment must be "
                                        f"text in UTF-8, got the comment {comment!r}")
         # From the full name: the protocol promises no more (v_location, v_name are ours).
