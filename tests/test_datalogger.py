@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import signal
@@ -110,6 +111,9 @@ def test_the_arguments_are_checked(tmp_path):
         DataLogger(tmp_path, instance_name="a\0b")
     with pytest.raises(TypeError, match="output_directory must be a path"):
         DataLogger(5)
+    for bad in (0, -1.0, math.inf, math.nan, True, "5"):
+        with pytest.raises(ValueError, match="saver_timeout must be a number of seconds > 0"):
+            DataLogger(tmp_path, saver_timeout=bad)
 
 
 def test_put_before_start_and_after_shutdown_is_refused(tmp_path):

@@ -141,6 +141,75 @@ def test_savers_that_keep_dying_are_reported_not_lost(tmp_path):
     assert [f.package.time_stamp for f in logger.failures] == list(range(5))
 
 
+def test_a_stopped_saver_holds_up_no_other_saver_and_no_producer(tmp_path):
+    # A saver that reads nothing (stopped; likewise one never scheduled) once held the
+    # logger's thread in a blocking send: no producer was read and no other saver's
+    # acknowledgement either, so the whole logger stood still.
+    logger = DataLogger(tmp_path, process_count=2, thread_count=2, saver_timeout=None)
+    logger.start()
+    stopped, running = logger.saver_pids
+    os.kill(stopped, signal.SIGSTOP)
+    producers = [_start(logger, source, 300, 100_000) for source in (1, 2)]
+    try:
+        for process, _ in producers:
+            process.join(30)
+            assert process.exitcode == 0, "a producer was held up by the stopped saver"
+        _wait_until(lambda: logger.statistics().saved >= 300)
+        assert logger.saver_pids == (stopped, running)  # not replaced: no timeout
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+        for process, _ in producers:
+            if process.is_alive():
+                process.kill()
+                process.join()
+    logger.shutdown()
+    stats = logger.statistics()
+    assert stats.saved == 600 and stats.savers_lost == 0
+    out = logger.output_directory
+    assert _stamps(out, 1) == _stamps(out, 2) == set(range(300))
+    _check_files(out)
+
+
+def test_a_saver_that_makes_no_progress_is_replaced_and_its_packages_saved(tmp_path):
+    logger = DataLogger(tmp_path, process_count=2, thread_count=2, saver_timeout=0.5)
+    logger.start()
+    stopped, _ = logger.saver_pids
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        for stamp in range(200):
+            logger.input_queue.put(LogPackage(1, stamp, np.full(100_000, stamp % 251, np.uint8)))
+        logger.shutdown()  # not held for ever by the stopped saver
+    finally:
+        if os.path.exists(f"/proc/{stopped}"):
+            os.kill(stopped, signal.SIGKILL)
+    assert not os.path.exists(f"/proc/{stopped}")  # killed and reaped
+    stats = logger.statistics()
+    assert stats.saved == 200 and stats.failed == 0 and stats.savers_lost == 1
+    assert len(logger.saver_pids) == 3
+    assert _stamps(logger.output_directory, 1) == set(range(200))
+    _check_files(logger.output_directory)
+    assert not list(logger.output_directory.glob(".*"))
+
+
+def test_the_last_hung_saver_reports_its_packages_naming_the_timeout(tmp_path):
+    logger = DataLogger(tmp_path, process_count=1, max_restarts=0, saver_timeout=0.5)
+    logger.start()
+    [saver] = logger.saver_pids
+    os.kill(saver, signal.SIGSTOP)
+    try:
+        for stamp in range(5):
+            logger.input_queue.put(LogPackage(3, stamp, np.zeros(4, np.uint8)))
+        with pytest.raises(LogWriteError) as info:
+            logger.shutdown()
+    finally:
+        if os.path.exists(f"/proc/{saver}"):
+            os.kill(saver, signal.SIGKILL)
+    assert [f.package.time_stamp for f in info.value.failures] == list(range(5))
+    error = info.value.failures[0].error
+    assert isinstance(error, SaverLostError)
+    assert f"saver process {saver} made no progress for 0.5 s and was stopped" in str(error)
+
+
 def test_a_full_disk_is_reported_at_shutdown_and_refuses_later_puts(tmp_path, monkeypatch):
     real_writev = os.writev
 

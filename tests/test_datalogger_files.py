@@ -1,19 +1,23 @@
 """How a saver writes one package's file: unnamed until whole where the system can,
-under a temporary name where it cannot; never over an existing file."""
+under a temporary name where it cannot; never over an existing file. And the dispatcher's end
+of the link to a saver, which never blocks."""
 
 from __future__ import annotations
 
 import errno
 import os
+import pickle
 import resource
 import signal
+import socket
+import threading
 
 import multiprocess
 import numpy as np
 import pytest
 
 from papyflow.datalogger import _saver
-from papyflow.datalogger._saver import FileWriter
+from papyflow.datalogger._saver import Ack, DispatcherLink, FileWriter, Kind, SaverLink
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -258,3 +262,41 @@ def test_the_compiled_writer_checks_its_items_and_reports_a_folder_it_cannot_use
             (0, errno.ENOTDIR, 0), (1, errno.ENOTDIR, 0)]
     finally:
         os.close(fd)
+
+
+def test_the_dispatchers_end_of_a_link_never_blocks_and_keeps_messages_whole():
+    ours, theirs = socket.socketpair()
+    link, saver = DispatcherLink(ours), SaverLink(theirs)
+    try:
+        # Far more than the socket holds: flush sends what fits and returns, never waits.
+        body = bytes(range(256)) * (4 * 2**20 // 256)
+        link.post(Kind.WORK, 7, body)
+        link.post(Kind.STOP, 0)
+        sent = link.flush()
+        assert 0 < sent < len(body) and link.waiting == len(body) + 2 * 17 - sent
+        got = {}
+        reader = threading.Thread(target=lambda: got.update(
+            work=saver.receive(), stop=saver.receive()))
+        reader.start()
+        while link.waiting:
+            link.flush()
+        reader.join(10)
+        assert got["work"] == (Kind.WORK, 7, bytearray(body))
+        assert got["stop"] == (Kind.STOP, 0, bytearray())
+        # An acknowledgement that arrives in pieces is returned once, whole.
+        assert link.messages() == []
+        ack = pickle.dumps(Ack(7), protocol=pickle.HIGHEST_PROTOCOL)
+        message = _saver._MESSAGE.pack(Kind.ACK, 7, len(ack)) + ack
+        theirs.sendall(message[:5])
+        assert link.messages() == []
+        theirs.sendall(message[5:] + message)
+        assert link.messages() == [(Kind.ACK, 7, ack), (Kind.ACK, 7, ack)]
+        theirs.close()
+        with pytest.raises(EOFError):
+            link.messages()
+        with pytest.raises(OSError):
+            link.post(Kind.WORK, 8, b"x")
+            link.flush()  # the saver is gone
+    finally:
+        link.close()
+        theirs.close()

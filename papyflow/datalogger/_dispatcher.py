@@ -10,9 +10,17 @@ keeps each batch until a saver acknowledges it.
                                  loaded saver, kept in its `inflight`  ----->  write files,
                                ack: forget the batch (saved), or keep   <-----  then Ack
                                  its failed frames for shutdown()
-                               saver death (sentinel): its `inflight`
+                               saver death (sentinel), or no progress for
+                                 saver_timeout (stopped): its `inflight`
                                  batches go back to `pending`; a new
                                  saver is started
+
+Sends to savers never block (see :class:`._saver.DispatcherLink`): a saver that
+takes no bytes (stopped, or never scheduled) holds its own batches, at most
+``2 * thread_count + 1``, and no one else's; the others and the producers go on.
+With work in hand and neither an acknowledgement nor a byte taken for
+``saver_timeout`` seconds, it is taken as hung: killed, its batches redone by
+the others.
 
 No loss: a batch leaves the dispatcher's memory only with its acknowledgement,
 which a saver sends after its last file is in place; a saver's death costs a
@@ -46,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from ._saver import Ack, Kind, SaverLink, frames, run_saver
+from ._saver import Ack, DispatcherLink, Kind, SaverLink, frames, run_saver
 from .errors import FailedPackage, RemoteTraceback, SaverLostError
 from .package import FRAME, TAKEN, LogPackage, Notice, file_name, notice
 
@@ -131,8 +139,11 @@ class _Producer:
 @dataclass(slots=True, eq=False)
 class _Saver:
     process: Any
-    link: SaverLink
+    link: DispatcherLink
     inflight: dict[int, _Batch] = field(default_factory=dict)
+    progress: float = 0.0    # when it last took bytes or acknowledged (or got work, idle)
+    writing: bool = False    # the selector watches its link for room too
+    hung: bool = False       # stopped by the logger: no progress for saver_timeout
 
 
 class Dispatcher:
@@ -140,7 +151,7 @@ class Dispatcher:
 
     def __init__(self, *, address: str, directory: str, process_count: int,
                  thread_count: int, queue_size: int, queue_bytes: int,
-                 max_restarts: int, context: Any) -> None:
+                 max_restarts: int, saver_timeout: float | None, context: Any) -> None:
         self._address = address
         self._directory = directory
         self._process_count = process_count
@@ -150,6 +161,7 @@ class Dispatcher:
         self._restarts_left = max_restarts
         self._context = context
         self._max_inflight = 2 * thread_count + 1
+        self._saver_timeout = saver_timeout
 
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
@@ -254,6 +266,9 @@ class Dispatcher:
                     return
                 timeout = 0.05
             self._assign()
+            hung_check = self._stop_hung_savers()
+            if hung_check is not None:
+                timeout = hung_check if timeout is None else min(timeout, hung_check)
             if self._accept_paused_until is not None:
                 left = self._accept_paused_until - time.monotonic()
                 if left <= 0:
@@ -456,14 +471,50 @@ class Dispatcher:
                 return
             saver = min(savers, key=lambda s: len(s.inflight))
             batch = self._pending.popleft()
+            if not saver.inflight:
+                saver.progress = time.monotonic()  # its clock starts with work in hand
             saver.inflight[batch.id] = batch
-            try:
-                saver.link.send_work(batch.id, batch.data, redo=batch.redo)
-            except OSError:
-                self._lost(saver)
+            saver.link.post(Kind.REDO if batch.redo else Kind.WORK, batch.id, batch.data)
+            self._send(saver)
+
+    def _send(self, saver: _Saver) -> None:
+        """Send ``saver`` what its link has room for; watch the link for room while
+        bytes wait (never block on one saver: the others, and the producers, go on)."""
+        try:
+            if saver.link.flush():
+                saver.progress = time.monotonic()
+        except OSError:
+            self._lost(saver)
+            return
+        writing = saver.link.waiting > 0
+        if writing != saver.writing:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
+            self._selector.modify(saver.link.fileno(), events, (self._link_ready, saver))
+            saver.writing = writing
+
+    def _stop_hung_savers(self) -> float | None:
+        """Stop each saver that holds work and made no progress for ``saver_timeout``
+        (its batches go to the others, as a dead saver's do); how long until the next
+        saver could be due, ``None`` when none holds work."""
+        if self._saver_timeout is None:
+            return None
+        now = time.monotonic()
+        due: float | None = None
+        for saver in list(self._savers):
+            if not saver.inflight:
+                continue
+            left = saver.progress + self._saver_timeout - now
+            if left > 0:
+                due = left if due is None else min(due, left)
+                continue
+            saver.hung = True
+            saver.process.kill()
+            self._lost(saver)
+        return due
 
     def _spawn(self) -> None:
-        parent, child = (SaverLink(end) for end in socket.socketpair())
+        parent_end, child_end = socket.socketpair()
+        parent, child = DispatcherLink(parent_end), SaverLink(child_end)
         close_fds = [self._wake_r, self._wake_w, parent.fileno()]
         close_fds += [p.sock.fileno() for p in self._producers.values()]
         close_fds += [s.link.fileno() for s in self._savers]
@@ -479,23 +530,31 @@ class Dispatcher:
         saver = _Saver(process, parent)
         self._savers.append(saver)
         self._saver_pids.append(process.pid)
-        self._selector.register(parent.fileno(), selectors.EVENT_READ, (self._acknowledged, saver))
+        self._selector.register(parent.fileno(), selectors.EVENT_READ, (self._link_ready, saver))
         self._selector.register(process.sentinel, selectors.EVENT_READ, (self._lost, saver))
 
-    def _acknowledged(self, saver: _Saver) -> None:
+    def _link_ready(self, saver: _Saver) -> None:
+        """``saver``'s link has room for what waits to be sent, or acknowledgements."""
         if saver not in self._savers:
             return
+        if saver.link.waiting:
+            self._send(saver)
+            if saver not in self._savers:
+                return
         try:
-            kind, _, body = saver.link.receive()
-            ack: Ack = pickle.loads(body)
-        except (EOFError, OSError):
+            messages = saver.link.messages()
+        except EOFError:
             self._lost(saver)
             return
-        if kind is not Kind.ACK:  # pragma: no cover - savers send nothing else
-            raise RuntimeError(f"a saver sent {kind!r}, not an acknowledgement")
-        batch = saver.inflight.pop(ack.batch, None)
-        if batch is not None:
-            self._settle(batch, ack)
+        if messages:
+            saver.progress = time.monotonic()
+        for kind, _, body in messages:
+            if kind is not Kind.ACK:  # pragma: no cover - savers send nothing else
+                raise RuntimeError(f"a saver sent {kind!r}, not an acknowledgement")
+            ack: Ack = pickle.loads(body)
+            batch = saver.inflight.pop(ack.batch, None)
+            if batch is not None:
+                self._settle(batch, ack)
 
     def _settle(self, batch: _Batch, ack: Ack) -> None:
         stats = self._stats
@@ -546,9 +605,11 @@ class Dispatcher:
                 self._restarts_left -= 1
                 self._spawn()
             elif not self._savers:
+                what = (f"made no progress for {self._saver_timeout:g} s and was stopped"
+                        if saver.hung else f"died (exit code {saver.process.exitcode})")
                 self._fail_everything(SaverLostError(
-                    f"saver process {saver.process.pid} died (exit code "
-                    f"{saver.process.exitcode}) and the logger restarts no more savers"))
+                    f"saver process {saver.process.pid} {what}, and the logger restarts "
+                    "no more savers"))
         finally:
             self._stats["savers_lost"] += 1  # counted once the replacement is there
 
@@ -576,8 +637,9 @@ class Dispatcher:
 
     def _stop_savers(self) -> None:
         for saver in self._savers:
+            saver.link.post(Kind.STOP, 0)
             try:
-                saver.link.send_stop()
+                saver.link.flush()  # a saver that takes no bytes is killed after the grace
             except OSError:
                 pass
         deadline = time.monotonic() + _STOP_GRACE

@@ -4,17 +4,17 @@
 
     dispatcher (logger's thread)          saver process
     ----------------------------          -------------
-    link.send_work(batch, bytes)   ---->  main thread: reads every batch at once
-                                           into a queue (so the dispatcher never
-                                           waits on a busy saver)
+    DispatcherLink.post(batch)     ---->  main thread: reads every batch at once
+      + flush() as room comes              into a queue (so the dispatcher never
+      (never blocks)                       waits on a busy saver)
                                           writer threads (thread_count): one batch
                                            each; per frame: a file with no name
                                            yet, write, link to its name (never
                                            replacing a file)
-    link.receive() -> Ack          <----  Ack(batch, failures), after the last
+    DispatcherLink.messages()      <----  Ack(batch, failures), after the last
                                            file of the batch is in place
 
-The two ends of a :class:`SaverLink` (a socket pair) carry messages of a
+The two ends (a socket pair: :class:`DispatcherLink`, :class:`SaverLink`) carry messages of a
 17-byte header (:class:`Kind`, batch number, size) and a body: a batch's bytes
 go as they are, received straight into one buffer (no pickling, no copy beyond
 the kernel's); an acknowledgement is a pickled :class:`Ack`.
@@ -32,8 +32,10 @@ with one time stamp, or a file of an earlier run in the folder) fails with
 
 from __future__ import annotations
 
+import collections
 import enum
 import errno
+import itertools
 import os
 import pickle
 import queue
@@ -67,7 +69,8 @@ _NO_UNNAMED_FILES = frozenset({errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, er
 _NO_LINK_BY_DESCRIPTOR = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP})
 _MAKING, _WRITING, _LINKING = 0, 1, 2  # the steps the compiled writer reports a failure at
 
-__all__ = ["Ack", "Failure", "FileWriter", "Kind", "SaverLink", "frames", "run_saver"]
+__all__ = ["Ack", "DispatcherLink", "Failure", "FileWriter", "Kind", "SaverLink", "frames",
+           "run_saver"]
 
 
 class Kind(enum.IntEnum):
@@ -81,6 +84,8 @@ class Kind(enum.IntEnum):
 
 _MESSAGE = struct.Struct("<BqQ")  # kind, batch, size of the body
 _JOIN_BELOW = 1 << 16
+_IOV_MAX = 64           # pieces handed to one sendmsg
+_READ_CHUNK = 1 << 16   # what the dispatcher reads of acknowledgements at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +107,8 @@ class Ack:
 
 
 class SaverLink:
-    """One end of the socket pair between the dispatcher and a saver."""
+    """The saver's end of the socket pair between the dispatcher and a saver (blocking:
+    the saver's main thread only reads, its writer threads send acknowledgements)."""
 
     __slots__ = ("sock",)
 
@@ -123,12 +129,6 @@ class SaverLink:
             self.sock.sendall(header)
             self.sock.sendall(body)
 
-    def send_work(self, batch: int, data: bytes | bytearray, *, redo: bool = False) -> None:
-        self._send(Kind.REDO if redo else Kind.WORK, batch, data)
-
-    def send_stop(self) -> None:
-        self._send(Kind.STOP, 0, b"")
-
     def send_ack(self, ack: Ack) -> None:
         self._send(Kind.ACK, ack.batch, pickle.dumps(ack, protocol=pickle.HIGHEST_PROTOCOL))
 
@@ -147,6 +147,93 @@ class SaverLink:
                     raise EOFError("the other end of the saver link is closed")
                 got += count
         return buffer
+
+
+class DispatcherLink:
+    """The dispatcher's end of a saver link: it never blocks.
+
+    A message is queued (:meth:`post`) and sent as the saver reads
+    (:meth:`flush`, again whenever the socket has room), so that a saver that
+    reads nothing (stopped, or not scheduled) holds up no other saver and no
+    producer. Acknowledgements are read as they come (:meth:`messages`), a
+    message cut between two reads kept until its end arrives.
+    """
+
+    __slots__ = ("_in", "_out", "_waiting", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self._out: collections.deque[memoryview] = collections.deque()
+        self._waiting = 0   # bytes posted and not yet sent
+        self._in = bytearray()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    @property
+    def waiting(self) -> int:
+        """Bytes posted that the saver has not taken yet."""
+        return self._waiting
+
+    def post(self, kind: Kind, batch: int, body: bytes | bytearray = b"") -> None:
+        """Queue a message; :meth:`flush` sends it."""
+        header = memoryview(_MESSAGE.pack(kind, batch, len(body)))
+        self._out.append(header)
+        self._waiting += len(header)
+        if body:
+            self._out.append(memoryview(body))
+            self._waiting += len(body)
+
+    def flush(self) -> int:
+        """Send what the socket has room for now; the bytes sent. ``OSError`` when the
+        saver is gone."""
+        out = self._out
+        sent_now = 0
+        while out:
+            try:
+                sent = self.sock.sendmsg(list(itertools.islice(out, _IOV_MAX)))
+            except (BlockingIOError, InterruptedError):
+                break
+            sent_now += sent
+            self._waiting -= sent
+            while out and sent >= len(out[0]):
+                sent -= len(out.popleft())
+            if sent:
+                out[0] = out[0][sent:]
+        return sent_now
+
+    def messages(self) -> list[tuple[Kind, int, bytes]]:
+        """Every whole message the saver sent so far, in order; ``EOFError`` once the
+        saver's end is closed (after the whole messages before it were returned)."""
+        closed = False
+        while True:
+            try:
+                data = self.sock.recv(_READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                closed = True
+                break
+            self._in += data
+        found = []
+        buffer, offset = self._in, 0
+        while len(buffer) - offset >= _MESSAGE.size:
+            kind, batch, size = _MESSAGE.unpack_from(buffer, offset)
+            end = offset + _MESSAGE.size + size
+            if end > len(buffer):
+                break
+            found.append((Kind(kind), batch, bytes(buffer[offset + _MESSAGE.size:end])))
+            offset = end
+        del buffer[:offset]
+        if closed and not found:
+            raise EOFError("the saver's end of the link is closed")
+        return found
 
 
 def frames(data: memoryview | bytes) -> Iterable[tuple[int, int, int, int, int]]:

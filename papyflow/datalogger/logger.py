@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import enum
 import functools
+import math
 import os
 import secrets
 import shutil
@@ -67,7 +68,12 @@ class DataLogger:
     write them. ``queue_size`` (packages) and ``queue_bytes`` bound what the logger
     holds unsaved: beyond either, ``input_queue.put`` blocks. A saver process that
     dies is replaced (at most ``max_restarts`` times, default ``4 * process_count``)
-    and its unacknowledged packages are saved by the others.
+    and its unacknowledged packages are saved by the others. A saver that reads
+    nothing (a stopped process) holds up no other saver and no producer; one that
+    holds packages and neither takes more bytes nor finishes a batch for
+    ``saver_timeout`` seconds (default 60; ``None`` waits for ever) is taken as
+    hung and replaced the same way, so that ``shutdown()`` never waits on it for
+    ever.
 
     ``shutdown()`` saves everything put so far, stops the savers, and raises
     :class:`LogWriteError` if any package could not be saved. Call it (or use the
@@ -79,7 +85,8 @@ class DataLogger:
     def __init__(self, output_directory: str | os.PathLike[str],
                  instance_name: str = "data_logger", process_count: int = 1,
                  thread_count: int = 5, *, queue_size: int = 65_536,
-                 queue_bytes: int = 256 * 2**20, max_restarts: int | None = None) -> None:
+                 queue_bytes: int = 256 * 2**20, max_restarts: int | None = None,
+                 saver_timeout: float | None = 60.0) -> None:
         if not isinstance(output_directory, (str, os.PathLike)):
             raise TypeError("DataLogger: output_directory must be a path (str or "
                             f"os.PathLike), got {type(output_directory).__name__}")
@@ -96,6 +103,12 @@ class DataLogger:
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"DataLogger: max_restarts must be an integer >= 0, got {max_restarts!r}")
         self._max_restarts = max_restarts
+        if saver_timeout is not None and (
+                isinstance(saver_timeout, bool) or not isinstance(saver_timeout, (int, float))
+                or not 0 < saver_timeout < math.inf):
+            raise ValueError("DataLogger: saver_timeout must be a number of seconds > 0 or "
+                             f"None, got {saver_timeout!r}")
+        self._saver_timeout = None if saver_timeout is None else float(saver_timeout)
         self._name = instance_name
         self._directory = Path(output_directory) / f"{instance_name}_data_log"
         self._directory.mkdir(parents=True, exist_ok=True)
@@ -167,7 +180,8 @@ class DataLogger:
             address=str(self._socket_dir / "in"), directory=str(self._directory),
             process_count=self._process_count, thread_count=self._thread_count,
             queue_size=self._queue_size, queue_bytes=self._queue_bytes,
-            max_restarts=self._max_restarts, context=self._context)
+            max_restarts=self._max_restarts, saver_timeout=self._saver_timeout,
+            context=self._context)
         try:
             dispatcher.start()
         except BaseException:
