@@ -371,6 +371,57 @@ def test_arguments_a_message_does_not_take_name_the_message(service: HDF5Storage
     assert [n.v_full_name for n in root.walk()] == ["a", "a.c"]  # nothing else stored
 
 
+def test_arguments_of_the_wrong_kind_name_the_argument(service: HDF5StorageService,
+                                                      tmp_path: Path) -> None:
+    service.store(LEAF, Result("a.c", 1, y=2))
+    for call, words in (
+            (lambda: service.load(LEAF, Result("a.c"), load_only=3),
+             r"LEAF: load_only must be a data name or an iterable of data names \(str\), got 3"),
+            (lambda: service.load(LEAF, Result("a.c"), load_only=["y", 3]),
+             r"LEAF: load_only holds a name that is not a str: \['y', 3\]"),
+            (lambda: service.store(MERGE, Group("b"), other_name=3),
+             r"MERGE: other_name must be a full name \(str\), got 3"),
+            (lambda: service.store(MERGE, Group("b"), other_filename=3.5, other_name="a"),
+             r"MERGE: other_filename must be a path \(str or os.PathLike\) or None, got 3.5"),
+            (lambda: service.store(MERGE, Group("b"), other_name="a", rename_dict=["a.c"]),
+             r"MERGE: rename_dict must map full names to full names \(str\)"),
+            (lambda: service.store(BACKUP, None, backup_filename=3.5),
+             r"BACKUP: backup_filename must be a path \(str or os.PathLike\) or None, got 3.5"),
+            (lambda: service.store(LIST, [(LEAF, Result("a.d", 1), "abc")]),
+             r"LIST call 0: args must be a tuple or list, got 'abc'"),
+            (lambda: service.load(LIST, [(LEAF, Result("a.c"), (), [("load_only", "y")])]),
+             r"LIST call 0: kwargs must be a mapping of names"),
+            (lambda: service.store(LIST, [(GROUP, Group("e")), (LEAF, Result("a.d", 1), (), {"x": 1})]),
+             r"LIST call 1: store\(LEAF\): got an unexpected keyword argument 'x'"),
+            (lambda: service.store(LEAF, Result("a.f", 1), filename=3.5),
+             r"filename must be a path \(str or os.PathLike\) or None, got 3.5"),
+            (lambda: service.store(LEAF, Result("a.f", 1), file_title=4),
+             r"file_title must be a str, got 4"),
+            (lambda: HDF5StorageService(3.5),
+             r"HDF5StorageService: filename must be a path \(str or os.PathLike\) or None"),
+            (lambda: HDF5StorageService(str(tmp_path / "t.hdf5"), file_title=4),
+             r"HDF5StorageService: file_title must be a str, got 4")):
+        with pytest.raises(TypeError, match=words):
+            call()
+    with pytest.raises(NoSuchServiceError, match="no such message 'NOPE'"):
+        service.store(LIST, [(GROUP, Group("e")), ("NOPE", Group("f"))])
+    # A list of names still loads those, as before; no malformed LIST stored a call.
+    assert service.load(LEAF, Result("a.c"), load_only=("y",)).data == {"y": 2}
+    assert [n.v_full_name for n in service.load(TREE, Group()).walk()] == ["a", "a.c"]
+    assert not (tmp_path / "t.hdf5").exists()
+
+
+@pytest.mark.parametrize("comment", ["a\0", "\0", "ab\0\0", "a\0b", "x" * 20_000 + "\0"])
+def test_a_comment_that_ends_in_nul_comes_back_whole(service: HDF5StorageService,
+                                                     comment: str) -> None:
+    service.store(LEAF, Result("r.c", 1, comment=comment))
+    service.store(GROUP, Group("g", comment=comment))
+    assert service.load(LEAF, Result("r.c")).v_comment == comment
+    assert service.load(GROUP, Group("g")).v_comment == comment
+    service.store(UPDATE_LEAF, Result("r.c", 2, comment=comment + "\0"))  # replaced
+    assert service.load(LEAF, Result("r.c")).v_comment == comment + "\0"
+
+
 class _DuckResult:
     """Only the leaf protocol the docs name: no v_name, no v_location."""
 

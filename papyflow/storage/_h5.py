@@ -35,13 +35,15 @@ _BLOB_TYPE = h5t.py_create(_BLOB, logical=True)
 
 
 def _new_text(node: h5py.HLObject, key: bytes, data: bytes) -> None:
-    if len(data) <= _SMALL_TEXT:
+    if len(data) <= _SMALL_TEXT and not data.endswith(b"\0"):
         fixed = np.array(data)
         h5a.create(node.id, key, _type(fixed.dtype), _SCALAR).write(fixed)
         return
     # An attribute is one object-header message, and HDF5 refuses a message past
     # 64 KiB: a long text goes to the file's global heap, as a variable-length
     # sequence of bytes (not a variable-length string, which would end at a NUL).
+    # So does a text that ends in NUL, which a fixed-length one would lose (numpy's
+    # bytes drop trailing NULs).
     blob = np.empty((), dtype=_BLOB)
     blob[()] = np.frombuffer(data, dtype=np.uint8)
     h5a.create(node.id, key, _BLOB_TYPE, _SCALAR).write(blob)

@@ -150,9 +150,9 @@ class _Message:
             raise NoSuchServiceError(f"{verb}: {msg} does not understand {shown} (of type "
                                      f"{type(item).__name__}): it takes {self.expects}")
 
-    def call(self, verb: str, msg: str, *args: Any, **kwargs: Any) -> Any:
-        """``run`` with ``args`` and ``kwargs``; arguments it does not take are a
-        ``TypeError`` naming the message (not the method behind it)."""
+    def check_arguments(self, verb: str, msg: str, *args: Any, **kwargs: Any) -> None:
+        """Arguments ``run`` does not take are a ``TypeError`` naming the message (not
+        the method behind it)."""
         signature = _SIGNATURES.get(self.run)
         if signature is None:
             signature = _SIGNATURES[self.run] = inspect.signature(self.run)
@@ -160,6 +160,10 @@ class _Message:
             signature.bind(*args, **kwargs)
         except TypeError as error:
             raise TypeError(f"{verb}({msg}): {error}") from None
+
+    def call(self, verb: str, msg: str, *args: Any, **kwargs: Any) -> Any:
+        """``run`` with ``args`` and ``kwargs``, once :meth:`check_arguments` took them."""
+        self.check_arguments(verb, msg, *args, **kwargs)
         return self.run(*args, **kwargs)
 
 
@@ -229,6 +233,9 @@ class HDF5StorageService:
 
     def __init__(self, filename: str | os.PathLike[str] | None = None,
                  file_title: str = "Experiment") -> None:
+        _file_argument("HDF5StorageService: filename", filename)
+        if not isinstance(file_title, str):
+            raise TypeError(f"HDF5StorageService: file_title must be a str, got {file_title!r}")
         self.filename = None if filename is None else os.fspath(filename)
         self.file_title = file_title
         self._file: h5py.File | None = None
@@ -309,12 +316,15 @@ class HDF5StorageService:
         """The file for one call: the open one inside :meth:`opened`, else opened for
         this call (to write, or only to read: loading neither makes nor changes a file)."""
         filename = kwargs.pop("filename", None)
+        _file_argument("filename", filename)
         if filename is not None and os.fspath(filename) != self.filename:
             if self._sessions:
                 raise ValueError("cannot switch files inside opened()")
             self.filename = os.fspath(filename)
         kwargs.pop("trajectory_name", None)  # pypet's; one tree per file here
         title = kwargs.pop("file_title", None)
+        if title is not None and not isinstance(title, str):
+            raise TypeError(f"file_title must be a str, got {title!r}")
         if title is not None:
             self.file_title = title
         if self._file is not None:
@@ -491,11 +501,7 @@ class HDF5StorageService:
                 self._store_node(handle, child)
 
     def _store_list(self, handle: h5py.File, calls: Iterable[Any]) -> None:
-        for call in calls:
-            msg, item, args, kwargs = _unpack_call(call)
-            if msg in (pc.BACKUP, pc.MERGE):
-                raise NoSuchServiceError(f"LIST: {msg} cannot be part of a list")
-            message = self._message(self._STORE, "store LIST", msg, item)
+        for message, item, args, kwargs in self._list_calls(handle, calls, "store"):
             message.run(self, handle, item, *args, **kwargs)
 
     def _remove(self, handle: h5py.File, node: Node, *, remove_empty_groups: bool = False,
@@ -549,6 +555,7 @@ class HDF5StorageService:
         """Copy the file to ``backup_filename`` (default: ``backup_<name>.hdf5`` beside
         it, ``<name>`` the item's name or the file's); returns the backup's name."""
         assert self.filename is not None
+        _file_argument("BACKUP: backup_filename", backup_filename)
         self.flush()
         if backup_filename is None:
             name = getattr(stuff, "v_name", "") or os.path.splitext(
@@ -582,6 +589,13 @@ class HDF5StorageService:
         ``delete_other`` removes the merged tree afterwards (both within one file).
         The file is changed on a copy, renamed over it: all or nothing.
         """
+        _file_argument("MERGE: other_filename", other_filename)
+        if not isinstance(other_name, str):
+            raise TypeError(f"MERGE: other_name must be a full name (str), got {other_name!r}")
+        if rename_dict is not None and (not isinstance(rename_dict, Mapping) or not all(
+                type(k) is str and type(v) is str for k, v in rename_dict.items())):
+            raise TypeError("MERGE: rename_dict must map full names to full names (str), "
+                            f"got {rename_dict!r}")
         same = other_filename is None or os.path.abspath(other_filename) == \
             os.path.abspath(self.filename or "")
         if (move_nodes or delete_other) and not same:
@@ -632,8 +646,17 @@ class HDF5StorageService:
         if path not in handle or not _is_leaf(handle[path]):
             raise NotStoredError(f"LEAF: {leaf.v_full_name!r} is not in the file")
         node = handle[path]
-        names = list(node) if load_only is None else (
-            [load_only] if isinstance(load_only, str) else list(load_only))
+        if load_only is None:
+            names = list(node)
+        elif isinstance(load_only, str):
+            names = [load_only]
+        elif isinstance(load_only, Iterable) and not isinstance(load_only, bytes | Mapping):
+            names = list(load_only)
+            if any(type(name) is not str for name in names):
+                raise TypeError(f"LEAF: load_only holds a name that is not a str: {names!r}")
+        else:
+            raise TypeError("LEAF: load_only must be a data name or an iterable of data names "
+                            f"(str), got {load_only!r}")
         missing = [name for name in names if name not in node]
         if missing:
             raise NotStoredError(f"LEAF: {leaf.v_full_name!r} holds no {missing!r} "
@@ -700,14 +723,25 @@ class HDF5StorageService:
                 self._load_children(handle, child, True, load_data)
 
     def _load_list(self, handle: h5py.File, calls: Iterable[Any]) -> list[Any]:
-        done = []
-        for call in calls:
-            msg, item, args, kwargs = _unpack_call(call)
-            if msg == pc.LIST:
-                raise NoSuchServiceError(f"LIST: cannot load {msg!r} in a list")
-            message = self._message(self._LOAD, "load LIST", msg, item)
-            done.append(message.run(self, handle, item, *args, **kwargs))
-        return done
+        return [message.run(self, handle, item, *args, **kwargs)
+                for message, item, args, kwargs in self._list_calls(handle, calls, "load")]
+
+    def _list_calls(self, handle: h5py.File, calls: Iterable[Any], verb: str,
+                    ) -> list[tuple[_Message, Any, tuple[Any, ...], dict[str, Any]]]:
+        """The calls of a LIST, each checked (its form, message, item and arguments)
+        before any runs: a malformed list changes nothing."""
+        table, refused = (self._STORE, (pc.BACKUP, pc.MERGE)) if verb == "store" \
+            else (self._LOAD, (pc.LIST,))
+        checked = []
+        for index, call in enumerate(calls):
+            msg, item, args, kwargs = _unpack_call(call, index)
+            if msg in refused:
+                raise NoSuchServiceError(f"LIST: {msg} cannot be part of a list")
+            message = self._message(table, f"{verb} LIST", msg, item)
+            message.check_arguments(f"LIST call {index}: {verb}", msg, self, handle, item,
+                                    *args, **kwargs)
+            checked.append((message, item, args, kwargs))
+        return checked
 
     _STORE: ClassVar[dict[str, _Message]] = {
         pc.LEAF: _Message(_store_leaf, _is_leaf_to_store, _LEAF_TO_STORE),
@@ -730,11 +764,22 @@ class HDF5StorageService:
     }
 
 
-def _unpack_call(call: Any) -> tuple[str, Any, tuple[Any, ...], dict[str, Any]]:
-    """``(msg, item)``, ``(msg, item, args)`` or ``(msg, item, args, kwargs)``."""
+def _unpack_call(call: Any, index: int) -> tuple[str, Any, tuple[Any, ...], dict[str, Any]]:
+    """``(msg, item)``, ``(msg, item, args)`` or ``(msg, item, args, kwargs)``, the
+    ``index``-th call of a LIST."""
     if not isinstance(call, tuple | list) or not 2 <= len(call) <= 4:
         raise NoSuchServiceError(f"LIST: expected (msg, item, args, kwargs), got {call!r}")
     msg, item, *rest = call
-    args = tuple(rest[0]) if rest else ()
-    kwargs = dict(rest[1]) if len(rest) > 1 else {}
-    return msg, item, args, kwargs
+    args: Any = rest[0] if rest else ()
+    kwargs: Any = rest[1] if len(rest) > 1 else {}
+    if not isinstance(args, tuple | list):
+        raise TypeError(f"LIST call {index}: args must be a tuple or list, got {args!r}")
+    if not isinstance(kwargs, Mapping) or not all(type(key) is str for key in kwargs):
+        raise TypeError(f"LIST call {index}: kwargs must be a mapping of names, got {kwargs!r}")
+    return msg, item, tuple(args), dict(kwargs)
+
+
+def _file_argument(where: str, value: object) -> None:
+    """A file name argument: ``None`` or a path."""
+    if value is not None and not isinstance(value, str | os.PathLike):
+        raise TypeError(f"{where} must be a path (str or os.PathLike) or None, got {value!r}")
