@@ -52,6 +52,7 @@ from benchmarks.machine import machine_info, machine_line
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 600
 MiB = 1 << 20
+WORKERS = 2  # worker processes of every NuMap here
 
 
 def _log(message: str) -> None:
@@ -96,7 +97,7 @@ def one(scenario: str, mib: int, count: int, shared: bool) -> dict:
     from papyflow import Piper, Plumber
 
     arrays = [np.full(mib * MiB // 8, float(k)) for k in range(16)]
-    numap = NuMap(worker_num=2, **({} if shared else {"shared_memory": None}))
+    numap = NuMap(worker_num=WORKERS, **({} if shared else {"shared_memory": None}))
 
     def feed():
         for k in range(count):
@@ -344,6 +345,16 @@ def streaming_line() -> str:
     return f"Copies into segments take streaming stores from {_size(choice.nbytes)} ({why})."
 
 
+def split_line(workers: int = WORKERS) -> str:
+    """Whether the NuMap's process splits its streaming copies (a CPU to spare)."""
+    from numap import _shm
+
+    cpus = _shm.usable_cpus()
+    verdict = "in two halves on two threads" if _shm.spare_cpu(workers) else "on one thread"
+    return (f"The NuMap's process makes a streaming copy of 4 MiB or more {verdict} "
+            f"({cpus} CPUs for {workers} workers and its feeding thread).")
+
+
 def _size(nbytes: int) -> str:
     return f"{nbytes / MiB:.1f} MiB" if nbytes >= MiB else f"{nbytes / 1024:.0f} KiB"
 
@@ -423,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Load average (1/5/15 min) before the run: "
           f"{'/'.join(f'{x:.2f}' for x in info['loadavg'])}  ")
     print(f"Run: {'quick' if args.quick else 'full'}; 2 worker processes; best of {repeat}.  ")
-    print(f"{streaming_line()}\n")
+    print(f"{streaming_line()}  ")
+    print(f"{split_line()}\n")
     began = time.monotonic()
     # The references are measured again in every repeat, as the pipelines are, and
     # the best is kept: this machine's memory bandwidth drifts over minutes.

@@ -18,6 +18,7 @@ from ._policy import DEFAULT as DEFAULT_POLICY
 from ._policy import check as check_policy
 from ._remote import endpoint
 from ._scheduler import Scheduler
+from ._shm import usable_cpus
 from ._tasks import NuMapTask, Raise, TaskState, make_stream
 from .backends.base import Backend
 from .backends.executor import ExecutorBackend, check_executor, default_workers
@@ -49,12 +50,6 @@ def _stop_all() -> None:
     for scheduler in list(_live):
         scheduler.stop(forced=True)
 
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
@@ -175,7 +170,7 @@ class NuMap:
         self.worker_remote = _remote_hosts(worker_remote)
         self._given_worker_num = worker_num  # None: as many as where it runs (settings)
         if worker_num is None:
-            worker_num = _cpu_count() if self.executor is None else default_workers(self.executor)
+            worker_num = usable_cpus() if self.executor is None else default_workers(self.executor)
         self.worker_num = _positive_int("worker_num", worker_num,
                                         minimum=0 if self.worker_remote else 1)
         if self.worker_remote:

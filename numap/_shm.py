@@ -70,6 +70,14 @@ STREAM_FROM_VARIABLE = "NUMAP_STREAM_FROM"
 _STREAM_SHARE = 8  # streaming stores from an eighth of the last-level cache
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def last_level_cache(root: str = CPU_CACHE) -> int | None:
     """Bytes of the last-level cache that every CPU this process may run on shares
     (the largest data cache of the first of them, as the kernel reports it under
@@ -258,9 +266,9 @@ class Pool:
         # faster on small arrays (about 50 ns an operation: the shm benchmark measures it).
         self.large_seen = False
         # The NuMap's own process copies every large item on one thread, while the
-        # workers run in parallel: there a streaming copy in two halves on two
-        # threads pays (see _copy).
-        self.split_copies = split_copies and (os.cpu_count() or 1) > 1
+        # workers run in parallel: where a CPU is left for it, a streaming copy in two
+        # halves on two threads pays (see _copy; the caller knows the workers).
+        self.split_copies = split_copies
         self._numbers = itertools.count()
         self._free: list[_Segment] = []
         self._used: dict[str, _Segment] = {}
@@ -488,9 +496,11 @@ def _copy(target: Any, source: Any, split: bool) -> None:
     bytes or more skips the cache where numap's compiled copy is built (it writes
     memory without reading it first): see :func:`stream_from`. Such a copy is bound
     by what one core moves to memory: with ``split``, it goes in two halves, one on
-    a helper thread, both without the GIL. A copy into the cache is not split: the
-    handing over costs more than it saves, and half of the item would be left in
-    the other core's own cache."""
+    a helper thread, both without the GIL. Only where a CPU is left for the helper
+    (see :func:`spare_cpu`): on CPUs the workers keep busy, the copy waits for the
+    helper to get one. A copy into the cache is not split: the handing over costs
+    more than it saves, and half of the item would be left in the other core's own
+    cache."""
     global _HELPER
 
     size = source.nbytes
@@ -509,6 +519,13 @@ def _copy(target: Any, source: Any, split: bool) -> None:
     other = helper.submit(copy, target[half:], source[half:])
     copy(target[:half], source[:half])
     other.result()
+
+
+def spare_cpu(workers: int) -> bool:
+    """Whether this process may run on a CPU beyond one for each of ``workers`` worker
+    processes and one for its own thread that feeds them: a thread that helps with
+    copies gets one of its own only then."""
+    return usable_cpus() > workers + 1
 
 
 def _copy_array(target: Any, source: Any) -> None:

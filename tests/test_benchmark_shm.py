@@ -92,6 +92,17 @@ def test_the_header_says_which_copies_stream(monkeypatch):
         assert shm.streaming_line().endswith(f"({why}).")
 
 
+def test_the_split_line_says_whether_a_cpu_is_left_for_a_second_copying_thread(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert shm.split_line() == ("The NuMap's process makes a streaming copy of 4 MiB or more "
+                                "on one thread (2 CPUs for 2 workers and its feeding thread).")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert shm.split_line().startswith("The NuMap's process makes a streaming copy of 4 MiB or "
+                                       "more in two halves on two threads (8 CPUs")
+
+
 
 def test_handler_cost_runs_with_each_handler_and_leaves_no_segment():
     import os

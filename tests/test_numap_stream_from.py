@@ -165,3 +165,23 @@ def test_the_choice_says_what_the_threshold_came_from(tmp_path):
     assert _shm.stream_choice({"NUMAP_STREAM_FROM": "0"}, str(tmp_path)) == (MIB, 0, None, True)
     assert _shm.stream_choice({}, str(tmp_path)) == (MIB, None, None, False)  # no cache here
     assert _shm.stream_from({"NUMAP_STREAM_FROM": "0"}, str(tmp_path)) == MIB
+
+
+def test_copies_are_split_only_where_a_cpu_is_left_for_the_helper(monkeypatch):
+    from numap.backends.process import ProcessBackend
+
+    # The fixture lets this process run on 2 CPUs: 1 worker and the feeding thread
+    # take both, so the copies stay whole (a helper thread would wait for a CPU).
+    def splits(workers: int) -> bool:
+        backend = ProcessBackend(workers, "t", shared_memory=MIB)
+        try:
+            return backend.segments.split_copies
+        finally:
+            backend.stop()  # never started: closes its pipe
+
+    assert _shm.usable_cpus() == 2
+    assert not _shm.spare_cpu(1) and not _shm.spare_cpu(2)
+    assert not splits(1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert _shm.spare_cpu(2) and not _shm.spare_cpu(3)
+    assert splits(2) and not splits(3)

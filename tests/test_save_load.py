@@ -186,7 +186,7 @@ def test_an_automatic_worker_count_is_saved_automatic(tmp_path, monkeypatch):
     # Saved on a 2-CPU machine, loaded on an 8-CPU one: 8 workers, not 2.
     import numap._map as numap_map
 
-    monkeypatch.setattr(numap_map, "_cpu_count", lambda: 2)
+    monkeypatch.setattr(numap_map, "usable_cpus", lambda: 2)
     automatic, resized = NuMap(name="auto"), NuMap(name="resized")
     resized.resize(3)
     assert automatic.worker_num == 2 and automatic.settings["worker_num"] is None
@@ -198,7 +198,7 @@ def test_an_automatic_worker_count_is_saved_automatic(tmp_path, monkeypatch):
     plumber.save(path)
     lines = [line for line in path.read_text().splitlines() if "= NuMap(" in line]
     assert [("worker_num" in line) for line in lines] == [False, True]
-    monkeypatch.setattr(numap_map, "_cpu_count", lambda: 8)
+    monkeypatch.setattr(numap_map, "usable_cpus", lambda: 8)
     again = Plumber()
     again.load(path)
     loaded = {p.name: p.imap for p in again.postorder()}

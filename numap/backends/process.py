@@ -141,7 +141,8 @@ class ProcessBackend(Backend):
         self.worker_policy = worker_policy
         self.shared_arrays = shared_arrays
         # Large arrays through shared memory (see numap._shm), when the system has it.
-        self.segments = Pool(new_prefix(), shared_memory, split_copies=True) \
+        self.segments = Pool(new_prefix(), shared_memory,
+                             split_copies=_shm.spare_cpu(workers)) \
             if shared_memory is not None and shm_available() else None
         self._context = multiprocess.get_context("fork" if sys.platform != "win32" else None)
         self._lanes: list[Lane] = []
