@@ -171,7 +171,9 @@ def test_a_stopped_saver_holds_up_no_other_saver_and_no_producer(tmp_path):
 
 
 def test_a_saver_that_makes_no_progress_is_replaced_and_its_packages_saved(tmp_path):
-    logger = DataLogger(tmp_path, process_count=2, thread_count=2, saver_timeout=0.5)
+    # (2 s: a saver that works never goes that long without an acknowledgement, even on
+    # a loaded machine, so only the stopped one is replaced)
+    logger = DataLogger(tmp_path, process_count=2, thread_count=2, saver_timeout=2.0)
     logger.start()
     stopped, _ = logger.saver_pids
     os.kill(stopped, signal.SIGSTOP)
