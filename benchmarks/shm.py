@@ -433,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# Benchmark suite `shm`\n\n{machine_line(info)}  ")
     print(f"Load average (1/5/15 min) before the run: "
           f"{'/'.join(f'{x:.2f}' for x in info['loadavg'])}  ")
-    print(f"Run: {'quick' if args.quick else 'full'}; 2 worker processes; best of {repeat}.  ")
+    print(f"Run: {'quick' if args.quick else 'full'}; {WORKERS} worker processes; "
+          f"best of {repeat}.  ")
     print(f"{streaming_line()}  ")
     print(f"{split_line()}\n")
     began = time.monotonic()

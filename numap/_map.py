@@ -51,7 +51,6 @@ def _stop_all() -> None:
         scheduler.stop(forced=True)
 
 
-
 def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}: {value!r}")
