@@ -30,6 +30,7 @@ from papyflow.datalogger import (
     LogWriteError,
     Phase,
     SaverLostError,
+    _dispatcher,
     _saver,
 )
 
@@ -191,6 +192,115 @@ def test_a_saver_that_makes_no_progress_is_replaced_and_its_packages_saved(tmp_p
     assert _stamps(logger.output_directory, 1) == set(range(200))
     _check_files(logger.output_directory)
     assert not list(logger.output_directory.glob(".*"))
+
+
+def test_a_stopped_saver_holds_no_more_than_its_share_of_the_bound(tmp_path):
+    # Its batches, at most 2 * thread_count + 1 of them, once held up to the whole bound
+    # in bytes (large packages): the logger then stopped reading every producer.
+    logger = DataLogger(tmp_path, process_count=2, thread_count=2, queue_bytes=2 << 20,
+                        saver_timeout=None)
+    logger.start()
+    stopped, _ = logger.saver_pids
+    os.kill(stopped, signal.SIGSTOP)
+    producers = [_start(logger, source, 200, 1 << 20) for source in (1, 2)]
+    try:
+        for process, _ in producers:
+            process.join(30)
+        assert [p.exitcode for p, _ in producers] == [0, 0], \
+            "a producer was held up by the stopped saver"
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+        for process, _ in producers:
+            if process.is_alive():
+                process.kill()
+                process.join()
+        logger.shutdown()
+    out = logger.output_directory
+    assert _stamps(out, 1) == _stamps(out, 2) == set(range(200))
+    assert logger.statistics().savers_lost == 0
+
+
+def test_a_working_saver_is_not_taken_as_hung_when_the_logger_was_held_up(tmp_path,
+                                                                          monkeypatch):
+    # The logger's own thread held up past saver_timeout (a C call that keeps the GIL
+    # elsewhere in its process, the whole process paused) while the saver acknowledged its
+    # batches: those acknowledgements are read before the saver is judged, and it is not
+    # killed. Held up here at the worst moment: right after it handed out work.
+    real_assign = _dispatcher.Dispatcher._assign
+    held = []
+
+    def assign(self):
+        real_assign(self)
+        if not held and any(saver.inflight for saver in self._savers):
+            held.append(True)
+            time.sleep(0.6)  # meanwhile the saver writes the batch and acknowledges it
+
+    monkeypatch.setattr(_dispatcher.Dispatcher, "_assign", assign)
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1, max_restarts=0,
+                        saver_timeout=0.3)
+    logger.start()
+    for stamp in range(20):
+        logger.input_queue.put(LogPackage(1, stamp, np.zeros(1000, np.uint8)))
+    logger.shutdown()  # raised LogWriteError (SaverLostError) when the saver was killed
+    assert held
+    stats = logger.statistics()
+    assert stats.savers_lost == 0 and stats.saved == 20
+
+
+@pytest.mark.parametrize("restarts", [1, 0])
+def test_producers_go_on_after_a_hung_saver_is_stopped_at_the_bound(tmp_path, restarts):
+    # The only saver stopped, the logger full (it stops reading producers): once the saver
+    # is taken as hung, its batches go to the replacement (or fail, with no restart left)
+    # and the producers are read again. Before, the logger's thread went on waiting with
+    # nothing to wake it, and every put blocked until shutdown().
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1, queue_bytes=4 << 20,
+                        max_restarts=restarts, saver_timeout=0.5)
+    logger.start()
+    [stopped] = logger.saver_pids
+    os.kill(stopped, signal.SIGSTOP)
+    producer, accepted = _start(logger, 1, 40, 1 << 20)
+    try:
+        producer.join(30)
+        if restarts:
+            assert producer.exitcode == 0, "the producer stayed blocked"
+        else:  # no saver left: the next put says so instead of blocking
+            assert producer.exitcode == 1 and 0 < accepted.value < 40
+    finally:
+        if producer.is_alive():
+            producer.kill()
+            producer.join()
+        if os.path.exists(f"/proc/{stopped}"):
+            os.kill(stopped, signal.SIGKILL)
+    if restarts:
+        logger.shutdown()
+        assert _stamps(logger.output_directory, 1) == set(range(40))
+    else:
+        with pytest.raises(LogWriteError) as info:
+            logger.shutdown()
+        assert len(info.value.failures) == accepted.value
+
+
+def test_a_duplicate_its_stopped_saver_never_received_whole_is_still_reported(tmp_path):
+    # A batch a saver that was taken as hung (or died) never received whole cannot have a
+    # file in place: written again, a file there with the same bytes is a duplicate, not
+    # that saver's work. Before, every batch it held counted as possibly written.
+    logger = DataLogger(tmp_path, process_count=1, max_restarts=1, saver_timeout=0.5)
+    logger.start()
+    data = np.full(5 << 20, 7, np.uint8)  # more than the link's socket holds
+    logger.input_queue.put(LogPackage(1, 0, data))
+    _wait_until(lambda: logger.statistics().saved == 1)
+    [stopped] = logger.saver_pids
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        logger.input_queue.put(LogPackage(1, 0, data))  # the same source, stamp and bytes
+        with pytest.raises(LogWriteError) as info:
+            logger.shutdown()
+    finally:
+        if os.path.exists(f"/proc/{stopped}"):
+            os.kill(stopped, signal.SIGKILL)
+    [failure] = info.value.failures
+    assert isinstance(failure.error, DuplicatePackageError)
+    assert logger.statistics().savers_lost == 1
 
 
 def test_the_last_hung_saver_reports_its_packages_naming_the_timeout(tmp_path):

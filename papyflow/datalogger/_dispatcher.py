@@ -119,6 +119,7 @@ class _Batch:
     data: bytes | bytearray
     count: int
     redo: bool = False   # a saver that died had it: some of its files may be there
+    sent_by: int = 0     # its saver has it whole once its link has sent this many bytes
 
 
 @dataclass(slots=True, eq=False)
@@ -141,6 +142,7 @@ class _Saver:
     process: Any
     link: DispatcherLink
     inflight: dict[int, _Batch] = field(default_factory=dict)
+    inflight_bytes: int = 0
     progress: float = 0.0    # when it last took bytes or acknowledged (or got work, idle)
     writing: bool = False    # the selector watches its link for room too
     hung: bool = False       # stopped by the logger: no progress for saver_timeout
@@ -161,6 +163,9 @@ class Dispatcher:
         self._restarts_left = max_restarts
         self._context = context
         self._max_inflight = 2 * thread_count + 1
+        # A saver's share of the bytes held, so that one that reads nothing (stopped)
+        # never holds so much that the logger stops reading producers: the others go on.
+        self._max_inflight_bytes = max(1, queue_bytes // (process_count + 1))
         self._saver_timeout = saver_timeout
 
         self._selector = selectors.DefaultSelector()
@@ -266,9 +271,12 @@ class Dispatcher:
                     return
                 timeout = 0.05
             self._assign()
-            hung_check = self._stop_hung_savers()
-            if hung_check is not None:
-                timeout = hung_check if timeout is None else min(timeout, hung_check)
+            stopped, due = self._stop_hung_savers()
+            if stopped:
+                # Its batches are pending again (or failed): read and assign anew.
+                continue
+            if due is not None:
+                timeout = due if timeout is None else min(timeout, due)
             if self._accept_paused_until is not None:
                 left = self._accept_paused_until - time.monotonic()
                 if left <= 0:
@@ -466,15 +474,20 @@ class Dispatcher:
             self._fail_everything(SaverLostError(
                 "every saver process died and the logger restarts no more savers"))
         while self._pending:
-            savers = [s for s in self._savers if len(s.inflight) < self._max_inflight]
+            size = len(self._pending[0].data)
+            savers = [s for s in self._savers if not s.inflight or (
+                len(s.inflight) < self._max_inflight
+                and s.inflight_bytes + size <= self._max_inflight_bytes)]
             if not savers:
                 return
-            saver = min(savers, key=lambda s: len(s.inflight))
+            saver = min(savers, key=lambda s: (len(s.inflight), s.inflight_bytes))
             batch = self._pending.popleft()
             if not saver.inflight:
                 saver.progress = time.monotonic()  # its clock starts with work in hand
             saver.inflight[batch.id] = batch
-            saver.link.post(Kind.REDO if batch.redo else Kind.WORK, batch.id, batch.data)
+            saver.inflight_bytes += size
+            batch.sent_by = saver.link.post(Kind.REDO if batch.redo else Kind.WORK, batch.id,
+                                            batch.data)
             self._send(saver)
 
     def _send(self, saver: _Saver) -> None:
@@ -492,14 +505,15 @@ class Dispatcher:
             self._selector.modify(saver.link.fileno(), events, (self._link_ready, saver))
             saver.writing = writing
 
-    def _stop_hung_savers(self) -> float | None:
+    def _stop_hung_savers(self) -> tuple[bool, float | None]:
         """Stop each saver that holds work and made no progress for ``saver_timeout``
-        (its batches go to the others, as a dead saver's do); how long until the next
-        saver could be due, ``None`` when none holds work."""
+        (its batches go to the others, as a dead saver's do). Whether one was stopped,
+        and how long until the next saver could be due (``None``: none holds work)."""
         if self._saver_timeout is None:
-            return None
+            return False, None
         now = time.monotonic()
         due: float | None = None
+        stopped = False
         for saver in list(self._savers):
             if not saver.inflight:
                 continue
@@ -507,10 +521,17 @@ class Dispatcher:
             if left > 0:
                 due = left if due is None else min(due, left)
                 continue
+            # Read what it sent first: the logger's own thread may have been held up
+            # (a call that kept the GIL, the whole process paused) while it worked.
+            self._link_ready(saver)
+            if saver not in self._savers or \
+                    saver.progress + self._saver_timeout > time.monotonic():
+                continue
             saver.hung = True
             saver.process.kill()
             self._lost(saver)
-        return due
+            stopped = True
+        return stopped, due
 
     def _spawn(self) -> None:
         parent_end, child_end = socket.socketpair()
@@ -554,6 +575,7 @@ class Dispatcher:
             ack: Ack = pickle.loads(body)
             batch = saver.inflight.pop(ack.batch, None)
             if batch is not None:
+                saver.inflight_bytes -= len(batch.data)
                 self._settle(batch, ack)
 
     def _settle(self, batch: _Batch, ack: Ack) -> None:
@@ -597,9 +619,12 @@ class Dispatcher:
             saver.process.join()
         saver.link.close()
         for batch in saver.inflight.values():
-            batch.redo = True
+            # Only a batch it received whole may have files in place already (a saver
+            # reads a batch to its end before writing any of it).
+            batch.redo = batch.redo or saver.link.sent >= batch.sent_by
         self._pending.extendleft(sorted(saver.inflight.values(), key=lambda b: -b.id))
         saver.inflight.clear()
+        saver.inflight_bytes = 0
         try:
             if self._restarts_left > 0:
                 self._restarts_left -= 1
@@ -619,6 +644,7 @@ class Dispatcher:
         for saver in self._savers:
             batches.extend(saver.inflight.values())
             saver.inflight.clear()
+            saver.inflight_bytes = 0
         self._pending.clear()
         for batch in batches:
             view = memoryview(batch.data)

@@ -159,13 +159,14 @@ class DispatcherLink:
     message cut between two reads kept until its end arrives.
     """
 
-    __slots__ = ("_in", "_out", "_waiting", "sock")
+    __slots__ = ("_in", "_out", "_waiting", "sent", "sock")
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self.sock = sock
         self._out: collections.deque[memoryview] = collections.deque()
         self._waiting = 0   # bytes posted and not yet sent
+        self.sent = 0       # bytes sent since the link was made
         self._in = bytearray()
 
     def fileno(self) -> int:
@@ -179,14 +180,16 @@ class DispatcherLink:
         """Bytes posted that the saver has not taken yet."""
         return self._waiting
 
-    def post(self, kind: Kind, batch: int, body: bytes | bytearray = b"") -> None:
-        """Queue a message; :meth:`flush` sends it."""
+    def post(self, kind: Kind, batch: int, body: bytes | bytearray = b"") -> int:
+        """Queue a message; :meth:`flush` sends it. Returns what :attr:`sent` will be
+        once the whole message is sent."""
         header = memoryview(_MESSAGE.pack(kind, batch, len(body)))
         self._out.append(header)
         self._waiting += len(header)
         if body:
             self._out.append(memoryview(body))
             self._waiting += len(body)
+        return self.sent + self._waiting
 
     def flush(self) -> int:
         """Send what the socket has room for now; the bytes sent. ``OSError`` when the
@@ -200,6 +203,7 @@ class DispatcherLink:
                 break
             sent_now += sent
             self._waiting -= sent
+            self.sent += sent
             while out and sent >= len(out[0]):
                 sent -= len(out.popleft())
             if sent:
