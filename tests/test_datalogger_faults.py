@@ -4,6 +4,7 @@ silence; a put racing shutdown is saved or refused."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pickle
@@ -14,6 +15,7 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import multiprocess
@@ -71,6 +73,31 @@ def _start(logger: DataLogger, source: int, count: int, size: int):
                            args=(logger.input_queue, source, count, size, accepted))
     process.start()
     return process, accepted
+
+
+@contextlib.contextmanager
+def _stopped(pid: int) -> Iterator[None]:
+    """The saver ``pid`` stopped (SIGSTOP: it reads nothing) for the block; continued at
+    its end unless the logger killed it meanwhile."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        if os.path.exists(f"/proc/{pid}"):
+            os.kill(pid, signal.SIGCONT)
+
+
+def _exit_codes(producers, timeout: float = 30.0) -> list[int | None]:
+    """Each producer's exit code, waiting up to ``timeout`` for it (``None``: still
+    running then, and killed)."""
+    codes = []
+    for process, _ in producers:
+        process.join(timeout)
+        codes.append(process.exitcode)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    return codes
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -149,20 +176,11 @@ def test_a_stopped_saver_holds_up_no_other_saver_and_no_producer(tmp_path):
     logger = DataLogger(tmp_path, process_count=2, thread_count=2, saver_timeout=None)
     logger.start()
     stopped, running = logger.saver_pids
-    os.kill(stopped, signal.SIGSTOP)
-    producers = [_start(logger, source, 300, 100_000) for source in (1, 2)]
-    try:
-        for process, _ in producers:
-            process.join(30)
-            assert process.exitcode == 0, "a producer was held up by the stopped saver"
+    with _stopped(stopped):
+        producers = [_start(logger, source, 300, 100_000) for source in (1, 2)]
+        assert _exit_codes(producers) == [0, 0], "a producer was held up by the stopped saver"
         _wait_until(lambda: logger.statistics().saved >= 300)
         assert logger.saver_pids == (stopped, running)  # not replaced: no timeout
-    finally:
-        os.kill(stopped, signal.SIGCONT)
-        for process, _ in producers:
-            if process.is_alive():
-                process.kill()
-                process.join()
     logger.shutdown()
     stats = logger.statistics()
     assert stats.saved == 600 and stats.savers_lost == 0
@@ -177,14 +195,10 @@ def test_a_saver_that_makes_no_progress_is_replaced_and_its_packages_saved(tmp_p
     logger = DataLogger(tmp_path, process_count=2, thread_count=2, saver_timeout=2.0)
     logger.start()
     stopped, _ = logger.saver_pids
-    os.kill(stopped, signal.SIGSTOP)
-    try:
+    with _stopped(stopped):
         for stamp in range(200):
             logger.input_queue.put(LogPackage(1, stamp, np.full(100_000, stamp % 251, np.uint8)))
         logger.shutdown()  # not held for ever by the stopped saver
-    finally:
-        if os.path.exists(f"/proc/{stopped}"):
-            os.kill(stopped, signal.SIGKILL)
     assert not os.path.exists(f"/proc/{stopped}")  # killed and reaped
     stats = logger.statistics()
     assert stats.saved == 200 and stats.failed == 0 and stats.savers_lost == 1
@@ -201,19 +215,12 @@ def test_a_stopped_saver_holds_no_more_than_its_share_of_the_bound(tmp_path):
                         saver_timeout=None)
     logger.start()
     stopped, _ = logger.saver_pids
-    os.kill(stopped, signal.SIGSTOP)
-    producers = [_start(logger, source, 200, 1 << 20) for source in (1, 2)]
     try:
-        for process, _ in producers:
-            process.join(30)
-        assert [p.exitcode for p, _ in producers] == [0, 0], \
-            "a producer was held up by the stopped saver"
+        with _stopped(stopped):
+            producers = [_start(logger, source, 200, 1 << 20) for source in (1, 2)]
+            assert _exit_codes(producers) == [0, 0], \
+                "a producer was held up by the stopped saver"
     finally:
-        os.kill(stopped, signal.SIGCONT)
-        for process, _ in producers:
-            if process.is_alive():
-                process.kill()
-                process.join()
         logger.shutdown()
     out = logger.output_directory
     assert _stamps(out, 1) == _stamps(out, 2) == set(range(200))
@@ -257,20 +264,13 @@ def test_producers_go_on_after_a_hung_saver_is_stopped_at_the_bound(tmp_path, re
                         max_restarts=restarts, saver_timeout=0.5)
     logger.start()
     [stopped] = logger.saver_pids
-    os.kill(stopped, signal.SIGSTOP)
-    producer, accepted = _start(logger, 1, 40, 1 << 20)
-    try:
-        producer.join(30)
-        if restarts:
-            assert producer.exitcode == 0, "the producer stayed blocked"
-        else:  # no saver left: the next put says so instead of blocking
-            assert producer.exitcode == 1 and 0 < accepted.value < 40
-    finally:
-        if producer.is_alive():
-            producer.kill()
-            producer.join()
-        if os.path.exists(f"/proc/{stopped}"):
-            os.kill(stopped, signal.SIGKILL)
+    with _stopped(stopped):
+        producer, accepted = _start(logger, 1, 40, 1 << 20)
+        [code] = _exit_codes([(producer, accepted)])
+    if restarts:
+        assert code == 0, "the producer stayed blocked"
+    else:  # no saver left: the next put says so instead of blocking
+        assert code == 1 and 0 < accepted.value < 40
     if restarts:
         logger.shutdown()
         assert _stamps(logger.output_directory, 1) == set(range(40))
@@ -290,14 +290,10 @@ def test_a_duplicate_its_stopped_saver_never_received_whole_is_still_reported(tm
     logger.input_queue.put(LogPackage(1, 0, data))
     _wait_until(lambda: logger.statistics().saved == 1)
     [stopped] = logger.saver_pids
-    os.kill(stopped, signal.SIGSTOP)
-    try:
+    with _stopped(stopped):
         logger.input_queue.put(LogPackage(1, 0, data))  # the same source, stamp and bytes
         with pytest.raises(LogWriteError) as info:
             logger.shutdown()
-    finally:
-        if os.path.exists(f"/proc/{stopped}"):
-            os.kill(stopped, signal.SIGKILL)
     [failure] = info.value.failures
     assert isinstance(failure.error, DuplicatePackageError)
     assert logger.statistics().savers_lost == 1
@@ -307,15 +303,11 @@ def test_the_last_hung_saver_reports_its_packages_naming_the_timeout(tmp_path):
     logger = DataLogger(tmp_path, process_count=1, max_restarts=0, saver_timeout=0.5)
     logger.start()
     [saver] = logger.saver_pids
-    os.kill(saver, signal.SIGSTOP)
-    try:
+    with _stopped(saver):
         for stamp in range(5):
             logger.input_queue.put(LogPackage(3, stamp, np.zeros(4, np.uint8)))
         with pytest.raises(LogWriteError) as info:
             logger.shutdown()
-    finally:
-        if os.path.exists(f"/proc/{saver}"):
-            os.kill(saver, signal.SIGKILL)
     assert [f.package.time_stamp for f in info.value.failures] == list(range(5))
     error = info.value.failures[0].error
     assert isinstance(error, SaverLostError)

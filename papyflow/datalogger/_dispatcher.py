@@ -142,10 +142,11 @@ class _Saver:
     process: Any
     link: DispatcherLink
     inflight: dict[int, _Batch] = field(default_factory=dict)
-    inflight_bytes: int = 0
     progress: float = 0.0    # when it last took bytes or acknowledged (or got work, idle)
-    writing: bool = False    # the selector watches its link for room too
     hung: bool = False       # stopped by the logger: no progress for saver_timeout
+
+    def held_bytes(self) -> int:
+        return sum(len(batch.data) for batch in self.inflight.values())
 
 
 class Dispatcher:
@@ -477,15 +478,14 @@ class Dispatcher:
             size = len(self._pending[0].data)
             savers = [s for s in self._savers if not s.inflight or (
                 len(s.inflight) < self._max_inflight
-                and s.inflight_bytes + size <= self._max_inflight_bytes)]
+                and s.held_bytes() + size <= self._max_inflight_bytes)]
             if not savers:
                 return
-            saver = min(savers, key=lambda s: (len(s.inflight), s.inflight_bytes))
+            saver = min(savers, key=lambda s: (len(s.inflight), s.held_bytes()))
             batch = self._pending.popleft()
             if not saver.inflight:
                 saver.progress = time.monotonic()  # its clock starts with work in hand
             saver.inflight[batch.id] = batch
-            saver.inflight_bytes += size
             batch.sent_by = saver.link.post(Kind.REDO if batch.redo else Kind.WORK, batch.id,
                                             batch.data)
             self._send(saver)
@@ -499,11 +499,10 @@ class Dispatcher:
         except OSError:
             self._lost(saver)
             return
-        writing = saver.link.waiting > 0
-        if writing != saver.writing:
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
-            self._selector.modify(saver.link.fileno(), events, (self._link_ready, saver))
-            saver.writing = writing
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if saver.link.waiting else 0)
+        key = self._selector.get_key(saver.link.fileno())
+        if key.events != events:
+            self._selector.modify(key.fileobj, events, key.data)
 
     def _stop_hung_savers(self) -> tuple[bool, float | None]:
         """Stop each saver that holds work and made no progress for ``saver_timeout``
@@ -575,7 +574,6 @@ class Dispatcher:
             ack: Ack = pickle.loads(body)
             batch = saver.inflight.pop(ack.batch, None)
             if batch is not None:
-                saver.inflight_bytes -= len(batch.data)
                 self._settle(batch, ack)
 
     def _settle(self, batch: _Batch, ack: Ack) -> None:
@@ -624,7 +622,6 @@ class Dispatcher:
             batch.redo = batch.redo or saver.link.sent >= batch.sent_by
         self._pending.extendleft(sorted(saver.inflight.values(), key=lambda b: -b.id))
         saver.inflight.clear()
-        saver.inflight_bytes = 0
         try:
             if self._restarts_left > 0:
                 self._restarts_left -= 1
@@ -644,7 +641,6 @@ class Dispatcher:
         for saver in self._savers:
             batches.extend(saver.inflight.values())
             saver.inflight.clear()
-            saver.inflight_bytes = 0
         self._pending.clear()
         for batch in batches:
             view = memoryview(batch.data)
