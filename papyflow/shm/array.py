@@ -57,9 +57,18 @@ def _new_locks_after_fork() -> None:
 os.register_at_fork(after_in_child=_new_locks_after_fork)
 
 
+# The longest name a file of /dev/shm may have, in bytes.
+_NAME_MAX = 255
+
+
 def _segment(name: str) -> str:
     if not isinstance(name, str) or not name or "/" in name or "\0" in name:
         raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
+    if name in (".", ".."):
+        raise ValueError(f"name must be a buffer's name, got {name!r}, which names a directory")
+    if len(name.encode(errors="surrogateescape")) > _NAME_MAX:
+        raise ValueError(f"name must be at most {_NAME_MAX} bytes long, got "
+                         f"{len(name.encode(errors='surrogateescape'))}: {name[:40]!r}...")
     return "/" + name
 
 
@@ -197,6 +206,12 @@ class SharedMemoryArray:
                 os.close(self._fd)
             self._fd = -1
 
+    def __del__(self) -> None:
+        # A copy that was unpickled (every item that carries the array to a NuMap
+        # worker) holds a descriptor and a mapping: dropped, it must give them back.
+        with contextlib.suppress(Exception):
+            self._close()
+
     def destroy(self) -> None:
         """Remove the buffer's name (the creator does it once, at the end); disconnects here."""
         self.disconnect()
@@ -289,27 +304,30 @@ class SharedMemoryArray:
         return value
 
     def write_data(self, index: int | tuple[int, ...], data: Any, with_lock: bool = True) -> None:
-        """Write ``data`` (a scalar, or a sequence for a slice) at ``index``.
+        """Write ``data`` at ``index``: a scalar at an int index (or to fill a
+        whole slice), or a sequence of exactly the slice's length.
 
         The data is converted to the array's datatype: integers and booleans
         into any numeric type, floats into floats, only booleans into a boolean
         array; a float into an integer array, or a value that does not fit (out
         of an integer type's range, or beyond a float type's largest finite
-        value), is refused. An empty slice takes empty data.
+        value), is refused. An empty slice takes empty data. A sequence is
+        never repeated to fill a longer slice.
 
         Raises:
             TypeError: data of a kind the datatype does not take.
-            ValueError: data of another length than the slice, or that does not fit.
+            ValueError: data of another length (or shape) than the slice, or
+                that does not fit.
             IndexError, RuntimeError: as :meth:`read_data`.
         """
         where = self._where(index)
         if self.datatype.names is not None:
             values = self._records(data)
         else:
-            _check_python_ints(data, self.datatype, self.name)
-            values = np.asarray(data)
+            values = _given(data, self.datatype, self.name)
             if values.size:  # empty data (for an empty slice) has nothing to convert
                 values = _converted(values, data, self.datatype, self.name)
+        self._check_shape(index, where, values)
         with self._locked(with_lock, exclusive=True) as array:
             try:
                 array[where] = values
@@ -319,6 +337,20 @@ class SharedMemoryArray:
             except ValueError as error:
                 raise ValueError(f"cannot write {data!r} at {index!r} of shared memory array "
                                  f"{self.name!r}: {error}") from None
+
+    def _check_shape(self, index: Any, where: int | slice, values: np.ndarray) -> None:
+        """A scalar goes anywhere; other data must have the shape of what ``where``
+        selects (numpy would repeat a single row over a longer slice)."""
+        if isinstance(where, slice):
+            wanted = (len(range(*where.indices(self.shape[0]))), *self.shape[1:])
+        else:
+            wanted = self.shape[1:]
+        if values.ndim == 0 or values.shape == wanted or (values.size == 0 and
+                                                          0 in wanted):
+            return
+        what = "the slice" if isinstance(where, slice) else "the element"
+        raise ValueError(f"cannot write data of shape {values.shape} at {index!r} of shared "
+                         f"memory array {self.name!r}: {what} has the shape {wanted}")
 
     def _records(self, data: Any) -> np.ndarray:
         """``data`` for an array of records: records of a datatype that casts safely to
@@ -345,8 +377,8 @@ class SharedMemoryArray:
             field = dtype.fields[name][0].base
             if field.names is None and rows:
                 column = [row[position] for row in rows]
-                _check_python_ints(column, field, f"{self.name}[{name!r}]")
-                _converted(np.asarray(column), column, field, f"{self.name}[{name!r}]")
+                label = f"{self.name}[{name!r}]"
+                _converted(_given(column, field, label), column, field, label)
         return np.array(data, dtype=dtype)
 
 
@@ -381,13 +413,47 @@ def _converted(values: np.ndarray, data: Any, datatype: np.dtype, name: str) -> 
     return values
 
 
-def _check_python_ints(data: Any, datatype: np.dtype, name: str) -> None:
-    """A Python int (or a list or tuple of them) beyond an integer ``datatype``'s range is
-    a ``ValueError`` (numpy would make it an object or a float array first)."""
+def _leaves(data: Any) -> list[Any]:
+    """The values of ``data``, through nested lists and tuples."""
+    if isinstance(data, (list, tuple)):
+        return [leaf for item in data for leaf in _leaves(item)]
+    return [data]
+
+
+_INT64 = np.iinfo(np.int64)
+
+
+def _given(data: Any, datatype: np.dtype, name: str) -> np.ndarray:
+    """``data`` (not records) as an array. Python ints beyond int64 are made into
+    ``datatype`` itself, where they fit: numpy would make them floats (rounded) or
+    objects first, and refuse or spoil values that fit."""
+    leaves = _leaves(data)
+    _check_python_ints(data, leaves, datatype, name)
+    big = any(isinstance(x, int) and not _INT64.min <= x <= _INT64.max for x in leaves)
+    if not big:
+        return np.asarray(data)
+    if datatype.kind in "iu":
+        if all(isinstance(x, (int, np.integer)) for x in leaves):
+            return np.asarray(data, dtype=datatype)  # each in range: checked above
+    elif datatype.kind in "fc" and all(
+            isinstance(x, (int, float, complex, np.number)) and not isinstance(x, bool)
+            for x in leaves):
+        wide = np.float64 if datatype.kind == "f" else np.complex128
+        try:
+            return np.asarray(data, dtype=wide)
+        except OverflowError:
+            largest = np.finfo(datatype).max
+            raise ValueError(f"{data!r} does not fit shared memory array {name!r} of "
+                             f"{datatype} (finite values up to {largest:g} in size)") from None
+    return np.asarray(data)
+
+
+def _check_python_ints(data: Any, leaves: list[Any], datatype: np.dtype, name: str) -> None:
+    """A Python int of ``data`` (its ``leaves``) beyond an integer ``datatype``'s range
+    is a ``ValueError`` (numpy would make it an object or a float array first)."""
     if datatype.kind not in "iu":
         return
-    items = data if isinstance(data, (list, tuple)) else [data]
-    numbers = [x for x in items if isinstance(x, int) and not isinstance(x, bool)]
+    numbers = [x for x in leaves if isinstance(x, int) and not isinstance(x, bool)]
     if not numbers:
         return
     limits = np.iinfo(datatype)
