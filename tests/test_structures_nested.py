@@ -345,3 +345,17 @@ def test_public_surface():
         assert name in structures.__all__ and hasattr(structures, name)
     assert all(hasattr(structures, name) for name in structures.__all__)
     assert issubclass(NestedPathError, KeyError) and issubclass(NestedOverwriteError, ValueError)
+
+
+def test_a_key_that_would_become_nan_is_refused():
+    for nan in ("nan", "NaN", " -nan ", float("nan")):
+        nested = NestedDictionary({nan: {"7": 1}, "1": {"7": 3}})
+        with pytest.raises(ValueError, match=r"cannot be converted to float \(it would be NaN"):
+            nested.convert_all_keys_to_datatype("float")
+        assert "1" in nested.data  # nothing changed
+    nested = NestedDictionary({"1": {"7": 3}})
+    nested.convert_all_keys_to_datatype("float")
+    nested.set_path_delimiter("/")
+    with pytest.raises(Exception, match="nan"):  # a path part never becomes NaN either
+        nested.read_nested_value("nan/7")
+    assert nested.read_nested_value("1/7") == 3

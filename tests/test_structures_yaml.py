@@ -369,3 +369,45 @@ def test_strings_with_next_line_characters_round_trip(tmp_path):
     config.to_yaml(tmp_path / "c.yaml")
     assert MyConfig.from_yaml(tmp_path / "c.yaml") == config
     assert "é" in (tmp_path / "c.yaml").read_text(encoding="utf-8")  # unicode stays readable
+
+
+class Color(enum.Enum):
+    RED = (255, 0, 0)
+    GREEN = (0, 255, 0)
+
+
+class Choice(enum.Enum):
+    NOTHING = None
+    SOMETHING = "x"
+
+
+@dataclass
+class EnumValues(YamlConfig):
+    color: Color = Color.RED
+    choice: Choice = Choice.SOMETHING
+    maybe: Choice | None = Choice.SOMETHING
+    colors: dict[Color, int] = field(default_factory=dict)
+
+
+def test_enum_members_of_any_written_value_come_back(tmp_path):
+    path = tmp_path / "c.yaml"
+    config = EnumValues(color=Color.GREEN, choice=Choice.NOTHING, maybe=None)
+    config.to_yaml(path)
+    assert "- 255" in path.read_text()  # a tuple value is written as a list
+    loaded = EnumValues.from_yaml(path)
+    assert loaded == config
+    assert loaded.color is Color.GREEN and loaded.choice is Choice.NOTHING
+    assert loaded.maybe is None  # null in an Optional field is None
+    path.write_text("color: [1, 2, 3]\n")
+    with pytest.raises(ValueError, match=r"color must be a value of Color, got \[1, 2, 3\]"):
+        EnumValues.from_yaml(path)
+
+
+def test_a_longdouble_is_a_type_error_naming_the_field(tmp_path):
+    path = tmp_path / "c.yaml"
+    for value in (np.longdouble(1.5), np.clongdouble(1.5)):
+        with pytest.raises(TypeError, match=r"Inner\.rate holds a c?longdouble .* convert it"):
+            Inner(depth=1, rate=value).to_yaml(path)
+    assert not path.exists()
+    Inner(depth=1, rate=np.float64(1.5)).to_yaml(path)
+    assert Inner.from_yaml(path) == Inner(depth=1, rate=1.5)

@@ -34,8 +34,10 @@ def convert_key(key: Any, datatype: str) -> Any:
     result = (_TO_INT if datatype == "int" else _TO_FLOAT).validate_value(key)
     if result is None:
         return NO_KEY
-    if datatype == "float":  # an integer beyond 2**53 has no exact float
-        whole = _whole(key)
+    if datatype == "float":
+        if math.isnan(result):  # a NaN key equals no key, not even itself: no path reaches it
+            return NO_KEY
+        whole = _whole(key)  # an integer beyond 2**53 has no exact float
         if whole is not None and (not math.isfinite(result) or int(result) != whole):
             return NO_KEY
     return result

@@ -430,8 +430,11 @@ class NestedDictionary:
             new_key = convert_key(key, datatype)
             path = [*prefix, key]
             if new_key is NO_KEY:
+                why = ""
+                if datatype == "float" and convert_key(key, "str").strip().lower() in _NANS:
+                    why = " (it would be NaN, a key equal to no key, which no path reaches)"
                 raise ValueError(f"{where}: the key {key!r} at path {path!r} cannot be "
-                                 f"converted to {datatype}")
+                                 f"converted to {datatype}{why}")
             if new_key in converted:
                 raise ValueError(f"{where}: the keys {origin[new_key]!r} and {key!r} of the "
                                  f"section at path {list(prefix)!r} would both become "
@@ -441,6 +444,10 @@ class NestedDictionary:
                 value = self._convert_keys(where, value, datatype, (*prefix, key))
             converted[new_key] = value
         return converted
+
+
+# How a key that would become NaN is spelled.
+_NANS = ("nan", "+nan", "-nan")
 
 
 def _is_section(value: Any) -> bool:

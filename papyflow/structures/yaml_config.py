@@ -206,7 +206,12 @@ def _to_plain(value: Any, where: str, enclosing: dict[int, str] | None = None) -
     if isinstance(value, enum.Enum):
         return _to_plain(value.value, where)
     if isinstance(value, np.generic):
-        return _to_plain(value.item(), where)
+        plain = value.item()
+        if isinstance(plain, np.generic):  # longdouble: no Python type holds it exactly
+            raise TypeError(f"YamlConfig.to_yaml: {where} holds a {type(value).__name__} "
+                            f"({value!r}), which has no exact Python value to write; "
+                            "convert it (float(), complex()) first")
+        return _to_plain(plain, where)
     for base in (int, float, str):
         if isinstance(value, base):
             return base(value)
@@ -339,7 +344,11 @@ def _resolve_annotation(annotation: object, module_namespace: dict[str, Any],
 
 def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
     """Rebuild the structure the type ``hint`` asks for; leave everything else as read."""
-    if value is None or hint is Any:
+    if hint is Any:
+        return value
+    if value is None:  # an enum member whose value is None is written as null too
+        if isinstance(hint, type) and issubclass(hint, enum.Enum):
+            return _enum_member(hint, value, source, where)
         return value
     if isinstance(hint, _UnresolvedHint):
         raise TypeError(f"{source}: {where} cannot be loaded, as its annotation "
@@ -382,9 +391,21 @@ def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
     if isinstance(hint, type) and issubclass(hint, PurePath) and isinstance(value, str):
         return hint(value)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        try:
-            return hint(value)
-        except ValueError as error:
-            raise ValueError(f"{source}: {where} must be a value of {hint.__name__}, "
-                             f"got {value!r}") from error
+        return _enum_member(hint, value, source, where)
     return value
+
+
+def _enum_member(hint: type[enum.Enum], value: Any, source: str, where: str) -> enum.Enum:
+    """The member of ``hint`` written as ``value``: its value, or the plain form
+    :func:`_to_plain` wrote it in (a tuple value reads back as a list)."""
+    try:
+        return hint(value)
+    except (ValueError, TypeError):  # TypeError: a list, which no value hashes as
+        pass
+    for member in hint:
+        try:
+            if _to_plain(member.value, where) == value:
+                return member
+        except TypeError:  # a value that cannot be written cannot have been read
+            continue
+    raise ValueError(f"{source}: {where} must be a value of {hint.__name__}, got {value!r}")
