@@ -429,6 +429,58 @@ def test_a_sender_with_a_timeout_stops_waiting(filename: str) -> None:
     queue.close()
 
 
+def _writer_that_fails_to_start(filename: str, queue: StorageQueue) -> None:
+    QueueStorageServiceWriter(HDF5StorageService(filename, file_title=5), queue).run()
+
+
+def test_a_writer_that_dies_before_it_runs_is_noticed_once_watched(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    writer = _start(_writer_that_fails_to_start, filename, queue)  # a TypeError: exits
+    queue.watch_writer(writer.pid)
+    sender = queue.sender(0)
+    sender.store(LEAF, Result("a.b", 1))
+    with pytest.raises(WriterLostError, match="gone before it started: 0 of 1 requests"):
+        sender.send_done()
+    _stop(writer)
+    assert writer.exitcode == 1
+
+
+@pytest.mark.timeout(30)  # before, the sender waited for ever
+def test_a_sender_waits_start_timeout_for_a_writer_that_never_runs(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    writer = _start(_writer_that_fails_to_start, filename, queue)  # not watched
+    sender = queue.sender(0, start_timeout=0.5)
+    sender.store(LEAF, Result("a.b", 1))
+    began = time.monotonic()
+    with pytest.raises(WriterLostError, match=r"no queue writer started in 0\.5 s "
+                                              r"\(start_timeout\).*1 requests of slot 0"):
+        sender.wait_acknowledged()
+    assert time.monotonic() - began >= 0.5
+    _stop(writer)
+    stuffed = queue.sender(0, start_timeout=0.5)  # a pipe filled up waits no longer either
+    with pytest.raises(WriterLostError, match="start_timeout"):
+        for k in range(10_000):
+            stuffed.store(LEAF, Result(f"a.c{k}", "x" * 1000))
+    queue.close()
+
+
+@pytest.mark.parametrize(("make", "words"), [
+    (lambda q: q.sender(0, start_timeout=0), "start_timeout must be a number of seconds above 0"),
+    (lambda q: q.sender(0, timeout=-1), "timeout must be a number of seconds above 0"),
+    (lambda q: QueueStorageServiceSender(q, 0, timeout="5"), "timeout must be"),
+    (lambda q: QueueStorageServiceWriter(None, q, start_timeout=float("nan")), "start_timeout"),
+    (lambda q: QueueStorageServiceWriter(None, q, reply_timeout=True), "reply_timeout must"),
+    (lambda q: QueueStorageServiceWriter(None, q, flush_interval=None),
+     "flush_interval must be a number of seconds of 0 or more, got None"),
+])
+def test_bad_timeouts_are_refused_naming_them(make: Any, words: str) -> None:
+    queue = StorageQueue(1, FORK)
+    with pytest.raises(ValueError, match=words):
+        make(queue)
+    QueueStorageServiceWriter(None, queue, flush_interval=0)  # flush after every request
+    queue.close()
+
+
 # -- failure reports, torn and garbled pipes ------------------------------------------------
 
 # A bad data name: the request fits in a pipe (64 KiB), its report (the name thrice) does not.

@@ -33,7 +33,9 @@ writer has acknowledged everything. Before each call a sender checks its
 there is one; while it waits (for room in its pipe, for an acknowledgement, for
 the report of a failure) it checks that the writer process is alive and
 raises :class:`WriterLostError` when it is not, or when it waited its
-``timeout``. A sender that gives up in the middle of writing a frame (its
+``timeout``. Before the writer runs, its process is known only when the parent
+said which it is (:meth:`StorageQueue.watch_writer`); a sender waits at most
+its ``start_timeout`` for a writer that has not started. A sender that gives up in the middle of writing a frame (its
 timeout, an interrupt) has torn its pipe: it marks its slot ``broken``, and
 every later call raises :class:`WriterLostError` saying so.
 
@@ -237,6 +239,19 @@ def _unframe(buffer: bytearray, number: int, kinds: tuple[type, ...],
     return items, None
 
 
+def _seconds(where: str, name: str, value: Any, *, none: bool = True) -> float | None:
+    """``value``, checked to be a number of seconds above 0 (or ``None``, when ``none``;
+    0 too when it is not: a flush interval of 0 flushes after every request)."""
+    if value is None and none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not (0 < value if none else 0 <= value) or not value < float("inf"):
+        allowed = "above 0 or None" if none else "of 0 or more"
+        raise ValueError(f"{where}: {name} must be a number of seconds {allowed}, "
+                         f"got {value!r}")
+    return value
+
+
 # -- the channel -----------------------------------------------------------------------------
 
 
@@ -277,11 +292,20 @@ class StorageQueue:
                 "results)")
         return self.__dict__
 
-    def sender(self, slot: int) -> QueueStorageServiceSender:
-        """The sender of slot ``slot`` (0 ... ``senders - 1``), for one process."""
+    def sender(self, slot: int, *, timeout: float | None = None,
+               start_timeout: float | None = 60.0) -> QueueStorageServiceSender:
+        """The sender of slot ``slot`` (0 ... ``senders - 1``), for one process (see
+        :class:`QueueStorageServiceSender` for the timeouts)."""
         if not 0 <= slot < self.n:
             raise IndexError(f"slot {slot} out of 0..{self.n - 1}")
-        return QueueStorageServiceSender(self, slot)
+        return QueueStorageServiceSender(self, slot, timeout, start_timeout=start_timeout)
+
+    def watch_writer(self, pid: int) -> None:
+        """Tell the senders that process ``pid`` is the writer's, once it started: a
+        sender then notices it dying even before it runs the writer (a writer process
+        that fails while it opens its storage, say)."""
+        if self.writer_state.value == _NOT_STARTED:
+            self.writer_pid.value = pid
 
     def watch(self, slot: int, pid: int) -> None:
         """Tell the writer that process ``pid`` sends on ``slot`` (so that it notices
@@ -316,15 +340,21 @@ class QueueStorageServiceSender:
 
     ``timeout`` bounds each wait (for room in the pipe, for acknowledgements, for
     the report of a failure): ``None`` waits as long as the writer lives.
+    ``start_timeout`` bounds such a wait while no writer has started (its
+    ``run()`` not called yet, and its process not dead if the parent named it
+    with :meth:`StorageQueue.watch_writer`): ``None`` waits for ever.
     A ``store`` that times out in the middle of a message leaves its slot
     unusable (the pipe holds a torn message): every later call raises
     :class:`WriterLostError`.
     """
 
-    def __init__(self, queue: StorageQueue, slot: int, timeout: float | None = None) -> None:
+    def __init__(self, queue: StorageQueue, slot: int, timeout: float | None = None, *,
+                 start_timeout: float | None = 60.0) -> None:
         self.queue = queue
         self.slot = slot
-        self.timeout = timeout
+        self.timeout = _seconds("QueueStorageServiceSender", "timeout", timeout)
+        self.start_timeout = _seconds("QueueStorageServiceSender", "start_timeout",
+                                      start_timeout)
         self._seq = 0
         self._frames = 0  # frames written to the request pipe
         self._failures_seen = 0
@@ -335,8 +365,9 @@ class QueueStorageServiceSender:
         self._replies = bytearray()  # what was read of the reply pipe and not yet raised
 
     def __getstate__(self) -> dict[str, Any]:
-        state = {k: getattr(self, k) for k in ("queue", "slot", "timeout", "_seq", "_frames",
-                                               "_failures_seen", "_torn", "_done")}
+        state = {k: getattr(self, k) for k in ("queue", "slot", "timeout", "start_timeout",
+                                               "_seq", "_frames", "_failures_seen", "_torn",
+                                               "_done")}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -437,16 +468,26 @@ class QueueStorageServiceSender:
 
     def _writer_lost(self) -> bool:
         state = self.queue.writer_state.value
-        if state == _NOT_STARTED:
-            return False
-        return state != _RUNNING or not alive(self.queue.writer_pid.value)
+        pid = self.queue.writer_pid.value
+        if state == _NOT_STARTED:  # gone only if the parent said which process it is
+            return pid != 0 and not alive(pid)
+        return state != _RUNNING or not alive(pid)
 
     def _waited_too_long(self, began: float) -> None:
         if self._writer_lost():
             self._check()  # a failure that explains it comes first
+            never = self.queue.writer_state.value == _NOT_STARTED
             raise WriterLostError(
-                f"the queue writer is gone: {self.acknowledged} of {self._seq} requests of "
-                f"slot {self.slot} were acknowledged")
+                f"the queue writer is gone{' before it started' if never else ''}: "
+                f"{self.acknowledged} of {self._seq} requests of slot {self.slot} were "
+                "acknowledged")
+        waited = time.monotonic() - began
+        if self.queue.writer_state.value == _NOT_STARTED and \
+                self.start_timeout is not None and waited > self.start_timeout:
+            raise WriterLostError(
+                f"no queue writer started in {self.start_timeout} s (start_timeout): no "
+                f"QueueStorageServiceWriter.run() on this queue; {self._seq} requests of slot "
+                f"{self.slot} wait unacknowledged")
         if self.timeout is not None and time.monotonic() - began > self.timeout:
             raise WriterLostError(f"waited {self.timeout} s for the queue writer")
 
@@ -590,9 +631,11 @@ class QueueStorageServiceWriter:
                  reply_timeout: float | None = 30.0) -> None:
         self.storage_service = storage_service
         self.queue = queue
-        self.start_timeout = start_timeout
+        where = "QueueStorageServiceWriter"
+        self.start_timeout = _seconds(where, "start_timeout", start_timeout)
+        _seconds(where, "flush_interval", flush_interval, none=False)
         self.flush_interval = flush_interval
-        self.reply_timeout = reply_timeout
+        self.reply_timeout = _seconds(where, "reply_timeout", reply_timeout)
         self.stored = 0
         self.failed = 0
 
