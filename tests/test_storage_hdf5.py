@@ -119,6 +119,8 @@ EXAMPLES = [
     (np.int64(1), np.int64(2)), [np.float32(1), np.float32(2)], [np.str_("a"), np.str_("b")],
     [np.str_("a"), np.str_("bb")], [np.arange(3), np.arange(3, 6)], (np.zeros((2, 2)),),
     [np.array(1.0), np.array(2.0)], (np.array("x"),),
+    [np.arange(2, dtype=">i4")] * 2, (np.array(1.5, dtype=">f8"), np.array(2.5, dtype=">f8")),
+    np.longlong(3), np.ulonglong(3), [np.longlong(1), np.longlong(2)], (np.ulonglong(1),),
     {"a": 1, "b": "two", "c": 3.0, "d": [1, 2], "e": np.arange(2), "f": None},
     {}, {"only": np.int16(3)},
 ]
@@ -287,6 +289,16 @@ def test_wrong_flags_are_refused(service: HDF5StorageService, value: Any, flag: 
     (np.zeros(2, dtype=[("n", "i4"), ("a", "U3")]), "field 'a' has dtype <U3"),
     (np.zeros(2, dtype=[("o", "O")]), "field 'o' has dtype object"),
     (np.zeros(2, dtype=[("s", [("u", "U2", (2,))])]), "field s.'u'"),
+    ([np.ma.masked_array([1, 2], mask=[True, False])] * 2,
+     "a list of MaskedArray: the arrays of a list or tuple must be plain numpy arrays"),
+    ((np.recarray(2, [("a", "i4")]), np.recarray(2, [("a", "i4")])), "a tuple of recarray"),
+    (np.zeros(2, dtype=[("x\0y", "i4")]), r"field name 'x\\x00y'"),
+    (np.zeros(2, dtype=np.dtype([])), "a structured array with no fields"),
+    (np.zeros(2, dtype=[("a", "i4", (0,))]), r"field 'a' has the shape \(0,\), which holds"),
+    (np.zeros(1, dtype=np.dtype({"names": ["a"], "formats": ["i4"], "titles": ["T"]})),
+     "has the title 'T'"),
+    (np.zeros(2, dtype=np.dtype({"names": ["a", "b"], "formats": ["i4", "i2"],
+                                 "offsets": [0, 0]})), "overlaps the field before it"),
 ])
 def test_what_cannot_come_back_exactly_is_refused(service: HDF5StorageService, value: Any,
                                                   words: str) -> None:
@@ -344,6 +356,10 @@ def test_a_file_that_is_not_hdf5_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("leaf", "words"), [
     (lambda: Result("r.n", **{"\ud800": 1}), "bad data name"),
+    (lambda: Result("r.n", **{"a\0b": 1}),
+     r"bad data name 'a\\x00b' \(a non-empty str without '/' or NUL"),
+    (lambda: Result("r.t", {"": [1, 2]}, flags={"t": TABLE}), "the column name ''"),
+    (lambda: Result("r.t", {"a\0b": [1]}, flags={"t": TABLE}), r"the column name 'a\\x00b'"),
     (lambda: Result("r.c", 1, comment="\ud800"), "full name and comment must be text in UTF-8"),
 ])
 def test_names_and_comments_not_in_utf8_are_refused(service: HDF5StorageService, leaf: Any,
@@ -644,9 +660,32 @@ def test_groups_and_leaves_do_not_mix(service: HDF5StorageService) -> None:
 
 
 def test_bad_names() -> None:
-    for name in ("a..b", ".a", "a/b", "a."):
+    for name in ("a..b", ".a", "a/b", "a.", "l\0x", "a.b\0", "g.\udcff"):
         with pytest.raises(ValueError, match="bad full name"):
             Result(name, 1)
+    with pytest.raises(ValueError, match="bad full name"):
+        Group("gp.g\0")
+
+
+def test_a_bad_group_leaves_nothing_and_names_its_comment(service: HDF5StorageService) -> None:
+    service.store(LEAF, Result("results.kept", 1))
+    for group, words in ((Group("g_int", comment=5), "the comment 5"),
+                         (Group("g_sur", comment="\udcff"), r"the comment '\\udcff'")):
+        with pytest.raises(UnsupportedDataError, match=f"'{group.v_full_name}': its full name "
+                                                       f"and comment .* {words}"):
+            service.store(GROUP, group)
+    with h5py.File(service.filename, "r") as handle:
+        assert sorted(handle) == ["results"]
+
+
+def test_a_bad_file_title_names_it_and_makes_no_file(tmp_path: Path) -> None:
+    for title in ("a\0b", "\udcff"):
+        with pytest.raises(ValueError, match="file_title must be text in UTF-8 without NUL"):
+            HDF5StorageService(tmp_path / "new.h5", file_title=title)
+        service = HDF5StorageService(tmp_path / "new.h5")
+        with pytest.raises(ValueError, match="file_title must be text in UTF-8"):
+            service.store(GROUP, Group("x"), file_title=title)
+    assert not (tmp_path / "new.h5").exists()
     with pytest.raises(ValueError):
         Result("", 1)
 
@@ -743,6 +782,26 @@ def test_merge_from_another_file(service: HDF5StorageService, tmp_path: Path) ->
     with pytest.raises(ItemExistsError):
         service.store(MERGE, Group("results"), tmp_path / "other.h5", "results")
     assert Path(service.filename).read_bytes() == before
+
+
+def test_merge_of_a_value_inside_a_leaf_is_refused(service: HDF5StorageService) -> None:
+    service.store(LEAF, Result("results.run_0.mean", 2.5))
+    before = Path(service.filename).read_bytes()
+    with pytest.raises(ValueError, match=r"MERGE: other_name: 'results.run_0.mean.mean' is a "
+                                         r"value of the leaf 'results.run_0.mean', not a node"):
+        service.store(MERGE, Group("m"), None, "results.run_0.mean.mean")
+    assert Path(service.filename).read_bytes() == before
+
+
+def test_a_malformed_call_in_a_nested_list_stores_nothing(service: HDF5StorageService) -> None:
+    with pytest.raises(NoSuchServiceError, match="LEAF does not understand 'not a leaf'"):
+        service.store(LIST, [(LEAF, Result("results.a", 1)),
+                             (LIST, [(LEAF, Result("results.b", 2)), (LEAF, "not a leaf")])])
+    root = Group()
+    service.load(TREE, root)
+    assert list(root.walk()) == []
+    service.store(LIST, [(LEAF, Result("results.a", 1)), (LIST, [(LEAF, Result("results.b", 2))])])
+    assert load_data(service, "results.b") == {"b": 2}
 
 
 def test_merge_within_the_file(service: HDF5StorageService) -> None:

@@ -225,6 +225,8 @@ def test_unknown_messages_and_loading_are_refused_by_the_sender() -> None:
     sender = queue.sender(0)
     with pytest.raises(NoSuchServiceError):
         sender.store("TRAJECTORY", None)
+    with pytest.raises(NoSuchServiceError, match=r"no such message \['LEAF'\]"):
+        sender.store(["LEAF"], Result("a.b", 1))  # unhashable: not a TypeError of a set
     with pytest.raises(NoSuchServiceError):
         sender.load(LEAF, Result("a.b"))
     assert sender.sent == 0

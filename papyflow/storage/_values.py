@@ -100,7 +100,11 @@ def _scalar(where: str, value: Any) -> tuple[np.ndarray, dict[str, Any]]:
         return np.array(str(value), dtype=_STR), {"t": "np.str"}
     if isinstance(value, np.generic) and not isinstance(value, np.bytes_ | np.void) \
             and value.dtype.kind in "biufc":
-        return np.asarray(value), {"t": "np"}
+        data = np.asarray(value)
+        # np.longlong is int64 in all but its type, which a file does not keep: its code
+        if value.dtype.char != np.dtype(value.dtype.str).char:
+            return data, {"t": "np", "c": value.dtype.char}
+        return data, {"t": "np"}
     raise _fail(where, f"a value of type {type(value).__name__}")
 
 
@@ -108,7 +112,25 @@ def _check_fields(where: str, dtype: np.dtype, prefix: str = "") -> None:
     """Refuse a structured dtype with a field HDF5 cannot hold as it is (strings of
     ``U`` characters, objects...): h5py would fail without naming it."""
     assert dtype.fields is not None
-    for name in dtype.names or ():
+    if not dtype.names:
+        raise _fail(where, "a structured array with no fields")
+    end = 0
+    for name, (field_type, offset, *title) in sorted(dtype.fields.items(),
+                                                     key=lambda entry: entry[1][1]):
+        if title:  # HDF5 keeps names and offsets only
+            raise _fail(where, f"a structured array whose field {prefix}{name!r} has the "
+                        f"title {title[0]!r} (titles are not kept)")
+        if offset < end:
+            raise _fail(where, f"a structured array whose field {prefix}{name!r} overlaps "
+                        "the field before it (HDF5 fields cannot share bytes)")
+        end = offset + field_type.itemsize
+    for name in dtype.names:
+        if not name or "\0" in name or utf8_problem(name) is not None:
+            raise _fail(where, f"a structured array with the field name {prefix}{name!r} "
+                        "(field names are non-empty text in UTF-8 without NUL)")
+        if 0 in dtype.fields[name][0].shape:
+            raise _fail(where, f"a structured array whose field {prefix}{name!r} has the "
+                        f"shape {dtype.fields[name][0].shape}, which holds nothing")
         field = dtype.fields[name][0].base  # the element type of a sub-array field, too
         if field.fields is not None:
             _check_fields(where, field, f"{prefix}{name}.")
@@ -142,10 +164,14 @@ def _sequence(where: str, value: list | tuple) -> tuple[np.ndarray, dict[str, An
         raise _fail(where, f"a {container} mixing {sorted(k.__name__ for k in kinds)}: lists "
                     "and tuples must be homogeneous")
     if isinstance(first, np.ndarray):
+        if type(first) is not np.ndarray:  # it would come back as a plain array
+            raise _fail(where, f"a {container} of {type(first).__name__}: the arrays of a list "
+                        "or tuple must be plain numpy arrays")
         shapes = {(item.shape, item.dtype) for item in value}
         if len(shapes) > 1:
             raise _fail(where, f"a {container} of arrays of different shapes or dtypes")
-        data, element = _array(where, np.stack(value))
+        # dtype: np.stack alone would turn big-endian arrays into the machine's order
+        data, element = _array(where, np.stack(value, dtype=first.dtype))
         element = {**element, "t": "ndarray"}
         return data, {"t": container, "e": element}
     # Strings of numpy differ in dtype by their length (<U1, <U2): one type all the same.
@@ -201,6 +227,8 @@ def _scalar_back(meta: Mapping[str, Any], item: Any) -> Any:
         return _PY_MAKE[kind](item.item() if isinstance(item, np.generic | np.ndarray)
                               else item)
     if kind == "np":
+        if "c" in meta:
+            return np.asarray(item).astype(np.dtype(meta["c"]))[()]
         return item[()] if isinstance(item, np.ndarray) else item
     raise ValueError(f"unknown stored type {kind!r}")
 
@@ -235,7 +263,8 @@ def decode(meta: Mapping[str, Any], data: Any) -> Any:
             # stacked[k, ...] is an array even for 0-d elements; stacked[k] would be a scalar.
             items = [stacked[k, ...] for k in range(len(stacked))]
         elif element["t"] == "np":
-            items = list(np.asarray(data))
+            items = list(np.asarray(data).astype(np.dtype(element["c"])) if "c" in element
+                         else np.asarray(data))
         elif element["t"] in _PY_MAKE:
             items = np.asarray(data).tolist()
         else:
@@ -332,6 +361,9 @@ def _table(where: str, value: Any) -> tuple[np.ndarray, dict[str, Any]]:
     for key, column in value.items():
         if type(key) is not str:
             raise _fail(where, "a table with column names that are not str")
+        if not key or "\0" in key or utf8_problem(key) is not None:
+            raise _fail(where, f"a table with the column name {key!r} (column names are "
+                        "non-empty text in UTF-8 without NUL)")
         if not (type(column) in (list, tuple) or (isinstance(column, np.ndarray)
                                                   and column.ndim == 1)):
             raise _fail(f"{where}[{key!r}]", f"a table column of type {type(column).__name__}")

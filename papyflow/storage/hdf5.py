@@ -171,11 +171,26 @@ _SIGNATURES: dict[Callable[..., Any], inspect.Signature] = {}
 
 
 def _check_data_name(where: str, name: object) -> str:
-    if type(name) is not str or not name or "/" in name or name == "." or \
+    if type(name) is not str or not name or "/" in name or "\0" in name or name == "." or \
             utf8_problem(name) is not None:
         raise UnsupportedDataError(f"{where}: bad data name {name!r} (a non-empty str "
-                                   "without '/', in UTF-8)")
+                                   "without '/' or NUL, in UTF-8)")
     return name
+
+
+def _check_comment(where: str, comment: object) -> str:
+    if not isinstance(comment, str) or utf8_problem(comment) is not None:
+        raise UnsupportedDataError(f"{where!r}: its full name and comment must be "
+                                   f"text in UTF-8, got the comment {comment!r}")
+    return comment
+
+
+def _check_title(where: str, title: object) -> str:
+    if not isinstance(title, str):
+        raise TypeError(f"{where}file_title must be a str, got {title!r}")
+    if "\0" in title or utf8_problem(title) is not None:
+        raise ValueError(f"{where}file_title must be text in UTF-8 without NUL, got {title!r}")
+    return title
 
 
 def _free_name(node: h5py.Group, data: Mapping[str, Any], k: int) -> str:
@@ -234,8 +249,7 @@ class HDF5StorageService:
     def __init__(self, filename: str | os.PathLike[str] | None = None,
                  file_title: str = "Experiment") -> None:
         _file_argument("HDF5StorageService: filename", filename)
-        if not isinstance(file_title, str):
-            raise TypeError(f"HDF5StorageService: file_title must be a str, got {file_title!r}")
+        _check_title("HDF5StorageService: ", file_title)
         self.filename = None if filename is None else os.fspath(filename)
         self.file_title = file_title
         self._file: h5py.File | None = None
@@ -323,9 +337,8 @@ class HDF5StorageService:
             self.filename = os.fspath(filename)
         kwargs.pop("trajectory_name", None)  # pypet's; one tree per file here
         title = kwargs.pop("file_title", None)
-        if title is not None and not isinstance(title, str):
-            raise TypeError(f"file_title must be a str, got {title!r}")
         if title is not None:
+            _check_title("", title)
             self.file_title = title
         if self._file is not None:
             if write and not self._writable:
@@ -397,11 +410,7 @@ class HDF5StorageService:
             _check_data_name(where, name)
         flags_of = getattr(leaf, "_store_flags", None)
         flags = dict(flags_of() if flags_of is not None else {})
-        comment = getattr(leaf, "v_comment", "") or ""
-        if utf8_problem(where) is not None or not isinstance(comment, str) or \
-                utf8_problem(comment) is not None:
-            raise UnsupportedDataError(f"{where!r}: its full name and comment must be "
-                                       f"text in UTF-8, got the comment {comment!r}")
+        comment = _check_comment(where, getattr(leaf, "v_comment", "") or "")
         # From the full name: the protocol promises no more (v_location, v_name are ours).
         location, _, leaf_name = where.rpartition(".")
         made: list[str] = []  # the groups above it this call makes
@@ -482,8 +491,10 @@ class HDF5StorageService:
         return group
 
     def _store_group(self, handle: h5py.File, group: Node) -> None:
+        # Before the file changes: a group that fails here leaves nothing.
+        split_name(group.v_full_name)
+        comment = _check_comment(group.v_full_name, getattr(group, "v_comment", "") or "")
         node = self._require_groups(handle, group.v_full_name)
-        comment = getattr(group, "v_comment", "")
         if comment:
             set_text(node, COMMENT_ATTR, comment)
 
@@ -613,6 +624,7 @@ class HDF5StorageService:
                 stack.enter_context(_h5_file(other_filename, "r"))
             if source_path not in other:
                 raise NotStoredError(f"MERGE: {other_name!r} is not in the other file")
+            _check_node(other, source_path, "MERGE: other_name")
             leaves: list[str] = []
             other[source_path].visititems(
                 lambda name, node: leaves.append(node.name) if _is_leaf(node) else None)
@@ -740,6 +752,8 @@ class HDF5StorageService:
             message = self._message(table, f"{verb} LIST", msg, item)
             message.check_arguments(f"LIST call {index}: {verb}", msg, self, handle, item,
                                     *args, **kwargs)
+            if msg == pc.LIST:  # a list inside: its calls are checked now too
+                self._list_calls(handle, item, verb)
             checked.append((message, item, args, kwargs))
         return checked
 

@@ -29,23 +29,32 @@ from typing import Any, ClassVar
 
 __all__ = ["Group", "Leaf", "Node", "Parameter", "Result", "leaf_type", "split_name"]
 
-_PART = re.compile(r"[^./]+")
+_PART = re.compile(r"[^./\0]+")
 
 
 def split_name(full_name: str) -> tuple[str, ...]:
     """The parts of a dotted full name; ``""`` is the root (no parts).
 
     Raises:
-        ValueError: a part is empty or holds a ``/``.
+        ValueError: a part is empty, holds a ``/`` or a NUL (HDF5 would cut the
+            name there), or is not UTF-8 encodable.
     """
     if full_name == "":
         return ()
     parts = tuple(full_name.split("."))
-    bad = [part for part in parts if not _PART.fullmatch(part)]
+    bad = [part for part in parts if not _PART.fullmatch(part) or not _utf8(part)]
     if bad:
-        raise ValueError(f"bad full name {full_name!r}: parts must be non-empty and hold no "
-                         f"'/' (got {bad[0]!r})")
+        raise ValueError(f"bad full name {full_name!r}: parts must be non-empty text in "
+                         f"UTF-8 with no '/' or NUL (got {bad[0]!r})")
     return parts
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Node:

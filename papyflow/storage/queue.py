@@ -530,7 +530,7 @@ class QueueStorageServiceSender:
                 would be stored.
             WriterLostError: the writer is gone, or this sender's slot is unusable.
         """
-        if msg not in pc.STORE_MESSAGES:
+        if not isinstance(msg, str) or msg not in pc.STORE_MESSAGES:
             raise NoSuchServiceError(f"store: no such message {msg!r}")
         with self._lock:
             if self._done:
