@@ -144,7 +144,7 @@ def test_a_name_in_use_is_refused_unless_asked(name):
     second.destroy()
 
 
-@pytest.mark.parametrize("bad", ["", "a/b", 7, ".", "..", "x" * 256])
+@pytest.mark.parametrize("bad", ["", "a/b", 7, ".", "..", "x" * 256, "\udcff", "a\ud800"])
 def test_a_bad_name_is_refused(bad):
     with pytest.raises(ValueError, match="name must be"):
         SharedMemoryArray.create_array(bad, np.zeros(3))
@@ -397,6 +397,25 @@ def test_python_ints_beyond_int64_go_where_they_fit(name):
     with pytest.raises(ValueError, match="does not fit"):
         floats.write_data(0, 10**400)
     floats.destroy()
+
+
+def test_numpy_numbers_beside_big_ints_are_checked_as_ever(name):
+    sma = SharedMemoryArray.create_array(name, np.zeros(2, dtype=np.uint64))
+    for data in ([2**63, np.int64(-1)], [2**63, np.int8(-1)]):
+        with pytest.raises(TypeError, match="cannot write"):  # never wrapped to 2**64 - 1
+            sma.write_data((0,), data)
+    assert sma.read_data((0,), convert_output=True) == [0, 0]
+    sma.destroy()
+    floats = SharedMemoryArray.create_array(name, np.zeros(2, dtype=np.float64))
+    for data in ([10**20, np.complex128(1 + 2j)], [10**20, 1 + 2j], [10**20, np.timedelta64(3)]):
+        with pytest.raises(TypeError, match=f"cannot write .* to shared memory array '{name}'"):
+            floats.write_data((0,), data)
+    assert floats.read_data((0,), convert_output=True) == [0.0, 0.0]
+    floats.destroy()
+    wide = SharedMemoryArray.create_array(name, np.zeros(2, dtype=np.longdouble))
+    wide.write_data((0,), [10**400, 2**63 + 1])  # fit a longdouble, exactly
+    assert int(wide.read_data(1)) == 2**63 + 1 and wide.read_data(0) > 1e308
+    wide.destroy()
 
 
 def test_a_sequence_is_never_repeated_over_a_longer_slice(name):

@@ -804,6 +804,40 @@ def test_a_malformed_call_in_a_nested_list_stores_nothing(service: HDF5StorageSe
     assert load_data(service, "results.b") == {"b": 2}
 
 
+def test_a_nested_list_of_any_iterable_is_stored_and_one_in_itself_refused(
+        service: HDF5StorageService) -> None:
+    inner = ((LEAF, Result(f"results.inner{k}", k)) for k in range(3))  # used up if read twice
+    service.store(LIST, [(LEAF, Result("results.outer", 9)), (LIST, inner)])
+    assert [load_data(service, f"results.inner{k}") for k in range(3)] == [
+        {"inner0": 0}, {"inner1": 1}, {"inner2": 2}]
+    looped: list[Any] = [(LEAF, Result("results.loop", 1))]
+    looped.append((LIST, looped))
+    with pytest.raises(ValueError, match="LIST: a list of calls that contains itself"):
+        service.store(LIST, looped)
+    with pytest.raises(NotStoredError):
+        load_data(service, "results.loop")
+
+
+class _Named:
+    """The leaf protocol, with any full name (a Result checks its own)."""
+
+    def __init__(self, full_name: str) -> None:
+        self.v_full_name = full_name
+
+    def _store(self) -> dict[str, Any]:
+        return {"v": 1}
+
+
+def test_a_leaf_of_any_class_with_a_bad_last_name_leaves_nothing(
+        service: HDF5StorageService) -> None:
+    service.store(LEAF, Result("kept", 1))
+    for name in ("fresh.grp.\udcff", "results.x\0a", "results.x\0b"):
+        with pytest.raises(ValueError, match="bad full name"):
+            service.store(LEAF, _Named(name))
+    with h5py.File(service.filename, "r") as handle:
+        assert sorted(handle) == ["kept"]
+
+
 def test_merge_within_the_file(service: HDF5StorageService) -> None:
     service.store(LEAF, Result("incoming.a.x", 1))
     service.store(LEAF, Result("incoming.b", 2))

@@ -466,12 +466,33 @@ def test_a_sender_waits_start_timeout_for_a_writer_that_never_runs(filename: str
     queue.close()
 
 
+def _late_writer(filename: str, queue: StorageQueue, delay: float) -> None:
+    time.sleep(delay)  # slow imports or setup in the writer's process
+    QueueStorageServiceWriter(HDF5StorageService(filename), queue).run()
+
+
+def test_a_watched_writer_is_waited_for_while_it_lives(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    writer = _start(_late_writer, filename, queue, 1.5)
+    queue.watch_writer(writer.pid)
+    sender = queue.sender(0, start_timeout=0.3, timeout=np.float32(30))  # numpy numbers too
+    sender.store(LEAF, Result("results.x", 1))
+    sender.send_done()  # past start_timeout: the named writer lives, so it is waited for
+    _stop(writer)
+    assert writer.exitcode == 0 and stored_names(filename) == {"results.x"}
+    for pid in (0, -1, "abc", None, True):
+        with pytest.raises(ValueError, match="watch_writer: pid must be a process id"):
+            queue.watch_writer(pid)
+    queue.close()
+
+
 @pytest.mark.parametrize(("make", "words"), [
     (lambda q: q.sender(0, start_timeout=0), "start_timeout must be a number of seconds above 0"),
     (lambda q: q.sender(0, timeout=-1), "timeout must be a number of seconds above 0"),
     (lambda q: QueueStorageServiceSender(q, 0, timeout="5"), "timeout must be"),
     (lambda q: QueueStorageServiceWriter(None, q, start_timeout=float("nan")), "start_timeout"),
     (lambda q: QueueStorageServiceWriter(None, q, reply_timeout=True), "reply_timeout must"),
+    (lambda q: q.sender(0, timeout=np.bool_(True)), "timeout must be"),
     (lambda q: QueueStorageServiceWriter(None, q, flush_interval=None),
      "flush_interval must be a number of seconds of 0 or more, got None"),
 ])
@@ -480,6 +501,8 @@ def test_bad_timeouts_are_refused_naming_them(make: Any, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         make(queue)
     QueueStorageServiceWriter(None, queue, flush_interval=0)  # flush after every request
+    QueueStorageServiceWriter(None, queue, start_timeout=np.int64(60),
+                              flush_interval=np.float32(0.02))
     queue.close()
 
 

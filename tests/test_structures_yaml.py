@@ -411,3 +411,15 @@ def test_a_longdouble_is_a_type_error_naming_the_field(tmp_path):
     assert not path.exists()
     Inner(depth=1, rate=np.float64(1.5)).to_yaml(path)
     assert Inner.from_yaml(path) == Inner(depth=1, rate=1.5)
+
+
+@dataclass
+class NoneDefaults(YamlConfig):
+    mode: Mode = None  # type: ignore[assignment]  # not Optional, as users write it
+    modes: list[Mode] = field(default_factory=lambda: [Mode.FAST, None])
+
+
+def test_null_in_an_enum_field_without_a_none_member_stays_none(tmp_path):
+    path = tmp_path / "c.yaml"
+    NoneDefaults().to_yaml(path)
+    assert NoneDefaults.from_yaml(path) == NoneDefaults()

@@ -66,9 +66,13 @@ def _segment(name: str) -> str:
         raise ValueError(f"name must be a non-empty string without '/', got {name!r}")
     if name in (".", ".."):
         raise ValueError(f"name must be a buffer's name, got {name!r}, which names a directory")
-    if len(name.encode(errors="surrogateescape")) > _NAME_MAX:
-        raise ValueError(f"name must be at most {_NAME_MAX} bytes long, got "
-                         f"{len(name.encode(errors='surrogateescape'))}: {name[:40]!r}...")
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError as error:
+        raise ValueError(f"name must be text in UTF-8, got {name!r} ({error.reason})") from None
+    if size > _NAME_MAX:
+        raise ValueError(f"name must be at most {_NAME_MAX} bytes long, got {size}: "
+                         f"{name[:40]!r}...")
     return "/" + name
 
 
@@ -420,32 +424,34 @@ def _leaves(data: Any) -> list[Any]:
     return [data]
 
 
-_INT64 = np.iinfo(np.int64)
-
-
 def _given(data: Any, datatype: np.dtype, name: str) -> np.ndarray:
-    """``data`` (not records) as an array. Python ints beyond int64 are made into
-    ``datatype`` itself, where they fit: numpy would make them floats (rounded) or
-    objects first, and refuse or spoil values that fit."""
+    """``data`` (not records) as an array, as numpy reads it; except Python ints beyond
+    int64, which numpy reads as floats (rounded) or objects: data made only of Python
+    numbers is then read as ``datatype`` itself, each int checked to fit (numbers of
+    numpy in it would be cast unchecked, so such data stays as numpy reads it)."""
+    values = np.asarray(data)
+    kind, read = datatype.kind, values.dtype.kind
+    if not (kind in "iu" and read in "fO" or kind in "fc" and read == "O") or \
+            not isinstance(data, (int, list, tuple)):
+        return values  # the usual case: nothing beyond int64, no walk over the data
     leaves = _leaves(data)
-    _check_python_ints(data, leaves, datatype, name)
-    big = any(isinstance(x, int) and not _INT64.min <= x <= _INT64.max for x in leaves)
-    if not big:
-        return np.asarray(data)
-    if datatype.kind in "iu":
-        if all(isinstance(x, (int, np.integer)) for x in leaves):
-            return np.asarray(data, dtype=datatype)  # each in range: checked above
-    elif datatype.kind in "fc" and all(
-            isinstance(x, (int, float, complex, np.number)) and not isinstance(x, bool)
-            for x in leaves):
-        wide = np.float64 if datatype.kind == "f" else np.complex128
-        try:
-            return np.asarray(data, dtype=wide)
-        except OverflowError:
-            largest = np.finfo(datatype).max
-            raise ValueError(f"{data!r} does not fit shared memory array {name!r} of "
-                             f"{datatype} (finite values up to {largest:g} in size)") from None
-    return np.asarray(data)
+    if kind in "iu":
+        _check_python_ints(data, leaves, datatype, name)
+        if all(type(x) in (int, bool) for x in leaves):
+            return np.asarray(data, dtype=datatype)
+        return values
+    if kind == "f" and all(type(x) in (int, float, bool) for x in leaves):
+        wide = np.result_type(datatype, np.float64)  # longdouble stays longdouble
+    elif kind == "c" and all(type(x) in (int, float, complex, bool) for x in leaves):
+        wide = np.result_type(datatype, np.complex128)
+    else:
+        return values
+    try:
+        return np.asarray(data, dtype=wide)
+    except OverflowError:
+        raise ValueError(f"{data!r} does not fit shared memory array {name!r} of "
+                         f"{datatype} (finite values up to {np.finfo(datatype).max!s} in "
+                         "size)") from None
 
 
 def _check_python_ints(data: Any, leaves: list[Any], datatype: np.dtype, name: str) -> None:

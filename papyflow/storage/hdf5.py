@@ -410,6 +410,7 @@ class HDF5StorageService:
             _check_data_name(where, name)
         flags_of = getattr(leaf, "_store_flags", None)
         flags = dict(flags_of() if flags_of is not None else {})
+        split_name(where)  # its own name too, before the file changes (a leaf of any class)
         comment = _check_comment(where, getattr(leaf, "v_comment", "") or "")
         # From the full name: the protocol promises no more (v_location, v_name are ours).
         location, _, leaf_name = where.rpartition(".")
@@ -739,11 +740,15 @@ class HDF5StorageService:
                 for message, item, args, kwargs in self._list_calls(handle, calls, "load")]
 
     def _list_calls(self, handle: h5py.File, calls: Iterable[Any], verb: str,
+                    enclosing: tuple[int, ...] = (),
                     ) -> list[tuple[_Message, Any, tuple[Any, ...], dict[str, Any]]]:
         """The calls of a LIST, each checked (its form, message, item and arguments)
-        before any runs: a malformed list changes nothing."""
+        before any runs, those of a LIST inside too: a malformed list changes nothing.
+        ``enclosing``: the ids of the lists this one is inside."""
         table, refused = (self._STORE, (pc.BACKUP, pc.MERGE)) if verb == "store" \
             else (self._LOAD, (pc.LIST,))
+        if id(calls) in enclosing:
+            raise ValueError("LIST: a list of calls that contains itself")
         checked = []
         for index, call in enumerate(calls):
             msg, item, args, kwargs = _unpack_call(call, index)
@@ -752,8 +757,10 @@ class HDF5StorageService:
             message = self._message(table, f"{verb} LIST", msg, item)
             message.check_arguments(f"LIST call {index}: {verb}", msg, self, handle, item,
                                     *args, **kwargs)
-            if msg == pc.LIST:  # a list inside: its calls are checked now too
-                self._list_calls(handle, item, verb)
+            if msg == pc.LIST:  # a list inside: its calls are checked now too, and kept
+                # in a list to run (an iterator would be used up by the check)
+                item = item if isinstance(item, list | tuple) else list(item)
+                self._list_calls(handle, item, verb, (*enclosing, id(calls)))
             checked.append((message, item, args, kwargs))
         return checked
 

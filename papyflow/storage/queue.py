@@ -59,8 +59,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import multiprocessing
 import multiprocessing.connection
+import numbers
 import os
 import pickle
 import select
@@ -244,12 +246,13 @@ def _seconds(where: str, name: str, value: Any, *, none: bool = True) -> float |
     0 too when it is not: a flush interval of 0 flushes after every request)."""
     if value is None and none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not (0 < value if none else 0 <= value) or not value < float("inf"):
+    seconds = float(value) if isinstance(value, numbers.Real) and \
+        not isinstance(value, bool) else math.nan
+    if not (0 < seconds if none else 0 <= seconds) or not seconds < math.inf:
         allowed = "above 0 or None" if none else "of 0 or more"
         raise ValueError(f"{where}: {name} must be a number of seconds {allowed}, "
                          f"got {value!r}")
-    return value
+    return seconds
 
 
 # -- the channel -----------------------------------------------------------------------------
@@ -303,9 +306,13 @@ class StorageQueue:
     def watch_writer(self, pid: int) -> None:
         """Tell the senders that process ``pid`` is the writer's, once it started: a
         sender then notices it dying even before it runs the writer (a writer process
-        that fails while it opens its storage, say)."""
+        that fails while it opens its storage, say), and waits for it while it lives
+        (``start_timeout`` is for a writer nobody named)."""
+        if isinstance(pid, bool) or not isinstance(pid, numbers.Integral) or pid <= 0:
+            raise ValueError(f"watch_writer: pid must be a process id (an int above 0), "
+                             f"got {pid!r}")
         if self.writer_state.value == _NOT_STARTED:
-            self.writer_pid.value = pid
+            self.writer_pid.value = int(pid)
 
     def watch(self, slot: int, pid: int) -> None:
         """Tell the writer that process ``pid`` sends on ``slot`` (so that it notices
@@ -341,8 +348,9 @@ class QueueStorageServiceSender:
     ``timeout`` bounds each wait (for room in the pipe, for acknowledgements, for
     the report of a failure): ``None`` waits as long as the writer lives.
     ``start_timeout`` bounds such a wait while no writer has started (its
-    ``run()`` not called yet, and its process not dead if the parent named it
-    with :meth:`StorageQueue.watch_writer`): ``None`` waits for ever.
+    ``run()`` not called yet) and the parent did not name its process
+    (:meth:`StorageQueue.watch_writer`; a named one is waited for while it
+    lives): ``None`` waits for ever.
     A ``store`` that times out in the middle of a message leaves its slot
     unusable (the pipe holds a torn message): every later call raises
     :class:`WriterLostError`.
@@ -482,8 +490,8 @@ class QueueStorageServiceSender:
                 f"{self.acknowledged} of {self._seq} requests of slot {self.slot} were "
                 "acknowledged")
         waited = time.monotonic() - began
-        if self.queue.writer_state.value == _NOT_STARTED and \
-                self.start_timeout is not None and waited > self.start_timeout:
+        if self.queue.writer_state.value == _NOT_STARTED and self.queue.writer_pid.value == 0 \
+                and self.start_timeout is not None and waited > self.start_timeout:
             raise WriterLostError(
                 f"no queue writer started in {self.start_timeout} s (start_timeout): no "
                 f"QueueStorageServiceWriter.run() on this queue; {self._seq} requests of slot "

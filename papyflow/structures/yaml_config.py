@@ -347,9 +347,10 @@ def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
     if hint is Any:
         return value
     if value is None:  # an enum member whose value is None is written as null too
-        if isinstance(hint, type) and issubclass(hint, enum.Enum):
-            return _enum_member(hint, value, source, where)
-        return value
+        if isinstance(hint, type) and issubclass(hint, enum.Enum) and \
+                any(member.value is None for member in hint):
+            return hint(None)
+        return value  # as written (not validated: a None default of an enum field)
     if isinstance(hint, _UnresolvedHint):
         raise TypeError(f"{source}: {where} cannot be loaded, as its annotation "
                         f"{hint.annotation!r} cannot be resolved ({hint.reason}); define the "
