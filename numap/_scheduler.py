@@ -565,9 +565,18 @@ class Scheduler:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 if task.ready:
-                    chunk = task.ready.popleft()
-                    task.ready_count -= len(chunk)
-                    task.cur_size = len(chunk)
+                    chunk = task.ready[0]
+                    size = len(chunk)
+                    try:
+                        task.ready.popleft()
+                    except BaseException:
+                        # A Ctrl-C (raised as the call returns) must not take the chunk
+                        # with it: it stays for the next call.
+                        if not task.ready or task.ready[0] is not chunk:
+                            task.ready.appendleft(chunk)
+                        raise
+                    task.ready_count -= size
+                    task.cur_size = size
                     return chunk
                 if self.stopped or self.stopping or task.finished():
                     raise StopIteration

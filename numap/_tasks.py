@@ -99,12 +99,12 @@ class _Chunks:
         return self
 
     def __next__(self) -> list[Any] | Raise:
-        numap = self._numap
-        if numap is None:
-            raise StopIteration
-        state = self._state
-        timeout, block = state.call or (state.timeout, state.block)
-        try:
+        try:  # all of it: an exception out of here would end the stream for good
+            numap = self._numap
+            if numap is None:
+                raise StopIteration
+            state = self._state
+            timeout, block = state.call or (state.timeout, state.block)
             return numap._next_chunk(state, timeout, block)
         except StopIteration:
             self._numap = None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import linecache
 import os
 import re
+import sys
+import time
+from collections import deque
+from typing import Any
 
 import pytest
 
@@ -222,3 +227,61 @@ def test_an_exception_while_waiting_for_a_chunk_does_not_end_the_stream(monkeypa
         with pytest.raises(KeyboardInterrupt):
             nm.next()
         assert list(nm) == [0, 2, 4]
+
+
+def _interrupt_on(code_name: str, line_text: str) -> Any:
+    """A trace function that raises KeyboardInterrupt once, as a Ctrl-C would, when
+    the function ``code_name`` of numap is about to run the line holding ``line_text``."""
+    fired = []
+
+    def local(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and not fired and line_text in linecache.getline(
+                frame.f_code.co_filename, frame.f_lineno):
+            fired.append(1)
+            raise KeyboardInterrupt
+        return local
+
+    def calls(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_name == code_name and "numap" in frame.f_code.co_filename:
+            return local
+        return None
+
+    return calls
+
+
+def test_a_ctrl_c_as_a_chunk_is_asked_for_does_not_end_the_stream():
+    with NuMap(double, range(4), worker_type="thread", worker_num=1) as nm:
+        assert nm.next() == 0
+        sys.settrace(_interrupt_on("__next__", "numap = self._numap"))
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                nm.next()
+        finally:
+            sys.settrace(None)
+        assert list(nm) == [2, 4, 6]  # before, the stream ended here: []
+
+
+class _TakenThenInterrupted(deque):
+    """A task's ready chunks, whose first ``popleft`` is interrupted as it returns."""
+
+    interrupted = False
+
+    def popleft(self) -> Any:
+        chunk = super().popleft()
+        if not self.interrupted:
+            self.interrupted = True
+            raise KeyboardInterrupt  # a Ctrl-C handled as the call returns
+        return chunk
+
+
+def test_a_ctrl_c_as_a_chunk_is_taken_loses_no_result():
+    with NuMap(double, range(6), worker_type="thread", worker_num=1, stride=1) as nm:
+        assert nm.next() == 0
+        state = nm._tasks[0]
+        deadline = time.monotonic() + 20
+        while not state.ready and time.monotonic() < deadline:  # a chunk waits to be taken
+            time.sleep(0.01)
+        state.ready = _TakenThenInterrupted(state.ready)
+        with pytest.raises(KeyboardInterrupt):
+            nm.next()
+        assert list(nm) == [2, 4, 6, 8, 10]  # before, the interrupted chunk was lost
