@@ -413,3 +413,125 @@ def test_the_logger_itself_does_not_pickle_and_says_what_does(tmp_path):
                                         r"input_queue"):
         pickle.dumps(logger)
     pickle.dumps(logger.input_queue)  # that does
+
+
+_INTERRUPTED_SHUTDOWN = """
+import os, signal, sys, threading
+import numpy as np
+from papyflow.datalogger import DataLogger, LogPackage
+logger = DataLogger(sys.argv[1], instance_name="stopped", process_count=1, thread_count=1)
+logger.start()
+for stamp in range(int(sys.argv[2])):
+    logger.input_queue.put(LogPackage(1, stamp, np.zeros(20_000, np.uint8)))
+threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGINT)).start()
+logger.shutdown()  # a Ctrl-C while it waits: the script ends with KeyboardInterrupt
+"""
+
+
+def test_a_ctrl_c_while_shutdown_waits_loses_nothing_accepted(tmp_path):
+    import subprocess
+    import sys
+
+    count = 4000
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_SHUTDOWN, str(tmp_path),
+                           str(count)], check=False, capture_output=True, text=True,
+                          timeout=50)
+    assert "KeyboardInterrupt" in done.stderr
+    # Before, about a tenth was saved: shutdown() had let the exit handler go, and
+    # Thread.join(), interrupted, took the logger's running thread for ended.
+    assert len(_npy(tmp_path / "stopped_data_log")) == count
+
+
+def _shutdown_in_child(logger: DataLogger, answer) -> None:
+    logger.input_queue.put(LogPackage(2, 1, b"from the child"))
+    try:
+        logger.shutdown()
+    except RuntimeError as error:
+        answer.send(str(error))
+    else:
+        answer.send("returned")
+
+
+def test_a_forked_child_cannot_shut_the_parents_logger_down(tmp_path):
+    logger = DataLogger(tmp_path, thread_count=1)
+    logger.start()
+    try:
+        ours, theirs = multiprocess.get_context("fork").Pipe()
+        child = multiprocess.get_context("fork").Process(target=_shutdown_in_child,
+                                                        args=(logger, theirs))
+        child.start()
+        assert ours.poll(30)
+        said = ours.recv()
+        child.join(30)
+        assert "is a fork of it and cannot stop it" in said
+        logger.input_queue.put(LogPackage(1, 1, b"the parent's logger still runs"))
+    finally:
+        logger.shutdown()
+    assert len(_npy(logger.output_directory)) == 2  # the child's package too
+
+
+def _logged(tmp_path: Path, packages: list[tuple[int, int, bytes]]) -> Path:
+    logger = DataLogger(tmp_path, thread_count=1)
+    with logger:
+        for source, stamp, data in packages:
+            logger.input_queue.put(LogPackage(source, stamp, data))
+    return logger.output_directory
+
+
+def test_one_compression_at_a_time_in_a_folder(tmp_path):
+    import fcntl
+
+    folder = _logged(tmp_path, [(1, 1, b"a"), (1, 2, b"b")])
+    leftover = folder / ".1_data_log.npz.4242.0badf00d.tmp"  # of a call that was killed
+    leftover.write_bytes(b"half an archive")
+    held = os.open(folder, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)  # another compression runs
+    done: list[dict] = []
+    worker = threading.Thread(target=lambda: done.append(compress_logs(folder, True)))
+    worker.start()
+    worker.join(0.5)
+    try:
+        assert worker.is_alive() and not done  # it waits for the other one
+        assert not (folder / "1_data_log.npz").exists()
+    finally:
+        os.close(held)
+    worker.join(30)
+    assert list(done[0]) == [1] and not leftover.exists() and not _npy(folder)
+    with np.load(folder / "1_data_log.npz") as archive:
+        assert sorted(archive.files) == [f"1_{1:020d}", f"1_{2:020d}"]
+
+
+def test_files_stamped_outside_what_zip_holds_are_compressed(tmp_path):
+    folder = _logged(tmp_path, [(1, 1, b"old"), (2, 1, b"future")])
+    os.utime(folder / f"1_{1:020d}.npy", (0, 0))  # 1970: a clock never set
+    os.utime(folder / f"2_{1:020d}.npy", (7.3e9, 7.3e9))  # after 2107
+    archives = compress_logs(folder, remove_sources=True)
+    assert sorted(archives) == [1, 2] and not _npy(folder)
+    with np.load(archives[2]) as archive:
+        assert archive[f"2_{1:020d}"].tobytes() == b"future"
+
+
+def test_a_corrupt_archive_is_named_and_nothing_is_removed(tmp_path):
+    import zipfile
+
+    folder = _logged(tmp_path, [(2, 1, b"kept")])
+    (folder / "2_data_log.npz").write_bytes(b"not a zip archive")
+    with pytest.raises(zipfile.BadZipFile, match=f"{folder / '2_data_log.npz'}: the archive "
+                                                 "to merge the new files into is not a "
+                                                 "readable .npz"):
+        compress_logs(folder, remove_sources=True)
+    assert [p.name for p in _npy(folder)] == [f"2_{1:020d}.npy"]
+    assert (folder / "2_data_log.npz").read_bytes() == b"not a zip archive"
+
+
+@pytest.mark.parametrize(("arguments", "error", "words"), [
+    ({"compresslevel": 10}, ValueError, "compresslevel must be None or an int from 0 to 9"),
+    ({"compresslevel": "9"}, ValueError, "compresslevel must be"),
+    ({"compresslevel": True}, ValueError, "compresslevel must be"),
+    ({"remove_sources": "no"}, TypeError, "remove_sources must be True or False, got 'no'"),
+])
+def test_bad_compression_arguments_name_themselves(tmp_path, arguments, error, words):
+    folder = _logged(tmp_path, [(1, 1, b"a")])
+    with pytest.raises(error, match=words):
+        compress_logs(folder, **arguments)
+    assert len(_npy(folder)) == 1 and not (folder / "1_data_log.npz").exists()

@@ -187,6 +187,9 @@ class Dispatcher:
         self.crash: BaseException | None = None
         self._stats = dict.fromkeys(LoggerStatistics.__slots__, 0)
         self._thread = threading.Thread(target=self._run, name="data-logger", daemon=True)
+        # Set as the thread ends. Waited on instead of Thread.join(), which a Ctrl-C can
+        # leave believing a running thread has ended (Python 3.11 releases its lock).
+        self._finished = threading.Event()
 
     # -- the caller's side -------------------------------------------------------------
 
@@ -226,8 +229,8 @@ class Dispatcher:
             pass
 
     def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Wait until the thread has done its work; whether it has."""
+        return self._finished.wait(timeout)
 
     def statistics(self) -> LoggerStatistics:
         stats = dict(self._stats)
@@ -250,7 +253,10 @@ class Dispatcher:
             self._fail_everything(exc)
             self._stop_savers()
         finally:
-            self._close_all()
+            try:
+                self._close_all()
+            finally:
+                self._finished.set()
 
     def _loop(self) -> None:
         select = self._selector.select

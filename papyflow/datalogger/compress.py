@@ -7,15 +7,22 @@ with the size of the log. The archive's keys are the files' stems,
 An archive that already exists is merged into the new one, so compressing twice
 (after a second run of the logger) keeps everything. Each archive is written to
 a temporary name and renamed; the ``.npy`` files are removed
-(``remove_sources=True``) only after their archive has its final name.
+(``remove_sources=True``) only after their archive has its final name. One
+call at a time works in a directory (an exclusive ``flock`` on it, across
+threads and processes): two at once could each merge an archive the other
+replaces. A temporary archive that a killed call left is removed by the next.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import re
 import secrets
 import shutil
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import DuplicatePackageError
@@ -27,6 +34,30 @@ __all__ = ["archive_name", "compress_logs"]
 def archive_name(source_id: int) -> str:
     """``<source_id>_data_log.npz``."""
     return f"{source_id}_data_log.npz"
+
+
+# A temporary archive: ``.<archive>.<pid>.<hex>.tmp``.
+_TEMPORARY = re.compile(r"\.\d+_data_log\.npz\.\d+\.[0-9a-f]+\.tmp")
+
+
+@contextlib.contextmanager
+def _alone(directory: Path) -> Iterator[None]:
+    """Hold ``directory`` for one compression (an exclusive ``flock`` on it)."""
+    handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # the lock goes with it
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Remove the temporary archives of calls that were killed (none runs now)."""
+    with os.scandir(directory) as entries:
+        names = [entry.name for entry in entries if _TEMPORARY.fullmatch(entry.name)]
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
 
 
 def _sources(directory: Path) -> dict[int, list[tuple[int, Path]]]:
@@ -49,10 +80,12 @@ def _write_archive(target: Path, files: list[tuple[int, Path]], level: int | Non
     by_name = {path.name: (stamp, path) for stamp, path in files}
     clashes: list[tuple[int, Path]] = []
     try:
+        # strict_timestamps=False: a file stamped before 1980 or after 2107 (a clock
+        # never set) is archived with the nearest date a ZIP archive can hold.
         with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED, allowZip64=True,
-                             compresslevel=level) as archive:
+                             compresslevel=level, strict_timestamps=False) as archive:
             if target.exists():
-                with zipfile.ZipFile(target) as old:
+                with _opened(target) as old:
                     for info in old.infolist():
                         if info.filename in by_name:
                             if _same(old, info, by_name[info.filename][1]):
@@ -68,6 +101,20 @@ def _write_archive(target: Path, files: list[tuple[int, Path]], level: int | Non
         temporary.unlink(missing_ok=True)
         raise
     return clashes
+
+
+@contextlib.contextmanager
+def _opened(target: Path) -> Iterator[zipfile.ZipFile]:
+    """The archive ``target``, to read; one that is not a ZIP archive is an error
+    that names it (it stays as it is, and so do the ``.npy`` files)."""
+    try:
+        archive = zipfile.ZipFile(target)
+    except zipfile.BadZipFile as error:
+        raise zipfile.BadZipFile(f"{target}: the archive to merge the new files into is "
+                                 f"not a readable .npz ({error}); move it away and "
+                                 "compress again") from None
+    with archive:
+        yield archive
 
 
 def _same(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bool:
@@ -97,7 +144,21 @@ def compress_logs(directory: str | os.PathLike[str], remove_sources: bool = Fals
     file; ``clashes`` on the error lists them all as ``(source_id, time_stamp,
     path)``).
     """
+    if not isinstance(remove_sources, bool):
+        raise TypeError(f"compress_logs: remove_sources must be True or False, got "
+                        f"{remove_sources!r}")
+    if compresslevel is not None and (isinstance(compresslevel, bool) or not isinstance(
+            compresslevel, int) or not 0 <= compresslevel <= 9):
+        raise ValueError(f"compress_logs: compresslevel must be None or an int from 0 to 9, "
+                         f"got {compresslevel!r}")
     directory = Path(directory)
+    with _alone(directory):
+        _remove_leftovers(directory)
+        return _compress(directory, remove_sources, compresslevel)
+
+
+def _compress(directory: Path, remove_sources: bool, compresslevel: int | None
+              ) -> dict[int, Path]:
     archives: dict[int, Path] = {}
     clashes: list[tuple[int, int, Path]] = []
     for source, files in sorted(_sources(directory).items()):

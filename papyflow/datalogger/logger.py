@@ -201,16 +201,27 @@ class DataLogger:
         Puts that returned before this call are saved (or reported); puts made
         afterwards raise :class:`LoggerClosedError`. Raises :class:`LogWriteError`
         (an ``OSError``) naming every package that could not be saved; they stay
-        available as ``failures``. A no-op when the logger is not running.
+        available as ``failures``. A no-op when the logger is not running; a
+        ``RuntimeError`` in a forked child, whose copy of the logger cannot stop it.
+        Interrupted while it waits (Ctrl-C), the logger runs on: call it again, or
+        the exit handler does.
         """
         dispatcher = self._dispatcher
         if self._phase is not Phase.RUNNING or dispatcher is None:
             return
+        started_by = self._at_exit.args[1] if self._at_exit is not None else os.getpid()
+        if os.getpid() != started_by:
+            raise RuntimeError(
+                f"DataLogger.shutdown(): the logger runs in process {started_by}, which "
+                f"started it; this process ({os.getpid()}) is a fork of it and cannot stop "
+                "it. What this process put is saved when that one shuts the logger down")
+        dispatcher.stop()
+        dispatcher.join()
+        # Only now: interrupted while it waited (Ctrl-C), the logger still runs, and the
+        # exit handler (or another shutdown()) saves what it accepted.
         if self._at_exit is not None:
             atexit.unregister(self._at_exit)
             self._at_exit = None
-        dispatcher.stop()
-        dispatcher.join()
         self._phase = Phase.STOPPED
         self._statistics = dispatcher.statistics()
         self._failures = tuple(dispatcher.failures)
@@ -260,5 +271,7 @@ class DataLogger:
         # A running logger is held by its exit handler until shutdown(); one collected
         # while running anyway (at the interpreter's end): stop its thread.
         dispatcher = getattr(self, "_dispatcher", None)
-        if getattr(self, "_phase", None) is Phase.RUNNING and dispatcher is not None:
+        phase = getattr(self, "_phase", None)
+        # By name: at the interpreter's end this module's globals (Phase) may be gone.
+        if getattr(phase, "name", None) == "RUNNING" and dispatcher is not None:
             dispatcher.stop()
