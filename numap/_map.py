@@ -408,6 +408,14 @@ class NuMap:
         _check_timeout("next", timeout)
         state.call = (timeout, block)
         try:
+            try:
+                return next(self._streams[task])
+            except StopIteration:
+                if state.stream_ended:
+                    raise
+            # The stream ended early: a Ctrl-C came as it called its source, which
+            # itertools.chain then dropped. A new stream goes on from the same place.
+            self._streams[task] = make_stream(self, state)
             return next(self._streams[task])
         finally:
             state.call = None
@@ -418,6 +426,11 @@ class NuMap:
         if scheduler is None:
             return Raise(RuntimeError(f"{self.name}: next() before start()"))
         return scheduler.next_chunk(state, timeout, block)
+
+    def _give_back(self, state: TaskState) -> None:
+        """Put back the chunk of ``state`` taken and not handed over (a Ctrl-C)."""
+        if self._scheduler is not None:
+            self._scheduler.give_back(state)
 
     def _replace_func(self, task: int, func: Callable[..., Any]) -> None:
         """Give task ``task`` another function, before start (papyflow fuses Pipers so)."""

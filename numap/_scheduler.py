@@ -558,6 +558,7 @@ class Scheduler:
         exception comes as a :class:`Raise` chunk.
         """
         with self._lock:
+            task.handed = None  # the chunk before was handed over: this is a new call
             if task.cur_size:
                 self.held -= task.cur_size
                 task.cur_size = 0
@@ -575,6 +576,9 @@ class Scheduler:
                         if not task.ready or task.ready[0] is not chunk:
                             task.ready.appendleft(chunk)
                         raise
+                    # From here until the consumer has it, a Ctrl-C gives it back
+                    # (give_back, called by the stream's source).
+                    task.handed = chunk
                     task.ready_count -= size
                     task.cur_size = size
                     return chunk
@@ -595,6 +599,19 @@ class Scheduler:
                     if remaining <= 0:
                         return self._timed_out(task, timeout or 0.0)
                     self._results.wait(remaining)
+
+    def give_back(self, task: TaskState) -> None:
+        """Put the chunk :meth:`next_chunk` took for ``task`` back at the head of its
+        ready chunks: it never reached the consumer (a Ctrl-C on its way)."""
+        with self._lock:
+            chunk = task.handed
+            if chunk is None:
+                return
+            task.handed = None
+            task.ready.appendleft(chunk)
+            task.ready_count += len(chunk)
+            task.cur_size = 0
+            self._results.notify_all()
 
     def _timed_out(self, task: TaskState, timeout: float) -> Raise:
         if self.skip:

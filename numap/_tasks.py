@@ -69,6 +69,12 @@ class TaskState:
     ready: deque[list[Any] | Raise] = field(default_factory=deque)
     ready_count: int = 0  # items in ``ready``
     cur_size: int = 0  # items of the chunk being read, released to the buffer after it
+    # The chunk taken from ``ready`` and not yet in the consumer's hands: a Ctrl-C on
+    # its way there gives it back (Scheduler.give_back).
+    handed: list[Any] | Raise | None = None
+    # Whether the task's stream ended as streams end (no more results). A stream whose
+    # source a Ctrl-C interrupted at its very first step ends too, without this.
+    stream_ended: bool = False
     call: tuple[float | None, bool] | None = None  # timeout and block of one next() call
     per_item: float | None = None  # seconds per item, as the workers measured it
     item_bytes: float | None = None  # bytes per item and its result on the wire
@@ -98,20 +104,39 @@ class _Chunks:
     def __iter__(self) -> _Chunks:
         return self
 
-    def __next__(self) -> list[Any] | Raise:
+    def __next__(self) -> Iterator[Any] | list[Any]:
+        state = self._state
         try:  # all of it: an exception out of here would end the stream for good
             numap = self._numap
             if numap is None:
                 raise StopIteration
-            state = self._state
             timeout, block = state.call or (state.timeout, state.block)
-            return numap._next_chunk(state, timeout, block)
+            chunk = numap._next_chunk(state, timeout, block)
+            # iter() of what goes to the chain must run no Python code (see _raising)
+            given = _raising(chunk.exc) if type(chunk) is Raise else chunk
+            state.handed = None  # in the consumer's hands now (the chain's)
+            return given
         except StopIteration:
             self._numap = None
+            state.stream_ended = True
             raise
         except BaseException as exc:  # noqa: BLE001 - raised once, by a chunk (Ctrl-C too)
-            # Raised here, it would end the stream for good (chain drops its source).
-            return Raise(exc)
+            # Raised here, it would end the stream for good (chain drops its source). A
+            # chunk taken and not handed over (a Ctrl-C as it came) goes back first.
+            if state.handed is not None and self._numap is not None:
+                self._numap._give_back(state)
+            return _raising(exc)
+
+
+def _throw(exc: BaseException) -> Any:
+    raise exc
+
+
+def _raising(exc: BaseException) -> Iterator[Any]:
+    """A chunk that raises ``exc`` when first advanced, then ends, as :class:`Raise`
+    does; but a C iterator, so that ``itertools.chain`` takes it without running
+    Python code (a Ctrl-C there would make chain drop its source, ending the stream)."""
+    return map(_throw, (exc,))
 
 
 def make_stream(numap: NuMap, state: TaskState) -> Iterator[Any]:

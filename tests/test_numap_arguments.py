@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import linecache
 import os
 import re
 import sys
+import threading
 import time
 from collections import deque
 from typing import Any
@@ -285,3 +287,69 @@ def test_a_ctrl_c_as_a_chunk_is_taken_loses_no_result():
         with pytest.raises(KeyboardInterrupt):
             nm.next()
         assert list(nm) == [2, 4, 6, 8, 10]  # before, the interrupted chunk was lost
+
+
+def _interrupt_at_call(code_name: str, file_part: str) -> Any:
+    """A trace function that raises KeyboardInterrupt once as the function ``code_name``
+    of a numap file is entered: where a Ctrl-C lands at a function's first step."""
+    fired = []
+
+    def calls(frame: Any, event: str, arg: Any) -> Any:
+        code = frame.f_code
+        if not fired and event == "call" and code.co_name == code_name and \
+                file_part in code.co_filename:
+            fired.append(1)
+            raise KeyboardInterrupt
+        return None
+
+    return calls
+
+
+def _results_after(nm: NuMap, trace: Any, call: Any) -> list[Any]:
+    sys.settrace(trace)
+    try:
+        with contextlib.suppress(KeyboardInterrupt, TimeoutError):
+            call()
+    finally:
+        sys.settrace(None)
+    return [nm.next(timeout=20) for _ in range(3)]
+
+
+def test_a_ctrl_c_as_a_taken_chunk_returns_loses_no_result():
+    with NuMap(double, range(6), worker_type="thread", worker_num=1, stride=1) as nm:
+        assert nm.next() == 0
+        deadline = time.monotonic() + 20
+        while not nm._tasks[0].ready and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # The chunk is taken and counted; the lock's exit as it returns is interrupted.
+        after = _results_after(nm, _interrupt_on("next_chunk", "return chunk"), nm.next)
+        assert after + list(nm) == [2, 4, 6, 8, 10]
+
+
+def test_a_ctrl_c_at_the_first_step_of_the_streams_source_ends_nothing_for_next():
+    with NuMap(double, range(6), worker_type="thread", worker_num=1) as nm:
+        assert nm.next() == 0
+        after = _results_after(nm, _interrupt_at_call("__next__", "numap/_tasks.py"), nm.next)
+        assert after + [nm.next(timeout=20), nm.next(timeout=20)] == [2, 4, 6, 8, 10]
+        with pytest.raises(StopIteration):
+            nm.next()
+
+
+def test_a_ctrl_c_as_the_chain_takes_an_error_chunk_does_not_end_iteration():
+    gate = threading.Event()
+
+    def held(x: int) -> int:
+        gate.wait(20)
+        return 2 * x
+
+    with NuMap(held, range(4), worker_type="thread", worker_num=1) as nm:
+        sys.settrace(_interrupt_at_call("__iter__", "numap/_tasks.py"))
+        try:
+            # A chunk that raises (a Raise before): TimeoutError; before, the Ctrl-C as
+            # the chain took it (KeyboardInterrupt here, never out of the test).
+            with pytest.raises((TimeoutError, KeyboardInterrupt)):
+                nm.next(timeout=0.05)
+        finally:
+            sys.settrace(None)
+        gate.set()
+        assert list(nm) == [0, 2, 4, 6]  # before, the stream had ended: []
