@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import multiprocess
 import numpy as np
@@ -27,6 +30,7 @@ from papyflow.datalogger import (
     log_results,
     serialize,
 )
+from papyflow.datalogger import compress as compress_module
 from papyflow.datalogger.package import npy_header
 from tests.pipeline_helpers import inc
 
@@ -525,7 +529,8 @@ def test_a_corrupt_archive_is_named_and_nothing_is_removed(tmp_path):
 
 
 @pytest.mark.parametrize(("arguments", "error", "words"), [
-    ({"compresslevel": 10}, ValueError, "compresslevel must be None or an int from 0 to 9"),
+    ({"compresslevel": 10}, ValueError, "compresslevel must be None or an int from -1"),
+    ({"compresslevel": -2}, ValueError, "compresslevel must be"),
     ({"compresslevel": "9"}, ValueError, "compresslevel must be"),
     ({"compresslevel": True}, ValueError, "compresslevel must be"),
     ({"remove_sources": "no"}, TypeError, "remove_sources must be True or False, got 'no'"),
@@ -535,3 +540,98 @@ def test_bad_compression_arguments_name_themselves(tmp_path, arguments, error, w
     with pytest.raises(error, match=words):
         compress_logs(folder, **arguments)
     assert len(_npy(folder)) == 1 and not (folder / "1_data_log.npz").exists()
+
+
+def test_a_second_stop_writes_into_no_file_that_took_the_pipes_number(tmp_path):
+    logger = DataLogger(tmp_path / "log", thread_count=1)
+    logger.start()
+    logger.input_queue.put(LogPackage(1, 1, b"x"))
+    dispatcher = logger._dispatcher
+    wake = dispatcher._wake_w
+    dispatcher.stop()  # as an interrupted shutdown() leaves it: the thread ends alone
+    assert dispatcher.join(30)
+    files: list[Any] = []
+    with contextlib.ExitStack() as opened:
+        while len(files) < 64 and (not files or files[-1].fileno() < wake):
+            files.append(opened.enter_context(
+                open(tmp_path / f"report{len(files)}", "w+b", buffering=0)))
+        assert any(f.fileno() == wake for f in files)  # the number is another file's
+        logger.shutdown()  # stops again: before, it wrote a NUL into that file
+        for f in files:
+            f.seek(0)
+            assert f.read() == b""
+    assert len(_npy(logger.output_directory)) == 1
+
+
+
+def test_numpy_values_are_compression_arguments(tmp_path):
+    folder = _logged(tmp_path, [(1, 1, b"a"), (2, 1, b"b")])
+    assert sorted(compress_logs(folder, np.True_, np.int64(6))) == [1, 2]
+    assert not _npy(folder)
+
+
+def test_a_damaged_member_of_an_archive_names_the_archive(tmp_path):
+    import zipfile
+
+    folder = _logged(tmp_path, [(1, 1, bytes(range(256)) * 64)])
+    compress_logs(folder, remove_sources=True)
+    archive = folder / "1_data_log.npz"
+    data = bytearray(archive.read_bytes())
+    data[100:120] = b"\xff" * 20  # inside the deflated member
+    archive.write_bytes(bytes(data))
+    folder = _logged(tmp_path, [(1, 2, b"new")])
+    with pytest.raises(zipfile.BadZipFile, match=f"{archive}: the archive to merge"):
+        compress_logs(folder, remove_sources=True)
+    assert [p.name for p in _npy(folder)] == [f"1_{2:020d}.npy"]
+
+
+def test_a_forked_child_that_exits_leaves_the_parents_savers_alone(tmp_path):
+    import subprocess
+
+    script = """
+import os, sys
+from papyflow.datalogger import DataLogger, LogPackage
+logger = DataLogger(sys.argv[1], thread_count=1, process_count=2)
+logger.start()
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)  # a normal exit: multiprocess's exit handler runs in the child
+os.waitpid(pid, 0)
+for stamp in range(50):
+    logger.input_queue.put(LogPackage(1, stamp, b"x"))
+logger.shutdown()
+print(logger.statistics().savers_lost, logger.statistics().saved)
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=False,
+                          capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "50"]  # before, the child terminated both savers
+
+
+def test_a_child_forked_during_a_compression_does_not_hold_the_folder(tmp_path):
+    folder = _logged(tmp_path, [(1, 1, b"a")])
+    children = []
+    real = compress_module._compress
+
+    def forking(*args: Any) -> Any:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        children.append(pid)
+        return real(*args)
+
+    compress_module._compress = forking
+    try:
+        compress_logs(folder)
+    finally:
+        compress_module._compress = real
+    try:
+        again = threading.Thread(target=compress_logs, args=(folder,))
+        again.start()
+        again.join(10)
+        assert not again.is_alive()  # before, it waited for the child's exit
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)

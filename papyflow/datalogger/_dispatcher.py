@@ -49,6 +49,7 @@ import selectors
 import socket
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +150,24 @@ class _Saver:
         return sum(len(batch.data) for batch in self.inflight.values())
 
 
+# Every dispatcher of this process, for a forked child to disown their savers.
+_DISPATCHERS: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+
+
+def _disown_savers() -> None:
+    """In a child made by ``os.fork``: the parent's savers are not its children. It
+    inherits multiprocess's set of them, and at its exit multiprocess would terminate
+    the daemonic ones, the savers of the parent's logger."""
+    from multiprocess import process
+
+    for dispatcher in list(_DISPATCHERS):
+        for saver in list(dispatcher._savers):
+            process._children.discard(saver.process)
+
+
+os.register_at_fork(after_in_child=_disown_savers)
+
+
 class Dispatcher:
     """Owns the listening socket, the saver processes and every unsaved package."""
 
@@ -172,11 +191,15 @@ class Dispatcher:
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = os.pipe()
+        # Held to write a wake-up and to close the pipe: once the thread has closed it,
+        # its descriptor's number may be another file's (a stop() then writes nothing).
+        self._wake_lock = threading.Lock()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._producers: dict[int, _Producer] = {}
         self._reading = True
         self._savers: list[_Saver] = []
+        _DISPATCHERS.add(self)
         self._saver_pids: list[int] = []
         self._pending: collections.deque[_Batch] = collections.deque()
         self._next_id = 0
@@ -223,10 +246,13 @@ class Dispatcher:
     def stop(self) -> None:
         """Ask the thread to save what producers sent so far, then to stop the savers."""
         self._stopping = True
-        try:
-            os.write(self._wake_w, b"\0")
-        except OSError:
-            pass
+        with self._wake_lock:
+            if self._wake_w < 0:  # the thread has ended and closed the pipe
+                return
+            try:
+                os.write(self._wake_w, b"\0")
+            except OSError:
+                pass
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the thread has done its work; whether it has."""
@@ -685,10 +711,12 @@ class Dispatcher:
         for producer in list(self._producers.values()):
             self._close_producer(producer)
         self._selector.close()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._wake_lock:
+            for fd in (self._wake_r, self._wake_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self._wake_r = self._wake_w = -1
 
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import numbers
 import os
 import re
 import secrets
 import shutil
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,14 +42,32 @@ def archive_name(source_id: int) -> str:
 _TEMPORARY = re.compile(r"\.\d+_data_log\.npz\.\d+\.[0-9a-f]+\.tmp")
 
 
+# The descriptors this process holds its compressions' locks by.
+_HELD: set[int] = set()
+
+
+def _let_locks_go() -> None:
+    """In a forked child: close the inherited descriptors of the parent's locks (a lock
+    lasts while any copy of its descriptor is open, so the child would keep it)."""
+    for handle in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(handle)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_let_locks_go)
+
+
 @contextlib.contextmanager
 def _alone(directory: Path) -> Iterator[None]:
     """Hold ``directory`` for one compression (an exclusive ``flock`` on it)."""
     handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    _HELD.add(handle)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
     finally:
+        _HELD.discard(handle)
         os.close(handle)  # the lock goes with it
 
 
@@ -56,7 +76,7 @@ def _remove_leftovers(directory: Path) -> None:
     with os.scandir(directory) as entries:
         names = [entry.name for entry in entries if _TEMPORARY.fullmatch(entry.name)]
     for name in names:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone, or a read-only folder: it stays
             (directory / name).unlink()
 
 
@@ -86,14 +106,17 @@ def _write_archive(target: Path, files: list[tuple[int, Path]], level: int | Non
                              compresslevel=level, strict_timestamps=False) as archive:
             if target.exists():
                 with _opened(target) as old:
-                    for info in old.infolist():
-                        if info.filename in by_name:
-                            if _same(old, info, by_name[info.filename][1]):
-                                continue  # the same package: the .npy file is taken
-                            clashes.append(by_name.pop(info.filename))
-                        with old.open(info) as src, archive.open(
-                                info.filename, "w", force_zip64=True) as dst:
-                            shutil.copyfileobj(src, dst, 1 << 20)
+                    try:
+                        for info in old.infolist():
+                            if info.filename in by_name:
+                                if _same(old, info, by_name[info.filename][1]):
+                                    continue  # the same package: the .npy file is taken
+                                clashes.append(by_name.pop(info.filename))
+                            with old.open(info) as src, archive.open(
+                                    info.filename, "w", force_zip64=True) as dst:
+                                shutil.copyfileobj(src, dst, 1 << 20)
+                    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+                        raise zipfile.BadZipFile(_unreadable(target, error)) from error
             for _, path in sorted(by_name.values()):
                 archive.write(path, arcname=path.name)
         os.replace(temporary, target)
@@ -110,11 +133,14 @@ def _opened(target: Path) -> Iterator[zipfile.ZipFile]:
     try:
         archive = zipfile.ZipFile(target)
     except zipfile.BadZipFile as error:
-        raise zipfile.BadZipFile(f"{target}: the archive to merge the new files into is "
-                                 f"not a readable .npz ({error}); move it away and "
-                                 "compress again") from None
+        raise zipfile.BadZipFile(_unreadable(target, error)) from None
     with archive:
         yield archive
+
+
+def _unreadable(target: Path, error: BaseException) -> str:
+    return (f"{target}: the archive to merge the new files into is not a readable .npz "
+            f"({error}); move it away and compress again")
 
 
 def _same(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bool:
@@ -144,13 +170,17 @@ def compress_logs(directory: str | os.PathLike[str], remove_sources: bool = Fals
     file; ``clashes`` on the error lists them all as ``(source_id, time_stamp,
     path)``).
     """
-    if not isinstance(remove_sources, bool):
+    if type(remove_sources).__name__ not in ("bool", "bool_"):  # numpy's too
         raise TypeError(f"compress_logs: remove_sources must be True or False, got "
                         f"{remove_sources!r}")
-    if compresslevel is not None and (isinstance(compresslevel, bool) or not isinstance(
-            compresslevel, int) or not 0 <= compresslevel <= 9):
-        raise ValueError(f"compress_logs: compresslevel must be None or an int from 0 to 9, "
-                         f"got {compresslevel!r}")
+    if compresslevel is not None and (
+            type(compresslevel).__name__ in ("bool", "bool_")
+            or not isinstance(compresslevel, numbers.Integral)
+            or not -1 <= compresslevel <= 9):
+        raise ValueError(f"compress_logs: compresslevel must be None or an int from -1 "
+                         f"(zlib's default) to 9, got {compresslevel!r}")
+    remove_sources = bool(remove_sources)
+    compresslevel = None if compresslevel is None else int(compresslevel)
     directory = Path(directory)
     with _alone(directory):
         _remove_leftovers(directory)
