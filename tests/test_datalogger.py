@@ -635,3 +635,20 @@ def test_a_child_forked_during_a_compression_does_not_hold_the_folder(tmp_path):
         for pid in children:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+
+
+def test_a_thread_that_cannot_start_leaves_no_saver_behind(tmp_path, monkeypatch):
+    from papyflow.datalogger import _dispatcher
+
+    def cannot(self: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    logger = DataLogger(tmp_path, thread_count=1)
+    monkeypatch.setattr(_dispatcher.threading.Thread, "start", cannot)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        logger.start()
+    monkeypatch.undo()
+    assert not multiprocess.active_children()  # before, its saver lived on
+    with logger:  # and it starts, and saves, once it can
+        logger.input_queue.put(LogPackage(1, 1, b"x"))
+    assert len(_npy(logger.output_directory)) == 1

@@ -241,7 +241,12 @@ class Dispatcher:
             self._stop_savers()
             self._close_all()
             raise
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:  # no thread (out of threads, say): nothing may stay behind
+            self._stop_savers()
+            self._close_all()
+            raise
 
     def stop(self) -> None:
         """Ask the thread to save what producers sent so far, then to stop the savers."""
