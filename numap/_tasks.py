@@ -18,7 +18,7 @@ import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self, cast
 
 from ._execute import TaskSpec
 
@@ -30,16 +30,24 @@ if TYPE_CHECKING:
 __all__ = ["NuMapTask", "Raise", "TaskState"]
 
 
-class Raise:
-    """A chunk that raises ``exc`` the first time it is advanced, then ends."""
+class Raise(itertools.count):
+    """A chunk that raises ``exc`` the first time it is advanced, then ends.
+
+    A C iterator underneath (its ``iter()`` is the C one of ``itertools.count``,
+    which it is nothing else of): ``itertools.chain`` takes it without running
+    Python code, where a Ctrl-C would make chain drop its source and end the
+    stream. Advancing it runs Python, where a Ctrl-C is harmless: chain keeps the
+    chunk, and ``exc`` is not spent until it was raised.
+    """
 
     __slots__ = ("_done", "exc")
+    exc: BaseException
+    _done: bool
 
-    def __init__(self, exc: BaseException) -> None:
+    def __new__(cls, exc: BaseException) -> Self:
+        self = cast(Self, super().__new__(cls))
         self.exc = exc
         self._done = False
-
-    def __iter__(self) -> Raise:
         return self
 
     def __next__(self) -> Any:
@@ -104,7 +112,7 @@ class _Chunks:
     def __iter__(self) -> _Chunks:
         return self
 
-    def __next__(self) -> Iterator[Any] | list[Any]:
+    def __next__(self) -> list[Any] | Raise:
         state = self._state
         try:  # all of it: an exception out of here would end the stream for good
             numap = self._numap
@@ -112,10 +120,8 @@ class _Chunks:
                 raise StopIteration
             timeout, block = state.call or (state.timeout, state.block)
             chunk = numap._next_chunk(state, timeout, block)
-            # iter() of what goes to the chain must run no Python code (see _raising)
-            given = _raising(chunk.exc) if type(chunk) is Raise else chunk
             state.handed = None  # in the consumer's hands now (the chain's)
-            return given
+            return chunk
         except StopIteration:
             self._numap = None
             state.stream_ended = True
@@ -125,18 +131,7 @@ class _Chunks:
             # chunk taken and not handed over (a Ctrl-C as it came) goes back first.
             if state.handed is not None and self._numap is not None:
                 self._numap._give_back(state)
-            return _raising(exc)
-
-
-def _throw(exc: BaseException) -> Any:
-    raise exc
-
-
-def _raising(exc: BaseException) -> Iterator[Any]:
-    """A chunk that raises ``exc`` when first advanced, then ends, as :class:`Raise`
-    does; but a C iterator, so that ``itertools.chain`` takes it without running
-    Python code (a Ctrl-C there would make chain drop its source, ending the stream)."""
-    return map(_throw, (exc,))
+            return Raise(exc)
 
 
 def make_stream(numap: NuMap, state: TaskState) -> Iterator[Any]:

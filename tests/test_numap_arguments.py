@@ -353,3 +353,34 @@ def test_a_ctrl_c_as_the_chain_takes_an_error_chunk_does_not_end_iteration():
             sys.settrace(None)
         gate.set()
         assert list(nm) == [0, 2, 4, 6]  # before, the stream had ended: []
+
+
+def _fails_on_two(x: int) -> int:
+    if x == 2:
+        raise ValueError("item 2")
+    return 10 * x
+
+
+def test_a_ctrl_c_as_an_error_chunk_is_advanced_keeps_the_items_error():
+    fired = []
+
+    def at_raise(frame: Any, event: str, arg: Any) -> Any:  # where a Ctrl-C is handled
+        if not fired and event == "call" and frame.f_code.co_name == "__next__" and \
+                type(frame.f_locals.get("self")).__name__ == "Raise":
+            fired.append(1)
+            raise KeyboardInterrupt
+        return None
+
+    got: list[Any] = []
+    with NuMap(_fails_on_two, range(5), worker_type="thread", worker_num=1, stride=5) as nm:
+        got += [nm.next(timeout=20), nm.next(timeout=20)]
+        sys.settrace(at_raise)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                nm.next(timeout=20)
+        finally:
+            sys.settrace(None)
+        with pytest.raises(ValueError, match="item 2"):  # before, the error was spent
+            nm.next(timeout=20)
+        got += list(nm)
+    assert fired and got == [0, 10, 30, 40]

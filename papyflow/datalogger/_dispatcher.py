@@ -150,8 +150,9 @@ class _Saver:
         return sum(len(batch.data) for batch in self.inflight.values())
 
 
-# Every dispatcher of this process, for a forked child to disown their savers.
-_DISPATCHERS: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+# Every saver process of this process's loggers (from before it starts to after it is
+# joined), for a forked child to disown them.
+_SAVER_PROCESSES: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _disown_savers() -> None:
@@ -160,9 +161,8 @@ def _disown_savers() -> None:
     the daemonic ones, the savers of the parent's logger."""
     from multiprocess import process
 
-    for dispatcher in list(_DISPATCHERS):
-        for saver in list(dispatcher._savers):
-            process._children.discard(saver.process)
+    for saver_process in list(_SAVER_PROCESSES):
+        process._children.discard(saver_process)
 
 
 os.register_at_fork(after_in_child=_disown_savers)
@@ -199,7 +199,6 @@ class Dispatcher:
         self._producers: dict[int, _Producer] = {}
         self._reading = True
         self._savers: list[_Saver] = []
-        _DISPATCHERS.add(self)
         self._saver_pids: list[int] = []
         self._pending: collections.deque[_Batch] = collections.deque()
         self._next_id = 0
@@ -580,6 +579,7 @@ class Dispatcher:
         process = self._context.Process(
             target=run_saver, name=f"data-logger-saver-{len(self._saver_pids)}", daemon=True,
             args=(child, self._directory, self._thread_count, tuple(close_fds)))
+        _SAVER_PROCESSES.add(process)  # before start(): a fork meanwhile disowns it too
         try:
             process.start()
         finally:
