@@ -33,11 +33,11 @@ __all__ = ["NuMapTask", "Raise", "TaskState"]
 class Raise(itertools.count):
     """A chunk that raises ``exc`` the first time it is advanced, then ends.
 
-    A C iterator underneath (its ``iter()`` is the C one of ``itertools.count``,
-    which it is nothing else of): ``itertools.chain`` takes it without running
-    Python code, where a Ctrl-C would make chain drop its source and end the
-    stream. Advancing it runs Python, where a Ctrl-C is harmless: chain keeps the
-    chunk, and ``exc`` is not spent until it was raised.
+    A C iterator underneath (it takes only its C ``iter()`` from
+    ``itertools.count``): ``itertools.chain`` takes it without running Python
+    code, where a Ctrl-C would make chain drop its source and end the stream.
+    Advancing it runs Python, where a Ctrl-C is harmless: chain keeps the chunk,
+    and ``exc`` is not spent until it was raised.
     """
 
     __slots__ = ("_done", "exc")
