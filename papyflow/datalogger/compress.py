@@ -27,6 +27,8 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from .errors import DuplicatePackageError
 from .package import parse_file_name
 
@@ -170,11 +172,11 @@ def compress_logs(directory: str | os.PathLike[str], remove_sources: bool = Fals
     file; ``clashes`` on the error lists them all as ``(source_id, time_stamp,
     path)``).
     """
-    if type(remove_sources).__name__ not in ("bool", "bool_"):  # numpy's too
+    if not isinstance(remove_sources, bool | np.bool_):
         raise TypeError(f"compress_logs: remove_sources must be True or False, got "
                         f"{remove_sources!r}")
     if compresslevel is not None and (
-            type(compresslevel).__name__ in ("bool", "bool_")
+            isinstance(compresslevel, bool | np.bool_)
             or not isinstance(compresslevel, numbers.Integral)
             or not -1 <= compresslevel <= 9):
         raise ValueError(f"compress_logs: compresslevel must be None or an int from -1 "

@@ -35,8 +35,9 @@ from papyflow.formats.baseformat import baseformat
 from . import pypetconstants as pc
 from ._h5 import new_dataset, new_group
 from .errors import UnsupportedDataError
+from .items import utf8_problem
 
-__all__ = ["infer_flag", "read_value", "utf8_problem", "write_value"]
+__all__ = ["infer_flag", "read_value", "write_value"]
 
 
 _STR = h5py.string_dtype("utf-8")
@@ -63,16 +64,6 @@ def infer_flag(value: Any) -> str:
 
 def _fail(where: str, why: str) -> UnsupportedDataError:
     return UnsupportedDataError(f"{where}: cannot store {why}")
-
-
-def utf8_problem(text: str) -> str | None:
-    """Why ``text`` cannot be written as UTF-8, as HDF5 names, attributes and strings
-    are (``None`` when it can)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return exc.reason
-    return None
 
 
 def _check_text(where: str, text: str) -> None:

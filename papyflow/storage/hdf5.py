@@ -43,14 +43,14 @@ import h5py
 
 from . import pypetconstants as pc
 from ._h5 import get_text, new_group, set_text
-from ._values import read_value, utf8_problem, write_value
+from ._values import read_value, write_value
 from .errors import (
     ItemExistsError,
     NoSuchServiceError,
     NotStoredError,
     UnsupportedDataError,
 )
-from .items import Group, Leaf, Node, leaf_type, split_name
+from .items import Group, Leaf, Node, leaf_type, split_name, utf8_problem
 
 __all__ = ["HDF5StorageService"]
 

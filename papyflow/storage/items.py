@@ -42,19 +42,21 @@ def split_name(full_name: str) -> tuple[str, ...]:
     if full_name == "":
         return ()
     parts = tuple(full_name.split("."))
-    bad = [part for part in parts if not _PART.fullmatch(part) or not _utf8(part)]
+    bad = [part for part in parts if not _PART.fullmatch(part) or utf8_problem(part) is not None]
     if bad:
         raise ValueError(f"bad full name {full_name!r}: parts must be non-empty text in "
                          f"UTF-8 with no '/' or NUL (got {bad[0]!r})")
     return parts
 
 
-def _utf8(text: str) -> bool:
+def utf8_problem(text: str) -> str | None:
+    """Why ``text`` cannot be written as UTF-8, as HDF5 names, attributes and strings
+    are (``None`` when it can)."""
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    except UnicodeEncodeError as exc:
+        return exc.reason
+    return None
 
 
 class Node:
