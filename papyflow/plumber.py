@@ -261,29 +261,34 @@ class Plumber(Dagger):
 
         The inputs are closed level first (see :meth:`_levels`): an input behind
         the others that it meets at a fan-in Piper takes the items that pair
-        with theirs, so that no item taken is left without a result.
+        with theirs, so that no item taken is left without a result. A Ctrl-C
+        while this waits for them leaves them going through: call ``stop()``
+        again to wait for them and stop.
         """
         with self._lock:
             self._expect("stop", State.PAUSED, State.FINISHED)
-            for gate in self._gates:  # the counts hold still while the limits are set
-                gate.hold()
-            for gate, level in zip(self._gates, self._levels(), strict=True):
-                gate.close(level)
-            for piper in self.graph:  # inputs closed unevenly end synchronized Pipers quietly
-                piper._stopping = True
-            for gate in self._gates:
-                gate.release()
-            draining = self.state is State.PAUSED and self._thread is not None
-            self._draining = draining
-            self._pausing = False
-            self._lock.notify_all()
+            if not self._draining:  # else a stop() interrupted while it waited did this
+                for gate in self._gates:  # the counts hold still while the limits are set
+                    gate.hold()
+                for gate, level in zip(self._gates, self._levels(), strict=True):
+                    gate.close(level)
+                for piper in self.graph:  # inputs closed unevenly end synchronized Pipers
+                    piper._stopping = True
+                for gate in self._gates:
+                    gate.release()
+                self._draining = self.state is State.PAUSED and self._thread is not None
+                self._pausing = False
+                self._lock.notify_all()
+            draining = self._draining
         failed = None
         if draining:
             assert self._thread is not None
-            began = self._error
+            # The event, not Thread.join(): a join that a Ctrl-C interrupts takes a
+            # running thread for ended on Python 3.11, and stop() called again would
+            # then stop the NuMaps under the items still going through.
+            self._done.wait()
             self._thread.join()
-            if self._error is not began:
-                failed = self._error
+            failed = self._error  # None while paused: an error ends the thread
         super().stop(forced=forced)
         with self._lock:
             self.state = State.STOPPED

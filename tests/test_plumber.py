@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -12,7 +16,7 @@ import pytest
 
 from numap import NuMap
 from papyflow import DaggerError, Piper, PiperError, Plumber, PlumberError, Worker
-from tests.helpers import Raising
+from tests.helpers import Raising, sigint_as_default
 from tests.pipeline_helpers import (
     add,
     double,
@@ -23,6 +27,8 @@ from tests.pipeline_helpers import (
     pair,
     sleep_for,
 )
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _line(parallel=False, track=True):
@@ -136,6 +142,52 @@ def test_pause_returns_at_once_and_the_item_in_flight_is_kept(parallel):
         # nothing was taken after the pause, and every item taken has its result
         assert p.stats["inputs_taken"][0] == taken
         assert p.stats["pipers_tracked"][a] == [{i: i for i in range(taken)}]
+
+
+_CTRL_C_IN_STOP = """
+    import os, signal, threading
+    from numap import NuMap
+    from papyflow import Piper, Plumber
+
+    started, release = threading.Event(), threading.Event()
+
+    def held(inbox):
+        started.set()
+        assert release.wait(60)
+        return inbox[0]
+
+    with NuMap(worker_type="thread", worker_num=1, stride=1) as nm:
+        p = Plumber()
+        a = Piper(held, parallel=nm, name="a", track=True)
+        p.add_piper(a)
+        p.start([range(100)])
+        p.run()
+        assert started.wait(30)
+        p.pause()
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            p.stop()  # waits for the held items: the Ctrl-C comes meanwhile
+        except KeyboardInterrupt:
+            print("interrupted", p.state.value, flush=True)
+        threading.Timer(0.5, release.set).start()
+        p.stop()  # again: waits for the items still going through
+        taken = p.stats["inputs_taken"][0]
+        print("stopped", p.state.value, taken, p.stats["pipers_tracked"][a] == [
+            {i: i for i in range(taken)}], flush=True)
+"""
+
+
+def test_stop_again_after_a_ctrl_c_while_it_waited_loses_no_taken_item():
+    # Python 3.11's Thread.join(), interrupted, took the running pulling thread for
+    # ended: the second stop() then stopped the NuMap under the items taken.
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_CTRL_C_IN_STOP)], check=False,
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          preexec_fn=sigint_as_default)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert lines[0] == "interrupted paused", proc.stdout + proc.stderr
+    state, taken, all_kept = lines[1].split()[1:]
+    assert (state, all_kept) == ("stopped", "True") and int(taken) >= 1, proc.stdout
 
 
 def _both(inbox):
