@@ -218,6 +218,8 @@ def test_parameters_set_on_the_command_line(tmp_path, capsys):
     ("nothing.layers=3", "parameters.nothing: no block 'nothing'"),
     ("layers=3", "expected BLOCK.PARAMETER=VALUE"),
     ("preprocess_test.layers", "preprocess_test.layers"),
+    ("preprocess_test.layers=1e400", "'preprocess_test.layers=1e400': 1e400 is beyond the "
+                                     "range of a float"),
 ])
 def test_bad_parameters_on_the_command_line_name_what_is_wrong(tmp_path, capsys, pair, message):
     code, _, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--set", pair)

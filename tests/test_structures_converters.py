@@ -230,6 +230,25 @@ def test_integer_strings_beyond_the_digit_limit_parse_exactly():
     assert sys.get_int_max_str_digits() == limit  # the interpreter's setting is unchanged
 
 
+def test_number_strings_beyond_the_float_range_are_not_infinity():
+    # float('1e400') is inf: the converter read a finite number as infinity
+    for converter in (NumericConverter(), NumericConverter(allow_integer_output=False),
+                      NumericConverter(allow_float_output=False)):
+        for text in ("1e400", "-1e400", " 1E+400 ", "1_0e400", "9" * 400 + ".5"):
+            assert converter.validate_value(text) is None, (converter, text)
+    floats = NumericConverter(allow_integer_output=False)
+    for text, value in (("inf", math.inf), ("-Infinity", -math.inf), (" +INF ", math.inf),
+                        ("1e-400", 0.0), ("1.7976931348623157e308", sys.float_info.max)):
+        assert floats.validate_value(text) == value, text
+    with pytest.raises(ValueError, match=r"parse_parameters: 'rate=1e400': 1e400 is beyond "
+                                         r"the range of a float \(write inf for infinity\)"):
+        parse_parameters(["depth=3", "rate=1e400"])
+    with pytest.raises(ValueError, match="'rate= -1e999 ': -1e999 is beyond"):
+        parse_parameters(["rate= -1e999 "])
+    assert parse_parameters(["a=inf", "b=-infinity", "c='1e400'", "d=1e400x"]) == {
+        "a": math.inf, "b": -math.inf, "c": "1e400", "d": "1e400x"}
+
+
 def test_boolean_details():
     converter = BooleanConverter()
     for true in (True, np.bool_(True), 1, 1.0, '1', '1.0', 'TRUE', ' True '):

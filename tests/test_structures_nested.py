@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -359,3 +361,15 @@ def test_a_key_that_would_become_nan_is_refused():
     with pytest.raises(Exception, match="nan"):  # a path part never becomes NaN either
         nested.read_nested_value("nan/7")
     assert nested.read_nested_value("1/7") == 3
+
+
+def test_a_key_beyond_the_float_range_is_not_converted_to_infinity():
+    # '1e400' became the key inf: a value changed by the conversion, which never rounds
+    nested = NestedDictionary({"1e400": {"7": 1}, "-1E400": 2, "1": 3})
+    with pytest.raises(ValueError, match="the key '1e400' at path .* cannot be converted to "
+                                         "float"):
+        nested.convert_all_keys_to_datatype("float")
+    assert "1e400" in nested.data  # nothing changed
+    spelled = NestedDictionary({"inf": 1, "-Infinity": 2})
+    spelled.convert_all_keys_to_datatype("float")
+    assert spelled.data == {math.inf: 1, -math.inf: 2}

@@ -34,6 +34,8 @@ __all__ = ["BooleanConverter", "NoneConverter", "NumericConverter", "StringConve
 _TRUE_STRINGS: Final = frozenset({"true", "1", "1.0"})
 _FALSE_STRINGS: Final = frozenset({"false", "0", "0.0"})
 _NONE_STRINGS: Final = frozenset({"none", "null"})
+# How float() spells infinity (after the sign, in any case).
+_INFINITIES: Final = frozenset({"inf", "infinity"})
 
 # What int() reads in base 10 (``\d`` is any Unicode decimal digit, as for int()).
 _INTEGER_LITERAL: Final = re.compile(r"[+-]?\d+(?:_\d+)*")
@@ -76,7 +78,10 @@ class NumericConverter:
     - ``parse_number_strings``: read strings such as ``'3'`` or ``'2.5e3'`` as
       numbers (leading and trailing whitespace is ignored). Integer strings
       are read exactly, however many digits they have (Python's own limit on
-      int-from-str conversions is neither hit nor changed).
+      int-from-str conversions is neither hit nor changed). A string that
+      spells a number beyond the float range (``'1e400'``) fails: float()
+      would read it as infinity, which only ``'inf'`` and ``'infinity'``
+      mean here.
     - ``allow_integer_output`` / ``allow_float_output``: which output types are
       allowed (at least one). An integer-valued float becomes an ``int`` when
       floats are not allowed; a non-integer float then fails (no rounding). An
@@ -181,9 +186,12 @@ class NumericConverter:
             number = _parse_integer(text)  # exact, even beyond float precision
         else:
             try:
-                return float(text)
+                number = float(text)
             except ValueError:
                 return None
+            if math.isinf(number) and text.lstrip("+-").lower() not in _INFINITIES:
+                return None  # a finite literal beyond the float range (1e400), not infinity
+            return number
         if self._allow_float:
             # Strings prefer floats when both are allowed (the documented behaviour).
             try:

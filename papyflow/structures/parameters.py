@@ -6,6 +6,7 @@ tried in this order:
 
 1. an integer literal (``'3'``, ``'-4'``, ``'1_000'``), exactly, however long -> ``int``;
 2. any other number (``'2.5'``, ``'1e-3'``, ``'3.0'``, ``'inf'``, ``'nan'``) -> ``float``;
+   a number beyond the float range (``'1e400'``) is an error, not infinity;
 3. ``'true'`` / ``'false'`` (any case) -> ``bool``;
 4. ``'none'`` / ``'null'`` (any case) -> ``None``;
 5. anything else -> ``str``, as written.
@@ -17,6 +18,7 @@ gives the string ``'3'``).
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Final
 
@@ -51,7 +53,8 @@ def parse_parameters(pairs: list[str]) -> dict[str, Any]:
 
     The value is everything after the first ``=`` and is typed as the module
     docstring describes. A pair without ``=``, an empty name, a name with
-    whitespace in it, or a name given twice is a ``ValueError`` naming the pair.
+    whitespace in it, a name given twice, or a number beyond the float range
+    (``'1e400'``) is a ``ValueError`` naming the pair.
 
     >>> parse_parameters(["depth=3", "rate=0.5", "verbose=true", "seed=none", "mode=fast"])
     {'depth': 3, 'rate': 0.5, 'verbose': True, 'seed': None, 'mode': 'fast'}
@@ -75,8 +78,16 @@ def parse_parameters(pairs: list[str]) -> dict[str, Any]:
             raise ValueError(f"{where}: the name in {pair!r} contains whitespace")
         if name in parameters:
             raise ValueError(f"{where}: {pair!r} gives the parameter {name!r} a second time")
-        parameters[name] = _typed(text)
+        try:
+            parameters[name] = _typed(text)
+        except _BeyondFloats as error:
+            raise ValueError(f"{where}: {pair!r}: {error} is beyond the range of a float "
+                             "(write inf for infinity)") from None
     return parameters
+
+
+class _BeyondFloats(Exception):
+    """A number that float() would read as infinity; ``args[0]`` is its text."""
 
 
 def _typed(text: str) -> Any:
@@ -85,4 +96,12 @@ def _typed(text: str) -> Any:
         return text[1:-1]
     if _INTEGER_LITERAL.fullmatch(text):
         return _INTEGER.validate_value(text)
-    return _ANYTHING_ELSE.validate_value(text)
+    value = _ANYTHING_ELSE.validate_value(text)
+    if isinstance(value, str):  # not a number to the converters: is it one beyond floats?
+        try:
+            beyond = math.isinf(float(text))
+        except ValueError:
+            beyond = False
+        if beyond:
+            raise _BeyondFloats(text)
+    return value
