@@ -436,6 +436,23 @@ def test_clean_parameter_refuses_naming_the_algorithm_and_parameter(tmp_path, sp
     assert (caught.value.algorithm, caught.value.parameter) == ("test/p/1", "p")
 
 
+def test_clean_parameter_refuses_ints_too_long_to_print_naming_the_parameter(tmp_path):
+    # The message was Python's own "Exceeds the limit (4300 digits) for integer string
+    # conversion", a ValueError that was no ParameterError and named no parameter (an int
+    # this long comes from ``--set block.p=999...``: parse_parameters reads it exactly).
+    huge = 10 ** 5000
+    for spec, value, message in (
+            ({"type": "int8"}, huge, "<int of 16610 bits> does not fit int8 (-128..127)"),
+            ({"type": "float64"}, -huge, "<negative int of 16610 bits> does not fit float64"),
+            ({"type": "string"}, huge, "expected a string, got <int of 16610 bits>"),
+            ({"type": "int64", "range": [0, 1]}, [huge],
+             "expected an integer (int64), got <a list holding an int too long to show>")):
+        algorithm = one_parameter(tmp_path, spec)
+        with pytest.raises(ParameterError) as caught:
+            algorithm.clean_parameter("p", value)
+        assert str(caught.value) == f"algorithm 'test/p/1': parameter 'p': {message}"
+
+
 def test_clean_parameter_bounds_and_choices_are_inclusive_and_cast(tmp_path):
     algorithm = one_parameter(tmp_path, {"type": "float32", "choice": [0.1, 0.2]})
     assert algorithm.clean_parameter("p", 0.1) == np.float32(0.1)

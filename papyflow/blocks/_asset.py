@@ -41,11 +41,22 @@ def is_endpoint_name(name: object) -> bool:
 
 
 def show(value: Any) -> str:
-    """``value`` as JSON when it is JSON (``"a"``, ``3``, ``null``), else its repr."""
+    """``value`` as JSON when it is JSON (``"a"``, ``3``, ``null``), else its repr.
+
+    An int too long for ``str()`` (beyond the interpreter's digit limit) is
+    shown as ``<int of N bits>`` (``<negative int of N bits>``).
+    """
     try:
         return json.dumps(value, cls=NumpyJSONEncoder)
     except (TypeError, ValueError):
+        pass
+    try:
         return repr(value)
+    except ValueError:  # int-to-str refuses ints beyond sys.get_int_max_str_digits()
+        if isinstance(value, int):
+            sign = "negative " if value < 0 else ""
+            return f"<{sign}int of {value.bit_length()} bits>"
+        return f"<a {type(value).__name__} holding an int too long to show>"
 
 
 def module_name(name: str) -> str:

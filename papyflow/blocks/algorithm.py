@@ -172,7 +172,7 @@ def _cast(kind: str, value: Any) -> Any:
             raise _Refused(f"expected an integer ({kind}), got {show(value)}")
         info = np.iinfo(kind)
         if not info.min <= int(value) <= info.max:
-            raise _Refused(f"{int(value)} does not fit {kind} ({info.min}..{info.max})")
+            raise _Refused(f"{show(int(value))} does not fit {kind} ({info.min}..{info.max})")
         return np.dtype(kind).type(int(value))
     try:
         with np.errstate(over="ignore"):
