@@ -423,3 +423,24 @@ def test_null_in_an_enum_field_without_a_none_member_stays_none(tmp_path):
     path = tmp_path / "c.yaml"
     NoneDefaults().to_yaml(path)
     assert NoneDefaults.from_yaml(path) == NoneDefaults()
+
+
+def test_ints_beyond_the_int_to_str_limit_are_errors_naming_the_field_or_the_file(tmp_path):
+    # PyYAML converts ints with str() and int(), which refuse more than 4300 digits:
+    # Python's bare ValueError came out of to_yaml and from_yaml, naming nothing
+    path = tmp_path / "c.yaml"
+    huge = 10 ** 5000
+    for config, where in ((MyConfig(integer=huge), "MyConfig.integer"),
+                          (Everything(mapping={"k": -huge}), r"Everything.mapping\['k'\]"),
+                          (Everything(numbers=[1, huge]), r"Everything.numbers\[1\]"),
+                          (Outer(name="n", inner=Inner(depth=huge)), "Outer.inner.depth")):
+        with pytest.raises(TypeError, match=rf"{where} holds an int of 16610 bits, more "
+                                            "digits than Python converts to text"):
+            config.to_yaml(path)
+        assert not path.exists()
+    MyConfig(integer=10 ** 4000).to_yaml(path)  # within the limit: written and read back
+    assert MyConfig.from_yaml(path) == MyConfig(integer=10 ** 4000)
+    path.write_text(f"string: x\ninteger: {'9' * 5000}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"(?s)c\.yaml' is not valid YAML: cannot read an int "
+                                         r"of 5000 characters: .*line 2"):
+        MyConfig.from_yaml(path)

@@ -32,6 +32,8 @@ __all__ = ["YamlConfig"]
 
 _SUFFIXES = (".yaml", ".yml")
 _NEW_FILE_MODE = 0o644
+# Ints of at most this many bits have fewer digits than any int-to-str limit may be set to.
+_SHORT_INT_BITS = 3 * sys.int_info.str_digits_check_threshold
 
 class YamlConfig:
     """Base class for dataclasses that are stored as ``.yaml`` files.
@@ -125,6 +127,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     f"found the key {key!r} twice", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """PyYAML's int, except that one beyond Python's int-from-str limit (4300 digits by
+        default) is an error at its place in the file, not a bare ValueError."""
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError as error:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read an int of {len(node.value)} characters: {error}",
+                node.start_mark) from None
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+
 
 class _SafeDumper(yaml.SafeDumper):
     """PyYAML's safe dumper, except that strings holding U+0085 are double-quoted.
@@ -199,7 +214,9 @@ def _to_plain(value: Any, where: str, enclosing: dict[int, str] | None = None) -
     ``enclosing`` maps the ids of the containers that ``value`` is inside to
     where they are, to catch a value that contains itself.
     """
-    if value is None or type(value) in (bool, int, float, str):
+    if type(value) is int:
+        return _writable_int(value, where)
+    if value is None or type(value) in (bool, float, str):
         return value
     # Before the subclass checks below: np.float64 is a float and IntEnum an int,
     # but the safe dumper only knows the exact builtin types.
@@ -214,7 +231,7 @@ def _to_plain(value: Any, where: str, enclosing: dict[int, str] | None = None) -
         return _to_plain(plain, where)
     for base in (int, float, str):
         if isinstance(value, base):
-            return base(value)
+            return _to_plain(base(value), where)
     if _is_container(value):
         enclosing = enclosing or {}
         if id(value) in enclosing:  # without this check: a RecursionError
@@ -226,6 +243,19 @@ def _to_plain(value: Any, where: str, enclosing: dict[int, str] | None = None) -
         return str(value)
     raise TypeError(f"YamlConfig.to_yaml: {where} holds a {type(value).__name__} "
                     f"({value!r}), which cannot be written to YAML")
+
+
+def _writable_int(value: int, where: str) -> int:
+    """``value``, checked to be within Python's int-to-str limit (PyYAML writes it with str())."""
+    if value.bit_length() > _SHORT_INT_BITS:  # shorter ints are never held to the limit
+        try:
+            str(value)
+        except ValueError:
+            raise TypeError(f"YamlConfig.to_yaml: {where} holds an int of "
+                            f"{value.bit_length()} bits, more digits than Python converts to "
+                            "text (sys.get_int_max_str_digits()); store it as a string"
+                            ) from None
+    return value
 
 
 def _is_container(value: Any) -> bool:
