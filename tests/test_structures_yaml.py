@@ -444,3 +444,43 @@ def test_ints_beyond_the_int_to_str_limit_are_errors_naming_the_field_or_the_fil
     with pytest.raises(ValueError, match=r"(?s)c\.yaml' is not valid YAML: cannot read an int "
                                          r"of 5000 characters: .*line 2"):
         MyConfig.from_yaml(path)
+
+
+SMALL, HALF, COUNT, BIG = np.float32(0.1), np.float16(0.5), np.int8(-3), np.uint64(2 ** 64 - 1)
+
+
+@dataclass
+class NumpyFields(YamlConfig):
+    small: np.float32 = SMALL
+    half: np.float16 = HALF
+    count: np.int8 = COUNT
+    big: np.uint64 = BIG
+    flag: np.bool_ = np.True_
+    maybe: np.int16 | None = None
+    many: list[np.int32] = field(default_factory=lambda: [np.int32(7)])
+
+
+def test_numpy_scalar_fields_come_back_as_their_type(tmp_path):
+    # They were written as their plain values and read back as Python ints, floats and
+    # bools: an np.int8 field then no longer wrapped around, an np.float32 computed in double
+    path = tmp_path / "c.yaml"
+    config = NumpyFields(maybe=np.int16(300))
+    config.to_yaml(path)
+    loaded = NumpyFields.from_yaml(path)
+    assert loaded == config
+    for name, kind in (("small", np.float32), ("half", np.float16), ("count", np.int8),
+                       ("big", np.uint64), ("flag", np.bool_), ("maybe", np.int16)):
+        assert type(getattr(loaded, name)) is kind, name
+    assert loaded.small == np.float32(0.1) and type(loaded.many[0]) is np.int32
+    path.write_text("small: 1\ncount: 5\n", encoding="utf-8")  # hand-written values too
+    loaded = NumpyFields.from_yaml(path)
+    assert type(loaded.small) is np.float32 and type(loaded.count) is np.int8
+    for text, message in (("count: 128", r"NumpyFields.count must fit int8 \(-128..127\), got 128"),
+                          ("big: -1", r"NumpyFields.big must fit uint64"),
+                          ("small: 1.0e+39", r"NumpyFields.small must fit float32, got 1e\+39"),
+                          ("many: [3000000000]", r"NumpyFields.many\[0\] must fit int32")):
+        path.write_text(text + "\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=rf"c\.yaml'?: {message}"):
+            NumpyFields.from_yaml(path)
+    path.write_text("small: .inf\n", encoding="utf-8")
+    assert NumpyFields.from_yaml(path).small == np.float32(np.inf)

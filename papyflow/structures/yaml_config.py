@@ -42,7 +42,9 @@ class YamlConfig:
     reference design, validation is the subclass's business, e.g. in
     ``__post_init__``): nested dataclasses are rebuilt from their mappings,
     and lists become tuples, strings become paths, values become enum members,
-    and ints become floats where the field's type hint says so. Fields with
+    ints become floats, and numbers become NumPy scalars (``np.float32``,
+    ``np.int8``: a value that does not fit one is a ``ValueError``) where the
+    field's type hint says so. Fields with
     ``init=False`` are neither written nor read.
 
     Type hints are resolved one annotation at a time, so one that cannot be
@@ -419,11 +421,39 @@ def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
         return rebuilt
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if isinstance(hint, type) and issubclass(hint, np.bool_ | np.integer | np.floating):
+        return _numpy_scalar(hint, value, source, where)
     if isinstance(hint, type) and issubclass(hint, PurePath) and isinstance(value, str):
         return hint(value)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return _enum_member(hint, value, source, where)
     return value
+
+
+def _numpy_scalar(hint: type[np.generic], value: Any, source: str, where: str) -> Any:
+    """``value`` as the NumPy scalar type ``hint`` (to_yaml wrote it as its plain value);
+    a value that does not fit the type is an error, one of another kind stays as read."""
+    if isinstance(value, bool) != issubclass(hint, np.bool_):
+        return value
+    if issubclass(hint, np.integer):
+        if not isinstance(value, int):
+            return value
+        info = np.iinfo(hint)
+        if not info.min <= value <= info.max:
+            raise ValueError(f"{source}: {where} must fit {hint.__name__} "
+                             f"({info.min}..{info.max}), got {value!r}")
+    elif issubclass(hint, np.floating):
+        if not isinstance(value, int | float):
+            return value
+        try:
+            with np.errstate(over="ignore"):
+                result = hint(value)
+        except OverflowError:  # an int beyond float64
+            result = hint(np.inf)
+        if np.isinf(result) and not (isinstance(value, float) and np.isinf(value)):
+            raise ValueError(f"{source}: {where} must fit {hint.__name__}, got {value!r}")
+        return result
+    return hint(value)
 
 
 def _enum_member(hint: type[enum.Enum], value: Any, source: str, where: str) -> enum.Enum:
