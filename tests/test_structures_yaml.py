@@ -7,6 +7,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,12 @@ pytestmark = pytest.mark.timeout(60)
 class MyConfig(YamlConfig):
     integer: int = 0
     string: str = 'random'
+
+
+@dataclass
+class Loose(YamlConfig):
+    integer: Any = 0
+    string: Any = 'random'
 
 
 class Mode(enum.Enum):
@@ -185,7 +192,8 @@ def test_numpy_and_enum_keys_are_written_as_their_values(tmp_path):
     MyConfig(string=table).to_yaml(path)
     assert yaml.safe_load(path.read_text(encoding="utf-8"))["string"] == {
         3: 1, 0.5: "half", "name": [True], "fast": 2}
-    assert MyConfig.from_yaml(path).string == {3: 1, 0.5: "half", "name": [True], "fast": 2}
+    # read back by a class whose field takes anything: MyConfig.string must be a str
+    assert Loose.from_yaml(path).string == {3: 1, 0.5: "half", "name": [True], "fast": 2}
     path.unlink()
     with pytest.raises(TypeError, match=r"MyConfig\.string has two keys written as 'fast'"):
         MyConfig(string={"fast": 1, Mode.FAST: 2}).to_yaml(path)
@@ -247,7 +255,7 @@ def test_values_that_contain_themselves_are_type_errors(tmp_path):
     assert not path.exists()
     shared = [1, 2]  # one list twice is no cycle
     MyConfig(string=[shared, shared]).to_yaml(path)
-    assert MyConfig.from_yaml(path).string == [[1, 2], [1, 2]]
+    assert Loose.from_yaml(path).string == [[1, 2], [1, 2]]
 
 
 def test_annotations_are_resolved_one_by_one(tmp_path):
@@ -484,3 +492,42 @@ def test_numpy_scalar_fields_come_back_as_their_type(tmp_path):
             NumpyFields.from_yaml(path)
     path.write_text("small: .inf\n", encoding="utf-8")
     assert NumpyFields.from_yaml(path).small == np.float32(np.inf)
+
+
+BEYOND = "Outer.weight must be a number within the range of a float, "
+
+
+def test_a_hand_edited_value_of_the_wrong_kind_is_an_error_naming_field_and_file(tmp_path):
+    # Such values loaded silently: a str in a float field ('1e-3' is a string to YAML 1.1),
+    # a float or a date in a str field, a scalar for a tuple, and a float field given an
+    # int beyond the float range raised a bare OverflowError
+    path = tmp_path / "outer.yaml"
+    base = "name: n\ninner: {depth: 1}\n"
+    for text, message in (
+            ("name: 1.10", "Outer.name must be a str .*, got 1.1 .float."),
+            ("name: 2020-01-01", r"Outer.name must be a str .*, got datetime.date\(2020, 1, 1\)"),
+            ("name: no", "Outer.name must be a str .*, got False .bool."),
+            ("weight: abc", "Outer.weight must be a number, got 'abc' .str."),
+            ("weight: true", "Outer.weight must be a number, got True .bool."),
+            ("weight: 1e400", BEYOND + "got '1e400'"),
+            (f"weight: 1{'0' * 400}", BEYOND + "got 1000"),
+            ("inner: {depth: 2.0}", "Outer.inner.depth must be an int, got 2.0 .float."),
+            ("inner: {depth: true}", "Outer.inner.depth must be an int, got True .bool."),
+            ("shape: 5", r"Outer.shape must be a list \(for a tuple\), got 5 .int."),
+            ("pair: [a, 1.0, 2]", "Outer.pair must be a list of 2 items, got 3"),
+            ("pair: [1, 1.0]", r"Outer.pair\[0\] must be a str .*, got 1 .int."),
+            ("where: 3", r"Outer.where must be a str \(a path\), got 3 .int."),
+            ("layers: {a: 1}", r"Outer.layers must be a list, got \{'a': 1\} .dict."),
+            ("table: [1]", r"Outer.table must be a mapping, got \[1\] .list."),
+            ("table: {1: {depth: 1}}", r"Outer.table key 1 must be a str .*, got 1 .int.")):
+        fields = dict(line.split(": ", 1) for line in (base + text).splitlines())
+        path.write_text("".join(f"{key}: {value}\n" for key, value in fields.items()),
+                        encoding="utf-8")
+        with pytest.raises(ValueError, match=rf"outer\.yaml'?: {message}"):
+            Outer.from_yaml(path)
+    path.write_text("name: '1.10'\ninner: {depth: 1, rate: 1e-3}\nweight: 2\n"
+                    "where: null\n", encoding="utf-8")
+    loaded = Outer.from_yaml(path)
+    assert (loaded.name, loaded.inner.rate, loaded.weight, loaded.where) == ("1.10", 0.001,
+                                                                            2.0, None)
+    assert type(loaded.weight) is float

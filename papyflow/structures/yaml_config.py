@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import enum
 import inspect
+import math
 import os
 import sys
 import tempfile
@@ -28,6 +29,8 @@ from typing import Any, Self
 import numpy as np
 import yaml
 
+from .converters import NumericConverter
+
 __all__ = ["YamlConfig"]
 
 _SUFFIXES = (".yaml", ".yml")
@@ -38,9 +41,14 @@ _SHORT_INT_BITS = 3 * sys.int_info.str_digits_check_threshold
 class YamlConfig:
     """Base class for dataclasses that are stored as ``.yaml`` files.
 
-    Only structure is restored on loading, not validated (as in the
-    reference design, validation is the subclass's business, e.g. in
-    ``__post_init__``): nested dataclasses are rebuilt from their mappings,
+    Loading restores structure and checks kinds, but does not validate values
+    (as in the reference design, ranges and the like are the subclass's
+    business, e.g. in ``__post_init__``). A value of another kind than its
+    field's hint asks for (a float or a date in a ``str`` field, a string in a
+    ``float`` field, a scalar for a list) is a ``ValueError`` naming the field
+    and the file; ``null`` is taken by every field, and ``Any``, unions of
+    several types and other hints take what was read. Nested dataclasses are
+    rebuilt from their mappings,
     and lists become tuples, strings become paths, values become enum members,
     ints become floats, and numbers become NumPy scalars (``np.float32``,
     ``np.int8``: a value that does not fit one is a ``ValueError``) where the
@@ -375,7 +383,8 @@ def _resolve_annotation(annotation: object, module_namespace: dict[str, Any],
 
 
 def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
-    """Rebuild the structure the type ``hint`` asks for; leave everything else as read."""
+    """Rebuild the structure the type ``hint`` asks for, checking the kind of value it takes
+    (see :class:`YamlConfig`); a value for a hint not handled here is left as read."""
     if hint is Any:
         return value
     if value is None:  # an enum member whose value is None is written as null too
@@ -397,18 +406,31 @@ def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
             raise ValueError(f"{source}: {where} must be a mapping (for {hint.__name__}), "
                              f"got {value!r}")
         return _build(hint, value, source, where)
-    if (hint is tuple or origin is tuple) and isinstance(value, list):
+    if hint is tuple or origin is tuple:
+        if not isinstance(value, list):
+            raise _wrong_kind(source, where, "a list (for a tuple)", value)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_from_plain(args[0], item, source, f"{where}[{index}]")
                          for index, item in enumerate(value))
-        if args and len(args) == len(value):
+        if args:
+            if len(args) != len(value):
+                raise ValueError(f"{source}: {where} must be a list of {len(args)} items, "
+                                 f"got {len(value)}: {value!r}")
             return tuple(_from_plain(arg, item, source, f"{where}[{index}]")
                          for index, (arg, item) in enumerate(zip(args, value)))
         return tuple(value)
-    if origin is list and args and isinstance(value, list):
+    if hint is list or origin is list:
+        if not isinstance(value, list):
+            raise _wrong_kind(source, where, "a list", value)
+        if not args:
+            return value
         return [_from_plain(args[0], item, source, f"{where}[{index}]")
                 for index, item in enumerate(value)]
-    if origin is dict and len(args) == 2 and isinstance(value, dict):
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise _wrong_kind(source, where, "a mapping", value)
+        if len(args) != 2:
+            return value
         rebuilt: dict[Any, Any] = {}
         for key, item in value.items():
             # Keys are written as their plain values (an enum member as its value, a
@@ -419,41 +441,81 @@ def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
                                  f"{new_key!r}")
             rebuilt[new_key] = _from_plain(args[1], item, source, f"{where}[{key!r}]")
         return rebuilt
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if hint is bool or hint is int or hint is str:
+        # bool is an int to Python, not to a config file
+        if type(value) is not hint:
+            raise _wrong_kind(source, where, _KINDS[hint], value)
+        return value
+    if hint is float:
+        return _float(value, source, where, "")
     if isinstance(hint, type) and issubclass(hint, np.bool_ | np.integer | np.floating):
         return _numpy_scalar(hint, value, source, where)
-    if isinstance(hint, type) and issubclass(hint, PurePath) and isinstance(value, str):
+    if isinstance(hint, type) and issubclass(hint, PurePath):
+        if not isinstance(value, str):
+            raise _wrong_kind(source, where, "a str (a path)", value)
         return hint(value)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return _enum_member(hint, value, source, where)
     return value
 
 
+# What a field of each plain type must hold in the file.
+_KINDS = {bool: "true or false", int: "an int", float: "a number",
+          str: "a str (quote a value YAML would read as something else)"}
+# Reads a float field's value: an int, a float, or a number YAML 1.1 left a string ('1e-3').
+_FLOATS = NumericConverter(allow_integer_output=False, parse_number_strings=True)
+
+
+def _wrong_kind(source: str, where: str, expected: str, value: Any) -> ValueError:
+    return ValueError(f"{source}: {where} must be {expected}, got {value!r} "
+                      f"({type(value).__name__})")
+
+
+def _float(value: Any, source: str, where: str, purpose: str) -> float:
+    """``value`` read for a float field: an int or a float, or a str that spells one."""
+    number = _FLOATS.validate_value(value)
+    if number is None:
+        expected = "a number within the range of a float" if _beyond_floats(value) \
+            else "a number"
+        raise _wrong_kind(source, where, expected + purpose, value)
+    return number
+
+
+def _beyond_floats(value: Any) -> bool:
+    """Whether ``value``, which a float field refused, is a number too large for a float."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):  # the only ints refused are those no float holds
+        return True
+    if isinstance(value, str):
+        try:
+            return math.isinf(float(value))
+        except ValueError:
+            return False
+    return False
+
+
 def _numpy_scalar(hint: type[np.generic], value: Any, source: str, where: str) -> Any:
     """``value`` as the NumPy scalar type ``hint`` (to_yaml wrote it as its plain value);
-    a value that does not fit the type is an error, one of another kind stays as read."""
-    if isinstance(value, bool) != issubclass(hint, np.bool_):
-        return value
+    a value of another kind, or one that does not fit the type, is an error."""
+    if issubclass(hint, np.bool_):
+        if not isinstance(value, bool):
+            raise _wrong_kind(source, where, f"true or false (for {hint.__name__})", value)
+        return hint(value)
     if issubclass(hint, np.integer):
-        if not isinstance(value, int):
-            return value
+        if type(value) is not int:
+            raise _wrong_kind(source, where, f"an int (for {hint.__name__})", value)
         info = np.iinfo(hint)
         if not info.min <= value <= info.max:
             raise ValueError(f"{source}: {where} must fit {hint.__name__} "
                              f"({info.min}..{info.max}), got {value!r}")
-    elif issubclass(hint, np.floating):
-        if not isinstance(value, int | float):
-            return value
-        try:
-            with np.errstate(over="ignore"):
-                result = hint(value)
-        except OverflowError:  # an int beyond float64
-            result = hint(np.inf)
-        if np.isinf(result) and not (isinstance(value, float) and np.isinf(value)):
-            raise ValueError(f"{source}: {where} must fit {hint.__name__}, got {value!r}")
-        return result
-    return hint(value)
+        return hint(value)
+    number = _float(value, source, where, f" (for {hint.__name__})")
+    with np.errstate(over="ignore"):
+        result = hint(number)
+    if np.isinf(result) and not np.isinf(number):
+        raise ValueError(f"{source}: {where} must fit {hint.__name__}, got {value!r}")
+    return result
 
 
 def _enum_member(hint: type[enum.Enum], value: Any, source: str, where: str) -> enum.Enum:
