@@ -2,6 +2,7 @@
 
 ::
 
+    RunConfig: --config RUN.yaml, options and --set over it --> --save-config RUN.yaml
     Experiment(prefix, FILE.json) --> errors? one line each, exit 2
         --> build(parallel, cache): what is cached is read, the rest runs
         --> the run of ``papyflow run`` (progress bars, Ctrl-C, summary table)
@@ -14,6 +15,7 @@ progress and errors go to standard error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -21,6 +23,7 @@ from numap import NuMap
 
 from .blocks.errors import BlockError
 from .blocks.pipers import AlgorithmPiper
+from .blocks.run_config import RunConfig, RunConfigError
 from .cli import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -32,7 +35,7 @@ from .cli import (
 )
 from .errors import PiperError
 
-__all__ = ["run_experiment"]
+__all__ = ["run_config", "run_experiment"]
 
 
 def _overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
@@ -63,28 +66,54 @@ def _scalar(value: Any) -> str:
     return f"{item:.6g}" if isinstance(item, float) else str(item)
 
 
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The run configuration of ``args``: the ``--config`` file's (or the defaults), with
+    the options given on the command line over it and ``--set`` over its parameters."""
+    try:
+        config = RunConfig.read(args.config) if args.config else RunConfig()
+        given = {name: value for name, value in (
+            ("prefix", args.prefix), ("cache", args.cache), ("workers", args.workers),
+            ("index_folder", args.index_folder)) if value is not None}
+        if args.no_progress:
+            given["progress"] = False
+        config = dataclasses.replace(config, **given).with_parameters(
+            _overrides(args.overrides))
+    except RunConfigError as error:
+        raise _Failure(f"--config: {error}" if args.config else str(error)) from None
+    if config.prefix is None:
+        raise _Failure("no prefix: give --prefix DIR, or prefix in the --config file")
+    return config
+
+
 def run_experiment(args: argparse.Namespace) -> int:
     """Run the experiment of ``args`` (see the module); the exit code."""
     from .blocks.experiment import Experiment
 
-    experiment = Experiment(args.prefix, args.file, parameters=_overrides(args.overrides))
+    config = run_config(args)
+    assert config.prefix is not None  # run_config() sees to it
+    experiment = Experiment(config.prefix, args.file, parameters=config.parameters)
     if not experiment.valid:
         for error in experiment.errors:
             print(f"papyflow experiment: {error}", file=sys.stderr)
         return EXIT_ERROR
-    numap = NuMap(worker_type="process", worker_num=args.workers, name="blocks") \
-        if args.workers else False
-    plumber, _ = experiment.build(numap, index_folder=args.index_folder, cache=args.cache)
+    if args.save_config:  # once the experiment loads with it
+        try:
+            config.write(args.save_config)
+        except (OSError, ValueError, TypeError) as error:
+            raise _Failure(f"--save-config: {error}") from None
+    numap = NuMap(worker_type="process", worker_num=config.workers, name="blocks") \
+        if config.workers else False
+    plumber, _ = experiment.build(numap, index_folder=config.index_folder, cache=config.cache)
     plan = plumber.plan
     ran = sorted({key.rpartition(".")[0] for key, action in plan.items() if action == "run"})
     cached = sorted({key.rpartition(".")[0] for key, action in plan.items()
                      if action == "cached"})
-    where = f"cache {args.cache}" if args.cache else "no cache"
+    where = f"cache {config.cache}" if config.cache else "no cache"
     print(f"papyflow experiment: {args.file}: {len(ran)} block(s) to run"
           f"{': ' + ', '.join(ran) if ran else ''}; {len(cached)} from the cache"
           f"{': ' + ', '.join(cached) if cached else ''} ({where})", flush=True)
     run = _Run(plumber, command="experiment")
-    outcome = run.execute(plumber.inputs(), progress=not args.no_progress
+    outcome = run.execute(plumber.inputs(), progress=config.progress
                           and _is_terminal(sys.stderr))
     print(_summary(args.file, run, outcome), end="", flush=True)
     if outcome == "interrupted":

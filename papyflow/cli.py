@@ -4,6 +4,7 @@
 
     papyflow run FILE.py [--input PATH ...] [--workers N] [--no-progress] [--debug]
     papyflow experiment run FILE.json --prefix DIR [--cache DIR] [--workers N] [--set B.P=V] ...
+                            [--config RUN.yaml] [--save-config RUN.yaml]
     papyflow graph FILE.py [-o OUT.svg|OUT.png|OUT.dot] [--debug]
 
 A pipeline file is Python source that binds ``plumber`` (and ``DATA`` or
@@ -93,8 +94,15 @@ def _parser() -> argparse.ArgumentParser:
                     "results. Ctrl-C stops it cleanly (exit code 130); nothing partial "
                     "is left in the cache.")
     exp_run.add_argument("file", metavar="FILE.json", help="the experiment declaration")
-    exp_run.add_argument("--prefix", "-p", required=True, metavar="DIR",
-                         help="the prefix holding the databases, algorithms and dataformats")
+    exp_run.add_argument("--prefix", "-p", metavar="DIR",
+                         help="the prefix holding the databases, algorithms and dataformats "
+                              "(required, here or in the --config file)")
+    exp_run.add_argument("--config", metavar="RUN.yaml",
+                         help="read these options from a run configuration (YAML); those "
+                              "given here win over it, --set over its parameters")
+    exp_run.add_argument("--save-config", metavar="RUN.yaml",
+                         help="write the run configuration this run uses (options and "
+                              "parameters) to RUN.yaml, then run")
     exp_run.add_argument("--cache", "-c", metavar="DIR",
                          help="where block outputs are cached (without it nothing is)")
     exp_run.add_argument("--workers", "-w", metavar="N", type=_worker_count,
@@ -105,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     exp_run.add_argument("--index-folder", metavar="DIR",
                          help="where the database views' indices are kept (by default "
                               "in the temporary folder)")
-    exp_run.add_argument("--no-progress", action="store_true",
+    exp_run.add_argument("--no-progress", action="store_true", default=None,
                          help="show no progress bars (they are shown only on a terminal)")
     exp_run.add_argument("--debug", action="store_true", help="print tracebacks of errors")
 

@@ -14,6 +14,7 @@ import pytest
 from papyflow import Plumber
 from papyflow.blocks.experiment import Experiment, ExperimentPlumber
 from papyflow.blocks.pipers import database_inputs
+from papyflow.blocks.run_config import RunConfig, RunConfigError
 from papyflow.cli import main
 from tests.blocks_helpers import declare
 
@@ -218,10 +219,109 @@ def test_parameters_set_on_the_command_line(tmp_path, capsys):
     ("nothing.layers=3", "parameters.nothing: no block 'nothing'"),
     ("layers=3", "expected BLOCK.PARAMETER=VALUE"),
     ("preprocess_test.layers", "preprocess_test.layers"),
-    ("preprocess_test.layers=1e400", "'preprocess_test.layers=1e400': 1e400 is beyond the "
-                                     "range of a float"),
+    ("preprocess_test.layers=1e400",
+     "'preprocess_test.layers=1e400': 1e400 is beyond the range of a float"),
 ])
 def test_bad_parameters_on_the_command_line_name_what_is_wrong(tmp_path, capsys, pair, message):
     code, _, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--set", pair)
     assert code == 2
     assert message in err
+
+
+# -- run configurations (--config, --save-config) ---------------------------------------
+
+
+def test_a_run_configuration_is_saved_then_runs_the_same_again(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _run(capsys, DECLARATION, "--config", TOY / "run.yaml", "--cache", "cache",
+                          "--index-folder", "idx", "--set", "preprocess_test.layers=2",
+                          "--save-config", "runs/run.yaml", "--no-progress")
+    assert code == 0, err
+    assert "5 block(s) to run" in out
+    saved = RunConfig.read(tmp_path / "runs" / "run.yaml")
+    # the file's values, the options given over them, --set over its parameters
+    assert saved.prefix.resolve() == PREFIX.resolve()
+    assert saved.cache.resolve() == (tmp_path / "cache").resolve()
+    assert saved.index_folder.resolve() == (tmp_path / "idx").resolve()
+    assert (saved.workers, saved.progress) == (None, False)
+    assert saved.parameters == {"preprocess_test": {"layers": 2}}
+    text = (tmp_path / "runs" / "run.yaml").read_text()
+    assert "cache: ../cache" in text  # relative to the file's folder
+
+    # From another folder, the saved file alone runs the same: everything cached.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = _run(capsys, DECLARATION, "--config", tmp_path / "runs" / "run.yaml")
+    assert code == 0, err
+    assert "0 block(s) to run; 1 from the cache: eer" in out
+    # --set over the file's parameters: the changed block and those after it run
+    code, out, err = _run(capsys, DECLARATION, "--config", tmp_path / "runs" / "run.yaml",
+                          "--set", "preprocess_test.layers=1")
+    assert code == 0, err
+    assert "3 block(s) to run: eer, preprocess_test, score; 1 from the cache: enroll" in out
+
+
+def test_the_bundled_run_configuration_sets_its_parameter(tmp_path, capsys):
+    plain = _run(capsys, DECLARATION, "--prefix", PREFIX, "--index-folder", tmp_path)
+    configured = _run(capsys, DECLARATION, "--config", TOY / "run.yaml",
+                      "--index-folder", tmp_path)
+    assert plain[0] == configured[0] == 0, plain[2] + configured[2]
+    results = [line for line in plain[1].splitlines() if line.startswith("eer: ")]
+    assert results == ["eer: eer=0.025 genuine=40 impostor=120"]
+    assert "eer: eer=0.420833 genuine=40 impostor=120" in configured[1]  # layers: 1
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("workers: 0\n", "RunConfig.workers must be an int of 1 or more"),
+    ("workers: two\n", "RunConfig.workers must be an int, got 'two'"),
+    ("prefix: 3\n", "RunConfig.prefix must be a str (a path), got 3"),
+    ("progress: maybe\n", "RunConfig.progress must be true or false"),
+    ("cache_dir: x\n", "RunConfig has no field(s) 'cache_dir'"),
+    ("parameters: {score: 3}\n", "RunConfig.parameters['score'] must be a mapping"),
+    ("parameters: [1]\n", "RunConfig.parameters must be a mapping"),
+    ("prefix: [\n", "run.yaml"),
+])
+def test_a_bad_run_configuration_names_the_file_and_the_field(tmp_path, capsys, text, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    code, out, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--config", config,
+                          "--save-config", tmp_path / "saved.yaml")
+    assert code == 2
+    assert message in err and "run.yaml" in err, err
+    assert "block(s) to run" not in out
+    assert not (tmp_path / "saved.yaml").exists()
+
+
+def test_without_a_prefix_or_with_a_missing_config_the_command_says_so(tmp_path, capsys):
+    code, _, err = _run(capsys, DECLARATION)
+    assert code == 2 and "no prefix: give --prefix DIR, or prefix in the --config file" in err
+    code, _, err = _run(capsys, DECLARATION, "--config", tmp_path / "absent.yaml")
+    assert code == 2 and "absent.yaml" in err
+
+
+def test_a_run_configuration_is_not_saved_for_an_experiment_that_does_not_load(tmp_path,
+                                                                               capsys):
+    code, _, err = _run(capsys, DECLARATION, "--prefix", PREFIX, "--set", "nothing.layers=3",
+                        "--save-config", tmp_path / "run.yaml")
+    assert code == 2 and "parameters.nothing: no block 'nothing'" in err
+    assert not (tmp_path / "run.yaml").exists()
+
+
+def test_run_config_merges_parameters_and_keeps_paths_relative_to_its_file(tmp_path):
+    config = RunConfig(prefix=tmp_path / "prefix", cache=tmp_path / "out" / "cache",
+                       parameters={"a": {"x": 1, "y": "text"}})
+    merged = config.with_parameters({"a": {"x": 2.5}, "b": {"z": None}})
+    assert merged.parameters == {"a": {"x": 2.5, "y": "text"}, "b": {"z": None}}
+    assert config.parameters == {"a": {"x": 1, "y": "text"}}  # the original is unchanged
+    merged.write(tmp_path / "out" / "run.yaml")
+    text = (tmp_path / "out" / "run.yaml").read_text()
+    assert "prefix: ../prefix" in text and "cache: cache" in text
+    moved = tmp_path / "moved"
+    (tmp_path / "out").rename(moved)  # the file's folder moves: its cache with it
+    back = RunConfig.read(moved / "run.yaml")
+    assert back.cache == moved / "cache" and back.parameters == merged.parameters
+    with pytest.raises(RunConfigError, match="workers must be an int of 1 or more"):
+        RunConfig(workers=True)
+    with pytest.raises(RunConfigError, match=r"RunConfig.parameters\['a'\]: a parameter name"):
+        RunConfig(parameters={"a": {3: 1}})
