@@ -390,14 +390,14 @@ def _log_one(worker) -> None:
 
 
 def test_a_child_forked_while_a_stamp_is_taken_still_logs(tmp_path):
-    from papyflow.datalogger import adapter
+    from papyflow.datalogger import input_queue
 
     logger = DataLogger(tmp_path)
     logger.start()
     worker = log_results(logger, source_id=4)
     try:
         # Forked while another thread of the parent holds the clock's lock.
-        with adapter._clock_lock:
+        with input_queue._clock_lock:
             child = FORK.Process(target=_log_one, args=(worker,))
             child.start()
         child.join(20)
@@ -408,6 +408,44 @@ def test_a_child_forked_while_a_stamp_is_taken_still_logs(tmp_path):
         logger.shutdown()
     assert child.exitcode == 0
     assert _load_results(logger.output_directory, 4) == [41]
+
+
+def _log_many(worker, count: int) -> None:
+    for value in range(count):
+        worker([value])
+
+
+def test_processes_logging_under_one_source_never_share_a_time_stamp(tmp_path, monkeypatch):
+    # A clock that never moves: each stamp meets the other processes' unless they share
+    # one (the worker processes of a parallel log Piper all log under its source_id).
+    monkeypatch.setattr(time, "time_ns", lambda: 10**18)
+    logger = DataLogger(tmp_path, thread_count=2)
+    worker = log_results(logger, source_id=6)
+    children = []
+    try:
+        logger.start()
+        children = [FORK.Process(target=_log_many, args=(worker, 300)) for _ in range(2)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(30)
+        logger.shutdown()
+        # A run started again goes on from the last run's stamps (the files are there).
+        logger.start()
+        children.append(FORK.Process(target=_log_many, args=(worker, 10)))
+        children[-1].start()
+        children[-1].join(30)
+        logger.shutdown()
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.kill()
+                child.join()
+        logger.shutdown()
+    assert [child.exitcode for child in children] == [0, 0, 0]
+    assert logger.failures == ()
+    assert _load_results(logger.output_directory, 6) == sorted(2 * list(range(300))
+                                                                 + list(range(10)))
 
 
 def test_the_logger_itself_does_not_pickle_and_says_what_does(tmp_path):

@@ -5,16 +5,14 @@
     plumber.add_pipe((Piper(compute), Piper(log_results(logger, source_id=7)), ...))
 
 Each result becomes a :class:`LogPackage` of ``source_id``, a time stamp
-(``time.time_ns()``, nanoseconds since the epoch, made strictly increasing within
-a process so two results never share a file) and the serialized result.
+(``time.time_ns()``, nanoseconds since the epoch, made strictly increasing across
+every process that logs to the logger, by a clock they share, so two results never
+share a file) and the serialized result.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,27 +43,6 @@ def _pickled(value: Any) -> np.ndarray:
     return np.frombuffer(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
 
 
-_clock_lock = threading.Lock()
-_last_stamp = 0
-
-
-def _reset_clock_lock() -> None:
-    """In a forked child: a new lock (the parent's may have been copied while held)."""
-    global _clock_lock
-    _clock_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_reset_clock_lock)
-
-
-def _stamp() -> int:
-    """``time.time_ns()``, but never the same value twice in this process."""
-    global _last_stamp
-    with _clock_lock:
-        _last_stamp = max(time.time_ns(), _last_stamp + 1)
-        return _last_stamp
-
-
 class LogResults:
     """A Piper worker function: ``f(inbox)`` logs ``inbox[0]`` and returns it.
 
@@ -94,7 +71,8 @@ class LogResults:
 
     def __call__(self, inbox: Sequence[Any]) -> Any:
         item = inbox[0]
-        self.queue.put(LogPackage(self.source_id, _stamp(), self.serializer(item)))
+        # Stamped by the logger's shared clock as it is sent (the 0 is not used).
+        self.queue._put_stamped(LogPackage(self.source_id, 0, self.serializer(item)))
         return item
 
 

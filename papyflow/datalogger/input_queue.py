@@ -38,30 +38,96 @@ a frame that arrives later finds ``CLOSING`` waiting, and its put learns from
 ``n`` whether it was taken. A put pays one ``poll(0)`` before and one after its
 ``sendall`` (a ``recv`` only when a notice came); it waits for the logger only
 while a shutdown runs.
+
+The shared clock: packages that ``log_results`` stamps itself (``time.time_ns()``)
+must differ in time stamp even when several processes log under one source
+(the worker processes of a parallel Piper), since the stamp names the file. A
+run of the logger keeps the last stamp given in a file of 8 bytes beside its
+socket (:func:`make_clock`); each producer opens it, and takes the next stamp
+under a POSIX record lock (``lockf``), which the kernel lets go when its holder
+dies and which a forked child does not inherit.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import socket
+import struct
 import threading
+import time
 
 import numpy as np
 
 from .errors import LoggerBrokenError, LoggerClosedError
 from .package import FRAME, NOTICE, TAKEN, LogPackage, Notice
 
-__all__ = ["LogQueue"]
+__all__ = ["CLOCK_NAME", "LogQueue", "make_clock", "read_clock"]
 
 # Frames up to this size are sent in one piece (header and payload joined).
 _JOIN_BELOW = 1 << 16
+
+CLOCK_NAME = "clock"
+"""The shared clock's file, beside the logger's socket."""
+
+_CLOCK = struct.Struct("<Q")
+
+# A record lock is this process's, whichever thread took it, and closing any descriptor
+# of the file lets it go: the threads of a process take the clock (and close its
+# descriptors) under this lock.
+_clock_lock = threading.Lock()
+_last_stamp = 0  # the last stamp this process gave, whatever the logger
+# Clock descriptors of links dropped without close(), closed under the lock.
+_orphans: list[int] = []
+
+
+def _reset_clock_lock() -> None:
+    """In a forked child: a new lock (the parent's may have been copied while held)."""
+    global _clock_lock
+    _clock_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_clock_lock)
+
+
+def _close_orphans() -> None:
+    """Close the clock descriptors of dropped links (with ``_clock_lock`` held)."""
+    while _orphans:
+        try:
+            os.close(_orphans.pop())
+        except OSError:
+            pass
+
+
+def make_clock(path: str, last: int) -> None:
+    """Create the shared clock's file at ``path``, its last stamp ``last``."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, _CLOCK.pack(last))
+    finally:
+        os.close(fd)
+
+
+def read_clock(path: str) -> int:
+    """The last stamp the shared clock at ``path`` gave (0 when it cannot be read)."""
+    with _clock_lock:  # closing the file lets go a lock another thread of ours holds
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return 0
+        try:
+            data = os.read(fd, _CLOCK.size)
+        finally:
+            os.close(fd)
+    return _CLOCK.unpack(data)[0] if len(data) == _CLOCK.size else 0
 
 
 class _Link:
     """One process's connection to the logger, and the notices it has received."""
 
-    __slots__ = ("broken", "closing", "inbox", "lock", "pid", "poller", "sent", "sock", "taken")
+    __slots__ = ("broken", "clock_fd", "clock_path", "closing", "inbox", "lock", "pid",
+                 "poller", "sent", "sock", "taken")
 
     def __init__(self, address: str) -> None:
         self.pid = os.getpid()
@@ -71,6 +137,8 @@ class _Link:
         self.closing = False            # CLOSING came, or the connection ended
         self.taken: int | None = None   # CLOSED came: frames the logger took
         self.inbox = bytearray()        # a notice received in part
+        self.clock_path = os.path.join(os.path.dirname(address), CLOCK_NAME)
+        self.clock_fd = -1              # the shared clock, opened at the first stamp
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.sock.connect(address)
@@ -80,6 +148,42 @@ class _Link:
         # poll(0) first: cheaper than a recv that fails, and a put makes two such checks
         self.poller = select.poll()
         self.poller.register(self.sock, select.POLLIN)
+
+    def stamp(self) -> int:
+        """``time.time_ns()``, but later than every stamp given before by this process
+        and by every producer of this run of the logger (its shared clock)."""
+        global _last_stamp
+        with _clock_lock:
+            _close_orphans()
+            if self.clock_fd < 0:
+                try:
+                    self.clock_fd = os.open(self.clock_path, os.O_RDWR | os.O_CLOEXEC)
+                except FileNotFoundError as exc:  # the logger has shut down meanwhile
+                    raise LoggerClosedError("the data logger was shut down") from exc
+            fd = self.clock_fd
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            try:
+                data = os.pread(fd, _CLOCK.size, 0)
+                shared = _CLOCK.unpack(data)[0] if len(data) == _CLOCK.size else 0
+                stamp = max(time.time_ns(), shared + 1, _last_stamp + 1)
+                os.pwrite(fd, _CLOCK.pack(stamp), 0)
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN)
+            _last_stamp = stamp
+        return stamp
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.clock_fd >= 0:
+            with _clock_lock:
+                _orphans.append(self.clock_fd)
+                self.clock_fd = -1
+                _close_orphans()
+
+    def __del__(self) -> None:
+        # Not closed here: the collector may run in a thread that holds the clock's lock.
+        if getattr(self, "clock_fd", -1) >= 0:
+            _orphans.append(self.clock_fd)
 
     def poll(self) -> None:
         """Take in the notices that have come, without waiting."""
@@ -193,8 +297,16 @@ class LogQueue:
         """
         if not isinstance(package, LogPackage):
             raise TypeError(f"LogQueue.put: expected a LogPackage, got {type(package).__name__}")
+        self._put(package, package.time_stamp)
+
+    def _put_stamped(self, package: LogPackage) -> int:
+        """Put ``package`` under a time stamp of the logger's shared clock instead of its
+        own (see :meth:`_Link.stamp`: unique among every producer of this run); the
+        stamp it went under."""
+        return self._put(package, None)
+
+    def _put(self, package: LogPackage, time_stamp: int | None) -> int:
         payload = package.serialized_data
-        header = FRAME.pack(package.time_stamp, payload.size, package.source_id)
         for _ in range(2):
             link = self._connect()
             with link.lock:
@@ -202,8 +314,11 @@ class LogQueue:
                 if not link.closing:
                     if link.broken is not None:
                         raise LoggerBrokenError(link.broken)
+                    # Stamped by the clock of the run this connection reaches.
+                    stamp = link.stamp() if time_stamp is None else time_stamp
+                    header = FRAME.pack(stamp, payload.size, package.source_id)
                     self._send(link, header, payload)
-                    return
+                    return stamp
             # This connection belongs to a run of the logger that shut down (broken
             # or not: a new run starts afresh). If the logger was started again, a
             # new connection reaches it; if not, connecting fails.
@@ -238,7 +353,7 @@ class LogQueue:
         with self._lock:
             if self._link is link:
                 self._link = None
-        link.sock.close()
+        link.close()
 
     def close(self) -> None:
         """Close this process's connection (the next ``put`` reopens one).

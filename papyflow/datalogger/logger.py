@@ -27,7 +27,7 @@ import multiprocess
 from ._dispatcher import Dispatcher, LoggerStatistics
 from .compress import compress_logs
 from .errors import FailedPackage, LoggerClosedError, LogWriteError
-from .input_queue import LogQueue
+from .input_queue import CLOCK_NAME, LogQueue, make_clock, read_clock
 
 __all__ = ["DataLogger", "Phase"]
 
@@ -116,6 +116,7 @@ class DataLogger:
         self._socket_dir = Path(tempfile.gettempdir()) / f"papyflow-log-{secrets.token_hex(6)}"
         self._queue = LogQueue(str(self._socket_dir / "in"))
         self._phase = Phase.NEW
+        self._last_stamp = 0  # the shared clock's last stamp when the last run ended
         self._dispatcher: Dispatcher | None = None
         self._at_exit: functools.partial[None] | None = None
         self._failures: tuple[FailedPackage, ...] = ()
@@ -176,6 +177,12 @@ class DataLogger:
         if self._phase is Phase.RUNNING:
             return
         self._socket_dir.mkdir(mode=0o700)
+        try:
+            # log_results's stamps go on from the last run's (same folder, same files)
+            make_clock(str(self._socket_dir / CLOCK_NAME), self._last_stamp)
+        except BaseException:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            raise
         dispatcher = Dispatcher(
             address=str(self._socket_dir / "in"), directory=str(self._directory),
             process_count=self._process_count, thread_count=self._thread_count,
@@ -226,6 +233,7 @@ class DataLogger:
         self._statistics = dispatcher.statistics()
         self._failures = tuple(dispatcher.failures)
         self._queue.close()
+        self._last_stamp = max(self._last_stamp, read_clock(str(self._socket_dir / CLOCK_NAME)))
         shutil.rmtree(self._socket_dir, ignore_errors=True)
         self._remove_temporaries(dispatcher.saver_pids)
         if dispatcher.crash is not None and not self._failures:
