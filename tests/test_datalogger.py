@@ -211,6 +211,56 @@ def test_the_queue_is_bounded_so_a_stalled_disk_blocks_producers(tmp_path):
     assert len(_npy(logger.output_directory)) == 300
 
 
+def _put_large(queue: LogQueue, source: int, size: int, ready) -> None:
+    package = LogPackage(source, 1, np.full(size, source, np.uint8))
+    ready.wait()
+    queue.put(package)
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_large_packages_sent_at_once_hold_one_beyond_the_bound_not_one_each(tmp_path):
+    # Four producers send a package larger than the bound at once, to a disk that does
+    # not answer: the logger takes one whole and leaves the others in their sockets
+    # (each used to get a buffer of its package's size, filled as its bytes came).
+    size = 16 * 2**20
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1, queue_bytes=2**20,
+                        saver_timeout=None)
+    logger.start()
+    [saver] = logger.saver_pids
+    ready = FORK.Barrier(5)  # the four put at once
+    producers = [FORK.Process(target=_put_large, args=(logger.input_queue, source, size, ready))
+                 for source in range(4)]
+    os.kill(saver, signal.SIGSTOP)
+    try:
+        before = _resident_bytes()
+        for producer in producers:
+            producer.start()
+        ready.wait(20)
+        deadline = time.monotonic() + 20
+        while logger.statistics().received < 1:
+            assert time.monotonic() < deadline, "no package came"
+            time.sleep(0.01)
+        time.sleep(1.0)  # time for the others' bytes to come, were they read
+        assert _resident_bytes() - before < 2 * size
+        assert logger.statistics().received == 1
+    finally:
+        os.kill(saver, signal.SIGCONT)
+        for producer in producers:
+            producer.join(30)
+            if producer.is_alive():
+                producer.kill()
+                producer.join()
+        logger.shutdown()
+    assert [producer.exitcode for producer in producers] == [0] * 4
+    for source in range(4):
+        data = np.load(logger.output_directory / f"{source}_{1:020d}.npy")
+        assert data.size == size and (data == source).all()
+
+
 def test_compressing_twice_keeps_both_runs(tmp_path):
     logger = DataLogger(tmp_path)
     with logger:

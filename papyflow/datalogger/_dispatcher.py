@@ -30,7 +30,10 @@ ends with a handshake (``CLOSING``, read until nothing more, ``CLOSED`` with the
 count of frames taken; see :mod:`.input_queue`), so a put that returned is saved
 and one that came too late raises. The bound: while the
 dispatcher holds ``queue_size`` packages or ``queue_bytes`` bytes (pending and
-in flight), it stops reading the sockets, and producers block in ``put``.
+in flight), it stops reading the sockets, and producers block in ``put``; a
+frame larger than a read buffer is received only while it fits in what is left
+of the bound or no other such frame is being received (its producer is not read
+meanwhile), so that many producers of large frames hold one beyond the bound.
 
 Errors: a frame a saver could not write comes back in its acknowledgement; the
 dispatcher keeps it (package and error), writes a ``BROKEN`` notice to every
@@ -133,6 +136,9 @@ class _Producer:
     filled: int = 0
     big: bytearray | None = None   # one frame larger than ``buf``, being received
     big_filled: int = 0
+    # Such a frame's start is in ``buf``, waiting for room for it (see
+    # ``Dispatcher._room_for``); the connection is not read meanwhile.
+    waiting: bool = False
 
     def partial(self) -> bool:
         return self.filled > 0 or self.big is not None
@@ -198,6 +204,7 @@ class Dispatcher:
         os.set_blocking(self._wake_w, False)
         self._producers: dict[int, _Producer] = {}
         self._reading = True
+        self._receiving = 0  # bytes of the large frames being received (``_Producer.big``)
         self._savers: list[_Saver] = []
         self._saver_pids: list[int] = []
         self._pending: collections.deque[_Batch] = collections.deque()
@@ -293,6 +300,7 @@ class Dispatcher:
         while True:
             self._set_reading(self._stats["held"] < self._queue_size
                               and self._stats["held_bytes"] < self._queue_bytes)
+            self._admit_waiting()
             timeout = None
             if self._stopping:
                 if self._listener is not None:
@@ -358,6 +366,8 @@ class Dispatcher:
             return
         self._reading = reading
         for producer in self._producers.values():
+            if producer.waiting:  # not read until there is room for its frame
+                continue
             if reading:
                 self._selector.register(producer.sock, selectors.EVENT_READ,
                                         (self._receive, producer))
@@ -368,6 +378,8 @@ class Dispatcher:
         """One read from ``producer``: ``True`` data came, ``False`` none, ``None`` it closed."""
         if producer.sock.fileno() == -1:  # closed earlier in this round of events
             return None
+        if producer.waiting:  # its buffer may be full: no read until its frame has room
+            return False
         if producer.big is not None:
             view = memoryview(producer.big)[producer.big_filled:]
         else:
@@ -386,6 +398,7 @@ class Dispatcher:
         if producer.big is not None:
             producer.big_filled += count
             if producer.big_filled == len(producer.big):
+                self._receiving -= len(producer.big)
                 self._enqueue(producer.big, 1)
                 producer.taken += 1
                 producer.big, producer.big_filled = None, 0
@@ -414,20 +427,58 @@ class Dispatcher:
             if count:
                 self._enqueue(bytes(view[start:offset]), count)
             rest = filled - offset
-            if rest and length >= 0 and _HEAD + length > len(buf):
-                # A frame larger than the buffer: received straight into its own.
-                big = bytearray(_HEAD + length)
-                big[:rest] = view[offset:filled]
-                producer.big, producer.big_filled, producer.filled = big, rest, 0
-                return
             if rest and offset:
                 buf[:rest] = view[offset:filled]
         producer.filled = rest
+        if rest and length >= 0 and _HEAD + length > len(buf):
+            # A frame larger than the buffer: received straight into its own, once there
+            # is room for it.
+            if self._room_for(_HEAD + length):
+                self._receive_big(producer, _HEAD + length)
+            else:
+                producer.waiting = True
+                if self._reading:
+                    self._selector.unregister(producer.sock)
+
+    def _room_for(self, size: int) -> bool:
+        """Whether a large frame of ``size`` bytes may be received now: while the bound
+        allows reading, and it either fits in the bound with what is held and being
+        received, or is the only one being received (so the logger holds at most the
+        bound and one large frame, however many producers send large frames at once)."""
+        if not self._reading:
+            return False
+        return self._receiving == 0 or \
+            self._stats["held_bytes"] + self._receiving + size <= self._queue_bytes
+
+    def _receive_big(self, producer: _Producer, size: int) -> None:
+        """Receive ``producer``'s next frame, whose start is in its ``buf``, into its own."""
+        big = bytearray(size)
+        big[:producer.filled] = memoryview(producer.buf)[:producer.filled]
+        producer.big, producer.big_filled, producer.filled = big, producer.filled, 0
+        self._receiving += size
+
+    def _admit_waiting(self) -> None:
+        """Read again each producer whose large frame waited, as room comes for it."""
+        for producer in self._producers.values():
+            if not producer.waiting:
+                continue
+            size = _HEAD + FRAME.unpack_from(producer.buf)[1]
+            if not self._room_for(size):
+                return  # in the order they connected: the first one waiting goes first
+            self._receive_big(producer, size)
+            producer.waiting = False
+            if self._stopping:  # the grace for a frame being sent starts now for this one
+                self._drain_deadline = max(self._drain_deadline,
+                                           time.monotonic() + _DRAIN_GRACE)
+            self._selector.register(producer.sock, selectors.EVENT_READ,
+                                    (self._receive, producer))
 
     def _close_producer(self, producer: _Producer) -> None:
         if producer.partial():
             self._stats["torn"] += 1  # its put never returned: not accepted
-        if self._reading:
+        if producer.big is not None:
+            self._receiving -= len(producer.big)
+        if self._reading and not producer.waiting:
             self._selector.unregister(producer.sock)
         del self._producers[producer.sock.fileno()]
         try:
@@ -472,7 +523,8 @@ class Dispatcher:
     def _drain(self) -> None:
         """At shutdown: read each producer until it has nothing more, then end it."""
         for producer in list(self._producers.values()):
-            while (self._stats["held"] < self._queue_size
+            # one whose large frame waits for room is read once the room is there
+            while (not producer.waiting and self._stats["held"] < self._queue_size
                    and self._stats["held_bytes"] < self._queue_bytes):
                 got = self._receive(producer)
                 if got is None:
