@@ -211,6 +211,44 @@ def test_the_queue_is_bounded_so_a_stalled_disk_blocks_producers(tmp_path):
     assert len(_npy(logger.output_directory)) == 300
 
 
+def _put_many(queue: LogQueue, source: int, ready) -> None:
+    packages = [LogPackage(source, stamp, np.zeros(20_000, np.uint8)) for stamp in range(40)]
+    ready.wait()
+    for package in packages:
+        queue.put(package)
+
+
+def test_many_producers_at_the_bound_add_one_read_not_one_read_each(tmp_path):
+    # Sixteen producers with bytes waiting, a disk that does not answer: once a read
+    # reaches the bound, the others in that round of events are not read (each used
+    # to bring what its socket held: 44 to 88 packages held for a bound of 8).
+    logger = DataLogger(tmp_path, process_count=1, thread_count=1, queue_size=8,
+                        saver_timeout=None)
+    logger.start()
+    [saver] = logger.saver_pids
+    ready = FORK.Barrier(17)
+    producers = [FORK.Process(target=_put_many, args=(logger.input_queue, source, ready))
+                 for source in range(16)]
+    os.kill(saver, signal.SIGSTOP)
+    try:
+        for producer in producers:
+            producer.start()
+        ready.wait(20)
+        time.sleep(1.0)  # time for every producer's bytes to come, were they read
+        # The bound, plus what one read of a socket may bring (at most 256 KiB).
+        assert logger.statistics().held <= 8 + (1 << 18) // 20_000 + 1
+    finally:
+        os.kill(saver, signal.SIGCONT)
+        for producer in producers:
+            producer.join(30)
+            if producer.is_alive():
+                producer.kill()
+                producer.join()
+        logger.shutdown()
+    assert [producer.exitcode for producer in producers] == [0] * 16
+    assert len(_npy(logger.output_directory)) == 16 * 40
+
+
 def _put_large(queue: LogQueue, source: int, size: int, ready) -> None:
     package = LogPackage(source, 1, np.full(size, source, np.uint8))
     ready.wait()

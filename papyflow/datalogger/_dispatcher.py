@@ -380,6 +380,11 @@ class Dispatcher:
             return None
         if producer.waiting:  # its buffer may be full: no read until its frame has room
             return False
+        if producer.big is None and not (self._stats["held"] < self._queue_size
+                                         and self._stats["held_bytes"] < self._queue_bytes):
+            # At the bound: another producer's read in this round of events filled it.
+            # (A large frame goes on: its buffer is there already.)
+            return False
         if producer.big is not None:
             view = memoryview(producer.big)[producer.big_filled:]
         else:
