@@ -347,6 +347,14 @@ def test_serialize_keeps_bytes_of_arrays_and_pickles_the_rest():
     assert pickle.loads(serialize(value).tobytes()) == value
 
 
+def test_serialize_keeps_the_mask_of_a_masked_array():
+    # Its raw bytes hold the data under the mask too: the mask was lost in silence.
+    value = np.ma.array([1, 2, 3], mask=[False, True, False])
+    back = pickle.loads(serialize(value).tobytes())
+    assert isinstance(back, np.ma.MaskedArray)
+    assert back.mask.tolist() == [False, True, False] and back.data.tolist() == [1, 2, 3]
+
+
 def test_log_results_is_picklable_and_validates(tmp_path):
     logger = DataLogger(tmp_path)
     worker = log_results(logger, 3)

@@ -30,9 +30,11 @@ def serialize(value: Any) -> np.ndarray:
     A NumPy array gives its raw bytes in C order (dtype and shape are not kept:
     log them yourself if a reader needs them); ``bytes``, ``bytearray`` and
     ``memoryview`` give their bytes; anything else is pickled (highest protocol),
-    and ``pickle.loads(array.tobytes())`` gives it back.
+    and ``pickle.loads(array.tobytes())`` gives it back. So are arrays of objects
+    and masked arrays, whose mask is not in the raw bytes.
     """
-    if isinstance(value, np.ndarray) and not value.dtype.hasobject:
+    if isinstance(value, np.ndarray) and not value.dtype.hasobject \
+            and not isinstance(value, np.ma.MaskedArray):
         return np.frombuffer(np.ascontiguousarray(value).tobytes(), dtype=np.uint8)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return np.frombuffer(bytes(value), dtype=np.uint8)
