@@ -352,6 +352,10 @@ def test_records_are_written_only_as_they_are(name):
     (np.zeros(2, np.uint64), [1, 2**64], ValueError, "does not fit"),
     (np.zeros(2, np.int32), np.datetime64("2020-01-01"), TypeError, "cannot write datetime64"),
     (np.array([b"abc", b"def"]), b"abcdefgh", ValueError, "at most 3 characters"),
+    # numpy would store the number's text cut to the length: '123', 'Tru'
+    (np.array(["abc", "def"]), 1234, TypeError, "cannot write int64"),
+    (np.array([b"abc", b"def"]), True, TypeError, "cannot write bool"),
+    (np.array(["abc", "def"]), [1.5, 2.5], TypeError, "cannot write float64"),
 ])
 def test_what_would_change_is_refused(name, prototype, bad, error, words):
     sma = SharedMemoryArray.create_array(name, prototype)

@@ -313,9 +313,11 @@ class SharedMemoryArray:
 
         The data is converted to the array's datatype: integers and booleans
         into any numeric type, floats into floats, only booleans into a boolean
-        array; a float into an integer array, or a value that does not fit (out
-        of an integer type's range, or beyond a float type's largest finite
-        value), is refused. An empty slice takes empty data. A sequence is
+        array, only text into a text array; a float into an integer array, a
+        number into a text array (numpy would store its text cut to the
+        length), or a value that does not fit (out of an integer type's range,
+        beyond a float type's largest finite value, text longer than the type
+        holds), is refused. An empty slice takes empty data. A sequence is
         never repeated to fill a longer slice.
 
         Raises:
@@ -390,7 +392,7 @@ def _converted(values: np.ndarray, data: Any, datatype: np.dtype, name: str) -> 
     """``values`` checked against ``datatype`` (converted where that checks it)."""
     kind, given = datatype.kind, values.dtype.kind
     if values.dtype.hasobject or (given in "fc" and kind in "iub") or \
-            (given == "c" and kind == "f") or (given in "US" and kind not in "US") or \
+            (given == "c" and kind == "f") or ((given in "US") != (kind in "US")) or \
             (kind == "b" and given != "b") or ((given in "mM") != (kind in "mM")):
         raise TypeError(f"cannot write {values.dtype} data {data!r} to shared memory "
                         f"array {name!r} of {datatype}")
