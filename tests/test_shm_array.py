@@ -367,6 +367,33 @@ def test_what_would_change_is_refused(name, prototype, bad, error, words):
         sma.destroy()
 
 
+def test_dates_and_durations_are_written_only_as_they_are(name):
+    sma = SharedMemoryArray.create_array(name, np.zeros(2, dtype="M8[s]"))
+    try:
+        sma.write_data(0, np.datetime64("2020-01-01"))  # days hold in seconds exactly
+        sma.write_data(1, np.datetime64("2020-01-01T12:00:01.000"))
+        # numpy would store 12:00:00 (cut), and a duration as a date after 1970
+        with pytest.raises(ValueError, match=r"does not fit .* \(it would change"):
+            sma.write_data(1, np.datetime64("2020-01-01T12:00:00.500"))
+        with pytest.raises(TypeError, match="cannot write timedelta64"):
+            sma.write_data(1, np.timedelta64(5, "s"))
+        assert sma.read_data((0,)).tolist() == [np.datetime64("2020-01-01T00:00:00").item(),
+                                                np.datetime64("2020-01-01T12:00:01").item()]
+    finally:
+        sma.destroy()
+    wide = SharedMemoryArray.create_array(name, np.zeros(1, dtype="M8[ns]"))
+    try:
+        with pytest.raises(ValueError, match="does not fit"):  # numpy would wrap it to 1830
+            wide.write_data(0, np.datetime64("3000-01-01"))
+        with pytest.raises(TypeError, match="cannot write datetime64"):
+            SharedMemoryArray.create_array(name + "d", np.zeros(1, dtype="m8[s]")).write_data(
+                0, np.datetime64("2020-01-01"))
+        assert wide.read_data(0) == np.datetime64(0, "ns")
+    finally:
+        wide.destroy()
+        SharedMemoryArray(name + "d", (1,), np.uint8).destroy()
+
+
 def test_dropped_copies_give_their_descriptors_back(name):
     sma = SharedMemoryArray.create_array(name, np.zeros(4, dtype=np.int64))
     pickled = pickle.dumps(sma)

@@ -313,11 +313,12 @@ class SharedMemoryArray:
 
         The data is converted to the array's datatype: integers and booleans
         into any numeric type, floats into floats, only booleans into a boolean
-        array, only text into a text array; a float into an integer array, a
+        array, only text into a text array, only dates into a date array and
+        durations into a duration array; a float into an integer array, a
         number into a text array (numpy would store its text cut to the
         length), or a value that does not fit (out of an integer type's range,
         beyond a float type's largest finite value, text longer than the type
-        holds), is refused. An empty slice takes empty data. A sequence is
+        holds, a date or duration the unit cannot hold exactly), is refused. An empty slice takes empty data. A sequence is
         never repeated to fill a longer slice.
 
         Raises:
@@ -393,7 +394,8 @@ def _converted(values: np.ndarray, data: Any, datatype: np.dtype, name: str) -> 
     kind, given = datatype.kind, values.dtype.kind
     if values.dtype.hasobject or (given in "fc" and kind in "iub") or \
             (given == "c" and kind == "f") or ((given in "US") != (kind in "US")) or \
-            (kind == "b" and given != "b") or ((given in "mM") != (kind in "mM")):
+            (kind == "b" and given != "b") or ((given in "mM" or kind in "mM") and
+                                               given != kind):
         raise TypeError(f"cannot write {values.dtype} data {data!r} to shared memory "
                         f"array {name!r} of {datatype}")
     if given in "US" and kind in "US":
@@ -402,6 +404,15 @@ def _converted(values: np.ndarray, data: Any, datatype: np.dtype, name: str) -> 
         if longest > room:
             raise ValueError(f"{data!r} does not fit shared memory array {name!r} of "
                              f"{datatype} (at most {room} characters)")
+    if kind in "mM":
+        # numpy casts a finer unit by cutting (12:00:00.5 to 12:00:00), and a date
+        # beyond the unit's range wraps round, both silently: convert, and compare back
+        converted = values.astype(datatype)
+        back = converted.astype(values.dtype)
+        if not np.all((back == values) | (np.isnat(back) & np.isnat(values))):
+            raise ValueError(f"{data!r} does not fit shared memory array {name!r} of "
+                             f"{datatype} (it would change: a finer unit, or beyond its range)")
+        return converted
     if given in "iub" and kind in "iu":
         limits = np.iinfo(datatype)
         if values.min() < limits.min or values.max() > limits.max:
