@@ -220,6 +220,32 @@ def test_a_store_after_send_done_is_refused_at_once(filename: str) -> None:
     assert stored_names(filename) == {"results.other", "results.first"}
 
 
+def test_a_queue_is_served_once(filename: str) -> None:
+    queue = StorageQueue(1, FORK)
+    writer = QueueStorageServiceWriter(HDF5StorageService(filename), queue)
+    thread, outcome = _threaded_writer(HDF5StorageService(filename), queue)
+    sender = queue.sender(0)
+    sender.store(LEAF, Result("results.only", 1))
+    sender.send_done()
+    thread.join(10)
+    assert outcome == [WriterReport(stored=1, failed=0, done=(0,), lost=())]
+    # its sender, alive, said done: a second run had nothing to wait for, and waited for ever
+    again = threading.Thread(target=lambda: outcome.append(_raised(writer.run)), daemon=True)
+    again.start()
+    again.join(10)
+    assert not again.is_alive()
+    assert isinstance(outcome[1], RuntimeError) and "served once" in str(outcome[1])
+    assert stored_names(filename) == {"results.only"}
+
+
+def _raised(call: Any) -> BaseException | None:
+    try:
+        call()
+    except BaseException as error:  # noqa: BLE001 - handed to the test to check
+        return error
+    return None
+
+
 def test_unknown_messages_and_loading_are_refused_by_the_sender() -> None:
     queue = StorageQueue(1, FORK)
     sender = queue.sender(0)

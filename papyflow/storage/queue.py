@@ -651,9 +651,15 @@ class QueueStorageServiceWriter:
         """Serve the senders; returns what happened.
 
         Raises what opening the storage raised (the senders get it as
-        :class:`WriterLostError`).
+        :class:`WriterLostError`), and ``RuntimeError`` when the queue was served
+        already: a queue has one writer, which runs once (its senders said done or
+        were lost; a writer run again would wait for them for ever).
         """
         queue = self.queue
+        if queue.writer_state.value != _NOT_STARTED:
+            raise RuntimeError("QueueStorageServiceWriter.run: this StorageQueue has had its "
+                               "writer already (a queue is served once, by one writer); "
+                               "make a new StorageQueue for new senders")
         queue.writer_pid.value = os.getpid()
         queue.writer_state.value = _RUNNING
         slots = {k: _Slot(k, queue._requests[k][0], queue._replies[k][1].fileno())
