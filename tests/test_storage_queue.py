@@ -532,6 +532,27 @@ def test_bad_timeouts_are_refused_naming_them(make: Any, words: str) -> None:
     queue.close()
 
 
+@pytest.mark.parametrize(("make", "error", "words"), [
+    (lambda q: q.watch(0, -3), ValueError, r"watch: pid must be a process id .* got -3"),
+    (lambda q: q.watch(0, "12"), ValueError, "watch: pid must be a process id"),
+    (lambda q: q.watch(5, 12), IndexError, r"slot 5 out of 0\.\.0"),
+    (lambda q: q.sender("0"), TypeError, "slot must be an int, got '0'"),
+    (lambda q: StorageQueue("2", FORK), ValueError, "number of senders .* got '2'"),
+    (lambda q: StorageQueue(True, FORK), ValueError, "number of senders .* got True"),
+    (lambda q: QueueStorageServiceWriter(None, "queue"), TypeError,
+     "queue must be a StorageQueue, got str"),
+])
+def test_bad_queue_arguments_are_refused_naming_them(make: Any, error: type,
+                                                     words: str) -> None:
+    queue = StorageQueue(1, FORK)
+    with pytest.raises(error, match=words):
+        make(queue)
+    assert list(queue.pids) == [0]  # a pid of -3 the writer would take for a dead sender
+    queue.watch(np.int64(0), np.int32(12))
+    assert list(queue.pids) == [12]
+    queue.close()
+
+
 # -- failure reports, torn and garbled pipes ------------------------------------------------
 
 # A bad data name: the request fits in a pipe (64 KiB), its report (the name thrice) does not.

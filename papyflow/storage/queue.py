@@ -268,8 +268,11 @@ class StorageQueue:
     """
 
     def __init__(self, senders: int, ctx: Any = None) -> None:
-        if senders < 1:
-            raise ValueError(f"a StorageQueue needs at least one sender, got {senders}")
+        if isinstance(senders, bool) or not isinstance(senders, numbers.Integral) or \
+                senders < 1:
+            raise ValueError(f"a StorageQueue needs a number of senders (an int of at least "
+                             f"1), got {senders!r}")
+        senders = int(senders)
         ctx = ctx or multiprocessing.get_context()
         self.n = senders
         self._requests = [ctx.Pipe(duplex=False) for _ in range(senders)]
@@ -299,25 +302,36 @@ class StorageQueue:
                start_timeout: float | None = 60.0) -> QueueStorageServiceSender:
         """The sender of slot ``slot`` (0 ... ``senders - 1``), for one process (see
         :class:`QueueStorageServiceSender` for the timeouts)."""
+        slot = self._slot(slot)
+        return QueueStorageServiceSender(self, slot, timeout, start_timeout=start_timeout)
+
+    def _slot(self, slot: Any) -> int:
+        if isinstance(slot, bool) or not isinstance(slot, numbers.Integral):
+            raise TypeError(f"slot must be an int, got {slot!r}")
         if not 0 <= slot < self.n:
             raise IndexError(f"slot {slot} out of 0..{self.n - 1}")
-        return QueueStorageServiceSender(self, slot, timeout, start_timeout=start_timeout)
+        return int(slot)
+
+    @staticmethod
+    def _pid(where: str, pid: Any) -> int:
+        if isinstance(pid, bool) or not isinstance(pid, numbers.Integral) or pid <= 0:
+            raise ValueError(f"{where}: pid must be a process id (an int above 0), "
+                             f"got {pid!r}")
+        return int(pid)
 
     def watch_writer(self, pid: int) -> None:
         """Tell the senders that process ``pid`` is the writer's, once it started: a
         sender then notices it dying even before it runs the writer (a writer process
         that fails while it opens its storage, say), and waits for it while it lives
         (``start_timeout`` is for a writer nobody named)."""
-        if isinstance(pid, bool) or not isinstance(pid, numbers.Integral) or pid <= 0:
-            raise ValueError(f"watch_writer: pid must be a process id (an int above 0), "
-                             f"got {pid!r}")
+        pid = self._pid("watch_writer", pid)
         if self.writer_state.value == _NOT_STARTED:
-            self.writer_pid.value = int(pid)
+            self.writer_pid.value = pid
 
     def watch(self, slot: int, pid: int) -> None:
         """Tell the writer that process ``pid`` sends on ``slot`` (so that it notices
         the process dying even before it sent anything)."""
-        self.pids[slot] = pid
+        self.pids[self._slot(slot)] = self._pid("watch", pid)
 
     def close(self) -> None:
         """Close this process's ends of every pipe."""
@@ -637,6 +651,9 @@ class QueueStorageServiceWriter:
     def __init__(self, storage_service: Any, queue: StorageQueue, *,
                  start_timeout: float | None = 60.0, flush_interval: float = 0.02,
                  reply_timeout: float | None = 30.0) -> None:
+        if not isinstance(queue, StorageQueue):
+            raise TypeError(f"QueueStorageServiceWriter: queue must be a StorageQueue, got "
+                            f"{type(queue).__name__}")
         self.storage_service = storage_service
         self.queue = queue
         where = "QueueStorageServiceWriter"
