@@ -364,6 +364,8 @@ def test_log_results_is_picklable_and_validates(tmp_path):
         log_results(logger, 300)
     with pytest.raises(TypeError, match="expected a DataLogger"):
         log_results(object(), 1)
+    with pytest.raises(TypeError, match="serializer must be callable, got str"):
+        log_results(logger, 1, serializer="pickle")  # checked now, not as every item fails
 
 
 _EXIT_WITHOUT_SHUTDOWN = """

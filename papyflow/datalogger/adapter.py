@@ -58,6 +58,9 @@ class LogResults:
     def __init__(self, queue: LogQueue, source_id: int,
                  serializer: Callable[[Any], np.ndarray] = serialize) -> None:
         LogPackage(source_id, 0, np.zeros(0, np.uint8))  # validates the source id now, not at the first item
+        if not callable(serializer):  # else every item would fail, with "not callable"
+            raise TypeError(f"log_results: serializer must be callable, got "
+                            f"{type(serializer).__name__}")
         self.queue = queue
         self.source_id = source_id
         self.serializer = serializer
