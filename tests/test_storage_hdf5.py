@@ -766,6 +766,21 @@ def test_backup_is_a_complete_copy(service: HDF5StorageService, tmp_path: Path) 
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
+def test_a_backup_onto_the_file_itself_is_refused(tmp_path: Path) -> None:
+    service = HDF5StorageService(tmp_path / "backup_params.hdf5")  # the default backup name
+    with service.opened():
+        service.store(LEAF, Result("params.a", 1))
+        with pytest.raises(ValueError, match="is the file itself; give another"):
+            service.store(BACKUP, Group("params"))
+        with pytest.raises(ValueError, match="is the file itself"):
+            service.store(BACKUP, None, backup_filename=service.filename)
+        service.store(LEAF, Result("params.b", 2))  # went to a replaced file, and was lost
+    root = Group()
+    HDF5StorageService(service.filename).load(TREE, root, load_data=False)
+    assert [node.v_full_name for node in root.walk()] == ["params", "params.a", "params.b"]
+    assert os.listdir(tmp_path) == ["backup_params.hdf5"]
+
+
 def test_merge_from_another_file(service: HDF5StorageService, tmp_path: Path) -> None:
     other = HDF5StorageService(tmp_path / "other.h5")
     other.store(LEAF, Result("results.run_0.m", 1))

@@ -565,7 +565,8 @@ class HDF5StorageService:
     def _backup(self, stuff: Any, backup_filename: str | os.PathLike[str] | None = None,
                 ) -> str:
         """Copy the file to ``backup_filename`` (default: ``backup_<name>.hdf5`` beside
-        it, ``<name>`` the item's name or the file's); returns the backup's name."""
+        it, ``<name>`` the item's name or the file's); returns the backup's name. A
+        backup that would be the file itself is a ``ValueError``."""
         assert self.filename is not None
         _file_argument("BACKUP: backup_filename", backup_filename)
         self.flush()
@@ -575,6 +576,11 @@ class HDF5StorageService:
             backup_filename = os.path.join(os.path.dirname(self.filename),
                                            f"backup_{name}.hdf5")
         target = os.fspath(backup_filename)
+        if os.path.exists(target) and os.path.samefile(target, self.filename):
+            # a copy renamed over the file itself: no backup, and inside opened() the
+            # stores that follow would go to the replaced file, and be lost
+            raise ValueError(f"BACKUP: the backup file {target!r} is the file itself; give "
+                             "another backup_filename")
         folder = os.path.dirname(os.path.abspath(target))
         fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
                                     dir=folder)
