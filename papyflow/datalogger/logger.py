@@ -140,6 +140,7 @@ class DataLogger:
 
     @property
     def instance_name(self) -> str:
+        """The logger's name, which names its folder (``<instance_name>_data_log``)."""
         return self._name
 
     @property
@@ -149,6 +150,8 @@ class DataLogger:
 
     @property
     def phase(self) -> Phase:
+        """``Phase.NEW`` before ``start()``, ``RUNNING`` until ``shutdown()``, then
+        ``STOPPED`` (until it is started again)."""
         return self._phase
 
     @property
