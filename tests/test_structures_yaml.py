@@ -337,6 +337,20 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     assert (tmp_path / "new.yaml").stat().st_mode & 0o777 == 0o644
 
 
+def test_a_write_through_a_symbolic_link_replaces_the_file_it_points_to(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    real = tmp_path / "profiles" / "fast.yaml"
+    MyConfig(integer=1).to_yaml(real)
+    os.chmod(real, 0o600)
+    link = tmp_path / "current.yaml"
+    link.symlink_to(real)
+    MyConfig(integer=2).to_yaml(link)
+    assert link.is_symlink()  # before, the rename made the link a plain file
+    assert MyConfig.from_yaml(real).integer == 2  # and left the file it named at 1
+    assert real.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in (tmp_path / "profiles").iterdir()) == ["fast.yaml"]
+
+
 # -- properties ------------------------------------------------------------------------
 
 @dataclass

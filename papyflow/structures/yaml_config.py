@@ -78,7 +78,8 @@ class YamlConfig:
         """Write the instance's fields to ``config_path`` (a ``.yaml`` or ``.yml`` file).
 
         Missing parent directories are created, and an existing file is
-        replaced atomically (keeping its permissions; a new file gets 0o644).
+        replaced atomically (keeping its permissions; a new file gets 0o644);
+        through a symbolic link, the file it points to is the one replaced.
         """
         where = f"{type(self).__name__}.to_yaml"
         _check_dataclass(where, type(self))
@@ -191,6 +192,9 @@ def _read_text(where: str, path: Path) -> str:
 
 
 def _write_atomically(path: Path, text: str) -> None:
+    # A symbolic link stays one: the file it points to is the one replaced (a rename
+    # over the link itself would make it a plain file and leave that file as it was).
+    path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         mode = path.stat().st_mode & 0o7777
