@@ -781,6 +781,23 @@ def test_a_backup_onto_the_file_itself_is_refused(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == ["backup_params.hdf5"]
 
 
+def test_a_merge_through_a_symbolic_link_changes_the_file_it_points_to(tmp_path: Path,
+                                                                      ) -> None:
+    (tmp_path / "runs").mkdir()
+    real = tmp_path / "runs" / "run_1.hdf5"
+    HDF5StorageService(real).store(LEAF, Result("results.a", 1))
+    link = tmp_path / "current.hdf5"
+    link.symlink_to(real)
+    service = HDF5StorageService(link)
+    assert service.store(MERGE, Group("copied"), None, "results") == ["copied.a"]
+    assert link.is_symlink()  # before, the copy was renamed over the link
+    root = Group()
+    HDF5StorageService(real).load(TREE, root, load_data=False)  # and run_1 kept no copy
+    assert [node.v_full_name for node in root.walk()] == ["results", "results.a", "copied",
+                                                          "copied.a"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["run_1.hdf5"]
+
+
 def test_merge_from_another_file(service: HDF5StorageService, tmp_path: Path) -> None:
     other = HDF5StorageService(tmp_path / "other.h5")
     other.store(LEAF, Result("results.run_0.m", 1))

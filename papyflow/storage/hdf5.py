@@ -542,17 +542,20 @@ class HDF5StorageService:
         assert self.filename is not None
         reopen = self._file is not None
         self.close()
-        folder = os.path.dirname(os.path.abspath(self.filename))
-        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(self.filename)}.",
+        # Through a symbolic link, the file it points to is the one replaced (a rename
+        # over the link would make it a plain file, and leave that file unchanged).
+        real = os.path.realpath(self.filename)
+        folder = os.path.dirname(real)
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(real)}.",
                                     suffix=".tmp", dir=folder)
         os.close(fd)
         try:
-            shutil.copyfile(self.filename, temp)
-            shutil.copymode(self.filename, temp)
+            shutil.copyfile(real, temp)
+            shutil.copymode(real, temp)
             with h5py.File(temp, "a") as handle:
                 change(handle)
             _sync(temp)
-            os.replace(temp, self.filename)
+            os.replace(temp, real)
             _sync_dir(folder)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
