@@ -332,6 +332,10 @@ def test_compressing_never_replaces_an_archived_package(tmp_path):
     with pytest.raises(DuplicatePackageError, match="time stamp 5") as raised:
         logger.compress_logs(remove_sources=True)
     assert [(s, t) for s, t, _ in raised.value.clashes] == [(1, 5)]
+    # the file was written and is kept: the error says so, not "was not written"
+    assert "is in the archive 1_data_log.npz already, with other contents; this file was " \
+        "left out of the archive and kept" in str(raised.value)
+    assert pickle.loads(pickle.dumps(raised.value)).args == raised.value.args
     with np.load(logger.output_directory / "1_data_log.npz") as archive:
         got = {key: archive[key].tobytes() for key in archive.files}
     assert got == {f"1_{5:020d}": b"first", f"1_{6:020d}": b"same", f"1_{7:020d}": b"new"}

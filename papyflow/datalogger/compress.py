@@ -205,7 +205,7 @@ def _compress(directory: Path, remove_sources: bool, compresslevel: int | None
         archives[source] = target
     if clashes:
         source, stamp, path = clashes[0]
-        error = DuplicatePackageError(source, stamp, str(path))
+        error = DuplicatePackageError(source, stamp, str(path), archive_name(source))
         error.clashes = clashes
         raise error
     return archives

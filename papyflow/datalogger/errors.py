@@ -53,21 +53,29 @@ class DuplicatePackageError(DataLoggerError, FileExistsError):
 
     Two packages of one source with one time stamp name one file (or an earlier
     run left that file in the folder); the file in place is kept as it is, and the
-    package is reported (``FailedPackage.error``), never written over it.
+    package is reported (``FailedPackage.error``), never written over it. From
+    ``compress_logs``, ``archive`` names the archive that holds another package
+    under the file's name: the file is left out of it and kept.
     """
 
-    def __init__(self, source_id: int, time_stamp: int, path: str) -> None:
-        super().__init__(errno.EEXIST,
-                         f"source {source_id}, time stamp {time_stamp} has a file already "
-                         "(two packages of one source with one time stamp, or a file of an "
-                         "earlier run); this package was not written", path)
+    def __init__(self, source_id: int, time_stamp: int, path: str,
+                 archive: str | None = None) -> None:
+        if archive is None:  # a saver's: the package never reached a file
+            why = ("has a file already (two packages of one source with one time stamp, "
+                   "or a file of an earlier run); this package was not written")
+        else:  # compress_logs': the file is in place, the archive holds another package
+            why = (f"is in the archive {archive} already, with other contents; this file "
+                   "was left out of the archive and kept")
+        super().__init__(errno.EEXIST, f"source {source_id}, time stamp {time_stamp} {why}",
+                         path)
         self.source_id = source_id
         self.time_stamp = time_stamp
+        self.archive = archive
         # every (source_id, time_stamp, path) reported (compress_logs may find several)
         self.clashes: list[tuple[int, int, Any]] = [(source_id, time_stamp, path)]
 
     def __reduce__(self):  # travels pickled from a saver
-        return (type(self), (self.source_id, self.time_stamp, self.filename))
+        return (type(self), (self.source_id, self.time_stamp, self.filename, self.archive))
 
 
 class RemoteTraceback(Exception):
