@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -922,6 +923,14 @@ def _store_many(wrapper: LockWrapper, k: int, n: int) -> None:
     back = Result(f"results.p{k}.r0")
     wrapper.load(LEAF, back)
     assert back["square"] == 0
+
+
+def test_lock_wrapper_checks_its_arguments(service: HDF5StorageService) -> None:
+    # before, both were taken, and every store then failed with Python's own words
+    with pytest.raises(TypeError, match=r"lock must be a lock .* got NoneType"):
+        LockWrapper(service, None)
+    with pytest.raises(TypeError, match="storage_service must have store.. and load.., got str"):
+        LockWrapper("run.hdf5", threading.Lock())
 
 
 def test_lock_wrapper_lets_processes_share_a_file(service: HDF5StorageService) -> None:

@@ -30,6 +30,14 @@ class LockWrapper:
     """
 
     def __init__(self, storage_service: StorageService, lock: _Lock) -> None:
+        # checked now: else every call would fail, far from here, with Python's words
+        if not (callable(getattr(storage_service, "store", None))
+                and callable(getattr(storage_service, "load", None))):
+            raise TypeError("LockWrapper: storage_service must have store() and load(), got "
+                            f"{type(storage_service).__name__}")
+        if not (hasattr(lock, "__enter__") and hasattr(lock, "__exit__")):
+            raise TypeError("LockWrapper: lock must be a lock (a context manager, such as "
+                            f"multiprocessing.Lock()), got {type(lock).__name__}")
         self.storage_service = storage_service
         self.lock = lock
 
