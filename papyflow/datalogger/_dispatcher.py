@@ -205,6 +205,7 @@ class Dispatcher:
         self._producers: dict[int, _Producer] = {}
         self._reading = True
         self._receiving = 0  # bytes of the large frames being received (``_Producer.big``)
+        self._waiters = 0  # producers whose large frame waits for room (``_Producer.waiting``)
         self._savers: list[_Saver] = []
         self._saver_pids: list[int] = []
         self._pending: collections.deque[_Batch] = collections.deque()
@@ -300,7 +301,8 @@ class Dispatcher:
         while True:
             self._set_reading(self._stats["held"] < self._queue_size
                               and self._stats["held_bytes"] < self._queue_bytes)
-            self._admit_waiting()
+            if self._waiters:
+                self._admit_waiting()
             timeout = None
             if self._stopping:
                 if self._listener is not None:
@@ -442,6 +444,7 @@ class Dispatcher:
                 self._receive_big(producer, _HEAD + length)
             else:
                 producer.waiting = True
+                self._waiters += 1
                 if self._reading:
                     self._selector.unregister(producer.sock)
 
@@ -472,6 +475,7 @@ class Dispatcher:
                 return  # in the order they connected: the first one waiting goes first
             self._receive_big(producer, size)
             producer.waiting = False
+            self._waiters -= 1
             if self._stopping:  # the grace for a frame being sent starts now for this one
                 self._drain_deadline = max(self._drain_deadline,
                                            time.monotonic() + _DRAIN_GRACE)
@@ -483,7 +487,9 @@ class Dispatcher:
             self._stats["torn"] += 1  # its put never returned: not accepted
         if producer.big is not None:
             self._receiving -= len(producer.big)
-        if self._reading and not producer.waiting:
+        if producer.waiting:
+            self._waiters -= 1
+        elif self._reading:
             self._selector.unregister(producer.sock)
         del self._producers[producer.sock.fileno()]
         try:
