@@ -318,8 +318,9 @@ class SharedMemoryArray:
         number into a text array (numpy would store its text cut to the
         length), or a value that does not fit (out of an integer type's range,
         beyond a float type's largest finite value, text longer than the type
-        holds, a date or duration the unit cannot hold exactly), is refused. An empty slice takes empty data. A sequence is
-        never repeated to fill a longer slice.
+        holds, a date or duration the unit cannot hold exactly), is refused.
+        An empty slice takes empty data. A sequence is never repeated to fill a
+        longer slice.
 
         Raises:
             TypeError: data of a kind the datatype does not take.
