@@ -325,3 +325,25 @@ def test_run_config_merges_parameters_and_keeps_paths_relative_to_its_file(tmp_p
         RunConfig(workers=True)
     with pytest.raises(RunConfigError, match=r"RunConfig.parameters\['a'\]: a parameter name"):
         RunConfig(parameters={"a": {3: 1}})
+
+
+def test_run_config_paths_through_symbolic_links_are_relative_to_the_real_folder(tmp_path):
+    # A folder of saved runs that is a link elsewhere: '..' from it is the parent of the
+    # folder linked to, so paths written relative to the link's spelling led astray.
+    (tmp_path / "work" / "prefix").mkdir(parents=True)
+    (tmp_path / "disk" / "runs").mkdir(parents=True)
+    (tmp_path / "work" / "runs").symlink_to(tmp_path / "disk" / "runs")
+    config = RunConfig(prefix=tmp_path / "work" / "prefix", cache=tmp_path / "work" / "cache")
+    config.write(tmp_path / "work" / "runs" / "run.yaml")
+    back = RunConfig.read(tmp_path / "work" / "runs" / "run.yaml")
+    assert back.prefix.resolve() == (tmp_path / "work" / "prefix").resolve()
+    assert back.cache.resolve() == (tmp_path / "work" / "cache").resolve()
+
+    # A link to the file from another folder: written through it, read directly, and back.
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "current.yaml").symlink_to(tmp_path / "profiles" / "fast.yaml")
+    config.write(tmp_path / "current.yaml")
+    assert (tmp_path / "current.yaml").is_symlink()
+    for path in (tmp_path / "profiles" / "fast.yaml", tmp_path / "current.yaml"):
+        back = RunConfig.read(path)
+        assert back.prefix.resolve() == (tmp_path / "work" / "prefix").resolve(), path

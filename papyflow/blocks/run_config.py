@@ -14,7 +14,10 @@ progress, and the parameters set over the declared ones::
 ``papyflow experiment run FILE.json --config RUN.yaml`` reads one (options on
 the command line win over it), ``--save-config RUN.yaml`` writes the one a run
 used. Relative paths in the file are relative to the file's folder, so a
-folder holding the file and what it names may move as a whole.
+folder holding the file and what it names may move as a whole; through a
+symbolic link (to the file, or in the path of its folder), the folder is the
+one the file is really in, where :meth:`YamlConfig.to_yaml
+<papyflow.structures.YamlConfig.to_yaml>` writes it.
 
 The file is read with :class:`~papyflow.structures.YamlConfig`: each value
 must be of its field's kind, and a field the class does not have is an error
@@ -99,14 +102,15 @@ class RunConfig(YamlConfig):
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Self:
         """The configuration in the file ``path``, its relative paths made relative to
-        the file's folder; any problem is a :class:`RunConfigError` naming the file."""
+        the file's folder (the real one, symbolic links resolved); any problem is a
+        :class:`RunConfigError` naming the file."""
         try:
             config = cls.from_yaml(path)
         except RunConfigError as error:
             raise RunConfigError(f"{os.fspath(path)!r}: {error}") from None
         except (OSError, ValueError, TypeError) as error:
             raise RunConfigError(str(error)) from None
-        folder = Path(path).parent
+        folder = _real_folder(path)
         for name in _PATHS:
             value = getattr(config, name)
             if value is not None and not value.is_absolute():
@@ -116,7 +120,7 @@ class RunConfig(YamlConfig):
     def write(self, path: str | os.PathLike[str]) -> None:
         """Write the configuration to ``path`` (atomically), its paths relative to the
         file's folder (see :meth:`read`)."""
-        folder = Path(os.path.abspath(path)).parent
+        folder = _real_folder(path)
 
         def relative(value: Path | None) -> Path | None:
             return None if value is None else Path(os.path.relpath(os.path.abspath(value),
@@ -134,3 +138,13 @@ class RunConfig(YamlConfig):
             for name, value in values.items():
                 merged.write_nested_value((block, name), value)
         return dataclasses.replace(self, parameters=merged.data)
+
+
+def _real_folder(path: str | os.PathLike[str]) -> Path:
+    """The folder the file ``path`` is really in: the one ``to_yaml`` writes it to.
+
+    Relative paths are joined to it and resolved by the system from there, so it
+    must hold no symbolic link: from a linked folder, ``..`` leads to the parent of
+    the folder linked to, not to the one the path was spelled from.
+    """
+    return Path(os.path.realpath(path)).parent
