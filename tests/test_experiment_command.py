@@ -347,3 +347,17 @@ def test_run_config_paths_through_symbolic_links_are_relative_to_the_real_folder
     for path in (tmp_path / "profiles" / "fast.yaml", tmp_path / "current.yaml"):
         back = RunConfig.read(path)
         assert back.prefix.resolve() == (tmp_path / "work" / "prefix").resolve(), path
+
+
+def test_set_replaces_a_parameter_the_run_configuration_gives_as_a_mapping(tmp_path, capsys):
+    # Before, the merge refused to replace a mapping: NestedOverwriteError, advising
+    # allow_intermediate_overwrite=True, where --set is to win over the file.
+    config = RunConfig(parameters={"a": {"x": {"y": 1}, "z": 2}})
+    assert config.with_parameters({"a": {"x": 3}}).parameters == {"a": {"x": 3, "z": 2}}
+    path = tmp_path / "run.yaml"
+    path.write_text(f"prefix: {json.dumps(str(PREFIX))}\n"
+                    "parameters:\n  preprocess_test:\n    layers: {count: 1}\n")
+    code, out, err = _run(capsys, DECLARATION, "--config", path, "--index-folder", tmp_path,
+                          "--set", "preprocess_test.layers=1", "--no-progress")
+    assert code == 0, err
+    assert "eer: eer=0.420833 genuine=40 impostor=120" in out  # layers: 1

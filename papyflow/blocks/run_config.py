@@ -131,12 +131,14 @@ class RunConfig(YamlConfig):
 
     def with_parameters(self, overrides: Mapping[str, Mapping[str, Any]]) -> Self:
         """A copy whose parameters are these with ``overrides`` (``{block: {parameter:
-        value}}``) written over them, one value at a time."""
+        value}}``) written over them, one value at a time (a value replaces the one
+        there, a mapping included)."""
         merged = NestedDictionary({block: dict(values)
                                    for block, values in self.parameters.items()})
         for block, values in overrides.items():
             for name, value in values.items():
-                merged.write_nested_value((block, name), value)
+                merged.write_nested_value((block, name), value,
+                                          allow_intermediate_overwrite=True)
         return dataclasses.replace(self, parameters=merged.data)
 
 
