@@ -226,9 +226,17 @@ class Plumber(Dagger):
         log.info("pipeline started: %d pipers, %d inputs", len(self), len(datas))
 
     def run(self) -> None:
-        """Pull results from the output Pipers in a background thread (again after pause)."""
+        """Pull results from the output Pipers in a background thread (again after pause).
+
+        Not after a ``stop()`` that a Ctrl-C interrupted: that pipeline is paused,
+        but its inputs are closed, and only ``stop()`` again ends it.
+        """
         with self._lock:
             self._expect("run", State.STARTED, State.PAUSED)
+            if self._draining:  # the inputs are closed: it would never be finished
+                raise PlumberError("Plumber: cannot run a pipeline whose stop() was "
+                                   "interrupted; call stop() again to let the items taken "
+                                   "through and stop")
             self._pausing = False
             self.state = State.RUNNING
             for gate in self._gates:

@@ -190,6 +190,53 @@ def test_stop_again_after_a_ctrl_c_while_it_waited_loses_no_taken_item():
     assert (state, all_kept) == ("stopped", "True") and int(taken) >= 1, proc.stdout
 
 
+_RUN_AFTER_A_CTRL_C_IN_STOP = """
+    import os, signal, threading
+    from numap import NuMap
+    from papyflow import Piper, Plumber, PlumberError
+
+    started, release = threading.Event(), threading.Event()
+
+    def held(inbox):
+        started.set()
+        assert release.wait(60)
+        return inbox[0]
+
+    with NuMap(worker_type="thread", worker_num=1, stride=1) as nm:
+        p = Plumber()
+        a = Piper(held, parallel=nm, name="a", track=True)
+        p.add_piper(a)
+        p.start([range(100)])
+        p.run()
+        assert started.wait(30)
+        p.pause()
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            p.stop()
+        except KeyboardInterrupt:
+            print("interrupted", p.state.value, flush=True)
+        try:
+            p.run()  # paused, but its inputs are closed: it would never be finished
+            print("ran", p.state.value, flush=True)
+        except PlumberError as error:
+            print("refused", "call stop() again" in str(error), flush=True)
+        release.set()
+        p.stop()
+        print("stopped", p.state.value, flush=True)
+"""
+
+
+def test_run_after_a_ctrl_c_in_stop_is_refused_and_stop_again_ends_the_pipeline():
+    # Before, run() took the pipeline back to running; the items drained, it stayed
+    # running for ever (never finished), and stop() refused a running pipeline.
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_RUN_AFTER_A_CTRL_C_IN_STOP)],
+                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          preexec_fn=sigint_as_default)
+    assert proc.stdout.split("\n")[:3] == ["interrupted paused", "refused True",
+                                           "stopped stopped"], proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stderr
+
+
 def _both(inbox):
     return inbox
 
