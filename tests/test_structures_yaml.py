@@ -468,6 +468,25 @@ def test_ints_beyond_the_int_to_str_limit_are_errors_naming_the_field_or_the_fil
         MyConfig.from_yaml(path)
 
 
+def test_floats_beyond_the_float_range_in_a_file_are_errors_not_infinity(tmp_path):
+    # PyYAML read 1.0e+400 with float(), as infinity, while '1e400' (a string to YAML
+    # 1.1) was refused as beyond the range of a float: a typo for 1.0e-40 became inf.
+    path = tmp_path / "c.yaml"
+    for text in ("number: 1.0e+400", "number: -1_0.0e+400", "numbers: [1.0e+400]",
+                 "mapping: {1.0e+400: 1}"):
+        path.write_text(f"integer: 3\n{text}\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=r"(?s)c\.yaml' is not valid YAML: .*e\+?400 is "
+                                             r"beyond the range of a float \(write \.inf for "
+                                             r"infinity\).*line 2"):
+            Everything.from_yaml(path)
+    for number in (float("inf"), -float("inf"), 1.7976931348623157e308, 5e-324):
+        Everything(number=number).to_yaml(path)
+        assert Everything.from_yaml(path).number == number
+    path.write_text("number: -.Inf\ncoordinates: [.inf, 1.0e-400, .NaN]\n", encoding="utf-8")
+    loaded = Everything.from_yaml(path)
+    assert loaded.number == -float("inf") and loaded.coordinates[:2] == (float("inf"), 0.0)
+
+
 SMALL, HALF, COUNT, BIG = np.float32(0.1), np.float16(0.5), np.int8(-3), np.uint64(2 ** 64 - 1)
 
 

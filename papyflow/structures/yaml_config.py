@@ -96,8 +96,9 @@ class YamlConfig:
         Fields missing from the file keep their defaults. Unknown keys,
         missing required fields, a file that is not UTF-8 text, not valid YAML
         (a key given twice in one mapping counts: YAML does not allow it, and
-        one of the two values would be lost without a word) or whose top level
-        is not a mapping all raise ``ValueError`` naming the file.
+        one of the two values would be lost without a word; so does a float
+        beyond the float range, ``1.0e+400``, not read as infinity) or whose top
+        level is not a mapping all raise ``ValueError`` naming the file.
         """
         where = f"{cls.__name__}.from_yaml"
         _check_dataclass(where, cls)
@@ -149,7 +150,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 node.start_mark) from None
 
 
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        """PyYAML's float, except that a number beyond the float range (``1.0e+400``) is
+        an error at its place in the file: float() would make it infinity, which YAML
+        writes ``.inf``."""
+        number: float = super().construct_yaml_float(node)
+        if math.isinf(number) and \
+                node.value.replace("_", "").lower().lstrip("+-") != ".inf":
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value} is beyond the range of a float (write .inf for "
+                "infinity)", node.start_mark)
+        return number
+
+
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:float",
+                                 _UniqueKeyLoader.construct_yaml_float)
 
 
 class _SafeDumper(yaml.SafeDumper):
