@@ -527,6 +527,26 @@ def test_numpy_scalar_fields_come_back_as_their_type(tmp_path):
     assert NumpyFields.from_yaml(path).small == np.float32(np.inf)
 
 
+REAL, WHOLE, SIGNED, NATURAL = np.float32(1.5), np.int8(-3), np.int16(2), np.uint8(4)
+
+
+@dataclass
+class AbstractNumpyFields(YamlConfig):
+    real: np.floating = REAL
+    whole: np.integer = WHOLE
+    signed: np.signedinteger = SIGNED
+    natural: np.unsignedinteger | None = NATURAL
+
+
+def test_abstract_numpy_scalar_fields_take_what_was_read(tmp_path):
+    # Before, loading called np.floating(1.5) and np.iinfo(np.integer): Python's and
+    # NumPy's bare TypeError and ValueError, naming neither the field nor the file.
+    path = tmp_path / "c.yaml"
+    AbstractNumpyFields().to_yaml(path)
+    loaded = AbstractNumpyFields.from_yaml(path)
+    assert (loaded.real, loaded.whole, loaded.signed, loaded.natural) == (1.5, -3, 2, 4)
+
+
 BEYOND = "Outer.weight must be a number within the range of a float, "
 
 

@@ -51,8 +51,9 @@ class YamlConfig:
     rebuilt from their mappings,
     and lists become tuples, strings become paths, values become enum members,
     ints become floats, and numbers become NumPy scalars (``np.float32``,
-    ``np.int8``: a value that does not fit one is a ``ValueError``) where the
-    field's type hint says so. Fields with
+    ``np.int8``: a value that does not fit one is a ``ValueError``; an abstract
+    type such as ``np.floating`` takes what was read) where the field's type
+    hint says so. Fields with
     ``init=False`` are neither written nor read.
 
     Type hints are resolved one annotation at a time, so one that cannot be
@@ -468,7 +469,8 @@ def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
         return value
     if hint is float:
         return _float(value, source, where, "")
-    if isinstance(hint, type) and issubclass(hint, np.bool_ | np.integer | np.floating):
+    if isinstance(hint, type) and issubclass(hint, np.bool_ | np.integer | np.floating) \
+            and hint not in _ABSTRACT_NUMPY:
         return _numpy_scalar(hint, value, source, where)
     if isinstance(hint, type) and issubclass(hint, PurePath):
         if not isinstance(value, str):
@@ -479,6 +481,8 @@ def _from_plain(hint: Any, value: Any, source: str, where: str) -> Any:
     return value
 
 
+# NumPy's abstract scalar types: no value is of them alone, so they take what was read.
+_ABSTRACT_NUMPY = (np.integer, np.signedinteger, np.unsignedinteger, np.floating)
 # What a field of each plain type must hold in the file.
 _KINDS = {bool: "true or false", int: "an int", float: "a number",
           str: "a str (quote a value YAML would read as something else)"}
