@@ -11,8 +11,12 @@ import pickle
 import random
 import resource
 import select
+import shutil
 import signal
+import subprocess
+import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import multiprocess
 import numpy as np
+import psutil
 import pytest
 
 from papyflow.datalogger import (
@@ -657,3 +662,86 @@ def test_a_logger_out_of_descriptors_keeps_new_producers_waiting(tmp_path, monke
     assert refusals == []
     assert [p.name for p in sorted(logger.output_directory.glob("*.npy"))] == [
         f"1_{1:020d}.npy"]
+
+
+_KILLED_LOGGER = """
+    # papyflow test: a killed logger process
+    import os, sys, time
+    import numpy as np
+    import psutil
+    from papyflow.datalogger import DataLogger, LogPackage
+
+    out = sys.argv[1]
+    logger = DataLogger(out, process_count=1, thread_count=1)
+    logger.start()
+    queue = logger.input_queue
+    savers = [p.pid for p in psutil.Process().children()]
+    parent = os.getpid()
+
+    def producer(name, early):
+        # 'early' connects before the logger's process dies, the other only after
+        ready_r, ready_w = os.pipe()
+        if os.fork():
+            os.close(ready_w)
+            os.read(ready_r, 1)  # its first put has returned, or it will connect later
+            os.close(ready_r)
+            return
+        os.close(ready_r)
+        outcome = "ended without an outcome"
+        try:
+            if early:
+                queue.put(LogPackage(7 if name == "a" else 8, 1, np.zeros(8, np.uint8)))
+            os.write(ready_w, b"!")
+            while os.getppid() == parent:  # until the logger's process is gone
+                time.sleep(0.01)
+            for stamp in range(2, 100_000):
+                queue.put(LogPackage(7 if name == "a" else 8, stamp,
+                                     np.zeros(4096, np.uint8)))
+            outcome = "all puts returned"
+        except BaseException as exc:
+            outcome = type(exc).__name__ + ": " + str(exc)
+        finally:
+            with open(os.path.join(out, name + ".tmp"), "w") as file:
+                file.write(outcome)
+            os.rename(os.path.join(out, name + ".tmp"), os.path.join(out, name + ".txt"))
+            os._exit(0)
+
+    producer("a", True)
+    producer("b", False)
+    print("pids", *savers, flush=True)
+    print("socket", logger._socket_dir, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_producers_and_savers_see_a_killed_logger_process_go(tmp_path):
+    # Every process forked from the logger's held copies of its listening socket and
+    # of its ends of the savers' and producers' connections: once its process was
+    # killed, a producer's put waited for ever (its connection was taken into the
+    # backlog of a socket nobody accepts from, or written into one nobody reads), and
+    # the saver waited for ever for a batch.
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_KILLED_LOGGER),
+                             str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    socket_dir = None
+    try:
+        savers = [int(pid) for pid in proc.stdout.readline().split()[1:]]
+        socket_dir = proc.stdout.readline().split(maxsplit=1)[1].strip()
+        assert savers
+        proc.kill()
+        proc.wait(30)
+        outcomes = [tmp_path / "a.txt", tmp_path / "b.txt"]
+        _wait_until(lambda: all(path.exists() for path in outcomes), timeout=30)
+        assert [path.read_text().split(":")[0] for path in outcomes] == \
+            ["LoggerClosedError"] * 2, [path.read_text() for path in outcomes]
+        _wait_until(lambda: not any(psutil.pid_exists(pid) and
+                                    psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                                    for pid in savers), timeout=30)
+    finally:
+        proc.kill()
+        proc.wait(30)
+        proc.stdout.close()
+        for child in psutil.process_iter(["cmdline"]):
+            if "papyflow test: a killed logger process" in " ".join(child.info["cmdline"] or ()):
+                child.kill()  # a producer left waiting
+        if socket_dir:
+            shutil.rmtree(socket_dir, ignore_errors=True)

@@ -45,6 +45,7 @@ the rest.
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import os
 import pickle
@@ -161,17 +162,32 @@ class _Saver:
 _SAVER_PROCESSES: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def _disown_savers() -> None:
-    """In a child made by ``os.fork``: the parent's savers are not its children. It
-    inherits multiprocess's set of them, and at its exit multiprocess would terminate
-    the daemonic ones, the savers of the parent's logger."""
+# Every dispatcher of this process that holds descriptors (from start() to its end),
+# for a forked child to close its copies of them.
+_DISPATCHERS: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
+
+
+def _in_forked_child() -> None:
+    """In a child made by ``os.fork`` (a saver too): let go of what belongs to the
+    parent's loggers.
+
+    - The parent's savers are not its children. It inherits multiprocess's set of
+      them, and at its exit multiprocess would terminate the daemonic ones.
+    - Its copies of each dispatcher's descriptors are closed. Kept open, they
+      would outlive the parent's process: a listening socket that takes
+      connections nobody accepts (a producer's put then waits for ever), and
+      the logger's ends of the savers' and producers' connections, whose other
+      ends then never see the logger go.
+    """
     from multiprocess import process
 
     for saver_process in list(_SAVER_PROCESSES):
         process._children.discard(saver_process)
+    for dispatcher in list(_DISPATCHERS):
+        dispatcher._forget()
 
 
-os.register_at_fork(after_in_child=_disown_savers)
+os.register_at_fork(after_in_child=_in_forked_child)
 
 
 class Dispatcher:
@@ -207,6 +223,7 @@ class Dispatcher:
         self._receiving = 0  # bytes of the large frames being received (``_Producer.big``)
         self._waiters = 0  # producers whose large frame waits for room (``_Producer.waiting``)
         self._savers: list[_Saver] = []
+        self._spawning: DispatcherLink | None = None  # a saver's link while it starts
         self._saver_pids: list[int] = []
         self._pending: collections.deque[_Batch] = collections.deque()
         self._next_id = 0
@@ -237,6 +254,7 @@ class Dispatcher:
             self._close_all()  # the wake-up pipe and the selector
             raise
         self._listener = listener
+        _DISPATCHERS.add(self)
         self._accept_paused_until: float | None = None  # see _accept
         self._listening = True  # the listener is in the selector
         self._selector.register(listener, selectors.EVENT_READ, (self._accept, None))
@@ -634,19 +652,18 @@ class Dispatcher:
     def _spawn(self) -> None:
         parent_end, child_end = socket.socketpair()
         parent, child = DispatcherLink(parent_end), SaverLink(child_end)
-        close_fds = [self._wake_r, self._wake_w, parent.fileno()]
-        close_fds += [p.sock.fileno() for p in self._producers.values()]
-        close_fds += [s.link.fileno() for s in self._savers]
-        if self._listener is not None:
-            close_fds.append(self._listener.fileno())
+        # The saver is forked: it closes its copies of this dispatcher's descriptors,
+        # this link's end included, at once (see _in_forked_child).
+        self._spawning = parent
         process = self._context.Process(
             target=run_saver, name=f"data-logger-saver-{len(self._saver_pids)}", daemon=True,
-            args=(child, self._directory, self._thread_count, tuple(close_fds)))
+            args=(child, self._directory, self._thread_count))
         _SAVER_PROCESSES.add(process)  # before start(): a fork meanwhile disowns it too
         try:
             process.start()
         finally:
             child.close()
+            self._spawning = None
         saver = _Saver(process, parent)
         self._savers.append(saver)
         self._saver_pids.append(process.pid)
@@ -773,7 +790,30 @@ class Dispatcher:
             saver.link.close()
         self._savers.clear()
 
+    def _forget(self) -> None:
+        """In a forked child, on its copy of this dispatcher (whose thread did not come
+        along): close the copies of the descriptors the logger's process owns, so
+        that they end with that process (see :func:`_in_forked_child`)."""
+        socks = [producer.sock for producer in self._producers.values()]
+        socks += [saver.link.sock for saver in self._savers]
+        if self._spawning is not None:
+            socks.append(self._spawning.sock)
+        if self._listener is not None:
+            socks.append(self._listener)
+        for sock in socks:
+            fd = sock.detach()  # the object no longer owns it: closed here, once
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._wake_r = self._wake_w = -1  # a stop() here writes nothing
+        self._producers, self._savers, self._listener, self._spawning = {}, [], None, None
+
     def _close_all(self) -> None:
+        _DISPATCHERS.discard(self)
         if self._listener is not None:
             self._close_listener()
         for producer in list(self._producers.values()):

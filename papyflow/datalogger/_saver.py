@@ -460,20 +460,15 @@ def _writer(directory: str, work: queue.SimpleQueue, link: SaverLink,
             os.close(writer.folder)
 
 
-def run_saver(link: SaverLink, directory: str, thread_count: int,
-              close_fds: tuple[int, ...]) -> None:
+def run_saver(link: SaverLink, directory: str, thread_count: int) -> None:
     """The body of a saver process (``link``: its end of the link to the dispatcher).
 
-    ``close_fds`` are descriptors inherited from the logger's process that must not
-    stay open here (the producers' sockets: a copy kept open here would let a
-    producer write into a socket nobody reads any more).
+    The descriptors it inherited from the logger's process (the producers'
+    sockets, the listening socket, the other savers' links: copies kept open here
+    would let a producer write into a socket nobody reads any more) were closed as
+    it was forked (``_dispatcher._in_forked_child``).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the logger decides when savers stop
-    for fd in close_fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
     work: queue.SimpleQueue = queue.SimpleQueue()
     lock = threading.Lock()
     threads = [threading.Thread(target=_writer, args=(directory, work, link, lock),
