@@ -13,14 +13,17 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import multiprocess
 import numpy as np
@@ -745,3 +748,85 @@ def test_producers_and_savers_see_a_killed_logger_process_go(tmp_path):
                 child.kill()  # a producer left waiting
         if socket_dir:
             shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def _waits_to_fork(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is held in the logger's fork hook (until this thread is done)."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "_before_fork":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _fork_elsewhere(fd: int, forks: list) -> None:
+    """Fork from another thread now, while this one holds the new descriptor ``fd``
+    (or once the logger lets it); ``forks`` gets the thread, the child's pid and
+    whether the child kept its copy of ``fd``, which it tells in its exit code."""
+    inode = os.fstat(fd).st_ino
+    pids: list[int] = []
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                kept = os.fstat(fd).st_ino == inode
+            except OSError:
+                kept = False
+            os._exit(int(kept))
+        pids.append(pid)
+
+    thread = threading.Thread(target=fork)
+    thread.start()
+    while thread.is_alive() and not pids and not _waits_to_fork(thread):
+        time.sleep(0.001)
+    forks.append((thread, pids))
+
+
+@pytest.mark.parametrize("where", ["listener", "producer", "saver"])
+def test_a_child_forked_as_the_logger_makes_a_descriptor_keeps_no_copy(tmp_path, monkeypatch,
+                                                                       where):
+    # Another thread forked between the moment the logger made a descriptor (its
+    # listening socket, a producer's connection, a saver's link) and the moment it was
+    # where the fork hook finds it: the child kept its copy, which outlives a killed
+    # logger process (a put or a saver then waits for ever).
+    forks: list = []
+    if where == "listener":
+        real_socket = socket.socket
+
+        def make(*args: Any) -> socket.socket:
+            sock = real_socket(*args)
+            _fork_elsewhere(sock.fileno(), forks)
+            return sock
+
+        monkeypatch.setattr(_dispatcher, "socket",
+                            types.SimpleNamespace(**{**vars(socket), "socket": make}))
+    elif where == "producer":
+        real_producer = _dispatcher._Producer
+
+        def producer(sock: socket.socket, buf: bytearray) -> Any:
+            _fork_elsewhere(sock.fileno(), forks)
+            return real_producer(sock, buf)
+
+        monkeypatch.setattr(_dispatcher, "_Producer", producer)
+    else:
+        real_saver = _dispatcher._Saver
+
+        def saver(process: Any, link: Any) -> Any:
+            _fork_elsewhere(link.fileno(), forks)
+            return real_saver(process, link)
+
+        monkeypatch.setattr(_dispatcher, "_Saver", saver)
+    logger = DataLogger(tmp_path, thread_count=1)
+    logger.start()
+    try:
+        logger.input_queue.put(LogPackage(1, 1, b"x"))
+    finally:
+        logger.shutdown()
+        kept = []
+        for thread, pids in forks:
+            thread.join()
+            kept += [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in pids]
+    assert kept and not any(kept)
+    assert len(list(logger.output_directory.glob("*.npy"))) == 1

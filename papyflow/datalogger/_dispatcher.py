@@ -166,6 +166,21 @@ _SAVER_PROCESSES: weakref.WeakSet[Any] = weakref.WeakSet()
 # for a forked child to close its copies of them.
 _DISPATCHERS: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
 
+# Held (by every thread that forks, see _before_fork) from the moment a dispatcher
+# makes a descriptor to the moment it is where a forked child finds it (the listener
+# in _listener, a producer's connection in _producers, a saver's link in _spawning or
+# _savers): a child forked in between would keep a copy nobody closes. Reentrant: a
+# fork in a signal handler of a thread that holds it does not wait for itself.
+_FORK_LOCK = threading.RLock()
+
+
+def _before_fork() -> None:
+    _FORK_LOCK.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _FORK_LOCK.release()
+
 
 def _in_forked_child() -> None:
     """In a child made by ``os.fork`` (a saver too): let go of what belongs to the
@@ -181,13 +196,16 @@ def _in_forked_child() -> None:
     """
     from multiprocess import process
 
+    global _FORK_LOCK
+    _FORK_LOCK = threading.RLock()  # the parent's was held by the forking thread
     for saver_process in list(_SAVER_PROCESSES):
         process._children.discard(saver_process)
     for dispatcher in list(_DISPATCHERS):
         dispatcher._forget()
 
 
-os.register_at_fork(after_in_child=_in_forked_child)
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_in_forked_child)
 
 
 class Dispatcher:
@@ -241,20 +259,21 @@ class Dispatcher:
     # -- the caller's side -------------------------------------------------------------
 
     def start(self) -> None:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
+        with _FORK_LOCK:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                listener.bind(self._address)
-            except OSError as exc:
-                raise _cannot_listen(self._address, exc) from exc
-            listener.listen(256)
-            listener.setblocking(False)
-        except BaseException:
-            listener.close()
-            self._close_all()  # the wake-up pipe and the selector
-            raise
-        self._listener = listener
-        _DISPATCHERS.add(self)
+                try:
+                    listener.bind(self._address)
+                except OSError as exc:
+                    raise _cannot_listen(self._address, exc) from exc
+                listener.listen(256)
+                listener.setblocking(False)
+            except BaseException:
+                listener.close()
+                self._close_all()  # the wake-up pipe and the selector
+                raise
+            self._listener = listener
+            _DISPATCHERS.add(self)
         self._accept_paused_until: float | None = None  # see _accept
         self._listening = True  # the listener is in the selector
         self._selector.register(listener, selectors.EVENT_READ, (self._accept, None))
@@ -358,13 +377,19 @@ class Dispatcher:
     def _accept(self, _: object) -> None:
         assert self._listener is not None
         while True:
-            try:
-                sock, _address = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as error:
-                if error.errno not in _NO_ROOM:
-                    raise
+            with _FORK_LOCK:  # until the connection is in _producers (see _FORK_LOCK)
+                try:
+                    sock, _address = self._listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as error:
+                    if error.errno not in _NO_ROOM:
+                        raise
+                    sock = None
+                else:
+                    producer = _Producer(sock, bytearray(_CHUNK))
+                    self._producers[sock.fileno()] = producer
+            if sock is None:
                 # No descriptor for another producer now: the connected ones go on, the
                 # new one waits in the backlog; try again in a moment (not at once: the
                 # listener stays readable, and the loop would spin).
@@ -374,8 +399,6 @@ class Dispatcher:
                 self._accept_paused_until = time.monotonic() + _ACCEPT_PAUSE
                 return
             sock.setblocking(False)
-            producer = _Producer(sock, bytearray(_CHUNK))
-            self._producers[sock.fileno()] = producer
             if self._reading:
                 self._selector.register(sock, selectors.EVENT_READ, (self._receive, producer))
             if self._broken is not None:
@@ -650,22 +673,30 @@ class Dispatcher:
         return stopped, due
 
     def _spawn(self) -> None:
-        parent_end, child_end = socket.socketpair()
-        parent, child = DispatcherLink(parent_end), SaverLink(child_end)
         # The saver is forked: it closes its copies of this dispatcher's descriptors,
-        # this link's end included, at once (see _in_forked_child).
-        self._spawning = parent
+        # this link's end included, at once (see _in_forked_child). So does any other
+        # child forked meanwhile: the link's end is in _spawning until it is in _savers.
+        with _FORK_LOCK:
+            parent_end, child_end = socket.socketpair()
+            parent, child = DispatcherLink(parent_end), SaverLink(child_end)
+            self._spawning = parent
         process = self._context.Process(
             target=run_saver, name=f"data-logger-saver-{len(self._saver_pids)}", daemon=True,
             args=(child, self._directory, self._thread_count))
         _SAVER_PROCESSES.add(process)  # before start(): a fork meanwhile disowns it too
         try:
             process.start()
+        except BaseException:
+            with _FORK_LOCK:
+                self._spawning = None
+            parent.close()
+            raise
         finally:
             child.close()
-            self._spawning = None
         saver = _Saver(process, parent)
-        self._savers.append(saver)
+        with _FORK_LOCK:
+            self._savers.append(saver)
+            self._spawning = None
         self._saver_pids.append(process.pid)
         self._selector.register(parent.fileno(), selectors.EVENT_READ, (self._link_ready, saver))
         self._selector.register(process.sentinel, selectors.EVENT_READ, (self._lost, saver))
