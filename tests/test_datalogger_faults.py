@@ -717,6 +717,13 @@ _KILLED_LOGGER = """
 """
 
 
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # gone, and reaped
+        return False
+
+
 def test_producers_and_savers_see_a_killed_logger_process_go(tmp_path):
     # Every process forked from the logger's held copies of its listening socket and
     # of its ends of the savers' and producers' connections: once its process was
@@ -736,9 +743,7 @@ def test_producers_and_savers_see_a_killed_logger_process_go(tmp_path):
         _wait_until(lambda: all(path.exists() for path in outcomes), timeout=30)
         assert [path.read_text().split(":")[0] for path in outcomes] == \
             ["LoggerClosedError"] * 2, [path.read_text() for path in outcomes]
-        _wait_until(lambda: not any(psutil.pid_exists(pid) and
-                                    psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-                                    for pid in savers), timeout=30)
+        _wait_until(lambda: not any(_running(pid) for pid in savers), timeout=30)
     finally:
         proc.kill()
         proc.wait(30)

@@ -377,6 +377,7 @@ class Dispatcher:
     def _accept(self, _: object) -> None:
         assert self._listener is not None
         while True:
+            producer: _Producer | None = None
             with _FORK_LOCK:  # until the connection is in _producers (see _FORK_LOCK)
                 try:
                     sock, _address = self._listener.accept()
@@ -385,11 +386,10 @@ class Dispatcher:
                 except OSError as error:
                     if error.errno not in _NO_ROOM:
                         raise
-                    sock = None
                 else:
                     producer = _Producer(sock, bytearray(_CHUNK))
                     self._producers[sock.fileno()] = producer
-            if sock is None:
+            if producer is None:
                 # No descriptor for another producer now: the connected ones go on, the
                 # new one waits in the backlog; try again in a moment (not at once: the
                 # listener stays readable, and the loop would spin).
