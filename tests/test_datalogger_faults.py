@@ -668,7 +668,6 @@ def test_a_logger_out_of_descriptors_keeps_new_producers_waiting(tmp_path, monke
 
 
 _KILLED_LOGGER = """
-    # papyflow test: a killed logger process
     import os, sys, time
     import numpy as np
     import psutil
@@ -684,11 +683,12 @@ _KILLED_LOGGER = """
     def producer(name, early):
         # 'early' connects before the logger's process dies, the other only after
         ready_r, ready_w = os.pipe()
-        if os.fork():
+        pid = os.fork()
+        if pid:
             os.close(ready_w)
             os.read(ready_r, 1)  # its first put has returned, or it will connect later
             os.close(ready_r)
-            return
+            return pid
         os.close(ready_r)
         outcome = "ended without an outcome"
         try:
@@ -709,9 +709,9 @@ _KILLED_LOGGER = """
             os.rename(os.path.join(out, name + ".tmp"), os.path.join(out, name + ".txt"))
             os._exit(0)
 
-    producer("a", True)
-    producer("b", False)
+    producers = [producer("a", True), producer("b", False)]
     print("pids", *savers, flush=True)
+    print("producers", *producers, flush=True)
     print("socket", logger._socket_dir, flush=True)
     time.sleep(120)
 """
@@ -732,11 +732,12 @@ def test_producers_and_savers_see_a_killed_logger_process_go(tmp_path):
     # the saver waited for ever for a batch.
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_KILLED_LOGGER),
                              str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    socket_dir = None
+    socket_dir, producers = None, []
     try:
         savers = [int(pid) for pid in proc.stdout.readline().split()[1:]]
+        producers = [int(pid) for pid in proc.stdout.readline().split()[1:]]
         socket_dir = proc.stdout.readline().split(maxsplit=1)[1].strip()
-        assert savers
+        assert savers and len(producers) == 2
         proc.kill()
         proc.wait(30)
         outcomes = [tmp_path / "a.txt", tmp_path / "b.txt"]
@@ -748,9 +749,9 @@ def test_producers_and_savers_see_a_killed_logger_process_go(tmp_path):
         proc.kill()
         proc.wait(30)
         proc.stdout.close()
-        for child in psutil.process_iter(["cmdline"]):
-            if "papyflow test: a killed logger process" in " ".join(child.info["cmdline"] or ()):
-                child.kill()  # a producer left waiting
+        for pid in producers:  # one left waiting (on the code before the mend)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if socket_dir:
             shutil.rmtree(socket_dir, ignore_errors=True)
 
