@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     exp_run.add_argument("--index-folder", metavar="DIR",
                          help="where the database views' indices are kept (by default "
                               "in the temporary folder)")
-    exp_run.add_argument("--no-progress", action="store_true", default=None,
+    exp_run.add_argument("--no-progress", action="store_true",
                          help="show no progress bars (they are shown only on a terminal)")
     exp_run.add_argument("--debug", action="store_true", help="print tracebacks of errors")
 

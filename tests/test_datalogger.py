@@ -211,6 +211,15 @@ def test_the_queue_is_bounded_so_a_stalled_disk_blocks_producers(tmp_path):
     assert len(_npy(logger.output_directory)) == 300
 
 
+def _join_or_kill(processes) -> None:
+    """Wait up to 30 s for each process to end; kill one still running then."""
+    for process in processes:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
 def _put_many(queue: LogQueue, source: int, ready) -> None:
     packages = [LogPackage(source, stamp, np.zeros(20_000, np.uint8)) for stamp in range(40)]
     ready.wait()
@@ -239,11 +248,7 @@ def test_many_producers_at_the_bound_add_one_read_not_one_read_each(tmp_path):
         assert logger.statistics().held <= 8 + (1 << 18) // 20_000 + 1
     finally:
         os.kill(saver, signal.SIGCONT)
-        for producer in producers:
-            producer.join(30)
-            if producer.is_alive():
-                producer.kill()
-                producer.join()
+        _join_or_kill(producers)
         logger.shutdown()
     assert [producer.exitcode for producer in producers] == [0] * 16
     assert len(_npy(logger.output_directory)) == 16 * 40
@@ -287,11 +292,7 @@ def test_large_packages_sent_at_once_hold_one_beyond_the_bound_not_one_each(tmp_
         assert logger.statistics().received == 1
     finally:
         os.kill(saver, signal.SIGCONT)
-        for producer in producers:
-            producer.join(30)
-            if producer.is_alive():
-                producer.kill()
-                producer.join()
+        _join_or_kill(producers)
         logger.shutdown()
     assert [producer.exitcode for producer in producers] == [0] * 4
     for source in range(4):

@@ -144,53 +144,9 @@ def test_pause_returns_at_once_and_the_item_in_flight_is_kept(parallel):
         assert p.stats["pipers_tracked"][a] == [{i: i for i in range(taken)}]
 
 
+# A paused pipeline whose one item in flight is held, and a stop() that a Ctrl-C
+# interrupts while it waits for that item; each script goes on from there.
 _CTRL_C_IN_STOP = """
-    import os, signal, threading
-    from numap import NuMap
-    from papyflow import Piper, Plumber
-
-    started, release = threading.Event(), threading.Event()
-
-    def held(inbox):
-        started.set()
-        assert release.wait(60)
-        return inbox[0]
-
-    with NuMap(worker_type="thread", worker_num=1, stride=1) as nm:
-        p = Plumber()
-        a = Piper(held, parallel=nm, name="a", track=True)
-        p.add_piper(a)
-        p.start([range(100)])
-        p.run()
-        assert started.wait(30)
-        p.pause()
-        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
-        try:
-            p.stop()  # waits for the held items: the Ctrl-C comes meanwhile
-        except KeyboardInterrupt:
-            print("interrupted", p.state.value, flush=True)
-        threading.Timer(0.5, release.set).start()
-        p.stop()  # again: waits for the items still going through
-        taken = p.stats["inputs_taken"][0]
-        print("stopped", p.state.value, taken, p.stats["pipers_tracked"][a] == [
-            {i: i for i in range(taken)}], flush=True)
-"""
-
-
-def test_stop_again_after_a_ctrl_c_while_it_waited_loses_no_taken_item():
-    # Python 3.11's Thread.join(), interrupted, took the running pulling thread for
-    # ended: the second stop() then stopped the NuMap under the items taken.
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_CTRL_C_IN_STOP)], check=False,
-                          cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          preexec_fn=sigint_as_default)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.split("\n")
-    assert lines[0] == "interrupted paused", proc.stdout + proc.stderr
-    state, taken, all_kept = lines[1].split()[1:]
-    assert (state, all_kept) == ("stopped", "True") and int(taken) >= 1, proc.stdout
-
-
-_RUN_AFTER_A_CTRL_C_IN_STOP = """
     import os, signal, threading
     from numap import NuMap
     from papyflow import Piper, Plumber, PlumberError
@@ -212,9 +168,20 @@ _RUN_AFTER_A_CTRL_C_IN_STOP = """
         p.pause()
         threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
         try:
-            p.stop()
+            p.stop()  # waits for the held items: the Ctrl-C comes meanwhile
         except KeyboardInterrupt:
             print("interrupted", p.state.value, flush=True)
+"""
+
+_STOP_AGAIN = """
+        threading.Timer(0.5, release.set).start()
+        p.stop()  # again: waits for the items still going through
+        taken = p.stats["inputs_taken"][0]
+        print("stopped", p.state.value, taken, p.stats["pipers_tracked"][a] == [
+            {i: i for i in range(taken)}], flush=True)
+"""
+
+_RUN_THEN_STOP_AGAIN = """
         try:
             p.run()  # paused, but its inputs are closed: it would never be finished
             print("ran", p.state.value, flush=True)
@@ -226,12 +193,29 @@ _RUN_AFTER_A_CTRL_C_IN_STOP = """
 """
 
 
+def _after_a_ctrl_c_in_stop(then: str) -> subprocess.CompletedProcess:
+    """Run :data:`_CTRL_C_IN_STOP` and ``then`` in a fresh interpreter (SIGINT at its default)."""
+    script = textwrap.dedent(_CTRL_C_IN_STOP) + textwrap.indent(textwrap.dedent(then), " " * 4)
+    return subprocess.run([sys.executable, "-c", script], check=False, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120,
+                          preexec_fn=sigint_as_default)
+
+
+def test_stop_again_after_a_ctrl_c_while_it_waited_loses_no_taken_item():
+    # Python 3.11's Thread.join(), interrupted, took the running pulling thread for
+    # ended: the second stop() then stopped the NuMap under the items taken.
+    proc = _after_a_ctrl_c_in_stop(_STOP_AGAIN)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    assert lines[0] == "interrupted paused", proc.stdout + proc.stderr
+    state, taken, all_kept = lines[1].split()[1:]
+    assert (state, all_kept) == ("stopped", "True") and int(taken) >= 1, proc.stdout
+
+
 def test_run_after_a_ctrl_c_in_stop_is_refused_and_stop_again_ends_the_pipeline():
     # Before, run() took the pipeline back to running; the items drained, it stayed
     # running for ever (never finished), and stop() refused a running pipeline.
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_RUN_AFTER_A_CTRL_C_IN_STOP)],
-                          check=False, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          preexec_fn=sigint_as_default)
+    proc = _after_a_ctrl_c_in_stop(_RUN_THEN_STOP_AGAIN)
     assert proc.stdout.split("\n")[:3] == ["interrupted paused", "refused True",
                                            "stopped stopped"], proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stderr

@@ -174,6 +174,13 @@ _DISPATCHERS: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
 _FORK_LOCK = threading.RLock()
 
 
+def _close_quietly(fd: int) -> None:
+    """Close ``fd`` unless it is -1 (none); one already gone is no error."""
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 def _before_fork() -> None:
     _FORK_LOCK.acquire()
 
@@ -336,8 +343,7 @@ class Dispatcher:
     def _loop(self) -> None:
         select = self._selector.select
         while True:
-            self._set_reading(self._stats["held"] < self._queue_size
-                              and self._stats["held_bytes"] < self._queue_bytes)
+            self._set_reading(self._below_bound())
             if self._waiters:
                 self._admit_waiting()
             timeout = None
@@ -404,6 +410,11 @@ class Dispatcher:
             if self._broken is not None:
                 self._tell(producer, self._broken_notice())
 
+    def _below_bound(self) -> bool:
+        """Whether the packages and bytes held leave room to read producers."""
+        stats = self._stats
+        return stats["held"] < self._queue_size and stats["held_bytes"] < self._queue_bytes
+
     def _set_reading(self, reading: bool) -> None:
         if reading == self._reading:
             return
@@ -423,8 +434,7 @@ class Dispatcher:
             return None
         if producer.waiting:  # its buffer may be full: no read until its frame has room
             return False
-        if producer.big is None and not (self._stats["held"] < self._queue_size
-                                         and self._stats["held_bytes"] < self._queue_bytes):
+        if producer.big is None and not self._below_bound():
             # At the bound: another producer's read in this round of events filled it.
             # (A large frame goes on: its buffer is there already.)
             return False
@@ -576,8 +586,7 @@ class Dispatcher:
         """At shutdown: read each producer until it has nothing more, then end it."""
         for producer in list(self._producers.values()):
             # one whose large frame waits for room is read once the room is there
-            while (not producer.waiting and self._stats["held"] < self._queue_size
-                   and self._stats["held_bytes"] < self._queue_bytes):
+            while not producer.waiting and self._below_bound():
                 got = self._receive(producer)
                 if got is None:
                     break
@@ -831,15 +840,8 @@ class Dispatcher:
             socks.append(self._spawning.sock)
         if self._listener is not None:
             socks.append(self._listener)
-        for sock in socks:
-            fd = sock.detach()  # the object no longer owns it: closed here, once
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        for fd in [sock.detach() for sock in socks] + [self._wake_r, self._wake_w]:
+            _close_quietly(fd)  # detached: the objects no longer own them, closed once
         self._wake_r = self._wake_w = -1  # a stop() here writes nothing
         self._producers, self._savers, self._listener, self._spawning = {}, [], None, None
 
@@ -852,10 +854,7 @@ class Dispatcher:
         self._selector.close()
         with self._wake_lock:
             for fd in (self._wake_r, self._wake_w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+                _close_quietly(fd)
             self._wake_r = self._wake_w = -1
 
 

@@ -268,11 +268,12 @@ class StorageQueue:
     """
 
     def __init__(self, senders: int, ctx: Any = None) -> None:
-        if isinstance(senders, bool) or not isinstance(senders, numbers.Integral) or \
-                senders < 1:
+        given: Any = senders  # numpy ints too: not int to the type checker
+        if isinstance(given, bool) or not isinstance(given, numbers.Integral) or \
+                int(given) < 1:
             raise ValueError(f"a StorageQueue needs a number of senders (an int of at least "
                              f"1), got {senders!r}")
-        senders = int(senders)
+        senders = int(given)
         ctx = ctx or multiprocessing.get_context()
         self.n = senders
         self._requests = [ctx.Pipe(duplex=False) for _ in range(senders)]
@@ -308,13 +309,14 @@ class StorageQueue:
     def _slot(self, slot: Any) -> int:
         if isinstance(slot, bool) or not isinstance(slot, numbers.Integral):
             raise TypeError(f"slot must be an int, got {slot!r}")
-        if not 0 <= slot < self.n:
+        number = int(slot)
+        if not 0 <= number < self.n:
             raise IndexError(f"slot {slot} out of 0..{self.n - 1}")
-        return int(slot)
+        return number
 
     @staticmethod
     def _pid(where: str, pid: Any) -> int:
-        if isinstance(pid, bool) or not isinstance(pid, numbers.Integral) or pid <= 0:
+        if isinstance(pid, bool) or not isinstance(pid, numbers.Integral) or int(pid) <= 0:
             raise ValueError(f"{where}: pid must be a process id (an int above 0), "
                              f"got {pid!r}")
         return int(pid)

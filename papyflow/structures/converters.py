@@ -189,7 +189,7 @@ class NumericConverter:
                 number = float(text)
             except ValueError:
                 return None
-            if math.isinf(number) and text.lstrip("+-").lower() not in _INFINITIES:
+            if math.isinf(number) and beyond_float_range(text):
                 return None  # a finite literal beyond the float range (1e400), not infinity
             return number
         if self._allow_float:
@@ -199,6 +199,17 @@ class NumericConverter:
             except OverflowError:
                 return number if self._allow_int else None
         return number
+
+
+def beyond_float_range(text: str) -> bool:
+    """Whether ``text`` spells a finite number that ``float()`` can only read as
+    infinity (``'1e400'``, a 400-digit decimal); ``'inf'`` and ``'-Infinity'``
+    spell infinity itself, and text that is no number is not beyond anything."""
+    try:
+        number = float(text)
+    except ValueError:
+        return False
+    return math.isinf(number) and text.strip().lstrip("+-").lower() not in _INFINITIES
 
 
 def _parse_integer(literal: str) -> int:

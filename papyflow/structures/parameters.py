@@ -18,7 +18,6 @@ gives the string ``'3'``).
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Final
 
@@ -27,6 +26,7 @@ from .converters import (
     NoneConverter,
     NumericConverter,
     StringConverter,
+    beyond_float_range,
 )
 from .data_converters import PythonDataConverter
 
@@ -97,11 +97,6 @@ def _typed(text: str) -> Any:
     if _INTEGER_LITERAL.fullmatch(text):
         return _INTEGER.validate_value(text)
     value = _ANYTHING_ELSE.validate_value(text)
-    if isinstance(value, str):  # not a number to the converters: is it one beyond floats?
-        try:
-            beyond = math.isinf(float(text))
-        except ValueError:
-            beyond = False
-        if beyond:
-            raise _BeyondFloats(text)
+    if isinstance(value, str) and beyond_float_range(text):  # not text: a number too large
+        raise _BeyondFloats(text)
     return value

@@ -29,7 +29,7 @@ from typing import Any, Self
 import numpy as np
 import yaml
 
-from .converters import NumericConverter
+from .converters import NumericConverter, beyond_float_range
 
 __all__ = ["YamlConfig"]
 
@@ -511,12 +511,7 @@ def _beyond_floats(value: Any) -> bool:
         return False
     if isinstance(value, int):  # the only ints refused are those no float holds
         return True
-    if isinstance(value, str):
-        try:
-            return math.isinf(float(value))
-        except ValueError:
-            return False
-    return False
+    return isinstance(value, str) and beyond_float_range(value)
 
 
 def _numpy_scalar(hint: type[np.generic], value: Any, source: str, where: str) -> Any:
